@@ -1,0 +1,56 @@
+/*
+ * cli.h - the subcommands, and the flag parser they share.
+ *
+ * Every flag --some-name also reads the environment variable
+ * IGSERVE_SOME_NAME; a flag on the command line wins over the variable.
+ */
+#ifndef IGSERVE_CLI_H
+#define IGSERVE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "igserve/error.h"
+
+int cli_predict(int argc, char **argv);
+int cli_attribute(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+
+enum flag_type {
+	FLAG_STRING,   /* const char ** target */
+	FLAG_INT,      /* int * */
+	FLAG_SIZE,     /* size_t *, accepts K/M/G suffixes (binary) */
+	FLAG_DOUBLE,   /* double * */
+	FLAG_BOOL,     /* bool *: "--name" alone sets true; env accepts 1/0/true/false */
+	FLAG_CALLBACK, /* set(ctx, value) validates and stores */
+};
+
+struct flag {
+	const char *name;        /* without dashes: "max-steps" */
+	enum flag_type type;
+	void *target;
+	const char *metavar;     /* "N", "FILE"; NULL for booleans */
+	const char *help;        /* one line; the default is part of it */
+	int (*set)(void *ctx, const char *name, const char *value, struct igs_error *err);
+	void *ctx;
+};
+
+/*
+ * flags_parse - apply IGSERVE_* variables, then argv[1..].  Positional
+ * arguments are collected in order into positional[] (at most
+ * max_positional; they point into argv).  Returns 0, 1 when --help was
+ * printed (to stdout), or IGS_ERR_BAD_OPTION with a message naming the flag.
+ */
+int flags_parse(const char *command, const char *synopsis, const struct flag *flags, size_t count,
+                int argc, char **argv, const char **positional, size_t max_positional,
+                size_t *positional_count, struct igs_error *err);
+
+/* Print the --help text for a command's flags. */
+void flags_print_help(const char *command, const char *synopsis, const struct flag *flags,
+                      size_t count);
+
+/* The model path when --model / IGSERVE_MODEL is absent: fetched ImageNet
+ * weights when present, else the committed demo model (see README). */
+const char *cli_default_model_path(void);
+
+#endif

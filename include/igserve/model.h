@@ -1,0 +1,93 @@
+/*
+ * model.h - a ResNet resident in memory, and the passes that run it.
+ *
+ * A `struct model` is loaded once from a .safetensors file (architecture
+ * detected from names and shapes, BatchNorm folded into the convolutions
+ * where it can be) and is read-only afterwards: any number of threads can
+ * run it at once, each with its own `struct net_workspace`.
+ *
+ * The network's input is pixel space: [n][size][size][3] floats in 0..255,
+ * HWC, RGB.  Normalization ((p/255 - mean) / std) is the network's first
+ * layer, so gradients come back in pixel space too, as Integrated Gradients
+ * defines them.
+ */
+#ifndef IGSERVE_MODEL_H
+#define IGSERVE_MODEL_H
+
+#include <stddef.h>
+
+#include "igserve/error.h"
+
+enum model_family { FAMILY_TORCHVISION, FAMILY_TIMM_RESNETV2 };
+enum block_kind { BLOCK_BASIC, BLOCK_BOTTLENECK };
+
+#define MODEL_MAX_STAGES 8
+
+struct model_info {
+	enum model_family family;
+	enum block_kind block;
+	char arch[48];            /* "resnet50", "resnetv2_50", "resnet18", or "resnet-custom" */
+	const char *family_name;  /* "torchvision" or "timm_resnetv2" */
+	int depth;                /* 18, 34, 50, 101, 152, or the layer count of a custom one */
+	int stages;
+	int blocks[MODEL_MAX_STAGES];
+	int widths[MODEL_MAX_STAGES];   /* output channels of each stage */
+	int stem_width;
+	int classes;
+	int features;             /* channels into the classifier */
+	int input_size;           /* 224 */
+	float mean[3], std[3];    /* on the 0..1 scale */
+	char sha256[65];          /* of the weights file */
+	char path[4096];
+	size_t parameters;        /* count after folding */
+};
+
+struct model;
+
+/*
+ * model_load - read `path`, detect the architecture and fold BatchNorm.
+ * The file is not kept open.  On failure returns IGS_ERR_IO, IGS_ERR_FORMAT
+ * or IGS_ERR_MODEL with a message naming the file and the problem.
+ */
+int model_load(struct model **out, const char *path, struct igs_error *err);
+void model_free(struct model **m);
+const struct model_info *model_get_info(const struct model *m);
+
+/* Override the family's default normalization (0..1 scale; std > 0). */
+/* Run the network at another square input size (>= 32; tests use small
+ * inputs).  Default 224. */
+int model_set_input_size(struct model *m, int size, struct igs_error *err);
+
+int model_set_normalization(struct model *m, const float mean[3], const float std[3],
+                            struct igs_error *err);
+
+/*
+ * A workspace holds one batch's activations (kept for the backward pass)
+ * and scratch buffers.  Create it once per worker; it serves any batch
+ * size up to max_batch.  Owned by one thread at a time.
+ */
+struct net_workspace;
+
+int net_workspace_create(struct net_workspace **out, const struct model *m, int max_batch,
+                         struct igs_error *err);
+void net_workspace_free(struct net_workspace **ws);
+/* Bytes the workspace holds (for memory budgets and /metrics). */
+size_t net_workspace_bytes(const struct net_workspace *ws);
+/* Bytes a workspace for `batch` images would take, without allocating. */
+size_t net_workspace_bytes_for(const struct model *m, int batch);
+
+/*
+ * net_forward - logits [n][classes] for pixels [n][size][size][3].
+ * Keeps the activations in `ws` for a following net_backward.
+ */
+int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits);
+
+/*
+ * net_backward - gradient of sum_i sum_j d_logits[i][j] * logits[i][j]
+ * with respect to the pixels of the last net_forward on `ws`:
+ * grad_pixels [n][size][size][3].  A one-hot d_logits row gives
+ * dF_t/dx for class t.
+ */
+int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels);
+
+#endif
