@@ -49,6 +49,28 @@ int flags_parse(const char *command, const char *synopsis, const struct flag *fl
 void flags_print_help(const char *command, const char *synopsis, const struct flag *flags,
                       size_t count);
 
+/*
+ * Flags every subcommand shares (--model, --labels, --input-size, --mean,
+ * --std, --max-bytes, --max-pixels).  cli_model_flags appends them to
+ * `flags` (room for CLI_MODEL_FLAG_COUNT) and returns how many it added;
+ * cli_model_config turns the parsed values into a service_config (model
+ * path defaulted by cli_default_model_path, mean/std validated).
+ */
+#define CLI_MODEL_FLAG_COUNT 7
+struct service_config;
+struct cli_model_options {
+	const char *model;
+	const char *labels;
+	int input_size;
+	const char *mean, *std;   /* "R,G,B" on the 0..1 scale */
+	size_t max_bytes;
+	size_t max_pixels;
+};
+void cli_model_options_init(struct cli_model_options *o);
+size_t cli_model_flags(struct flag *flags, struct cli_model_options *o);
+int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
+                     struct igs_error *err);
+
 /* The model path when --model / IGSERVE_MODEL is absent: fetched ImageNet
  * weights when present, else the committed demo model (see README). */
 const char *cli_default_model_path(void);

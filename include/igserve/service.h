@@ -113,6 +113,8 @@ struct service_config {
 	int max_steps_cap;          /* ceiling for steps and max_steps (4096) */
 	size_t memory_budget;       /* bytes for one attribution's workspace (0: 1 GiB) */
 	int blas_threads;           /* threads OpenBLAS may use inside one request */
+	int input_size;             /* 0: the model's default (224) */
+	int max_batch;              /* 0: from memory_budget (at most 16) */
 };
 
 struct service;

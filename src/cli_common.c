@@ -1,0 +1,123 @@
+/*
+ * cli_common.c - what predict, attribute and serve share on the command
+ * line: the model flags and the default model.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "igserve/cli.h"
+#include "igserve/service.h"
+
+#ifndef IGSERVE_SOURCE_ROOT
+#define IGSERVE_SOURCE_ROOT "."
+#endif
+#ifndef IGSERVE_DATADIR
+#define IGSERVE_DATADIR "/usr/local/share/igserve"
+#endif
+
+#define IMAGENET_WEIGHTS "resnet50.tv_in1k.safetensors"
+#define DEMO_MODEL "models/demo/shapes-resnet.safetensors"
+
+void cli_model_options_init(struct cli_model_options *o)
+{
+	*o = (struct cli_model_options){.max_bytes = IMAGE_DEFAULT_MAX_BYTES,
+	                                .max_pixels = (size_t)IMAGE_DEFAULT_MAX_PIXELS};
+}
+
+size_t cli_model_flags(struct flag *f, struct cli_model_options *o)
+{
+	const struct flag add[CLI_MODEL_FLAG_COUNT] = {
+		{"model", FLAG_STRING, &o->model, "FILE",
+		 "weights (.safetensors); default: fetched ImageNet weights, else the demo model",
+		 NULL, NULL},
+		{"labels", FLAG_STRING, &o->labels, "FILE",
+		 "class names, one per line (default: built-in ImageNet names, or labels.txt beside "
+		 "the model)",
+		 NULL, NULL},
+		{"input-size", FLAG_INT, &o->input_size, "N", "model input size in pixels (default 224)",
+		 NULL, NULL},
+		{"mean", FLAG_STRING, &o->mean, "R,G,B",
+		 "normalization mean on the 0..1 scale (default: the family's)", NULL, NULL},
+		{"std", FLAG_STRING, &o->std, "R,G,B",
+		 "normalization std on the 0..1 scale (default: the family's)", NULL, NULL},
+		{"max-bytes", FLAG_SIZE, &o->max_bytes, "BYTES", "largest accepted image file (16M)",
+		 NULL, NULL},
+		{"max-pixels", FLAG_SIZE, &o->max_pixels, "N",
+		 "largest accepted decoded image, width x height (40000000)", NULL, NULL},
+	};
+	memcpy(f, add, sizeof add);
+	return CLI_MODEL_FLAG_COUNT;
+}
+
+static int parse_triple(const char *name, const char *text, float out[3], struct igs_error *err)
+{
+	char *end;
+	const char *p = text;
+	for (int i = 0; i < 3; i++) {
+		out[i] = strtof(p, &end);
+		if (end == p || (i < 2 && *end != ',') || (i == 2 && *end))
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "--%s must be three numbers R,G,B on the 0..1 scale, got '%s'", name,
+			                text);
+		p = end + 1;
+	}
+	return 0;
+}
+
+int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
+                     struct igs_error *err)
+{
+	cfg->model_path = o->model ? o->model : cli_default_model_path();
+	if (!cfg->model_path)
+		return igs_fail(err, IGS_ERR_IO,
+		                "no model: pass --model FILE (or set IGSERVE_MODEL), run "
+		                "scripts/fetch-weights, or keep %s",
+		                DEMO_MODEL);
+	cfg->labels_path = o->labels;
+	cfg->input_size = o->input_size;
+	cfg->limits.max_bytes = o->max_bytes;
+	cfg->limits.max_pixels = o->max_pixels;
+	if (o->mean || o->std) {
+		if (!o->mean || !o->std)
+			return igs_fail(err, IGS_ERR_BAD_OPTION, "--mean and --std go together");
+		int rc = parse_triple("mean", o->mean, cfg->mean, err);
+		if (rc == 0)
+			rc = parse_triple("std", o->std, cfg->std, err);
+		if (rc < 0)
+			return rc;
+		for (int c = 0; c < 3; c++)
+			if (!(cfg->std[c] > 0))
+				return igs_fail(err, IGS_ERR_BAD_OPTION, "--std values must be positive");
+		cfg->custom_normalization = true;
+	}
+	return 0;
+}
+
+static bool readable(const char *path)
+{
+	return access(path, R_OK) == 0;
+}
+
+const char *cli_default_model_path(void)
+{
+	static char path[4200];
+	const char *dir = getenv("IGSERVE_WEIGHTS_DIR");
+	const char *candidates[][2] = {
+		{dir, IMAGENET_WEIGHTS},
+		{"weights", IMAGENET_WEIGHTS},
+		{IGSERVE_SOURCE_ROOT "/weights", IMAGENET_WEIGHTS},
+		{".", DEMO_MODEL},
+		{IGSERVE_SOURCE_ROOT, DEMO_MODEL},
+		{IGSERVE_DATADIR, DEMO_MODEL},
+	};
+	for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+		if (!candidates[i][0])
+			continue;
+		snprintf(path, sizeof path, "%s/%s", candidates[i][0], candidates[i][1]);
+		if (readable(path))
+			return path;
+	}
+	return NULL;
+}

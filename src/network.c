@@ -1,0 +1,360 @@
+/*
+ * network.c - forward and backward-to-input passes over a loaded model.
+ *
+ * Activations are CNHW ([C][N][H][W]) so each convolution over the whole
+ * batch is one GEMM (layers.h).  The forward pass keeps every activation
+ * the backward pass needs (ReLU outputs as masks, max-pool argmax); the
+ * backward pass needs no weight gradients, so it never keeps conv inputs
+ * for their own sake.  All buffers are carved from one allocation sized at
+ * workspace creation for the largest batch.
+ */
+#include "model_internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "igserve/layers.h"
+
+/* ===== workspace layout =================================================== */
+
+struct block_buffers {
+	float *preact;             /* relu(norm1(x)), preact blocks only */
+	float *hidden[2];          /* outputs of convs[0..n_convs-2] (post-ReLU) */
+	float *out;                /* block output */
+	struct conv_shape convs[3];
+	struct conv_shape downsample;
+	size_t in_count, out_count;  /* floats per batch at max_batch */
+};
+
+struct net_workspace {
+	const struct model *model;
+	int max_batch, n;            /* n: batch of the last forward */
+	int size;                    /* input size the workspace was laid out for */
+	float *arena;
+	size_t arena_floats;
+	int32_t *argmax;
+
+	float *input;                /* [3][n][S][S] normalized */
+	struct conv_shape stem;
+	float *stem_out;
+	struct pool_shape pool;
+	float *pool_out;
+	struct block_buffers *blocks;
+	float *head_act;             /* relu(norm(x)) for ResNetV2; else NULL */
+	int head_hw;
+	float *pooled;               /* [n][features] */
+	float *d_pooled;             /* [n][features] */
+	float *col;                  /* im2col / col2im workspace */
+	float *grad[5];              /* scratch gradients, each max_act floats */
+	size_t max_act;
+};
+
+/*
+ * A layout pass that runs twice: once with base == NULL to count floats,
+ * once to hand out pointers.  Keeps the sizes in exactly one place.
+ */
+struct carver {
+	float *base;
+	size_t used;
+};
+
+static float *carve(struct carver *cv, size_t count)
+{
+	/* 16-float (64-byte) alignment for every buffer. */
+	size_t start = (cv->used + 15) & ~(size_t)15;
+	cv->used = start + count;
+	return cv->base ? cv->base + start : NULL;
+}
+
+static size_t max_size(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
+static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int n, int h, int w)
+{
+	*s = (struct conv_shape){.n = n, .c_in = c->c_in, .h_in = h, .w_in = w, .c_out = c->c_out,
+	                         .k = c->k, .stride = c->stride, .pad = c->pad};
+	conv_shape_finish(s);
+}
+
+/* Lay out every buffer for batch `n`; returns the float count. */
+static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
+{
+	const struct model *m = ws->model;
+	const int S = ws->size;
+	size_t max_act = 0, max_col = 0;
+
+	ws->input = carve(cv, (size_t)3 * n * S * S);
+	conv_geometry(&ws->stem, &m->stem, n, S, S);
+	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
+	ws->stem_out = carve(cv, stem_count);
+	max_act = max_size(max_act, stem_count);
+	max_col = max_size(max_col, conv2d_workspace_floats(&ws->stem));
+
+	ws->pool = (struct pool_shape){.c = m->stem.c_out, .n = n, .h_in = ws->stem.h_out,
+	                               .w_in = ws->stem.w_out, .k = 3, .stride = 2, .pad = 1};
+	pool_shape_finish(&ws->pool);
+	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
+	ws->pool_out = carve(cv, pool_count);
+	max_act = max_size(max_act, pool_count);
+
+	int h = ws->pool.h_out, w = ws->pool.w_out;
+	size_t in_count = pool_count;
+	for (int b = 0; b < m->n_blocks; b++) {
+		const struct block_params *blk = &m->blocks[b];
+		struct block_buffers *bb = &ws->blocks[b];
+		bb->in_count = in_count;
+		if (blk->preact)
+			bb->preact = carve(cv, in_count);
+		int hh = h, ww = w;
+		for (int i = 0; i < blk->n_convs; i++) {
+			conv_geometry(&bb->convs[i], &blk->convs[i], n, hh, ww);
+			hh = bb->convs[i].h_out;
+			ww = bb->convs[i].w_out;
+			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
+			max_act = max_size(max_act, count);
+			max_col = max_size(max_col, conv2d_workspace_floats(&bb->convs[i]));
+			if (i < blk->n_convs - 1)
+				bb->hidden[i] = carve(cv, count);
+			else
+				bb->out_count = count;
+		}
+		if (blk->has_downsample) {
+			conv_geometry(&bb->downsample, &blk->downsample, n, h, w);
+			max_col = max_size(max_col, conv2d_workspace_floats(&bb->downsample));
+		}
+		bb->out = carve(cv, bb->out_count);
+		h = hh;
+		w = ww;
+		in_count = bb->out_count;
+	}
+	ws->head_hw = h * w;
+	ws->head_act = m->has_final_norm ? carve(cv, in_count) : NULL;
+	ws->pooled = carve(cv, (size_t)n * m->info.features);
+	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
+	ws->col = carve(cv, max_col);
+	ws->max_act = max_size(max_act, (size_t)3 * n * S * S);
+	for (int i = 0; i < 5; i++)
+		ws->grad[i] = carve(cv, ws->max_act);
+	/* argmax indices live in the arena too, as int32 in float-sized slots. */
+	ws->argmax = (int32_t *)carve(cv, pool_count);
+	return cv->used;
+}
+
+/* ===== public: workspaces ================================================= */
+
+size_t net_workspace_bytes_for(const struct model *m, int batch)
+{
+	struct net_workspace tmp = {.model = m, .size = m->info.input_size};
+	struct block_buffers *bb = calloc((size_t)m->n_blocks, sizeof *bb);
+	if (!bb)
+		return 0;
+	tmp.blocks = bb;
+	struct carver cv = {0};
+	size_t floats = layout(&tmp, &cv, batch);
+	free(bb);
+	return floats * sizeof(float) + sizeof tmp;
+}
+
+int net_workspace_create(struct net_workspace **out, const struct model *m, int max_batch,
+                         struct igs_error *err)
+{
+	*out = NULL;
+	if (max_batch < 1)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "batch size must be at least 1, got %d",
+		                max_batch);
+	struct net_workspace *ws = calloc(1, sizeof *ws);
+	if (!ws)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a workspace");
+	ws->model = m;
+	ws->max_batch = max_batch;
+	ws->size = m->info.input_size;
+	ws->blocks = calloc((size_t)m->n_blocks, sizeof *ws->blocks);
+	struct carver count = {0};
+	if (ws->blocks)
+		ws->arena_floats = layout(ws, &count, max_batch);
+	if (ws->blocks)
+		ws->arena = aligned_alloc(64, ((ws->arena_floats * sizeof(float)) + 63) & ~(size_t)63);
+	if (!ws->blocks || !ws->arena) {
+		size_t mib = ws->arena_floats * sizeof(float) >> 20;
+		net_workspace_free(&ws);
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a %d-image workspace (%zu MiB)",
+		                max_batch, mib);
+	}
+	struct carver cv = {.base = ws->arena};
+	layout(ws, &cv, max_batch);
+	*out = ws;
+	return 0;
+}
+
+void net_workspace_free(struct net_workspace **wsp)
+{
+	struct net_workspace *ws = *wsp;
+	if (!ws)
+		return;
+	free(ws->arena);
+	free(ws->blocks);
+	free(ws);
+	*wsp = NULL;
+}
+
+size_t net_workspace_bytes(const struct net_workspace *ws)
+{
+	return ws->arena_floats * sizeof(float) + sizeof *ws;
+}
+
+/* ===== forward ============================================================ */
+
+/* Re-derive every shape for batch n (buffers stay where max_batch put them:
+ * a [C][n][H][W] tensor with a smaller n fits in the same space). */
+static void set_batch(struct net_workspace *ws, int n)
+{
+	ws->n = n;
+	ws->stem.n = n;
+	ws->pool.n = n;
+	for (int b = 0; b < ws->model->n_blocks; b++) {
+		struct block_buffers *bb = &ws->blocks[b];
+		for (int i = 0; i < 3; i++)
+			bb->convs[i].n = n;
+		bb->downsample.n = n;
+	}
+}
+
+static size_t count_of(const struct conv_shape *s)
+{
+	return (size_t)s->c_out * s->n * s->h_out * s->w_out;
+}
+
+static void block_forward(struct net_workspace *ws, const struct block_params *blk,
+                          struct block_buffers *bb, const float *x)
+{
+	const size_t plane_in = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
+	const float *chain_in = x;
+	if (blk->preact) {
+		affine_relu_forward(bb->preact, x, blk->norm1.scale, blk->norm1.shift,
+		                    blk->norm1.channels, plane_in);
+		chain_in = bb->preact;
+	}
+	/* The shortcut goes into `out` first; the last conv then adds onto it. */
+	if (blk->has_downsample)
+		conv2d_forward(bb->out, chain_in, blk->downsample.weight, blk->downsample.bias, NULL, 0,
+		               &bb->downsample, ws->col);
+	else
+		memcpy(bb->out, x, count_of(&bb->convs[blk->n_convs - 1]) * sizeof(float));
+
+	const float *h = chain_in;
+	for (int i = 0; i < blk->n_convs; i++) {
+		const struct conv_params *c = &blk->convs[i];
+		bool last = i == blk->n_convs - 1;
+		float *dst = last ? bb->out : bb->hidden[i];
+		conv2d_forward(dst, h, c->weight, c->bias, last ? bb->out : NULL, c->relu, &bb->convs[i],
+		               ws->col);
+		h = dst;
+	}
+}
+
+int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits)
+{
+	const struct model *m = ws->model;
+	if (n < 1 || n > ws->max_batch || ws->size != m->info.input_size)
+		return IGS_ERR_BAD_OPTION;
+	set_batch(ws, n);
+	const int S = ws->size;
+
+	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
+	conv2d_forward(ws->stem_out, ws->input, m->stem.weight, m->stem.bias, NULL, m->stem.relu,
+	               &ws->stem, ws->col);
+	maxpool_forward(ws->pool_out, ws->argmax, ws->stem_out, &ws->pool);
+
+	const float *x = ws->pool_out;
+	for (int b = 0; b < m->n_blocks; b++) {
+		block_forward(ws, &m->blocks[b], &ws->blocks[b], x);
+		x = ws->blocks[b].out;
+	}
+	const int C = m->info.features;
+	if (m->has_final_norm) {
+		affine_relu_forward(ws->head_act, x, m->final_norm.scale, m->final_norm.shift, C,
+		                    (size_t)n * ws->head_hw);
+		x = ws->head_act;
+	}
+	avgpool_forward(ws->pooled, x, C, n, ws->head_hw);
+	linear_forward(logits, ws->pooled, m->fc_weight, m->fc_bias, n, C, m->info.classes);
+	return 0;
+}
+
+/* ===== backward =========================================================== */
+
+/*
+ * block_backward - d_x = d(block)/dx^T d_out.  d_out is consumed (masked in
+ * place); t1, t2, t3 are scratch of max_act floats.
+ */
+static void block_backward(struct net_workspace *ws, const struct block_params *blk,
+                           struct block_buffers *bb, float *d_out, float *d_x, float *t1,
+                           float *t2, float *t3)
+{
+	const int last = blk->n_convs - 1;
+	if (blk->relu_out)
+		relu_backward(d_out, bb->out, count_of(&bb->convs[last]));
+	/* d_out is now the gradient of (chain + shortcut). */
+
+	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
+	float *chain_grad = blk->preact ? t3 : d_x;  /* gradient of the chain's input */
+	const float *g = d_out;
+	float *bufs[2] = {t1, t2};
+	for (int i = last; i >= 0; i--) {
+		float *dst = i == 0 ? chain_grad : bufs[i % 2];
+		conv2d_backward_data(dst, g, blk->convs[i].weight, &bb->convs[i], 0, ws->col);
+		if (i > 0)
+			relu_backward(dst, bb->hidden[i - 1], count_of(&bb->convs[i - 1]));
+		g = dst;
+	}
+
+	const size_t in_count = (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in *
+	                        bb->convs[0].w_in;
+	if (blk->has_downsample)
+		conv2d_backward_data(chain_grad, d_out, blk->downsample.weight, &bb->downsample, 1,
+		                     ws->col);
+	if (blk->preact) {
+		const size_t plane = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
+		affine_relu_backward(d_x, chain_grad, bb->preact, blk->norm1.scale,
+		                     blk->norm1.channels, plane, 0);
+	}
+	if (!blk->has_downsample)
+		for (size_t i = 0; i < in_count; i++)
+			d_x[i] += d_out[i];
+}
+
+int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
+{
+	const struct model *m = ws->model;
+	const int n = ws->n, C = m->info.features, S = ws->size;
+	if (n < 1)
+		return IGS_ERR_BAD_OPTION;
+
+	linear_backward(ws->d_pooled, d_logits, m->fc_weight, n, C, m->info.classes);
+	float *g = ws->grad[0], *spare = ws->grad[1];
+	avgpool_backward(g, ws->d_pooled, C, n, ws->head_hw);
+	if (m->has_final_norm) {
+		affine_relu_backward(spare, g, ws->head_act, m->final_norm.scale, C,
+		                     (size_t)n * ws->head_hw, 0);
+		float *t = g;
+		g = spare;
+		spare = t;
+	}
+	for (int b = m->n_blocks - 1; b >= 0; b--) {
+		block_backward(ws, &m->blocks[b], &ws->blocks[b], g, spare, ws->grad[2], ws->grad[3],
+		               ws->grad[4]);
+		float *t = g;
+		g = spare;
+		spare = t;
+	}
+	/* g: gradient of the max-pool output. */
+	maxpool_backward(spare, g, ws->argmax, &ws->pool);
+	if (m->stem.relu)
+		relu_backward(spare, ws->stem_out, count_of(&ws->stem));
+	conv2d_backward_data(g, spare, m->stem.weight, &ws->stem, 0, ws->col);
+	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
+	return 0;
+}
