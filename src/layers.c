@@ -1,0 +1,439 @@
+/*
+ * layers.c - the network's kernels (see include/igserve/layers.h).
+ *
+ * Every activation is CNHW.  Convolutions are im2col + one sgemm over the
+ * whole batch (darknet's scheme, with the batch folded into the GEMM's N);
+ * backward to the input is the transposed sgemm + col2im.  Nothing here
+ * allocates; buffers come from the caller.
+ */
+#include "igserve/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- shapes */
+
+void conv_shape_finish(struct conv_shape *s)
+{
+	s->h_out = (s->h_in + 2 * s->pad - s->k) / s->stride + 1;
+	s->w_out = (s->w_in + 2 * s->pad - s->k) / s->stride + 1;
+}
+
+void pool_shape_finish(struct pool_shape *s)
+{
+	s->h_out = (s->h_in + 2 * s->pad - s->k) / s->stride + 1;
+	s->w_out = (s->w_in + 2 * s->pad - s->k) / s->stride + 1;
+}
+
+/* A 1x1 stride-1 unpadded convolution is a plain GEMM on its input. */
+static int conv_is_pointwise(const struct conv_shape *s)
+{
+	return s->k == 1 && s->stride == 1 && s->pad == 0;
+}
+
+size_t conv2d_workspace_floats(const struct conv_shape *s)
+{
+	if (conv_is_pointwise(s))
+		return 0;
+	return (size_t)s->c_in * s->k * s->k * s->n * s->h_out * s->w_out;
+}
+
+/*
+ * One kernel tap (ky, kx) of a convolution: output pixel (oy, ox) reads
+ * input pixel (oy*stride + dy, ox*stride + dx), which is inside the image
+ * exactly for oy in [oy_lo, oy_hi) and ox in [ox_lo, ox_hi).  Clamping these
+ * ranges once keeps the inner loops free of per-element padding tests.
+ */
+struct tap {
+	int dy, dx;
+	int oy_lo, oy_hi, ox_lo, ox_hi;
+};
+
+/* Outputs [*lo, *hi) of `size_out` whose input o*stride + d lies in [0, size_in). */
+static void tap_range(int d, int stride, int size_in, int size_out, int *lo, int *hi)
+{
+	int a = -d;          /* o*stride >= a */
+	int b = size_in - d; /* o*stride <  b */
+	int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+	int h = b <= 0 ? 0 : (b + stride - 1) / stride;
+	if (h > size_out)
+		h = size_out;
+	if (l > h)
+		l = h;
+	*lo = l;
+	*hi = h;
+}
+
+static struct tap conv_tap(const struct conv_shape *s, int ky, int kx)
+{
+	struct tap t = {.dy = ky - s->pad, .dx = kx - s->pad};
+	tap_range(t.dy, s->stride, s->h_in, s->h_out, &t.oy_lo, &t.oy_hi);
+	tap_range(t.dx, s->stride, s->w_in, s->w_out, &t.ox_lo, &t.ox_hi);
+	return t;
+}
+
+/* ---------------------------------------------------------------- im2col */
+
+/* One tap of one image: dst [h_out][w_out] gathered from src [h_in][w_in],
+ * zero where the tap reads padding. */
+static void im2col_tap(float *restrict dst, const float *restrict src, const struct conv_shape *s,
+                       const struct tap *t)
+{
+	// src is (Hin, Win), dst is (Hout, Wout)
+	const int st = s->stride, wi = s->w_in, ho = s->h_out, wo = s->w_out;
+	const int len = t->ox_hi - t->ox_lo;
+	memset(dst, 0, (size_t)t->oy_lo * wo * sizeof(float));
+	for (int oy = t->oy_lo; oy < t->oy_hi; oy++) {
+		float *drow = dst + (size_t)oy * wo;
+		for (int ox = 0; ox < t->ox_lo; ox++)
+			drow[ox] = 0.0f;
+		if (len > 0) {
+			/* srow[j * st] feeds output column ox_lo + j */
+			const float *srow =
+			    src + (size_t)(oy * st + t->dy) * wi + (t->ox_lo * st + t->dx);
+			float *d = drow + t->ox_lo;
+			if (st == 1) {
+				memcpy(d, srow, (size_t)len * sizeof(float));
+			} else {
+				for (int j = 0; j < len; j++)
+					d[j] = srow[(size_t)j * st];
+			}
+		}
+		for (int ox = t->ox_hi; ox < wo; ox++)
+			drow[ox] = 0.0f;
+	}
+	memset(dst + (size_t)t->oy_hi * wo, 0, (size_t)(ho - t->oy_hi) * wo * sizeof(float));
+}
+
+/*
+ * im2col - col [c_in*k*k][n][h_out][w_out] from in [c_in][n][h_in][w_in]:
+ *   col[(ci*k + ky)*k + kx][b][oy][ox] = in[ci][b][oy*s - pad + ky][ox*s - pad + kx]
+ * or 0 where that pixel is padding.
+ */
+static void im2col(float *restrict col, const float *restrict in, const struct conv_shape *s)
+{
+	// in is (Cin, N, Hin, Win), col is (Cin*k*k, N*Hout*Wout)
+	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
+	for (int ci = 0; ci < s->c_in; ci++) {
+		for (int ky = 0; ky < s->k; ky++) {
+			for (int kx = 0; kx < s->k; kx++) {
+				struct tap t = conv_tap(s, ky, kx);
+				size_t row = ((size_t)ci * s->k + ky) * s->k + kx;
+				for (int b = 0; b < s->n; b++)
+					im2col_tap(col + (row * s->n + b) * out_plane,
+					           in + ((size_t)ci * s->n + b) * in_plane, s, &t);
+			}
+		}
+	}
+}
+
+/* One tap of one image, the adjoint of im2col_tap: dst [h_in][w_in] +=
+ * src [h_out][w_out] scattered back; padding positions are dropped. */
+static void col2im_tap(float *restrict dst, const float *restrict src, const struct conv_shape *s,
+                       const struct tap *t)
+{
+	// src is (Hout, Wout), dst is (Hin, Win)
+	const int st = s->stride, wi = s->w_in, wo = s->w_out;
+	const int len = t->ox_hi - t->ox_lo;
+	if (len <= 0)
+		return; /* this tap only ever reads padding */
+	for (int oy = t->oy_lo; oy < t->oy_hi; oy++) {
+		/* drow[j * st] receives output column ox_lo + j */
+		float *drow = dst + (size_t)(oy * st + t->dy) * wi + (t->ox_lo * st + t->dx);
+		const float *srow = src + (size_t)oy * wo + t->ox_lo;
+		if (st == 1) {
+			for (int j = 0; j < len; j++)
+				drow[j] += srow[j];
+		} else {
+			for (int j = 0; j < len; j++)
+				drow[(size_t)j * st] += srow[j];
+		}
+	}
+}
+
+/* col2im - d_in [c_in][n][h_in][w_in] += the scatter of col [c_in*k*k][n][h_out][w_out]. */
+static void col2im_add(float *restrict d_in, const float *restrict col, const struct conv_shape *s)
+{
+	// col is (Cin*k*k, N*Hout*Wout), d_in is (Cin, N, Hin, Win)
+	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
+	for (int ci = 0; ci < s->c_in; ci++) {
+		for (int ky = 0; ky < s->k; ky++) {
+			for (int kx = 0; kx < s->k; kx++) {
+				struct tap t = conv_tap(s, ky, kx);
+				size_t row = ((size_t)ci * s->k + ky) * s->k + kx;
+				for (int b = 0; b < s->n; b++)
+					col2im_tap(d_in + ((size_t)ci * s->n + b) * in_plane,
+					           col + (row * s->n + b) * out_plane, s, &t);
+			}
+		}
+	}
+}
+
+/* ----------------------------------------------------------- convolution */
+
+void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
+                    const float *residual, int relu, const struct conv_shape *s, float *col)
+{
+	// in is (Cin, N, Hin, Win), weight is (Cout, Cin*k*k), out is (Cout, N*Hout*Wout)
+	// out = weight x col, col = im2col(in) (or in itself for a pointwise conv)
+	const int m = s->c_out, kk = s->c_in * s->k * s->k;
+	const int cols = s->n * s->h_out * s->w_out;
+	const size_t plane = (size_t)cols;
+
+	/* Pre-fill out with bias (+ residual) and let the GEMM add onto it
+	 * (beta = 1).  OpenBLAS scales C by beta in a pass of its own whenever
+	 * beta != 1, so beta = 0 would not save that pass anyway. */
+	float beta = 0.0f;
+	if (residual && residual != out) {
+		for (int c = 0; c < m; c++) {
+			float *o = out + (size_t)c * plane;
+			const float *r = residual + (size_t)c * plane;
+			const float bc = bias ? bias[c] : 0.0f;
+			for (size_t i = 0; i < plane; i++)
+				o[i] = r[i] + bc;
+		}
+		beta = 1.0f;
+	} else if (residual) { /* aliases out: it is already there */
+		if (bias) {
+			for (int c = 0; c < m; c++) {
+				float *o = out + (size_t)c * plane;
+				const float bc = bias[c];
+				for (size_t i = 0; i < plane; i++)
+					o[i] += bc;
+			}
+		}
+		beta = 1.0f;
+	} else if (bias) {
+		for (int c = 0; c < m; c++) {
+			float *o = out + (size_t)c * plane;
+			const float bc = bias[c];
+			for (size_t i = 0; i < plane; i++)
+				o[i] = bc;
+		}
+		beta = 1.0f;
+	}
+
+	const float *b_mat = in;
+	if (!conv_is_pointwise(s)) {
+		im2col(col, in, s);
+		b_mat = col;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, kk, 1.0f, weight, kk, b_mat,
+	            cols, beta, out, cols);
+
+	if (relu) {
+		size_t count = (size_t)m * plane;
+		for (size_t i = 0; i < count; i++)
+			out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+	}
+}
+
+void conv2d_backward_data(float *d_in, const float *d_out, const float *weight,
+                          const struct conv_shape *s, int accumulate, float *col)
+{
+	// d_out is (Cout, N*Hout*Wout), weight is (Cout, Cin*k*k), d_in is (Cin, N, Hin, Win)
+	// col = weight^T x d_out, then d_in (+)= col2im(col)
+	const int m = s->c_out, kk = s->c_in * s->k * s->k;
+	const int cols = s->n * s->h_out * s->w_out;
+
+	if (conv_is_pointwise(s)) {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, cols, m, 1.0f, weight, kk,
+		            d_out, cols, accumulate ? 1.0f : 0.0f, d_in, cols);
+		return;
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, cols, m, 1.0f, weight, kk, d_out,
+	            cols, 0.0f, col, cols);
+	if (!accumulate)
+		memset(d_in, 0, (size_t)s->c_in * s->n * s->h_in * s->w_in * sizeof(float));
+	col2im_add(d_in, col, s);
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+void relu_backward(float *restrict d, const float *restrict out, size_t count)
+{
+	// d and out are (count)
+	for (size_t i = 0; i < count; i++)
+		d[i] = out[i] > 0.0f ? d[i] : 0.0f;
+}
+
+/* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
+void affine_relu_forward(float *out, const float *in, const float *scale, const float *shift,
+                         int channels, size_t plane)
+{
+	// in and out are (C, plane), scale and shift are (C)
+	for (int c = 0; c < channels; c++) {
+		const float a = scale[c], b = shift[c];
+		const float *x = in + (size_t)c * plane;
+		float *y = out + (size_t)c * plane;
+		for (size_t i = 0; i < plane; i++) {
+			float v = x[i] * a + b;
+			y[i] = v > 0.0f ? v : 0.0f;
+		}
+	}
+}
+
+/* d_in may equal d_out when not accumulating: no restrict on them. */
+void affine_relu_backward(float *d_in, const float *d_out, const float *out, const float *scale,
+                          int channels, size_t plane, int accumulate)
+{
+	// d_in, d_out and out are (C, plane), scale is (C)
+	for (int c = 0; c < channels; c++) {
+		const float a = scale[c];
+		const float *g = d_out + (size_t)c * plane;
+		const float *y = out + (size_t)c * plane;
+		float *dx = d_in + (size_t)c * plane;
+		if (accumulate) {
+			for (size_t i = 0; i < plane; i++)
+				dx[i] += y[i] > 0.0f ? g[i] * a : 0.0f;
+		} else {
+			for (size_t i = 0; i < plane; i++)
+				dx[i] = y[i] > 0.0f ? g[i] * a : 0.0f;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
+                     const struct pool_shape *s)
+{
+	// in is (C, N, Hin, Win), out and argmax are (C, N, Hout, Wout)
+	const int k = s->k, st = s->stride, pad = s->pad;
+	const int hi = s->h_in, wi = s->w_in, ho = s->h_out, wo = s->w_out;
+	const size_t in_plane = (size_t)hi * wi, out_plane = (size_t)ho * wo;
+	const size_t planes = (size_t)s->c * s->n;
+	for (size_t p = 0; p < planes; p++) {
+		const float *x = in + p * in_plane;
+		float *y = out + p * out_plane;
+		int32_t *am = argmax + p * out_plane;
+		for (int oy = 0; oy < ho; oy++) {
+			int y0 = oy * st - pad, y1 = y0 + k;
+			y0 = y0 < 0 ? 0 : y0;
+			y1 = y1 > hi ? hi : y1;
+			for (int ox = 0; ox < wo; ox++) {
+				int x0 = ox * st - pad, x1 = x0 + k;
+				x0 = x0 < 0 ? 0 : x0;
+				x1 = x1 > wi ? wi : x1;
+				/* Padding is skipped, so it never wins.  A window
+				 * that is all padding (pad >= k, which PyTorch
+				 * refuses) yields -inf and argmax -1. */
+				float best = -INFINITY;
+				int32_t best_i = -1;
+				if (y0 < y1 && x0 < x1) {
+					size_t first = (size_t)y0 * wi + x0;
+					best = x[first];
+					best_i = (int32_t)(p * in_plane + first);
+				}
+				for (int iy = y0; iy < y1; iy++) {
+					for (int ix = x0; ix < x1; ix++) {
+						float v = x[(size_t)iy * wi + ix];
+						/* Strict > keeps the first of equal values;
+						 * a NaN wins once (propagates, as PyTorch). */
+						if (v > best || (isnan(v) && !isnan(best))) {
+							best = v;
+							best_i = (int32_t)(p * in_plane +
+							                   (size_t)iy * wi + ix);
+						}
+					}
+				}
+				y[(size_t)oy * wo + ox] = best;
+				am[(size_t)oy * wo + ox] = best_i;
+			}
+		}
+	}
+}
+
+void maxpool_backward(float *restrict d_in, const float *restrict d_out,
+                      const int32_t *restrict argmax, const struct pool_shape *s)
+{
+	// d_out and argmax are (C, N, Hout, Wout), d_in is (C, N, Hin, Win)
+	const size_t in_count = (size_t)s->c * s->n * s->h_in * s->w_in;
+	const size_t out_count = (size_t)s->c * s->n * s->h_out * s->w_out;
+	memset(d_in, 0, in_count * sizeof(float));
+	for (size_t i = 0; i < out_count; i++)
+		if (argmax[i] >= 0)
+			d_in[argmax[i]] += d_out[i];
+}
+
+void avgpool_forward(float *restrict out, const float *restrict in, int c, int n, int hw)
+{
+	// in is (C, N, HW), out is (N, C)
+	const float inv = 1.0f / (float)hw;
+	for (int ci = 0; ci < c; ci++) {
+		for (int b = 0; b < n; b++) {
+			const float *x = in + ((size_t)ci * n + b) * hw;
+			float sum = 0.0f;
+			for (int i = 0; i < hw; i++)
+				sum += x[i];
+			out[(size_t)b * c + ci] = sum * inv;
+		}
+	}
+}
+
+void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, int n, int hw)
+{
+	// d_out is (N, C), d_in is (C, N, HW)
+	const float inv = 1.0f / (float)hw;
+	for (int ci = 0; ci < c; ci++) {
+		for (int b = 0; b < n; b++) {
+			float *dx = d_in + ((size_t)ci * n + b) * hw;
+			const float g = d_out[(size_t)b * c + ci] * inv;
+			for (int i = 0; i < hw; i++)
+				dx[i] = g;
+		}
+	}
+}
+
+/* ----------------------------------------------------------------- linear */
+
+void linear_forward(float *restrict out, const float *restrict in, const float *restrict weight,
+                    const float *restrict bias, int n, int c, int classes)
+{
+	// in is (N, C), weight is (classes, C), out is (N, classes)
+	float beta = 0.0f;
+	if (bias) {
+		for (int b = 0; b < n; b++)
+			memcpy(out + (size_t)b * classes, bias, (size_t)classes * sizeof(float));
+		beta = 1.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, classes, c, 1.0f, in, c, weight, c,
+	            beta, out, classes);
+}
+
+void linear_backward(float *restrict d_in, const float *restrict d_out,
+                     const float *restrict weight, int n, int c, int classes)
+{
+	// d_out is (N, classes), weight is (classes, C), d_in is (N, C)
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, classes, 1.0f, d_out, classes,
+	            weight, c, 0.0f, d_in, c);
+}
+
+/* ---------------------------------------------------------- preprocessing */
+
+void normalize_forward(float *restrict out, const float *restrict pixels, int n, int h, int w,
+                       const float mean[3], const float std[3])
+{
+	// pixels is (N, H, W, 3) in 0..255, out is (3, N, H, W)
+	const size_t plane = (size_t)n * h * w;
+	for (int c = 0; c < 3; c++) {
+		const float mc = mean[c], sc = std[c];
+		float *y = out + (size_t)c * plane;
+		for (size_t i = 0; i < plane; i++)
+			y[i] = (pixels[i * 3 + c] / 255.0f - mc) / sc;
+	}
+}
+
+void normalize_backward(float *restrict d_pixels, const float *restrict d_out, int n, int h, int w,
+                        const float std[3])
+{
+	// d_out is (3, N, H, W), d_pixels is (N, H, W, 3)
+	const size_t plane = (size_t)n * h * w;
+	for (int c = 0; c < 3; c++) {
+		const float g = 1.0f / (255.0f * std[c]);
+		const float *d = d_out + (size_t)c * plane;
+		for (size_t i = 0; i < plane; i++)
+			d_pixels[i * 3 + c] = d[i] * g;
+	}
+}
