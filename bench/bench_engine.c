@@ -1,0 +1,106 @@
+/*
+ * bench_engine.c - igserve's engine in process: forward latency at batch 1,
+ * and Integrated-Gradients-shaped work (forward + backward over path points
+ * in batches), on a model file.  Prints one JSON object.
+ *
+ *   bench_engine MODEL.safetensors [--forward-reps N] [--ig-points N] [--batch B] [--threads T]
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "igserve/model.h"
+
+void openblas_set_num_threads(int);
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: bench_engine MODEL [--forward-reps N] [--ig-points N] "
+		                "[--batch B] [--threads T]\n");
+		return 2;
+	}
+	int reps = 20, points = 50, batch = 8, threads = 2;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--forward-reps"))
+			reps = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--ig-points"))
+			points = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--batch"))
+			batch = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--threads"))
+			threads = atoi(argv[i + 1]);
+	}
+	openblas_set_num_threads(threads);
+	struct igs_error err = {0};
+	struct model *m = NULL;
+	if (model_load(&m, argv[1], &err) < 0) {
+		fprintf(stderr, "bench_engine: %s\n", err.message);
+		return 1;
+	}
+	const struct model_info *info = model_get_info(m);
+	const int S = info->input_size, classes = info->classes;
+	const size_t per_image = (size_t)S * S * 3;
+	struct net_workspace *ws1 = NULL, *wsb = NULL;
+	if (net_workspace_create(&ws1, m, 1, &err) < 0 ||
+	    net_workspace_create(&wsb, m, batch, &err) < 0) {
+		fprintf(stderr, "bench_engine: %s\n", err.message);
+		return 1;
+	}
+	float *pixels = malloc(per_image * batch * sizeof(float));
+	float *grad = malloc(per_image * batch * sizeof(float));
+	float *logits = malloc((size_t)classes * batch * sizeof(float));
+	float *d_logits = calloc((size_t)classes * batch, sizeof(float));
+	srand(1);
+	for (size_t i = 0; i < per_image * batch; i++)
+		pixels[i] = (float)(rand() % 256);
+
+	double *times = malloc((size_t)(reps > 0 ? reps : 1) * sizeof(double));
+	net_forward(ws1, pixels, 1, logits); /* warm up */
+	for (int r = 0; r < reps; r++) {
+		double t0 = now();
+		net_forward(ws1, pixels, 1, logits);
+		times[r] = (now() - t0) * 1e3;
+	}
+	qsort(times, (size_t)reps, sizeof(double), cmp_double);
+	double forward_median = reps ? times[reps / 2] : 0;
+
+	/* IG-shaped: `points` path points, forward + backward, `batch` at a time. */
+	for (int i = 0; i < batch; i++)
+		d_logits[(size_t)i * classes] = 1;
+	double t0 = now();
+	for (int done = 0; done < points; done += batch) {
+		int n = points - done < batch ? points - done : batch;
+		net_forward(wsb, pixels, n, logits);
+		net_backward(wsb, d_logits, grad);
+	}
+	double ig_ms = (now() - t0) * 1e3;
+	printf("{\"arch\": \"%s\", \"threads\": %d, \"forward_batch1_ms_median\": %.2f, "
+	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f}\n",
+	       info->arch, threads, forward_median, points, batch, ig_ms,
+	       (double)net_workspace_bytes(wsb) / (1 << 20));
+	free(times);
+	free(pixels);
+	free(grad);
+	free(logits);
+	free(d_logits);
+	net_workspace_free(&ws1);
+	net_workspace_free(&wsb);
+	model_free(&m);
+	return 0;
+}
