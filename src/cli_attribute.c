@@ -1,0 +1,194 @@
+/*
+ * cli_attribute.c - `igserve attribute`: the /attribute JSON of one image
+ * on stdout; --out DIR writes the heatmaps as PNG files, --raw FILE the
+ * attributions as .npy.  Long runs report progress on stderr.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "igserve/cli.h"
+#include "igserve/service.h"
+
+static int set_option(void *ctx, const char *name, const char *value, struct igs_error *err)
+{
+	return request_options_set(ctx, name, value, 0, err);
+}
+
+static void on_progress(void *ctx, int done, int total, double relative_error)
+{
+	(void)ctx;
+	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n", done,
+	        total, relative_error);
+}
+
+static void print_error_json(const char *image, const struct igs_error *err)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
+	cJSON_AddStringToObject(e, "message", err->message);
+	cJSON_AddStringToObject(root, "image", image);
+	char *text = cJSON_PrintUnformatted(root);
+	if (text)
+		puts(text);
+	free(text);
+	cJSON_Delete(root);
+}
+
+/* Read a whole file; *out malloc'ed (caller frees). */
+static int read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
+                     struct igs_error *err)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	long n = -1;
+	int rc = 0;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	else if (max_bytes && (size_t)n > max_bytes)
+		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit", path,
+		              n, max_bytes);
+	else if (!(*out = malloc((size_t)n + 1)))
+		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
+	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	fclose(f);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+int cli_attribute(int argc, char **argv)
+{
+	struct cli_model_options mo;
+	struct request_options ro;
+	cli_model_options_init(&mo);
+	request_options_init(&ro);
+	const char *raw_path = NULL, *out_dir = NULL;
+	size_t memory_budget = 0;
+	int batch = 0;
+
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 24];
+	size_t n = cli_model_flags(flags, &mo);
+#define OPT(name, metavar, help) \
+	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, set_option, &ro}
+	OPT("target", "N", "class to explain (default: the top-1 prediction)");
+	OPT("method", "M",
+	    "gausslegendre (default), riemann_left, riemann_right, riemann_middle, "
+	    "riemann_trapezoid, saliency or input_x_gradient");
+	OPT("steps", "N", "path points of the quadrature rule (50)");
+	OPT("baseline", "B", "gray (default), black, white, blur or noise");
+	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10)");
+	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
+	OPT("tolerance", "T",
+	    "refine until the relative completeness error is at most T (default: off)");
+	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
+	OPT("output", "O", "explain the logit (default) or the probability");
+	OPT("smoothgrad", "KIND", "none (default), smoothgrad, smoothgrad_sq or vargrad");
+	OPT("smoothgrad-samples", "N", "noisy samples for SmoothGrad");
+	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");
+	OPT("heatmaps", "LIST",
+	    "comma-separated maps: normalized, deviation, magnitude, overlay, overlay_full, "
+	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
+	    "overlay_full)");
+	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
+#undef OPT
+	flags[n++] = (struct flag){"raw", FLAG_STRING, &raw_path, "FILE",
+	                           "write the attributions as .npy (float32 [H, W, 3])", NULL, NULL};
+	flags[n++] = (struct flag){"out", FLAG_STRING, &out_dir, "DIR",
+	                           "write the heatmaps as PNG files into DIR (created if missing)",
+	                           NULL, NULL};
+	flags[n++] = (struct flag){"path-maps", FLAG_BOOL, &ro.path_maps, NULL,
+	                           "also draw |gradient| at every path point", NULL, NULL};
+	flags[n++] = (struct flag){"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
+	                           "workspace for the path points run at once (1G)", NULL, NULL};
+	flags[n++] = (struct flag){"batch", FLAG_INT, &batch, "N",
+	                           "path points per forward pass (default: from --memory-budget)",
+	                           NULL, NULL};
+
+	const char *synopsis =
+		"[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
+		"[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE";
+	const char *images[2];
+	size_t count = 0;
+	struct igs_error err = {0};
+	int rc = flags_parse("attribute", synopsis, flags, n, argc, argv, images, 2, &count, &err);
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s\n", err.message);
+		return 2;
+	}
+	if (count != 1) {
+		fprintf(stderr, "igserve attribute: give exactly one image\nusage: igserve attribute %s\n",
+		        synopsis);
+		return 2;
+	}
+	if (batch < 0) {
+		fprintf(stderr, "igserve attribute: --batch must be >= 1\n");
+		return 2;
+	}
+	if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+		fprintf(stderr, "igserve attribute: %s: cannot create: %s\n", out_dir,
+		        strerror(errno));
+		return 1;
+	}
+
+	struct service_config cfg = {0};
+	struct service *svc = NULL;
+	struct service_worker *worker = NULL;
+	rc = cli_model_config(&mo, &cfg, &err);
+	cfg.memory_budget = memory_budget;
+	cfg.max_batch = batch;
+	if (rc == 0)
+		rc = service_open(&svc, &cfg, &err);
+	if (rc == 0)
+		rc = service_worker_create(&worker, svc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s\n", err.message);
+		service_worker_free(&worker);
+		service_close(&svc);
+		return 1;
+	}
+	const struct model_info *info = model_get_info(service_model(svc));
+	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s\n", info->arch,
+	        info->family_name, info->classes, info->sha256, info->path);
+
+	struct job_control job = {0};
+	atomic_init(&job.cancelled, false);
+	long evaluations = (long)ro.steps * (ro.smooth != SMOOTH_NONE ? ro.smooth_samples : 1);
+	if (isatty(STDERR_FILENO) || evaluations > 64 || ro.tolerance > 0)
+		job.progress = on_progress;
+
+	unsigned char *bytes = NULL;
+	size_t len = 0;
+	cJSON *out = NULL;
+	rc = read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
+	if (rc == 0)
+		rc = service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
+	free(bytes);
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
+		print_error_json(images[0], &err);
+	} else {
+		char *text = cJSON_PrintUnformatted(out);
+		if (text)
+			puts(text);
+		free(text);
+		cJSON_Delete(out);
+	}
+	fflush(stdout);
+	service_worker_free(&worker);
+	service_close(&svc);
+	return rc < 0 ? 1 : 0;
+}

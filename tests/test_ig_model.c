@@ -1,0 +1,322 @@
+/*
+ * test_ig_model.c - Integrated Gradients through the real engine
+ * (model_load + net_forward/net_backward) against PyTorch float64
+ * references from tests/fixtures/make_ig_fixtures.py: every quadrature rule,
+ * every baseline, saliency, input x gradient and output=probability, on a
+ * torchvision and a timm ResNetV2 narrow model.  And the Adebayo et al.
+ * (2018) sanity check: re-drawing the top layers changes the attributions.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "igserve/attribution.h"
+#include "igserve/model.h"
+#include "igserve/safetensors.h"
+
+#define BATCH 3 /* 16 points: five chunks and a remainder */
+
+struct fixture {
+	struct model *model;
+	struct net_workspace *ws;
+	struct grad_oracle oracle;
+	struct st_file *cases;
+	int size, target, steps;
+	double blur_sigma;
+	unsigned long long seed;
+	float *pixels;
+};
+
+static void path_of(char *buf, size_t n, const char *file)
+{
+	const char *dir = getenv("IGSERVE_FIXTURES");
+	snprintf(buf, n, "%s/ig/%s", dir ? dir : "tests/fixtures", file);
+}
+
+static float *read_tensor(struct st_file *f, const char *name, int64_t numel)
+{
+	const struct st_tensor *t = safetensors_find(f, name);
+	ck_assert_msg(t != NULL, "fixture tensor %s missing", name);
+	ck_assert_int_eq(t->numel, numel);
+	float *v = malloc(sizeof *v * (size_t)numel);
+	ck_assert_int_eq(safetensors_read_f32(t, v, NULL), 0);
+	return v;
+}
+
+static void fixture_open(struct fixture *fx, const char *name)
+{
+	char path[4096], file[256];
+	struct igs_error err = {0};
+	memset(fx, 0, sizeof *fx);
+	snprintf(file, sizeof file, "%s.safetensors", name);
+	path_of(path, sizeof path, file);
+	ck_assert_msg(model_load(&fx->model, path, &err) == 0, "%s", err.message);
+	snprintf(file, sizeof file, "%s.ig.safetensors", name);
+	path_of(path, sizeof path, file);
+	ck_assert_msg(safetensors_open(&fx->cases, path, &err) == 0, "%s", err.message);
+	fx->size = atoi(safetensors_metadata(fx->cases, "input_size"));
+	fx->target = atoi(safetensors_metadata(fx->cases, "target"));
+	fx->steps = atoi(safetensors_metadata(fx->cases, "steps"));
+	fx->blur_sigma = atof(safetensors_metadata(fx->cases, "blur_sigma"));
+	fx->seed = strtoull(safetensors_metadata(fx->cases, "seed"), NULL, 10);
+	ck_assert_int_eq(model_set_input_size(fx->model, fx->size, &err), 0);
+	ck_assert_int_eq(net_workspace_create(&fx->ws, fx->model, BATCH, &err), 0);
+	attribution_net_oracle(&fx->oracle, fx->model, fx->ws);
+	ck_assert_int_eq(fx->oracle.size, fx->size);
+	fx->pixels = read_tensor(fx->cases, "pixels", (int64_t)fx->size * fx->size * 3);
+}
+
+static void fixture_close(struct fixture *fx)
+{
+	free(fx->pixels);
+	net_workspace_free(&fx->ws);
+	model_free(&fx->model);
+	safetensors_close(&fx->cases);
+}
+
+static double rel_l2(const float *a, const float *ref, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+		den += (double)ref[i] * ref[i];
+	}
+	return sqrt(num / den);
+}
+
+/* Options of a case named METHOD/BASELINE/OUTPUT, set through the same
+ * parser as HTTP and CLI. */
+static void case_options(const struct fixture *fx, const char *name, struct request_options *o)
+{
+	char method[64], base[64], output[64];
+	ck_assert_int_eq(sscanf(name, "%63[^/]/%63[^/]/%63s", method, base, output), 3);
+	request_options_init(o);
+	struct igs_error err = {0};
+	ck_assert_msg(request_options_set(o, "method", method, 0, &err) == 0, "%s", err.message);
+	ck_assert_msg(request_options_set(o, "baseline", base, 0, &err) == 0, "%s", err.message);
+	ck_assert_msg(request_options_set(o, "output", output, 0, &err) == 0, "%s", err.message);
+	o->steps = fx->steps;
+	o->blur_sigma = fx->blur_sigma;
+	o->seed = fx->seed;
+	o->target = fx->target;
+}
+
+/* Every case in the file; returns how many were checked. */
+static int check_all_cases(const char *model_name)
+{
+	struct fixture fx;
+	fixture_open(&fx, model_name);
+	size_t n = (size_t)fx.size * fx.size * 3;
+	int checked = 0;
+	for (size_t i = 0; i < safetensors_count(fx.cases); i++) {
+		const char *name = safetensors_at(fx.cases, i)->name;
+		if (!strchr(name, '/') || strchr(name, ':') || !strncmp(name, "baseline/", 9))
+			continue;
+		struct request_options o;
+		case_options(&fx, name, &o);
+		struct attr_result res;
+		struct igs_error err = {0};
+		ck_assert_msg(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &res, &err) == 0,
+		              "%s: %s", name, err.message);
+		float *ref = read_tensor(fx.cases, name, (int64_t)n);
+		char fname[128];
+		snprintf(fname, sizeof fname, "%s:f", name);
+		float *f = read_tensor(fx.cases, fname, 2);
+		double e = rel_l2(res.attr, ref, n);
+		fprintf(stderr, "%s %-36s rel L2 %.2e  f_input %.6f (%.6f)  f_baseline %.6f (%.6f)\n",
+		        model_name, name, e, res.f_input, f[0], res.f_baseline, f[1]);
+		ck_assert_msg(e < 1e-2, "%s %s: relative L2 %g", model_name, name, e);
+		ck_assert_msg(fabs(res.f_input - f[0]) <= 1e-4 * fmax(1.0, fabs(f[0])),
+		              "%s %s: f_input %g, PyTorch %g", model_name, name, res.f_input, f[0]);
+		ck_assert_msg(fabs(res.f_baseline - f[1]) <= 1e-4 * fmax(1.0, fabs(f[1])),
+		              "%s %s: f_baseline %g, PyTorch %g", model_name, name, res.f_baseline,
+		              f[1]);
+		ck_assert_int_eq(res.target, fx.target);
+		free(ref);
+		free(f);
+		attr_result_free(&res);
+		checked++;
+	}
+	fixture_close(&fx);
+	return checked;
+}
+
+START_TEST(test_torchvision_every_rule_and_baseline)
+{
+	/* 5 rules (+ trapezoid on blur), 4 more baselines, saliency,
+	 * input x gradient, probability */
+	ck_assert_int_eq(check_all_cases("tv_ig"), 13);
+}
+END_TEST
+
+START_TEST(test_timm_resnetv2)
+{
+	ck_assert_int_eq(check_all_cases("timm_ig"), 2);
+}
+END_TEST
+
+/* The baselines igserve builds equal the reference script's. */
+START_TEST(test_baselines_match_reference)
+{
+	static const char *names[] = {"gray", "black", "white", "blur", "noise"};
+	struct fixture fx;
+	fixture_open(&fx, "tv_ig");
+	size_t n = (size_t)fx.size * fx.size * 3;
+	float *mine = malloc(sizeof *mine * n);
+	for (int b = 0; b < 5; b++) {
+		struct request_options o;
+		request_options_init(&o);
+		ck_assert_int_eq(request_options_set(&o, "baseline", names[b], 0, NULL), 0);
+		ck_assert_int_eq(attribution_baseline(o.baseline, fx.blur_sigma, fx.seed, fx.pixels,
+		                                      fx.size, mine, NULL),
+		                 0);
+		char key[64];
+		snprintf(key, sizeof key, "baseline/%s", names[b]);
+		float *ref = read_tensor(fx.cases, key, (int64_t)n);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_msg(fabsf(mine[i] - ref[i]) <= 1e-3f, "%s[%zu]: %g vs %g", names[b],
+			              i, mine[i], ref[i]);
+		free(ref);
+	}
+	free(mine);
+	fixture_close(&fx);
+}
+END_TEST
+
+/* Spearman rank correlation of a[n] and b[n] (no tie correction: the
+ * values are continuous). */
+static int *rank_order(const float *v, size_t n);
+static const float *sort_keys;
+static int by_key(const void *x, const void *y)
+{
+	float a = sort_keys[*(const int *)x], b = sort_keys[*(const int *)y];
+	return (a > b) - (a < b);
+}
+
+static int *rank_order(const float *v, size_t n)
+{
+	int *idx = malloc(sizeof *idx * n), *rank = malloc(sizeof *rank * n);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = (int)i;
+	sort_keys = v;
+	qsort(idx, n, sizeof *idx, by_key);
+	for (size_t i = 0; i < n; i++)
+		rank[idx[i]] = (int)i;
+	free(idx);
+	return rank;
+}
+
+static double spearman(const float *a, const float *b, size_t n)
+{
+	int *ra = rank_order(a, n), *rb = rank_order(b, n);
+	double d2 = 0;
+	for (size_t i = 0; i < n; i++)
+		d2 += ((double)ra[i] - rb[i]) * ((double)ra[i] - rb[i]);
+	free(ra);
+	free(rb);
+	return 1.0 - 6.0 * d2 / ((double)n * ((double)n * n - 1.0));
+}
+
+static void magnitude(const float *attr, size_t hw, float *m)
+{
+	for (size_t p = 0; p < hw; p++)
+		m[p] = fabsf(attr[3 * p]) + fabsf(attr[3 * p + 1]) + fabsf(attr[3 * p + 2]);
+}
+
+/*
+ * Adebayo et al. 2018, cascading randomization: with layer4 and fc re-drawn
+ * the attributions of the same class must change markedly (an explanation
+ * that ignored the top of the network would not).  The same model run twice
+ * is the control: identical maps.
+ */
+START_TEST(test_randomizing_top_layers_changes_attributions)
+{
+	struct fixture a, b;
+	fixture_open(&a, "tv_ig");
+	fixture_open(&b, "tv_ig_randtop");
+	ck_assert_int_eq(a.target, b.target);
+	size_t hw = (size_t)a.size * a.size, n = hw * 3;
+	struct request_options o;
+	request_options_init(&o);
+	o.steps = a.steps;
+	o.target = a.target;
+	struct attr_result ra, ra2, rb;
+	ck_assert_int_eq(attribution_run(&a.oracle, a.pixels, &o, BATCH, NULL, &ra, NULL), 0);
+	ck_assert_int_eq(attribution_run(&a.oracle, a.pixels, &o, BATCH, NULL, &ra2, NULL), 0);
+	ck_assert_int_eq(attribution_run(&b.oracle, b.pixels, &o, BATCH, NULL, &rb, NULL), 0);
+	float *ma = malloc(sizeof *ma * hw), *ma2 = malloc(sizeof *ma2 * hw),
+	      *mb = malloc(sizeof *mb * hw);
+	magnitude(ra.attr, hw, ma);
+	magnitude(ra2.attr, hw, ma2);
+	magnitude(rb.attr, hw, mb);
+	/* Signed attributions are what changes; |attr| keeps a share of
+	 * |x - x'|, the input's own structure, whatever the model (Adebayo et
+	 * al. note the same for gradient x input), so it is only reported. */
+	double rho_self = spearman(ra.attr, ra2.attr, n), rho = spearman(ra.attr, rb.attr, n);
+	double rho_mag = spearman(ma, mb, hw);
+	double diff = rel_l2(rb.attr, ra.attr, n);
+	fprintf(stderr,
+	        "randomized top: rank correlation %.3f (control %.3f, of |attr| %.3f), "
+	        "relative L2 %.3f\n",
+	        rho, rho_self, rho_mag, diff);
+	ck_assert_double_eq_tol(rho_self, 1.0, 1e-9);
+	ck_assert_double_lt(rho, 0.5);
+	ck_assert_double_gt(diff, 0.5);
+	/* and the randomized model still matches its own PyTorch reference */
+	float *ref = read_tensor(b.cases, "gausslegendre/gray/logit", (int64_t)n);
+	ck_assert_double_lt(rel_l2(rb.attr, ref, n), 1e-2);
+	free(ref);
+	free(ma);
+	free(ma2);
+	free(mb);
+	attr_result_free(&ra);
+	attr_result_free(&ra2);
+	attr_result_free(&rb);
+	fixture_close(&a);
+	fixture_close(&b);
+}
+END_TEST
+
+/* Adaptive IG on the real engine: Gauss-Legendre refinement reaches a
+ * tolerance the 16-point rule misses. */
+START_TEST(test_adaptive_on_the_engine)
+{
+	struct fixture fx;
+	fixture_open(&fx, "tv_ig");
+	struct request_options o;
+	request_options_init(&o);
+	o.steps = 4;
+	o.target = fx.target;
+	o.tolerance = 0.005;
+	o.max_steps = 512;
+	struct attr_result r;
+	ck_assert_int_eq(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &r, NULL), 0);
+	fprintf(stderr, "adaptive: %d steps, %d evaluations, relative error %.2e\n", r.steps,
+	        r.evaluations, r.relative_error);
+	ck_assert(r.converged);
+	ck_assert_double_le(r.relative_error, 0.005);
+	ck_assert_int_gt(r.steps, 4);
+	attr_result_free(&r);
+	fixture_close(&fx);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ig-model");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_torchvision_every_rule_and_baseline);
+	tcase_add_test(tc, test_timm_resnetv2);
+	tcase_add_test(tc, test_baselines_match_reference);
+	tcase_add_test(tc, test_randomizing_top_layers_changes_attributions);
+	tcase_add_test(tc, test_adaptive_on_the_engine);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
