@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "igserve/safetensors.h"
+#include "igserve/winograd.h"
 
 #define BN_EPS 1e-5f
 
@@ -184,7 +185,8 @@ static void conv_free(struct conv_params *c)
 {
 	free(c->weight);
 	free(c->bias);
-	c->weight = c->bias = NULL;
+	free(c->winograd);
+	c->weight = c->bias = c->winograd = NULL;
 }
 
 static void affine_free(struct affine_params *a)
@@ -463,6 +465,9 @@ static int build(struct model *m, struct loader *ld)
 	if (m->has_final_norm)
 		params += 2 * (size_t)m->final_norm.channels;
 	info->parameters = params;
+	rc = model_set_winograd(m, true, ld->err);
+	if (rc < 0)
+		return rc;
 	snprintf(info->sha256, sizeof info->sha256, "%s", safetensors_sha256(ld->file));
 	snprintf(info->path, sizeof info->path, "%s", ld->path);
 	return 0;
@@ -523,6 +528,30 @@ int model_set_input_size(struct model *m, int size, struct igs_error *err)
 	if (size < 32 || size > 4096)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "input size must be 32..4096, got %d", size);
 	m->info.input_size = size;
+	return 0;
+}
+
+static int conv_set_winograd(struct conv_params *c, bool enabled)
+{
+	free(c->winograd);
+	c->winograd = NULL;
+	if (!enabled || c->k != 3 || c->stride != 1 || c->pad != 1)
+		return 0;
+	c->winograd = malloc(winograd_filter_floats(c->c_out, c->c_in) * sizeof(float));
+	if (!c->winograd)
+		return IGS_ERR_NOMEM;
+	winograd_filter_transform(c->winograd, c->weight, c->c_out, c->c_in);
+	return 0;
+}
+
+int model_set_winograd(struct model *m, bool enabled, struct igs_error *err)
+{
+	int rc = 0;
+	for (int b = 0; b < m->n_blocks && rc == 0; b++)
+		for (int c = 0; c < m->blocks[b].n_convs && rc == 0; c++)
+			rc = conv_set_winograd(&m->blocks[b].convs[c], enabled);
+	if (rc < 0)
+		return igs_fail(err, rc, "out of memory for Winograd filters");
 	return 0;
 }
 

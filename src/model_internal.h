@@ -19,6 +19,7 @@ struct conv_params {
 	float *weight;   /* [c_out][c_in][k][k], owned */
 	float *bias;     /* [c_out], owned; NULL when the conv has none */
 	bool relu;       /* ReLU fused after bias (and residual) */
+	float *winograd; /* [16][c_out][c_in] F(2x2,3x3) filters, or NULL (winograd.h) */
 };
 
 struct affine_params {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "igserve/layers.h"
+#include "igserve/winograd.h"
 
 /* ===== workspace layout =================================================== */
 
@@ -79,6 +80,13 @@ static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int
 	conv_shape_finish(s);
 }
 
+/* Scratch a convolution needs, whichever algorithm runs it. */
+static size_t conv_scratch(const struct conv_shape *s)
+{
+	size_t im2col = conv2d_workspace_floats(s);
+	return winograd_applies(s) ? max_size(im2col, winograd_workspace_floats(s)) : im2col;
+}
+
 /* Lay out every buffer for batch `n`; returns the float count. */
 static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 {
@@ -91,7 +99,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
 	ws->stem_out = carve(cv, stem_count);
 	max_act = max_size(max_act, stem_count);
-	max_col = max_size(max_col, conv2d_workspace_floats(&ws->stem));
+	max_col = max_size(max_col, conv_scratch(&ws->stem));
 
 	ws->pool = (struct pool_shape){.c = m->stem.c_out, .n = n, .h_in = ws->stem.h_out,
 	                               .w_in = ws->stem.w_out, .k = 3, .stride = 2, .pad = 1};
@@ -115,7 +123,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			ww = bb->convs[i].w_out;
 			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
 			max_act = max_size(max_act, count);
-			max_col = max_size(max_col, conv2d_workspace_floats(&bb->convs[i]));
+			max_col = max_size(max_col, conv_scratch(&bb->convs[i]));
 			if (i < blk->n_convs - 1)
 				bb->hidden[i] = carve(cv, count);
 			else
@@ -123,7 +131,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 		}
 		if (blk->has_downsample) {
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w);
-			max_col = max_size(max_col, conv2d_workspace_floats(&bb->downsample));
+			max_col = max_size(max_col, conv_scratch(&bb->downsample));
 		}
 		bb->out = carve(cv, bb->out_count);
 		h = hh;
@@ -207,6 +215,27 @@ size_t net_workspace_bytes(const struct net_workspace *ws)
 
 /* ===== forward ============================================================ */
 
+/* One convolution, by Winograd when the model prepared its filters. */
+static void conv_forward(struct net_workspace *ws, const struct conv_params *c,
+                         const struct conv_shape *s, float *out, const float *in,
+                         const float *residual)
+{
+	if (c->winograd)
+		winograd_conv3x3_forward(out, in, c->winograd, c->bias, residual, c->relu, s, ws->col);
+	else
+		conv2d_forward(out, in, c->weight, c->bias, residual, c->relu, s, ws->col);
+}
+
+static void conv_backward(struct net_workspace *ws, const struct conv_params *c,
+                          const struct conv_shape *s, float *d_in, const float *d_out,
+                          int accumulate)
+{
+	if (c->winograd)
+		winograd_conv3x3_backward_data(d_in, d_out, c->winograd, s, accumulate, ws->col);
+	else
+		conv2d_backward_data(d_in, d_out, c->weight, s, accumulate, ws->col);
+}
+
 /* Re-derive every shape for batch n (buffers stay where max_batch put them:
  * a [C][n][H][W] tensor with a smaller n fits in the same space). */
 static void set_batch(struct net_workspace *ws, int n)
@@ -239,8 +268,7 @@ static void block_forward(struct net_workspace *ws, const struct block_params *b
 	}
 	/* The shortcut goes into `out` first; the last conv then adds onto it. */
 	if (blk->has_downsample)
-		conv2d_forward(bb->out, chain_in, blk->downsample.weight, blk->downsample.bias, NULL, 0,
-		               &bb->downsample, ws->col);
+		conv_forward(ws, &blk->downsample, &bb->downsample, bb->out, chain_in, NULL);
 	else
 		memcpy(bb->out, x, count_of(&bb->convs[blk->n_convs - 1]) * sizeof(float));
 
@@ -249,8 +277,7 @@ static void block_forward(struct net_workspace *ws, const struct block_params *b
 		const struct conv_params *c = &blk->convs[i];
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? bb->out : bb->hidden[i];
-		conv2d_forward(dst, h, c->weight, c->bias, last ? bb->out : NULL, c->relu, &bb->convs[i],
-		               ws->col);
+		conv_forward(ws, c, &bb->convs[i], dst, h, last ? bb->out : NULL);
 		h = dst;
 	}
 }
@@ -264,8 +291,7 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 	const int S = ws->size;
 
 	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
-	conv2d_forward(ws->stem_out, ws->input, m->stem.weight, m->stem.bias, NULL, m->stem.relu,
-	               &ws->stem, ws->col);
+	conv_forward(ws, &m->stem, &ws->stem, ws->stem_out, ws->input, NULL);
 	maxpool_forward(ws->pool_out, ws->argmax, ws->stem_out, &ws->pool);
 
 	const float *x = ws->pool_out;
@@ -305,7 +331,7 @@ static void block_backward(struct net_workspace *ws, const struct block_params *
 	float *bufs[2] = {t1, t2};
 	for (int i = last; i >= 0; i--) {
 		float *dst = i == 0 ? chain_grad : bufs[i % 2];
-		conv2d_backward_data(dst, g, blk->convs[i].weight, &bb->convs[i], 0, ws->col);
+		conv_backward(ws, &blk->convs[i], &bb->convs[i], dst, g, 0);
 		if (i > 0)
 			relu_backward(dst, bb->hidden[i - 1], count_of(&bb->convs[i - 1]));
 		g = dst;
@@ -314,8 +340,7 @@ static void block_backward(struct net_workspace *ws, const struct block_params *
 	const size_t in_count = (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in *
 	                        bb->convs[0].w_in;
 	if (blk->has_downsample)
-		conv2d_backward_data(chain_grad, d_out, blk->downsample.weight, &bb->downsample, 1,
-		                     ws->col);
+		conv_backward(ws, &blk->downsample, &bb->downsample, chain_grad, d_out, 1);
 	if (blk->preact) {
 		const size_t plane = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 		affine_relu_backward(d_x, chain_grad, bb->preact, blk->norm1.scale,
@@ -354,7 +379,7 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
 	if (m->stem.relu)
 		relu_backward(spare, ws->stem_out, count_of(&ws->stem));
-	conv2d_backward_data(g, spare, m->stem.weight, &ws->stem, 0, ws->col);
+	conv_backward(ws, &m->stem, &ws->stem, g, spare, 0);
 	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
 	return 0;
 }

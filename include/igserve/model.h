@@ -14,6 +14,7 @@
 #ifndef IGSERVE_MODEL_H
 #define IGSERVE_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "igserve/error.h"
@@ -57,6 +58,12 @@ const struct model_info *model_get_info(const struct model *m);
 /* Run the network at another square input size (>= 32; tests use small
  * inputs).  Default 224. */
 int model_set_input_size(struct model *m, int size, struct igs_error *err);
+
+/*
+ * Run 3x3 stride-1 convolutions by Winograd F(2x2,3x3) (default on) or by
+ * im2col + GEMM.  On costs 16/9 of those layers' weights in memory.
+ */
+int model_set_winograd(struct model *m, bool enabled, struct igs_error *err);
 
 int model_set_normalization(struct model *m, const float mean[3], const float std[3],
                             struct igs_error *err);

@@ -1,0 +1,204 @@
+/*
+ * winograd.c - F(2x2, 3x3) convolution: input transform, 16 GEMMs, output
+ * transform (see winograd.h).
+ *
+ * With d a 4x4 input tile, g a 3x3 filter and
+ *   B^T = [1  0 -1  0]   G = [ 1    0    0 ]   A^T = [1  1  1  0]
+ *         [0  1  1  0]       [ 1/2  1/2  1/2]         [0  1 -1 -1]
+ *         [0 -1  1  0]       [ 1/2 -1/2  1/2]
+ *         [0  1  0 -1]       [ 0    0    1 ]
+ * the 2x2 output tile is  Y = A^T [ (G g G^T) .* (B^T d B) ] A.
+ * Summed over input channels, the elementwise product becomes, for each of
+ * the 16 positions k, a GEMM  M[k][c_out][tile] = U[k][c_out][c_in] V[k][c_in][tile].
+ */
+#include "igserve/winograd.h"
+
+#include <cblas.h>
+#include <string.h>
+
+int winograd_applies(const struct conv_shape *s)
+{
+	return s->k == 3 && s->stride == 1 && s->pad == 1;
+}
+
+size_t winograd_filter_floats(int c_out, int c_in)
+{
+	return (size_t)16 * c_out * c_in;
+}
+
+void winograd_filter_transform(float *U, const float *weight, int c_out, int c_in)
+{
+	const size_t plane = (size_t)c_out * c_in;
+	for (int o = 0; o < c_out; o++) {
+		for (int i = 0; i < c_in; i++) {
+			const float *g = weight + ((size_t)o * c_in + i) * 9;
+			float t[4][3]; /* G g */
+			for (int c = 0; c < 3; c++) {
+				t[0][c] = g[c];
+				t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+				t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+				t[3][c] = g[6 + c];
+			}
+			for (int r = 0; r < 4; r++) {
+				float u[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]),
+				              0.5f * (t[r][0] - t[r][1] + t[r][2]), t[r][2]};
+				for (int c = 0; c < 4; c++)
+					U[(size_t)(r * 4 + c) * plane + (size_t)o * c_in + i] = u[c];
+			}
+		}
+	}
+}
+
+static size_t tile_count(const struct conv_shape *s)
+{
+	return (size_t)s->n * ((s->h_out + 1) / 2) * ((s->w_out + 1) / 2);
+}
+
+size_t winograd_workspace_floats(const struct conv_shape *s)
+{
+	return 16 * (size_t)(s->c_in + s->c_out) * tile_count(s);
+}
+
+/*
+ * input_transform - V[k][c][t] = (B^T d B)[k] for every 4x4 tile d of
+ * `in` [channels][n][h][w], tiles stepping by 2 from (-1, -1).
+ */
+static void input_transform(float *restrict V, const float *restrict in, int channels, int n,
+                            int h, int w)
+{
+	const int th = (h + 1) / 2, tw = (w + 1) / 2;
+	const size_t tiles = (size_t)n * th * tw;
+	const size_t kstride = (size_t)channels * tiles;
+	for (int c = 0; c < channels; c++) {
+		for (int b = 0; b < n; b++) {
+			const float *img = in + ((size_t)c * n + b) * h * w;
+			float *v = V + (size_t)c * tiles + (size_t)b * th * tw;
+			for (int ty = 0; ty < th; ty++) {
+				const int y0 = 2 * ty - 1;
+				for (int tx = 0; tx < tw; tx++) {
+					const int x0 = 2 * tx - 1;
+					float d[4][4];
+					if (y0 >= 0 && x0 >= 0 && y0 + 4 <= h && x0 + 4 <= w) {
+						for (int r = 0; r < 4; r++)
+							for (int q = 0; q < 4; q++)
+								d[r][q] = img[(y0 + r) * w + x0 + q];
+					} else {
+						for (int r = 0; r < 4; r++)
+							for (int q = 0; q < 4; q++) {
+								int y = y0 + r, x = x0 + q;
+								d[r][q] = (y >= 0 && y < h && x >= 0 && x < w)
+								                  ? img[y * w + x]
+								                  : 0.0f;
+							}
+					}
+					float t[4][4]; /* B^T d */
+					for (int q = 0; q < 4; q++) {
+						t[0][q] = d[0][q] - d[2][q];
+						t[1][q] = d[1][q] + d[2][q];
+						t[2][q] = d[2][q] - d[1][q];
+						t[3][q] = d[1][q] - d[3][q];
+					}
+					const size_t at = (size_t)ty * tw + tx;
+					for (int r = 0; r < 4; r++) {
+						float *vr = v + at + (size_t)(r * 4) * kstride;
+						vr[0] = t[r][0] - t[r][2];
+						vr[kstride] = t[r][1] + t[r][2];
+						vr[2 * kstride] = t[r][2] - t[r][1];
+						vr[3 * kstride] = t[r][1] - t[r][3];
+					}
+				}
+			}
+		}
+	}
+}
+
+/*
+ * output_transform - out[c][b][y][x] = relu?((A^T m A) + bias[c] + residual)
+ * from M[k][c][t]; residual may alias out.
+ */
+static void output_transform(float *out, const float *restrict M, const float *bias,
+                             const float *residual, int relu, int channels, int n, int h, int w)
+{
+	const int th = (h + 1) / 2, tw = (w + 1) / 2;
+	const size_t tiles = (size_t)n * th * tw;
+	const size_t kstride = (size_t)channels * tiles;
+	for (int c = 0; c < channels; c++) {
+		const float b0 = bias ? bias[c] : 0.0f;
+		for (int b = 0; b < n; b++) {
+			const size_t base = ((size_t)c * n + b) * h * w;
+			const float *m = M + (size_t)c * tiles + (size_t)b * th * tw;
+			for (int ty = 0; ty < th; ty++) {
+				for (int tx = 0; tx < tw; tx++) {
+					const float *mt = m + (size_t)ty * tw + tx;
+					float s[2][4]; /* A^T m */
+					for (int q = 0; q < 4; q++) {
+						float m0 = mt[(size_t)q * kstride];
+						float m1 = mt[(size_t)(4 + q) * kstride];
+						float m2 = mt[(size_t)(8 + q) * kstride];
+						float m3 = mt[(size_t)(12 + q) * kstride];
+						s[0][q] = m0 + m1 + m2;
+						s[1][q] = m1 - m2 - m3;
+					}
+					for (int r = 0; r < 2; r++) {
+						const int y = 2 * ty + r;
+						if (y >= h)
+							break;
+						float y2[2] = {s[r][0] + s[r][1] + s[r][2],
+						               s[r][1] - s[r][2] - s[r][3]};
+						for (int q = 0; q < 2; q++) {
+							const int x = 2 * tx + q;
+							if (x >= w)
+								break;
+							const size_t at = base + (size_t)y * w + x;
+							float v = y2[q] + b0;
+							if (residual)
+								v += residual[at];
+							out[at] = relu && v < 0.0f ? 0.0f : v;
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+void winograd_conv3x3_forward(float *out, const float *in, const float *U, const float *bias,
+                              const float *residual, int relu, const struct conv_shape *s,
+                              float *work)
+{
+	/* in [c_in][n][h][w] -> out [c_out][n][h][w] (stride 1, pad 1) */
+	const size_t tiles = tile_count(s);
+	float *V = work, *M = work + 16 * (size_t)s->c_in * tiles;
+	input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in);
+	for (int k = 0; k < 16; k++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)tiles, s->c_in,
+		            1.0f, U + (size_t)k * s->c_out * s->c_in, s->c_in,
+		            V + (size_t)k * s->c_in * tiles, (int)tiles, 0.0f,
+		            M + (size_t)k * s->c_out * tiles, (int)tiles);
+	output_transform(out, M, bias, residual, relu, s->c_out, s->n, s->h_out, s->w_out);
+}
+
+void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float *U,
+                                    const struct conv_shape *s, int accumulate, float *work)
+{
+	/*
+	 * d_out [c_out][n][h][w] -> d_in [c_in][n][h][w]: a 3x3 convolution
+	 * with W'[i][o] = flip(W[o][i]).  Since G J = P G (P swaps rows 0 and
+	 * 3), its transform is U'[a][b] = U[P a][P b]^T: same U, transposed.
+	 */
+	static const int P[4] = {3, 1, 2, 0};
+	const size_t tiles = tile_count(s);
+	float *V = work, *M = work + 16 * (size_t)s->c_out * tiles;
+	input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out);
+	for (int a = 0; a < 4; a++) {
+		for (int b = 0; b < 4; b++) {
+			const int k = a * 4 + b, kp = P[a] * 4 + P[b];
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, (int)tiles,
+			            s->c_out, 1.0f, U + (size_t)kp * s->c_out * s->c_in, s->c_in,
+			            V + (size_t)k * s->c_out * tiles, (int)tiles, 0.0f,
+			            M + (size_t)k * s->c_in * tiles, (int)tiles);
+		}
+	}
+	output_transform(d_in, M, NULL, accumulate ? d_in : NULL, 0, s->c_in, s->n, s->h_in,
+	                 s->w_in);
+}
