@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,7 +75,22 @@ static const struct {
 	{"timm_basic", FAMILY_TIMM_RESNETV2, BLOCK_BASIC, {1, 1, 2, 1}},
 };
 
+static void compare_with_pytorch(int _i, bool winograd);
+
 START_TEST(test_matches_pytorch)
+{
+	compare_with_pytorch(_i, true);
+}
+END_TEST
+
+/* The same with every convolution through im2col + GEMM. */
+START_TEST(test_matches_pytorch_im2col)
+{
+	compare_with_pytorch(_i, false);
+}
+END_TEST
+
+static void compare_with_pytorch(int _i, bool winograd)
 {
 	char weights[64], cases[64];
 	snprintf(weights, sizeof weights, "%s.safetensors", variants[_i].name);
@@ -91,6 +107,7 @@ START_TEST(test_matches_pytorch)
 	ck_assert_int_eq(memcmp(info->blocks, variants[_i].blocks, sizeof variants[_i].blocks), 0);
 	ck_assert_int_eq(info->classes, 10);
 	ck_assert_int_eq(model_set_input_size(m, 64, &err), 0);
+	ck_assert_int_eq(model_set_winograd(m, winograd, &err), 0);
 
 	struct st_file *cf = NULL;
 	ck_assert_int_eq(safetensors_open(&cf, fixture(cases), &err), 0);
@@ -148,6 +165,64 @@ START_TEST(test_matches_pytorch)
 	safetensors_close(&cf);
 	model_free(&m);
 	ck_assert_ptr_null(m);
+}
+
+/* ===== threads sharing one model ========================================== */
+
+struct thread_job {
+	const struct model *model;
+	const float *pixels;     /* [3][64][64][3] */
+	float logits[30];
+	float grad[64 * 64 * 3];
+	int rc;
+};
+
+/* Each thread: its own workspace, the same read-only model, 20 rounds. */
+static void *run_model(void *arg)
+{
+	struct thread_job *job = arg;
+	struct net_workspace *ws = NULL;
+	job->rc = net_workspace_create(&ws, job->model, 3, NULL);
+	float d_logits[30] = {0};
+	d_logits[3] = 1;
+	float *grad = malloc(3 * 64 * 64 * 3 * sizeof(float));
+	for (int r = 0; r < 20 && job->rc == 0; r++) {
+		job->rc = net_forward(ws, job->pixels, 3, job->logits);
+		if (job->rc == 0)
+			job->rc = net_backward(ws, d_logits, grad);
+	}
+	memcpy(job->grad, grad, sizeof job->grad);
+	free(grad);
+	net_workspace_free(&ws);
+	return NULL;
+}
+
+START_TEST(test_threads_share_a_model)
+{
+	struct model *m = NULL;
+	ck_assert_int_eq(model_load(&m, fixture("timm_bottleneck.safetensors"), NULL), 0);
+	ck_assert_int_eq(model_set_input_size(m, 64, NULL), 0);
+	struct st_file *cf = NULL;
+	ck_assert_int_eq(safetensors_open(&cf, fixture("timm_bottleneck.case.safetensors"), NULL), 0);
+	float *pixels = case_tensor(cf, "pixels", NULL);
+
+	struct thread_job jobs[4];
+	pthread_t threads[4];
+	for (int t = 0; t < 4; t++) {
+		jobs[t] = (struct thread_job){.model = m, .pixels = pixels};
+		ck_assert_int_eq(pthread_create(&threads[t], NULL, run_model, &jobs[t]), 0);
+	}
+	for (int t = 0; t < 4; t++)
+		ck_assert_int_eq(pthread_join(threads[t], NULL), 0);
+	/* Same inputs, same model: every thread must get bit-identical answers. */
+	for (int t = 0; t < 4; t++) {
+		ck_assert_int_eq(jobs[t].rc, 0);
+		ck_assert_int_eq(memcmp(jobs[t].logits, jobs[0].logits, sizeof jobs[0].logits), 0);
+		ck_assert_int_eq(memcmp(jobs[t].grad, jobs[0].grad, sizeof jobs[0].grad), 0);
+	}
+	free(pixels);
+	safetensors_close(&cf);
+	model_free(&m);
 }
 END_TEST
 
@@ -543,6 +618,8 @@ int main(void)
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("pytorch");
 	tcase_add_loop_test(tc, test_matches_pytorch, 0, 4);
+	tcase_add_loop_test(tc, test_matches_pytorch_im2col, 0, 4);
+	tcase_add_test(tc, test_threads_share_a_model);
 	suite_add_tcase(s, tc);
 	TCase *refuse = tcase_create("refusals");
 	tcase_add_test(refuse, test_refuses_wrong_models);
