@@ -1,0 +1,199 @@
+/*
+ * cli_serve.c - `igserve serve`: flags, model, the HTTP server, signals.
+ *
+ * SIGTERM / SIGINT start a drain: /readyz and new model requests answer
+ * 503, requests in flight get up to --drain-timeout seconds to finish, then
+ * the process exits with status 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "igserve/cli.h"
+#include "igserve/server.h"
+#include "igserve/service.h"
+
+/* OpenBLAS's own control (cblas.h of openblas-pthread declares it). */
+void openblas_set_num_threads(int num_threads);
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(signal_pipe[1], &b, 1) < 0) {
+		/* nothing to do: a pending byte already wakes the main thread */
+	}
+	errno = saved;
+}
+
+static int install_signals(void)
+{
+	if (pipe(signal_pipe) != 0)
+		return -1;
+	fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+	fcntl(signal_pipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(signal_pipe[1], F_SETFD, FD_CLOEXEC);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error return, not death */
+	return 0;
+}
+
+/* Block until a signal arrives; returns its number. */
+static int wait_signal(void)
+{
+	unsigned char b;
+	for (;;) {
+		ssize_t n = read(signal_pipe[0], &b, 1);
+		if (n == 1)
+			return b;
+		if (n < 0 && errno != EINTR)
+			return SIGTERM;
+	}
+}
+
+static int set_log_format(void *ctx, const char *name, const char *value, struct igs_error *err)
+{
+	bool *log_text = ctx;
+	if (!strcmp(value, "json"))
+		*log_text = false;
+	else if (!strcmp(value, "text"))
+		*log_text = true;
+	else
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "--log-format must be json or text, got '%s'",
+		                value);
+	return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct cli_model_options mo;
+	cli_model_options_init(&mo);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores < 1)
+		cores = 1;
+	struct server_config sc = {
+		.host = "0.0.0.0",
+		.port = 8080,
+		.workers = (int)cores,
+		.queue_size = 32,
+		.attribute_queue_size = 8,
+		.max_body_bytes = 16u << 20,
+		.max_connections = 256,
+		.idle_timeout_s = 30,
+		.connection_memory = 64u << 10,
+		.http_threads = 2,
+		.deadline_ms = 120000,
+		.max_steps_cap = 4096,
+	};
+	double drain_timeout = 25;
+	size_t memory_budget = 1u << 30;
+	int blas_threads = 0;
+
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 20];
+	size_t n = cli_model_flags(flags, &mo);
+	const struct flag serve_flags[] = {
+		{"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
+		 NULL, NULL},
+		{"port", FLAG_INT, &sc.port, "PORT",
+		 "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
+		{"workers", FLAG_INT, &sc.workers, "N",
+		 "threads running the model (default: number of cores)", NULL, NULL},
+		{"queue-size", FLAG_INT, &sc.queue_size, "N",
+		 "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
+		{"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
+		 "attribute jobs waiting for a worker before 429 (8)", NULL, NULL},
+		{"max-body-bytes", FLAG_SIZE, &sc.max_body_bytes, "BYTES",
+		 "largest request body; larger is 413 (16M)", NULL, NULL},
+		{"max-steps", FLAG_INT, &sc.max_steps_cap, "N",
+		 "ceiling for the steps and max_steps options; above is 400 (4096)", NULL, NULL},
+		{"max-connections", FLAG_INT, &sc.max_connections, "N",
+		 "concurrent connections; more are refused (256)", NULL, NULL},
+		{"idle-timeout", FLAG_INT, &sc.idle_timeout_s, "SECONDS",
+		 "close a connection idle this long, e.g. a slow upload (30; 0: never)", NULL, NULL},
+		{"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
+		 "memory per connection for headers and buffers (64K)", NULL, NULL},
+		{"http-threads", FLAG_INT, &sc.http_threads, "N",
+		 "threads handling HTTP (2); they never run the model", NULL, NULL},
+		{"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
+		 "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
+		 NULL},
+		{"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
+		 "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
+		{"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
+		 "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
+		{"blas-threads", FLAG_INT, &blas_threads, "N",
+		 "OpenBLAS threads per request (0: 1 with several workers, else the cores)", NULL,
+		 NULL},
+		{"log-format", FLAG_CALLBACK, NULL, "FORMAT",
+		 "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
+	};
+	memcpy(flags + n, serve_flags, sizeof serve_flags);
+	n += sizeof serve_flags / sizeof serve_flags[0];
+
+	const char *synopsis = "[--model FILE] [--host ADDR] [--port PORT] [--workers N] ...";
+	struct igs_error err = {0};
+	size_t npos = 0;
+	int rc = flags_parse("serve", synopsis, flags, n, argc, argv, NULL, 0, &npos, &err);
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		return 2;
+	}
+	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
+	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
+	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
+	    blas_threads < 0 || sc.max_body_bytes == 0) {
+		fprintf(stderr, "igserve serve: --workers, --queue-size, --attribute-queue-size, "
+		                "--max-connections, --http-threads, --max-steps and "
+		                "--max-body-bytes must be positive; --idle-timeout, --deadline-ms, "
+		                "--drain-timeout and --blas-threads not negative\n");
+		return 2;
+	}
+
+	/* Parallelism comes from the workers; BLAS threads inside each
+	 * request would only fight them for the cores. */
+	if (blas_threads == 0)
+		blas_threads = sc.workers > 1 ? 1 : (int)cores;
+	openblas_set_num_threads(blas_threads);
+
+	struct service_config cfg = {0};
+	rc = cli_model_config(&mo, &cfg, &err);
+	cfg.max_steps_cap = sc.max_steps_cap;
+	cfg.memory_budget = memory_budget;
+	cfg.blas_threads = blas_threads;
+	struct service *svc = NULL;
+	if (rc == 0)
+		rc = service_open(&svc, &cfg, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		return 1;
+	}
+	if (install_signals() != 0) {
+		fprintf(stderr, "igserve serve: cannot set up signal handling\n");
+		service_close(&svc);
+		return 1;
+	}
+
+	struct server *srv = NULL;
+	rc = server_start(&srv, svc, &sc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		service_close(&svc);
+		return 1;
+	}
+	wait_signal();
+	server_drain(srv, drain_timeout);
+	server_stop(&srv);
+	service_close(&svc);
+	return 0;
+}
