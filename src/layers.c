@@ -5,8 +5,14 @@
  * whole batch (darknet's scheme, with the batch folded into the GEMM's N);
  * backward to the input is the transposed sgemm + col2im.  Nothing here
  * allocates; buffers come from the caller.
+ *
+ * The *_par variants do one thread's share of a layer inside a team pass
+ * (team.h): each thread takes a block of channels.  A convolution gathers
+ * its im2col rows by input channel, meets the team once, then runs the GEMM
+ * for its output channels; the caller syncs before the next layer.
  */
 #include "igserve/layers.h"
+#include "igserve/team.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -111,11 +117,12 @@ static void im2col_tap(float *restrict dst, const float *restrict src, const str
  *   col[(ci*k + ky)*k + kx][b][oy][ox] = in[ci][b][oy*s - pad + ky][ox*s - pad + kx]
  * or 0 where that pixel is padding.
  */
-static void im2col(float *restrict col, const float *restrict in, const struct conv_shape *s)
+static void im2col(float *restrict col, const float *restrict in, const struct conv_shape *s,
+                   int c_lo, int c_hi)
 {
-	// in is (Cin, N, Hin, Win), col is (Cin*k*k, N*Hout*Wout)
+	// in is (Cin, N, Hin, Win), col is (Cin*k*k, N*Hout*Wout); channels [c_lo, c_hi)
 	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
-	for (int ci = 0; ci < s->c_in; ci++) {
+	for (int ci = c_lo; ci < c_hi; ci++) {
 		for (int ky = 0; ky < s->k; ky++) {
 			for (int kx = 0; kx < s->k; kx++) {
 				struct tap t = conv_tap(s, ky, kx);
@@ -153,11 +160,12 @@ static void col2im_tap(float *restrict dst, const float *restrict src, const str
 }
 
 /* col2im - d_in [c_in][n][h_in][w_in] += the scatter of col [c_in*k*k][n][h_out][w_out]. */
-static void col2im_add(float *restrict d_in, const float *restrict col, const struct conv_shape *s)
+static void col2im_add(float *restrict d_in, const float *restrict col, const struct conv_shape *s,
+                       int c_lo, int c_hi)
 {
-	// col is (Cin*k*k, N*Hout*Wout), d_in is (Cin, N, Hin, Win)
+	// col is (Cin*k*k, N*Hout*Wout), d_in is (Cin, N, Hin, Win); channels [c_lo, c_hi)
 	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
-	for (int ci = 0; ci < s->c_in; ci++) {
+	for (int ci = c_lo; ci < c_hi; ci++) {
 		for (int ky = 0; ky < s->k; ky++) {
 			for (int kx = 0; kx < s->k; kx++) {
 				struct tap t = conv_tap(s, ky, kx);
@@ -172,21 +180,38 @@ static void col2im_add(float *restrict d_in, const float *restrict col, const st
 
 /* ----------------------------------------------------------- convolution */
 
-void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
-                    const float *residual, int relu, const struct conv_shape *s, float *col)
+void conv2d_forward_par(float *out, const float *in, const float *weight, const float *bias,
+                        const float *residual, int relu, const struct conv_shape *s, float *col,
+                        const struct par *p)
 {
 	// in is (Cin, N, Hin, Win), weight is (Cout, Cin*k*k), out is (Cout, N*Hout*Wout)
 	// out = weight x col, col = im2col(in) (or in itself for a pointwise conv)
-	const int m = s->c_out, kk = s->c_in * s->k * s->k;
+	const int kk = s->c_in * s->k * s->k;
 	const int cols = s->n * s->h_out * s->w_out;
 	const size_t plane = (size_t)cols;
+
+	const float *b_mat = in;
+	if (!conv_is_pointwise(s)) {
+		int c_lo, c_hi;
+		par_range(p, s->c_in, &c_lo, &c_hi);
+		im2col(col, in, s, c_lo, c_hi);
+		par_sync(p); /* every thread's GEMM reads all of col */
+		b_mat = col;
+	}
+
+	/* This thread's output channels [o_lo, o_hi). */
+	int o_lo, o_hi;
+	par_range(p, s->c_out, &o_lo, &o_hi);
+	const int m = o_hi - o_lo;
+	if (m <= 0)
+		return;
 
 	/* Pre-fill out with bias (+ residual) and let the GEMM add onto it
 	 * (beta = 1).  OpenBLAS scales C by beta in a pass of its own whenever
 	 * beta != 1, so beta = 0 would not save that pass anyway. */
 	float beta = 0.0f;
 	if (residual && residual != out) {
-		for (int c = 0; c < m; c++) {
+		for (int c = o_lo; c < o_hi; c++) {
 			float *o = out + (size_t)c * plane;
 			const float *r = residual + (size_t)c * plane;
 			const float bc = bias ? bias[c] : 0.0f;
@@ -196,7 +221,7 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 		beta = 1.0f;
 	} else if (residual) { /* aliases out: it is already there */
 		if (bias) {
-			for (int c = 0; c < m; c++) {
+			for (int c = o_lo; c < o_hi; c++) {
 				float *o = out + (size_t)c * plane;
 				const float bc = bias[c];
 				for (size_t i = 0; i < plane; i++)
@@ -205,7 +230,7 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 		}
 		beta = 1.0f;
 	} else if (bias) {
-		for (int c = 0; c < m; c++) {
+		for (int c = o_lo; c < o_hi; c++) {
 			float *o = out + (size_t)c * plane;
 			const float bc = bias[c];
 			for (size_t i = 0; i < plane; i++)
@@ -214,56 +239,85 @@ void conv2d_forward(float *out, const float *in, const float *weight, const floa
 		beta = 1.0f;
 	}
 
-	const float *b_mat = in;
-	if (!conv_is_pointwise(s)) {
-		im2col(col, in, s);
-		b_mat = col;
-	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, kk, 1.0f, weight, kk, b_mat,
-	            cols, beta, out, cols);
+	float *o_rows = out + (size_t)o_lo * plane;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, kk, 1.0f,
+	            weight + (size_t)o_lo * kk, kk, b_mat, cols, beta, o_rows, cols);
 
 	if (relu) {
 		size_t count = (size_t)m * plane;
 		for (size_t i = 0; i < count; i++)
-			out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+			o_rows[i] = o_rows[i] > 0.0f ? o_rows[i] : 0.0f;
 	}
+}
+
+void conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
+                    const float *residual, int relu, const struct conv_shape *s, float *col)
+{
+	conv2d_forward_par(out, in, weight, bias, residual, relu, s, col, NULL);
+}
+
+void conv2d_backward_data_par(float *d_in, const float *d_out, const float *weight,
+                              const struct conv_shape *s, int accumulate, float *col,
+                              const struct par *p)
+{
+	// d_out is (Cout, N*Hout*Wout), weight is (Cout, Cin*k*k), d_in is (Cin, N, Hin, Win)
+	// col = weight^T x d_out, then d_in (+)= col2im(col)
+	// This thread: input channels [c_lo, c_hi), i.e. rows c*k*k.. of col.
+	const int m = s->c_out, kk = s->c_in * s->k * s->k, taps = s->k * s->k;
+	const int cols = s->n * s->h_out * s->w_out;
+	int c_lo, c_hi;
+	par_range(p, s->c_in, &c_lo, &c_hi);
+	if (c_hi <= c_lo)
+		return;
+	const int rows = (c_hi - c_lo) * taps;
+	const size_t first = (size_t)c_lo * taps;
+
+	if (conv_is_pointwise(s)) {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, m, 1.0f,
+		            weight + first, kk, d_out, cols, accumulate ? 1.0f : 0.0f,
+		            d_in + first * (size_t)cols, cols);
+		return;
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, m, 1.0f, weight + first, kk,
+	            d_out, cols, 0.0f, col + first * (size_t)cols, cols);
+	const size_t in_channel = (size_t)s->n * s->h_in * s->w_in;
+	if (!accumulate)
+		memset(d_in + (size_t)c_lo * in_channel, 0,
+		       (size_t)(c_hi - c_lo) * in_channel * sizeof(float));
+	col2im_add(d_in, col, s, c_lo, c_hi);
 }
 
 void conv2d_backward_data(float *d_in, const float *d_out, const float *weight,
                           const struct conv_shape *s, int accumulate, float *col)
 {
-	// d_out is (Cout, N*Hout*Wout), weight is (Cout, Cin*k*k), d_in is (Cin, N, Hin, Win)
-	// col = weight^T x d_out, then d_in (+)= col2im(col)
-	const int m = s->c_out, kk = s->c_in * s->k * s->k;
-	const int cols = s->n * s->h_out * s->w_out;
-
-	if (conv_is_pointwise(s)) {
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, cols, m, 1.0f, weight, kk,
-		            d_out, cols, accumulate ? 1.0f : 0.0f, d_in, cols);
-		return;
-	}
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, cols, m, 1.0f, weight, kk, d_out,
-	            cols, 0.0f, col, cols);
-	if (!accumulate)
-		memset(d_in, 0, (size_t)s->c_in * s->n * s->h_in * s->w_in * sizeof(float));
-	col2im_add(d_in, col, s);
+	conv2d_backward_data_par(d_in, d_out, weight, s, accumulate, col, NULL);
 }
 
 /* ------------------------------------------------------------ elementwise */
 
-void relu_backward(float *restrict d, const float *restrict out, size_t count)
+void relu_backward_par(float *restrict d, const float *restrict out, size_t count,
+                       const struct par *p)
 {
 	// d and out are (count)
-	for (size_t i = 0; i < count; i++)
+	size_t lo, hi;
+	par_range_size(p, count, &lo, &hi);
+	for (size_t i = lo; i < hi; i++)
 		d[i] = out[i] > 0.0f ? d[i] : 0.0f;
 }
 
+void relu_backward(float *restrict d, const float *restrict out, size_t count)
+{
+	relu_backward_par(d, out, count, NULL);
+}
+
 /* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
-void affine_relu_forward(float *out, const float *in, const float *scale, const float *shift,
-                         int channels, size_t plane)
+void affine_relu_forward_par(float *out, const float *in, const float *scale, const float *shift,
+                             int channels, size_t plane, const struct par *p)
 {
 	// in and out are (C, plane), scale and shift are (C)
-	for (int c = 0; c < channels; c++) {
+	int c_lo, c_hi;
+	par_range(p, channels, &c_lo, &c_hi);
+	for (int c = c_lo; c < c_hi; c++) {
 		const float a = scale[c], b = shift[c];
 		const float *x = in + (size_t)c * plane;
 		float *y = out + (size_t)c * plane;
@@ -274,12 +328,21 @@ void affine_relu_forward(float *out, const float *in, const float *scale, const 
 	}
 }
 
+void affine_relu_forward(float *out, const float *in, const float *scale, const float *shift,
+                         int channels, size_t plane)
+{
+	affine_relu_forward_par(out, in, scale, shift, channels, plane, NULL);
+}
+
 /* d_in may equal d_out when not accumulating: no restrict on them. */
-void affine_relu_backward(float *d_in, const float *d_out, const float *out, const float *scale,
-                          int channels, size_t plane, int accumulate)
+void affine_relu_backward_par(float *d_in, const float *d_out, const float *out,
+                              const float *scale, int channels, size_t plane, int accumulate,
+                              const struct par *p)
 {
 	// d_in, d_out and out are (C, plane), scale is (C)
-	for (int c = 0; c < channels; c++) {
+	int c_lo, c_hi;
+	par_range(p, channels, &c_lo, &c_hi);
+	for (int c = c_lo; c < c_hi; c++) {
 		const float a = scale[c];
 		const float *g = d_out + (size_t)c * plane;
 		const float *y = out + (size_t)c * plane;
@@ -294,17 +357,24 @@ void affine_relu_backward(float *d_in, const float *d_out, const float *out, con
 	}
 }
 
+void affine_relu_backward(float *d_in, const float *d_out, const float *out, const float *scale,
+                          int channels, size_t plane, int accumulate)
+{
+	affine_relu_backward_par(d_in, d_out, out, scale, channels, plane, accumulate, NULL);
+}
+
 /* ---------------------------------------------------------------- pooling */
 
-void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
-                     const struct pool_shape *s)
+void maxpool_forward_par(float *restrict out, int32_t *restrict argmax, const float *restrict in,
+                         const struct pool_shape *s, const struct par *par)
 {
 	// in is (C, N, Hin, Win), out and argmax are (C, N, Hout, Wout)
 	const int k = s->k, st = s->stride, pad = s->pad;
 	const int hi = s->h_in, wi = s->w_in, ho = s->h_out, wo = s->w_out;
 	const size_t in_plane = (size_t)hi * wi, out_plane = (size_t)ho * wo;
-	const size_t planes = (size_t)s->c * s->n;
-	for (size_t p = 0; p < planes; p++) {
+	size_t p_lo, p_hi;
+	par_range_size(par, (size_t)s->c * s->n, &p_lo, &p_hi);
+	for (size_t p = p_lo; p < p_hi; p++) {
 		const float *x = in + p * in_plane;
 		float *y = out + p * out_plane;
 		int32_t *am = argmax + p * out_plane;
@@ -345,23 +415,41 @@ void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float 
 	}
 }
 
-void maxpool_backward(float *restrict d_in, const float *restrict d_out,
-                      const int32_t *restrict argmax, const struct pool_shape *s)
+void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
+                     const struct pool_shape *s)
+{
+	maxpool_forward_par(out, argmax, in, s, NULL);
+}
+
+void maxpool_backward_par(float *restrict d_in, const float *restrict d_out,
+                          const int32_t *restrict argmax, const struct pool_shape *s,
+                          const struct par *p)
 {
 	// d_out and argmax are (C, N, Hout, Wout), d_in is (C, N, Hin, Win)
-	const size_t in_count = (size_t)s->c * s->n * s->h_in * s->w_in;
-	const size_t out_count = (size_t)s->c * s->n * s->h_out * s->w_out;
-	memset(d_in, 0, in_count * sizeof(float));
-	for (size_t i = 0; i < out_count; i++)
+	// A window of plane q only reads plane q, so planes split cleanly.
+	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
+	size_t lo, hi;
+	par_range_size(p, (size_t)s->c * s->n, &lo, &hi);
+	memset(d_in + lo * in_plane, 0, (hi - lo) * in_plane * sizeof(float));
+	for (size_t i = lo * out_plane; i < hi * out_plane; i++)
 		if (argmax[i] >= 0)
 			d_in[argmax[i]] += d_out[i];
 }
 
-void avgpool_forward(float *restrict out, const float *restrict in, int c, int n, int hw)
+void maxpool_backward(float *restrict d_in, const float *restrict d_out,
+                      const int32_t *restrict argmax, const struct pool_shape *s)
+{
+	maxpool_backward_par(d_in, d_out, argmax, s, NULL);
+}
+
+void avgpool_forward_par(float *restrict out, const float *restrict in, int c, int n, int hw,
+                         const struct par *p)
 {
 	// in is (C, N, HW), out is (N, C)
 	const float inv = 1.0f / (float)hw;
-	for (int ci = 0; ci < c; ci++) {
+	int c_lo, c_hi;
+	par_range(p, c, &c_lo, &c_hi);
+	for (int ci = c_lo; ci < c_hi; ci++) {
 		for (int b = 0; b < n; b++) {
 			const float *x = in + ((size_t)ci * n + b) * hw;
 			float sum = 0.0f;
@@ -372,11 +460,19 @@ void avgpool_forward(float *restrict out, const float *restrict in, int c, int n
 	}
 }
 
-void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, int n, int hw)
+void avgpool_forward(float *restrict out, const float *restrict in, int c, int n, int hw)
+{
+	avgpool_forward_par(out, in, c, n, hw, NULL);
+}
+
+void avgpool_backward_par(float *restrict d_in, const float *restrict d_out, int c, int n, int hw,
+                          const struct par *p)
 {
 	// d_out is (N, C), d_in is (C, N, HW)
 	const float inv = 1.0f / (float)hw;
-	for (int ci = 0; ci < c; ci++) {
+	int c_lo, c_hi;
+	par_range(p, c, &c_lo, &c_hi);
+	for (int ci = c_lo; ci < c_hi; ci++) {
 		for (int b = 0; b < n; b++) {
 			float *dx = d_in + ((size_t)ci * n + b) * hw;
 			const float g = d_out[(size_t)b * c + ci] * inv;
@@ -384,6 +480,11 @@ void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, 
 				dx[i] = g;
 		}
 	}
+}
+
+void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, int n, int hw)
+{
+	avgpool_backward_par(d_in, d_out, c, n, hw, NULL);
 }
 
 /* ----------------------------------------------------------------- linear */
@@ -412,28 +513,44 @@ void linear_backward(float *restrict d_in, const float *restrict d_out,
 
 /* ---------------------------------------------------------- preprocessing */
 
-void normalize_forward(float *restrict out, const float *restrict pixels, int n, int h, int w,
-                       const float mean[3], const float std[3])
+void normalize_forward_par(float *restrict out, const float *restrict pixels, int n, int h, int w,
+                           const float mean[3], const float std[3], const struct par *p)
 {
 	// pixels is (N, H, W, 3) in 0..255, out is (3, N, H, W)
 	const size_t plane = (size_t)n * h * w;
+	size_t lo, hi;
+	par_range_size(p, plane, &lo, &hi);
 	for (int c = 0; c < 3; c++) {
 		const float mc = mean[c], sc = std[c];
 		float *y = out + (size_t)c * plane;
-		for (size_t i = 0; i < plane; i++)
+		for (size_t i = lo; i < hi; i++)
 			y[i] = (pixels[i * 3 + c] / 255.0f - mc) / sc;
+	}
+}
+
+void normalize_forward(float *restrict out, const float *restrict pixels, int n, int h, int w,
+                       const float mean[3], const float std[3])
+{
+	normalize_forward_par(out, pixels, n, h, w, mean, std, NULL);
+}
+
+void normalize_backward_par(float *restrict d_pixels, const float *restrict d_out, int n, int h,
+                            int w, const float std[3], const struct par *p)
+{
+	// d_out is (3, N, H, W), d_pixels is (N, H, W, 3)
+	const size_t plane = (size_t)n * h * w;
+	size_t lo, hi;
+	par_range_size(p, plane, &lo, &hi);
+	for (int c = 0; c < 3; c++) {
+		const float g = 1.0f / (255.0f * std[c]);
+		const float *d = d_out + (size_t)c * plane;
+		for (size_t i = lo; i < hi; i++)
+			d_pixels[i * 3 + c] = d[i] * g;
 	}
 }
 
 void normalize_backward(float *restrict d_pixels, const float *restrict d_out, int n, int h, int w,
                         const float std[3])
 {
-	// d_out is (3, N, H, W), d_pixels is (N, H, W, 3)
-	const size_t plane = (size_t)n * h * w;
-	for (int c = 0; c < 3; c++) {
-		const float g = 1.0f / (255.0f * std[c]);
-		const float *d = d_out + (size_t)c * plane;
-		for (size_t i = 0; i < plane; i++)
-			d_pixels[i * 3 + c] = d[i] * g;
-	}
+	normalize_backward_par(d_pixels, d_out, n, h, w, std, NULL);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "igserve/layers.h"
+#include "igserve/team.h"
 #include "igserve/winograd.h"
 
 /* ===== workspace layout =================================================== */
@@ -49,6 +50,7 @@ struct net_workspace {
 	float *col;                  /* im2col / col2im workspace */
 	float *grad[5];              /* scratch gradients, each max_act floats */
 	size_t max_act;
+	struct team *team;           /* threads that run each pass; NULL: the caller alone */
 };
 
 /*
@@ -202,10 +204,24 @@ void net_workspace_free(struct net_workspace **wsp)
 	struct net_workspace *ws = *wsp;
 	if (!ws)
 		return;
+	team_free(&ws->team);
 	free(ws->arena);
 	free(ws->blocks);
 	free(ws);
 	*wsp = NULL;
+}
+
+int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err)
+{
+	team_free(&ws->team);
+	if (threads <= 1)
+		return 0;
+	return team_create(&ws->team, threads, err);
+}
+
+int net_workspace_threads(const struct net_workspace *ws)
+{
+	return team_size(ws->team);
 }
 
 size_t net_workspace_bytes(const struct net_workspace *ws)
@@ -215,25 +231,35 @@ size_t net_workspace_bytes(const struct net_workspace *ws)
 
 /* ===== forward ============================================================ */
 
+/*
+ * Both passes run on every thread of the workspace's team at once (see
+ * team.h): each function below does this thread's share (`p`) of a layer,
+ * and par_sync() separates a layer from the next one that reads it.
+ */
+
 /* One convolution, by Winograd when the model prepared its filters. */
 static void conv_forward(struct net_workspace *ws, const struct conv_params *c,
                          const struct conv_shape *s, float *out, const float *in,
-                         const float *residual)
+                         const float *residual, const struct par *p)
 {
 	if (c->winograd)
-		winograd_conv3x3_forward(out, in, c->winograd, c->bias, residual, c->relu, s, ws->col);
+		winograd_conv3x3_forward_par(out, in, c->winograd, c->bias, residual, c->relu, s,
+		                             ws->col, p);
 	else
-		conv2d_forward(out, in, c->weight, c->bias, residual, c->relu, s, ws->col);
+		conv2d_forward_par(out, in, c->weight, c->bias, residual, c->relu, s, ws->col, p);
+	par_sync(p);
 }
 
 static void conv_backward(struct net_workspace *ws, const struct conv_params *c,
                           const struct conv_shape *s, float *d_in, const float *d_out,
-                          int accumulate)
+                          int accumulate, const struct par *p)
 {
 	if (c->winograd)
-		winograd_conv3x3_backward_data(d_in, d_out, c->winograd, s, accumulate, ws->col);
+		winograd_conv3x3_backward_data_par(d_in, d_out, c->winograd, s, accumulate, ws->col,
+		                                   p);
 	else
-		conv2d_backward_data(d_in, d_out, c->weight, s, accumulate, ws->col);
+		conv2d_backward_data_par(d_in, d_out, c->weight, s, accumulate, ws->col, p);
+	par_sync(p);
 }
 
 /* Re-derive every shape for batch n (buffers stay where max_batch put them:
@@ -256,30 +282,84 @@ static size_t count_of(const struct conv_shape *s)
 	return (size_t)s->c_out * s->n * s->h_out * s->w_out;
 }
 
+/* dst[i] = src[i] (add 0) or dst[i] += src[i] (add 1), this thread's part. */
+static void copy_par(float *dst, const float *src, size_t count, int add, const struct par *p)
+{
+	size_t lo, hi;
+	par_range_size(p, count, &lo, &hi);
+	if (add)
+		for (size_t i = lo; i < hi; i++)
+			dst[i] += src[i];
+	else
+		memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+	par_sync(p);
+}
+
 static void block_forward(struct net_workspace *ws, const struct block_params *blk,
-                          struct block_buffers *bb, const float *x)
+                          struct block_buffers *bb, const float *x, const struct par *p)
 {
 	const size_t plane_in = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 	const float *chain_in = x;
 	if (blk->preact) {
-		affine_relu_forward(bb->preact, x, blk->norm1.scale, blk->norm1.shift,
-		                    blk->norm1.channels, plane_in);
+		affine_relu_forward_par(bb->preact, x, blk->norm1.scale, blk->norm1.shift,
+		                        blk->norm1.channels, plane_in, p);
+		par_sync(p);
 		chain_in = bb->preact;
 	}
 	/* The shortcut goes into `out` first; the last conv then adds onto it. */
 	if (blk->has_downsample)
-		conv_forward(ws, &blk->downsample, &bb->downsample, bb->out, chain_in, NULL);
+		conv_forward(ws, &blk->downsample, &bb->downsample, bb->out, chain_in, NULL, p);
 	else
-		memcpy(bb->out, x, count_of(&bb->convs[blk->n_convs - 1]) * sizeof(float));
+		copy_par(bb->out, x, count_of(&bb->convs[blk->n_convs - 1]), 0, p);
 
 	const float *h = chain_in;
 	for (int i = 0; i < blk->n_convs; i++) {
 		const struct conv_params *c = &blk->convs[i];
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? bb->out : bb->hidden[i];
-		conv_forward(ws, c, &bb->convs[i], dst, h, last ? bb->out : NULL);
+		conv_forward(ws, c, &bb->convs[i], dst, h, last ? bb->out : NULL, p);
 		h = dst;
 	}
+}
+
+struct pass_args {
+	struct net_workspace *ws;
+	const float *pixels;
+	float *logits;
+	const float *d_logits;
+	float *grad_pixels;
+};
+
+static void forward_pass(void *arg, const struct par *p)
+{
+	struct pass_args *a = arg;
+	struct net_workspace *ws = a->ws;
+	const struct model *m = ws->model;
+	const int n = ws->n, S = ws->size;
+
+	normalize_forward_par(ws->input, a->pixels, n, S, S, m->info.mean, m->info.std, p);
+	par_sync(p);
+	conv_forward(ws, &m->stem, &ws->stem, ws->stem_out, ws->input, NULL, p);
+	maxpool_forward_par(ws->pool_out, ws->argmax, ws->stem_out, &ws->pool, p);
+	par_sync(p);
+
+	const float *x = ws->pool_out;
+	for (int b = 0; b < m->n_blocks; b++) {
+		block_forward(ws, &m->blocks[b], &ws->blocks[b], x, p);
+		x = ws->blocks[b].out;
+	}
+	const int C = m->info.features;
+	if (m->has_final_norm) {
+		affine_relu_forward_par(ws->head_act, x, m->final_norm.scale, m->final_norm.shift, C,
+		                        (size_t)n * ws->head_hw, p);
+		par_sync(p);
+		x = ws->head_act;
+	}
+	avgpool_forward_par(ws->pooled, x, C, n, ws->head_hw, p);
+	par_sync(p);
+	if (p->tid == 0)
+		linear_forward(a->logits, ws->pooled, m->fc_weight, m->fc_bias, n, C,
+		               m->info.classes);
 }
 
 int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits)
@@ -288,25 +368,8 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 	if (n < 1 || n > ws->max_batch || ws->size != m->info.input_size)
 		return IGS_ERR_BAD_OPTION;
 	set_batch(ws, n);
-	const int S = ws->size;
-
-	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
-	conv_forward(ws, &m->stem, &ws->stem, ws->stem_out, ws->input, NULL);
-	maxpool_forward(ws->pool_out, ws->argmax, ws->stem_out, &ws->pool);
-
-	const float *x = ws->pool_out;
-	for (int b = 0; b < m->n_blocks; b++) {
-		block_forward(ws, &m->blocks[b], &ws->blocks[b], x);
-		x = ws->blocks[b].out;
-	}
-	const int C = m->info.features;
-	if (m->has_final_norm) {
-		affine_relu_forward(ws->head_act, x, m->final_norm.scale, m->final_norm.shift, C,
-		                    (size_t)n * ws->head_hw);
-		x = ws->head_act;
-	}
-	avgpool_forward(ws->pooled, x, C, n, ws->head_hw);
-	linear_forward(logits, ws->pooled, m->fc_weight, m->fc_bias, n, C, m->info.classes);
+	struct pass_args args = {.ws = ws, .pixels = pixels, .logits = logits};
+	team_run(ws->team, forward_pass, &args);
 	return 0;
 }
 
@@ -318,11 +381,13 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
  */
 static void block_backward(struct net_workspace *ws, const struct block_params *blk,
                            struct block_buffers *bb, float *d_out, float *d_x, float *t1,
-                           float *t2, float *t3)
+                           float *t2, float *t3, const struct par *p)
 {
 	const int last = blk->n_convs - 1;
-	if (blk->relu_out)
-		relu_backward(d_out, bb->out, count_of(&bb->convs[last]));
+	if (blk->relu_out) {
+		relu_backward_par(d_out, bb->out, count_of(&bb->convs[last]), p);
+		par_sync(p);
+	}
 	/* d_out is now the gradient of (chain + shortcut). */
 
 	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
@@ -331,55 +396,72 @@ static void block_backward(struct net_workspace *ws, const struct block_params *
 	float *bufs[2] = {t1, t2};
 	for (int i = last; i >= 0; i--) {
 		float *dst = i == 0 ? chain_grad : bufs[i % 2];
-		conv_backward(ws, &blk->convs[i], &bb->convs[i], dst, g, 0);
-		if (i > 0)
-			relu_backward(dst, bb->hidden[i - 1], count_of(&bb->convs[i - 1]));
+		conv_backward(ws, &blk->convs[i], &bb->convs[i], dst, g, 0, p);
+		if (i > 0) {
+			relu_backward_par(dst, bb->hidden[i - 1], count_of(&bb->convs[i - 1]), p);
+			par_sync(p);
+		}
 		g = dst;
 	}
 
 	const size_t in_count = (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in *
 	                        bb->convs[0].w_in;
 	if (blk->has_downsample)
-		conv_backward(ws, &blk->downsample, &bb->downsample, chain_grad, d_out, 1);
+		conv_backward(ws, &blk->downsample, &bb->downsample, chain_grad, d_out, 1, p);
 	if (blk->preact) {
 		const size_t plane = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
-		affine_relu_backward(d_x, chain_grad, bb->preact, blk->norm1.scale,
-		                     blk->norm1.channels, plane, 0);
+		affine_relu_backward_par(d_x, chain_grad, bb->preact, blk->norm1.scale,
+		                         blk->norm1.channels, plane, 0, p);
+		par_sync(p);
 	}
 	if (!blk->has_downsample)
-		for (size_t i = 0; i < in_count; i++)
-			d_x[i] += d_out[i];
+		copy_par(d_x, d_out, in_count, 1, p);
 }
 
-int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
+static void backward_pass(void *arg, const struct par *p)
 {
+	struct pass_args *a = arg;
+	struct net_workspace *ws = a->ws;
 	const struct model *m = ws->model;
 	const int n = ws->n, C = m->info.features, S = ws->size;
-	if (n < 1)
-		return IGS_ERR_BAD_OPTION;
 
-	linear_backward(ws->d_pooled, d_logits, m->fc_weight, n, C, m->info.classes);
+	if (p->tid == 0)
+		linear_backward(ws->d_pooled, a->d_logits, m->fc_weight, n, C, m->info.classes);
+	par_sync(p);
 	float *g = ws->grad[0], *spare = ws->grad[1];
-	avgpool_backward(g, ws->d_pooled, C, n, ws->head_hw);
+	avgpool_backward_par(g, ws->d_pooled, C, n, ws->head_hw, p);
+	par_sync(p);
 	if (m->has_final_norm) {
-		affine_relu_backward(spare, g, ws->head_act, m->final_norm.scale, C,
-		                     (size_t)n * ws->head_hw, 0);
+		affine_relu_backward_par(spare, g, ws->head_act, m->final_norm.scale, C,
+		                         (size_t)n * ws->head_hw, 0, p);
+		par_sync(p);
 		float *t = g;
 		g = spare;
 		spare = t;
 	}
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
 		block_backward(ws, &m->blocks[b], &ws->blocks[b], g, spare, ws->grad[2], ws->grad[3],
-		               ws->grad[4]);
+		               ws->grad[4], p);
 		float *t = g;
 		g = spare;
 		spare = t;
 	}
 	/* g: gradient of the max-pool output. */
-	maxpool_backward(spare, g, ws->argmax, &ws->pool);
-	if (m->stem.relu)
-		relu_backward(spare, ws->stem_out, count_of(&ws->stem));
-	conv_backward(ws, &m->stem, &ws->stem, g, spare, 0);
-	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
+	maxpool_backward_par(spare, g, ws->argmax, &ws->pool, p);
+	par_sync(p);
+	if (m->stem.relu) {
+		relu_backward_par(spare, ws->stem_out, count_of(&ws->stem), p);
+		par_sync(p);
+	}
+	conv_backward(ws, &m->stem, &ws->stem, g, spare, 0, p);
+	normalize_backward_par(a->grad_pixels, g, n, S, S, m->info.std, p);
+}
+
+int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
+{
+	if (ws->n < 1)
+		return IGS_ERR_BAD_OPTION;
+	struct pass_args args = {.ws = ws, .d_logits = d_logits, .grad_pixels = grad_pixels};
+	team_run(ws->team, backward_pass, &args);
 	return 0;
 }

@@ -12,6 +12,7 @@
  * the 16 positions k, a GEMM  M[k][c_out][tile] = U[k][c_out][c_in] V[k][c_in][tile].
  */
 #include "igserve/winograd.h"
+#include "igserve/team.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -64,12 +65,12 @@ size_t winograd_workspace_floats(const struct conv_shape *s)
  * `in` [channels][n][h][w], tiles stepping by 2 from (-1, -1).
  */
 static void input_transform(float *restrict V, const float *restrict in, int channels, int n,
-                            int h, int w)
+                            int h, int w, int c_lo, int c_hi)
 {
 	const int th = (h + 1) / 2, tw = (w + 1) / 2;
 	const size_t tiles = (size_t)n * th * tw;
 	const size_t kstride = (size_t)channels * tiles;
-	for (int c = 0; c < channels; c++) {
+	for (int c = c_lo; c < c_hi; c++) {
 		for (int b = 0; b < n; b++) {
 			const float *img = in + ((size_t)c * n + b) * h * w;
 			float *v = V + (size_t)c * tiles + (size_t)b * th * tw;
@@ -117,12 +118,13 @@ static void input_transform(float *restrict V, const float *restrict in, int cha
  * from M[k][c][t]; residual may alias out.
  */
 static void output_transform(float *out, const float *restrict M, const float *bias,
-                             const float *residual, int relu, int channels, int n, int h, int w)
+                             const float *residual, int relu, int channels, int n, int h, int w,
+                             int c_lo, int c_hi)
 {
 	const int th = (h + 1) / 2, tw = (w + 1) / 2;
 	const size_t tiles = (size_t)n * th * tw;
 	const size_t kstride = (size_t)channels * tiles;
-	for (int c = 0; c < channels; c++) {
+	for (int c = c_lo; c < c_hi; c++) {
 		const float b0 = bias ? bias[c] : 0.0f;
 		for (int b = 0; b < n; b++) {
 			const size_t base = ((size_t)c * n + b) * h * w;
@@ -162,24 +164,38 @@ static void output_transform(float *out, const float *restrict M, const float *b
 	}
 }
 
-void winograd_conv3x3_forward(float *out, const float *in, const float *U, const float *bias,
-                              const float *residual, int relu, const struct conv_shape *s,
-                              float *work)
+void winograd_conv3x3_forward_par(float *out, const float *in, const float *U, const float *bias,
+                                  const float *residual, int relu, const struct conv_shape *s,
+                                  float *work, const struct par *p)
 {
 	/* in [c_in][n][h][w] -> out [c_out][n][h][w] (stride 1, pad 1) */
 	const size_t tiles = tile_count(s);
 	float *V = work, *M = work + 16 * (size_t)s->c_in * tiles;
-	input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in);
+	int lo, hi;
+	par_range(p, s->c_in, &lo, &hi);
+	input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in, lo, hi);
+	par_sync(p); /* every GEMM reads all input channels */
+	par_range(p, s->c_out, &lo, &hi);
+	if (hi <= lo)
+		return;
 	for (int k = 0; k < 16; k++)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)tiles, s->c_in,
-		            1.0f, U + (size_t)k * s->c_out * s->c_in, s->c_in,
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, (int)tiles, s->c_in,
+		            1.0f, U + (size_t)k * s->c_out * s->c_in + (size_t)lo * s->c_in, s->c_in,
 		            V + (size_t)k * s->c_in * tiles, (int)tiles, 0.0f,
-		            M + (size_t)k * s->c_out * tiles, (int)tiles);
-	output_transform(out, M, bias, residual, relu, s->c_out, s->n, s->h_out, s->w_out);
+		            M + (size_t)k * s->c_out * tiles + (size_t)lo * tiles, (int)tiles);
+	output_transform(out, M, bias, residual, relu, s->c_out, s->n, s->h_out, s->w_out, lo, hi);
 }
 
-void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float *U,
-                                    const struct conv_shape *s, int accumulate, float *work)
+void winograd_conv3x3_forward(float *out, const float *in, const float *U, const float *bias,
+                              const float *residual, int relu, const struct conv_shape *s,
+                              float *work)
+{
+	winograd_conv3x3_forward_par(out, in, U, bias, residual, relu, s, work, NULL);
+}
+
+void winograd_conv3x3_backward_data_par(float *d_in, const float *d_out, const float *U,
+                                        const struct conv_shape *s, int accumulate, float *work,
+                                        const struct par *p)
 {
 	/*
 	 * d_out [c_out][n][h][w] -> d_in [c_in][n][h][w]: a 3x3 convolution
@@ -189,16 +205,29 @@ void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float
 	static const int P[4] = {3, 1, 2, 0};
 	const size_t tiles = tile_count(s);
 	float *V = work, *M = work + 16 * (size_t)s->c_out * tiles;
-	input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out);
+	int lo, hi;
+	par_range(p, s->c_out, &lo, &hi);
+	input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out, lo, hi);
+	par_sync(p);
+	par_range(p, s->c_in, &lo, &hi);
+	if (hi <= lo)
+		return;
 	for (int a = 0; a < 4; a++) {
 		for (int b = 0; b < 4; b++) {
 			const int k = a * 4 + b, kp = P[a] * 4 + P[b];
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->c_in, (int)tiles,
-			            s->c_out, 1.0f, U + (size_t)kp * s->c_out * s->c_in, s->c_in,
+			/* rows [lo, hi) of U[kp]^T are its columns [lo, hi) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, (int)tiles,
+			            s->c_out, 1.0f, U + (size_t)kp * s->c_out * s->c_in + lo, s->c_in,
 			            V + (size_t)k * s->c_out * tiles, (int)tiles, 0.0f,
-			            M + (size_t)k * s->c_in * tiles, (int)tiles);
+			            M + (size_t)k * s->c_in * tiles + (size_t)lo * tiles, (int)tiles);
 		}
 	}
 	output_transform(d_in, M, NULL, accumulate ? d_in : NULL, 0, s->c_in, s->n, s->h_in,
-	                 s->w_in);
+	                 s->w_in, lo, hi);
+}
+
+void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float *U,
+                                    const struct conv_shape *s, int accumulate, float *work)
+{
+	winograd_conv3x3_backward_data_par(d_in, d_out, U, s, accumulate, work, NULL);
 }

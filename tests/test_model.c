@@ -75,22 +75,30 @@ static const struct {
 	{"timm_basic", FAMILY_TIMM_RESNETV2, BLOCK_BASIC, {1, 1, 2, 1}},
 };
 
-static void compare_with_pytorch(int _i, bool winograd);
+static void compare_with_pytorch(int _i, bool winograd, int threads);
 
 START_TEST(test_matches_pytorch)
 {
-	compare_with_pytorch(_i, true);
+	compare_with_pytorch(_i, true, 1);
 }
 END_TEST
 
 /* The same with every convolution through im2col + GEMM. */
 START_TEST(test_matches_pytorch_im2col)
 {
-	compare_with_pytorch(_i, false);
+	compare_with_pytorch(_i, false, 1);
 }
 END_TEST
 
-static void compare_with_pytorch(int _i, bool winograd)
+/* A team of threads splitting every layer must give the same numbers. */
+START_TEST(test_matches_pytorch_threads)
+{
+	compare_with_pytorch(_i, true, 2);
+	compare_with_pytorch(_i, false, 3);
+}
+END_TEST
+
+static void compare_with_pytorch(int _i, bool winograd, int threads)
 {
 	char weights[64], cases[64];
 	snprintf(weights, sizeof weights, "%s.safetensors", variants[_i].name);
@@ -122,6 +130,8 @@ static void compare_with_pytorch(int _i, bool winograd)
 
 	struct net_workspace *ws = NULL;
 	ck_assert_int_eq(net_workspace_create(&ws, m, n, &err), 0);
+	ck_assert_int_eq(net_workspace_set_threads(ws, threads, &err), 0);
+	ck_assert_int_eq(net_workspace_threads(ws), threads);
 	float logits[30], d_logits[30] = {0};
 	ck_assert_int_eq(net_forward(ws, pixels, n, logits), 0);
 
@@ -375,6 +385,7 @@ START_TEST(test_full_width_resnet50)
 		pixels[i] = (float)(255 * rng_uniform());
 	struct net_workspace *ws = NULL;
 	ck_assert_int_eq(net_workspace_create(&ws, m, n, &err), 0);
+	ck_assert_int_eq(net_workspace_set_threads(ws, 2, &err), 0);
 	float *logits = malloc(n * classes * sizeof(float));
 	float *d_logits = calloc(n * classes, sizeof(float));
 	float *grad = malloc(n * per_image * sizeof(float));
@@ -619,6 +630,7 @@ int main(void)
 	TCase *tc = tcase_create("pytorch");
 	tcase_add_loop_test(tc, test_matches_pytorch, 0, 4);
 	tcase_add_loop_test(tc, test_matches_pytorch_im2col, 0, 4);
+	tcase_add_loop_test(tc, test_matches_pytorch_threads, 0, 4);
 	tcase_add_test(tc, test_threads_share_a_model);
 	suite_add_tcase(s, tc);
 	TCase *refuse = tcase_create("refusals");

@@ -107,4 +107,34 @@ void normalize_forward(float *out, const float *pixels, int n, int h, int w, con
 void normalize_backward(float *d_pixels, const float *d_out, int n, int h, int w,
                         const float std[3]);
 
+/* ===== one thread's share, inside a team pass (team.h) =====================
+ * Same math as above; each call does this thread's block of channels (or
+ * elements).  Callers par_sync() before a later layer reads the output.
+ * conv2d_forward_par syncs once inside (after im2col); p NULL = whole range.
+ */
+struct par;
+void conv2d_forward_par(float *out, const float *in, const float *weight, const float *bias,
+                        const float *residual, int relu, const struct conv_shape *s, float *col,
+                        const struct par *p);
+void conv2d_backward_data_par(float *d_in, const float *d_out, const float *weight,
+                              const struct conv_shape *s, int accumulate, float *col,
+                              const struct par *p);
+void relu_backward_par(float *d, const float *out, size_t count, const struct par *p);
+void affine_relu_forward_par(float *out, const float *in, const float *scale, const float *shift,
+                             int channels, size_t plane, const struct par *p);
+void affine_relu_backward_par(float *d_in, const float *d_out, const float *out,
+                              const float *scale, int channels, size_t plane, int accumulate,
+                              const struct par *p);
+void maxpool_forward_par(float *out, int32_t *argmax, const float *in, const struct pool_shape *s,
+                         const struct par *p);
+void maxpool_backward_par(float *d_in, const float *d_out, const int32_t *argmax,
+                          const struct pool_shape *s, const struct par *p);
+void avgpool_forward_par(float *out, const float *in, int c, int n, int hw, const struct par *p);
+void avgpool_backward_par(float *d_in, const float *d_out, int c, int n, int hw,
+                          const struct par *p);
+void normalize_forward_par(float *out, const float *pixels, int n, int h, int w,
+                           const float mean[3], const float std[3], const struct par *p);
+void normalize_backward_par(float *d_pixels, const float *d_out, int n, int h, int w,
+                            const float std[3], const struct par *p);
+
 #endif

@@ -78,6 +78,14 @@ struct net_workspace;
 int net_workspace_create(struct net_workspace **out, const struct model *m, int max_batch,
                          struct igs_error *err);
 void net_workspace_free(struct net_workspace **ws);
+/*
+ * Run each pass on `threads` threads (the caller plus threads-1 helpers
+ * owned by the workspace), every layer split by channels.  Default 1.
+ * With more than one, OpenBLAS should be single-threaded (team.h).
+ */
+int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err);
+int net_workspace_threads(const struct net_workspace *ws);
+
 /* Bytes the workspace holds (for memory budgets and /metrics). */
 size_t net_workspace_bytes(const struct net_workspace *ws);
 /* Bytes a workspace for `batch` images would take, without allocating. */

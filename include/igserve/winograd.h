@@ -40,4 +40,13 @@ void winograd_conv3x3_forward(float *out, const float *in, const float *U, const
 void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float *U,
                                     const struct conv_shape *s, int accumulate, float *work);
 
+/* One thread's share inside a team pass (team.h); both sync once inside. */
+struct par;
+void winograd_conv3x3_forward_par(float *out, const float *in, const float *U, const float *bias,
+                                  const float *residual, int relu, const struct conv_shape *s,
+                                  float *work, const struct par *p);
+void winograd_conv3x3_backward_data_par(float *d_in, const float *d_out, const float *U,
+                                        const struct conv_shape *s, int accumulate, float *work,
+                                        const struct par *p);
+
 #endif
