@@ -178,6 +178,7 @@ struct run {
 	int done, total;              /* evaluations, for progress */
 	int evaluations;
 	bool have_result;             /* adaptive: a completed round exists */
+	double best_rel;              /* its relative completeness error */
 };
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
@@ -246,8 +247,12 @@ static void report_progress(struct run *r)
 {
 	if (!r->job || !r->job->progress)
 		return;
+	/* Within the first estimate: the error of the partial sum so far;
+	 * while refining: that of the last completed estimate (a half-done
+	 * refinement's partial sum says nothing). */
 	double want = r->f_input - r->f_baseline;
-	double rel = fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	double rel = r->have_result ? r->best_rel
+	                            : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
 	r->job->progress(r->job->progress_ctx, r->done, r->total, rel);
 }
 
@@ -462,6 +467,8 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		m = ref.next_m;
 		out->steps = m;
 		finish_attr(r, out);
+		r->best_rel = out->relative_error;
+		report_progress(r);
 round_done:
 		free(na);
 		free(nw);
@@ -631,6 +638,8 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	out->steps = m;
 	finish_attr(&r, out);
 	out->converged = true;
+	r.have_result = true;
+	r.best_rel = out->relative_error;
 	if (out->adaptive && (rc = refine(&r, m, out, err)))
 		goto fail;
 	out->evaluations = r.evaluations;
