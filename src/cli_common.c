@@ -2,6 +2,8 @@
  * cli_common.c - what predict, attribute and serve share on the command
  * line: the model flags and the default model.
  */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +95,23 @@ int cli_model_config(const struct cli_model_options *o, struct service_config *c
 		cfg->custom_normalization = true;
 	}
 	return 0;
+}
+
+/* OpenBLAS's own control (openblas-pthread's cblas.h declares it). */
+void openblas_set_num_threads(int num_threads);
+
+int cli_default_threads(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+void cli_use_compute_threads(int threads)
+{
+	openblas_set_num_threads(threads > 1 ? 1 : cli_default_threads());
 }
 
 static bool readable(const char *path)

@@ -35,8 +35,11 @@ int cli_predict(int argc, char **argv)
 	cli_model_options_init(&mo);
 	request_options_init(&ro);
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 2];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 3];
 	size_t n = cli_model_flags(flags, &mo);
+	int threads = cli_default_threads();
+	flags[n++] = (struct flag){"threads", FLAG_INT, &threads, "N",
+	                           "compute threads (default: the number of cores)", NULL, NULL};
 	flags[n++] = (struct flag){"top-k", FLAG_CALLBACK, NULL, "K",
 	                           "how many classes to print per image (5)", set_option, &ro};
 	flags[n++] = (struct flag){"resize", FLAG_CALLBACK, NULL, "MODE",
@@ -54,6 +57,11 @@ int cli_predict(int argc, char **argv)
 		fprintf(stderr, "igserve predict: %s\n", err.message);
 		return 2;
 	}
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "igserve predict: --threads must be 1..64, got %d\n", threads);
+		return 2;
+	}
+	cli_use_compute_threads(threads);
 	if (count == 0) {
 		fprintf(stderr, "igserve predict: no image given\nusage: igserve predict %s\n", synopsis);
 		return 2;
@@ -64,6 +72,7 @@ int cli_predict(int argc, char **argv)
 	struct service_worker *worker = NULL;
 	rc = cli_model_config(&mo, &cfg, &err);
 	cfg.max_batch = 1;
+	cfg.threads = threads;
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);
 	if (rc == 0)

@@ -111,6 +111,8 @@ int service_worker_create(struct service_worker **out, struct service *s, struct
 		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory");
 	else
 		rc = net_workspace_create(&w->ws, s->model, s->max_batch, err);
+	if (rc == 0 && s->cfg.threads > 1)
+		rc = net_workspace_set_threads(w->ws, s->cfg.threads, err);
 	if (rc < 0) {
 		service_worker_free(&w);
 		return rc;

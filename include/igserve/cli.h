@@ -71,6 +71,12 @@ size_t cli_model_flags(struct flag *flags, struct cli_model_options *o);
 int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
                      struct igs_error *err);
 
+/* Cores this process may use (sched_getaffinity), at least 1. */
+int cli_default_threads(void);
+/* Before running the model with `threads` team threads: OpenBLAS goes
+ * single-threaded when the team is the parallelism (team.h). */
+void cli_use_compute_threads(int threads);
+
 /* The model path when --model / IGSERVE_MODEL is absent: fetched ImageNet
  * weights when present, else the committed demo model (see README). */
 const char *cli_default_model_path(void);
