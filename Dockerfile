@@ -13,11 +13,12 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential meson ninja-build pkg-config \
         libmicrohttpd-dev libcjson-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev \
-        libopenblas-dev libssl-dev check python3 \
+        libopenblas-dev libssl-dev check libcurl4-openssl-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# python3 runs tools/embed.py, which compiles openapi.yaml into the binary.
+# python3 runs tools/embed.py, which compiles openapi.yaml into the binary; Check and libcurl
+# are needed only because meson configures the tests too (they are not built here).
 # Portable x86-64 code (-Dnative=false): the image may run on another CPU than it was built on.
 RUN meson setup /build --buildtype=release -Dnative=false --prefix=/usr/local \
  && meson compile -C /build igserve \
