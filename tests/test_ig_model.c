@@ -12,9 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "igserve/attribution.h"
+#include "igserve/base64.h"
 #include "igserve/model.h"
+#include "igserve/png_encode.h"
 #include "igserve/safetensors.h"
+#include "igserve/service.h"
 
 #define BATCH 3 /* 16 points: five chunks and a remainder */
 
@@ -303,6 +308,177 @@ START_TEST(test_adaptive_on_the_engine)
 }
 END_TEST
 
+/* ---- service_attribute: the /attribute JSON ---- */
+
+static double num(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	ck_assert_msg(cJSON_IsNumber(v), "JSON field %s is not a number", key);
+	return v->valuedouble;
+}
+
+static unsigned char *decode_b64(const cJSON *v, size_t *len)
+{
+	ck_assert(cJSON_IsString(v));
+	size_t n = strlen(v->valuestring);
+	unsigned char *b = malloc(n / 4 * 3 + 3);
+	ck_assert_int_eq(base64_decode(v->valuestring, n, b, len), 0);
+	return b;
+}
+
+struct served {
+	struct service *svc;
+	struct service_worker *w;
+	unsigned char *png;
+	size_t png_len;
+	struct fixture fx;
+};
+
+static void serve_open(struct served *sv)
+{
+	fixture_open(&sv->fx, "tv_ig");
+	char path[4096];
+	path_of(path, sizeof path, "tv_ig.safetensors");
+	struct service_config cfg = {.model_path = path, .input_size = 64, .max_batch = BATCH};
+	struct igs_error err = {0};
+	ck_assert_msg(service_open(&sv->svc, &cfg, &err) == 0, "%s", err.message);
+	ck_assert_msg(service_worker_create(&sv->w, sv->svc, &err) == 0, "%s", err.message);
+	/* the fixture's integer pixels as a PNG: 64x64 is used pixel for pixel */
+	size_t n = 64 * 64 * 3;
+	uint8_t *rgb = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		rgb[i] = (uint8_t)sv->fx.pixels[i];
+	ck_assert_int_eq(png_encode(rgb, 64, 64, 3, &sv->png, &sv->png_len, NULL), 0);
+	free(rgb);
+}
+
+static void serve_close(struct served *sv)
+{
+	free(sv->png);
+	service_worker_free(&sv->w);
+	service_close(&sv->svc);
+	fixture_close(&sv->fx);
+}
+
+START_TEST(test_service_attribute_json)
+{
+	struct served sv;
+	serve_open(&sv);
+	struct request_options o;
+	request_options_init(&o);
+	o.steps = 16;
+	o.raw_npy = true;
+	struct job_control job = {0};
+	atomic_init(&job.cancelled, false);
+	cJSON *doc = NULL;
+	struct igs_error err = {0};
+	char raw[] = "/tmp/igserve-test-ig-XXXXXX";
+	int fd = mkstemp(raw);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, raw, &doc,
+	                                &err) == 0,
+	              "%s", err.message);
+	const cJSON *target = cJSON_GetObjectItem(doc, "target");
+	ck_assert_int_eq((int)num(target, "index"), sv.fx.target);
+	ck_assert_str_eq(cJSON_GetObjectItem(target, "label")->valuestring, "class_7");
+	const cJSON *method = cJSON_GetObjectItem(doc, "method");
+	ck_assert_str_eq(cJSON_GetObjectItem(method, "name")->valuestring, "gausslegendre");
+	ck_assert_str_eq(cJSON_GetObjectItem(method, "baseline")->valuestring, "gray");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(method, "tolerance")));
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(method, "converged")));
+	ck_assert_int_eq((int)num(method, "steps"), 16);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "predictions")), 5);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "path")), 16);
+	const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "path"), 0);
+	ck_assert(num(row, "alpha") > 0 && num(row, "weight") > 0);
+	num(row, "logit");
+	num(row, "gradient_sum");
+	const cJSON *comp = cJSON_GetObjectItem(doc, "completeness");
+	float *f = read_tensor(sv.fx.cases, "gausslegendre/gray/logit:f", 2);
+	ck_assert_double_eq_tol(num(comp, "f_input"), f[0], 1e-4);
+	ck_assert_double_eq_tol(num(comp, "f_baseline"), f[1], 1e-4);
+	ck_assert_double_eq_tol(num(comp, "delta"),
+	                        num(comp, "sum") - (num(comp, "f_input") - num(comp, "f_baseline")),
+	                        1e-9);
+	free(f);
+	const cJSON *timing = cJSON_GetObjectItem(doc, "timing_ms");
+	static const char *tk[] = {"decode", "preprocess", "attribution", "heatmaps", "total"};
+	for (int i = 0; i < 5; i++)
+		ck_assert(num(timing, tk[i]) >= 0);
+
+	/* the seven heatmaps decode as 64x64 PNGs */
+	const cJSON *maps = cJSON_GetObjectItem(doc, "heatmaps");
+	ck_assert_int_eq(cJSON_GetArraySize(maps), 7);
+	const cJSON *m;
+	cJSON_ArrayForEach(m, maps)
+	{
+		size_t len;
+		unsigned char *png = decode_b64(m, &len);
+		ck_assert_mem_eq(png, "\x89PNG\r\n\x1a\n", 8);
+		ck_assert_int_eq(png[16] << 24 | png[17] << 16 | png[18] << 8 | png[19], 64);
+		free(png);
+	}
+
+	/* attributions_npy: the reference within 1e-2; the --raw file holds the
+	 * same bytes */
+	size_t len;
+	unsigned char *npy = decode_b64(cJSON_GetObjectItem(doc, "attributions_npy"), &len);
+	ck_assert_uint_eq(len, 128 + 64 * 64 * 3 * 4);
+	float *ref = read_tensor(sv.fx.cases, "gausslegendre/gray/logit", 64 * 64 * 3);
+	float *got = malloc(64 * 64 * 3 * sizeof *got);
+	memcpy(got, npy + 128, 64 * 64 * 3 * sizeof *got);
+	ck_assert_double_lt(rel_l2(got, ref, 64 * 64 * 3), 1e-2);
+	FILE *rf = fopen(raw, "rb");
+	ck_assert_ptr_nonnull(rf);
+	unsigned char *file = malloc(len + 1);
+	ck_assert_uint_eq(fread(file, 1, len + 1, rf), len);
+	fclose(rf);
+	unlink(raw);
+	ck_assert_mem_eq(file, npy, len);
+	free(file);
+	free(got);
+	free(ref);
+	free(npy);
+	cJSON_Delete(doc);
+	serve_close(&sv);
+}
+END_TEST
+
+START_TEST(test_service_attribute_errors)
+{
+	struct served sv;
+	serve_open(&sv);
+	struct request_options o;
+	request_options_init(&o);
+	o.steps = 4;
+	cJSON *doc = NULL;
+	struct igs_error err = {0};
+	ck_assert_int_eq(service_attribute(sv.w, "not an image", 12, &o, NULL, NULL, NULL, &doc,
+	                                   &err),
+	                 IGS_ERR_UNSUPPORTED_MEDIA);
+	ck_assert_ptr_null(doc);
+	o.target = 10;
+	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, NULL, NULL, NULL, &doc,
+	                                   &err),
+	                 IGS_ERR_BAD_OPTION);
+	o.target = -1;
+	struct job_control job = {0};
+	atomic_init(&job.cancelled, false);
+	job.deadline = 1e-9;
+	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, NULL, &doc,
+	                                   &err),
+	                 IGS_ERR_DEADLINE);
+	job.deadline = 0;
+	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, &job,
+	                                   "/nonexistent-dir/maps", NULL, &doc, &err),
+	                 IGS_ERR_IO);
+	ck_assert(strstr(err.message, "/nonexistent-dir/maps") != NULL);
+	ck_assert_ptr_null(doc);
+	serve_close(&sv);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ig-model");
@@ -313,6 +489,8 @@ int main(void)
 	tcase_add_test(tc, test_baselines_match_reference);
 	tcase_add_test(tc, test_randomizing_top_layers_changes_attributions);
 	tcase_add_test(tc, test_adaptive_on_the_engine);
+	tcase_add_test(tc, test_service_attribute_json);
+	tcase_add_test(tc, test_service_attribute_errors);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
