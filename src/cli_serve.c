@@ -116,7 +116,7 @@ int cli_serve(int argc, char **argv)
 		{"max-steps", FLAG_INT, &sc.max_steps_cap, "N",
 		 "ceiling for the steps and max_steps options; above is 400 (4096)", NULL, NULL},
 		{"max-connections", FLAG_INT, &sc.max_connections, "N",
-		 "concurrent connections; more are refused (256)", NULL, NULL},
+		 "concurrent connections; more wait unaccepted until one closes (256)", NULL, NULL},
 		{"idle-timeout", FLAG_INT, &sc.idle_timeout_s, "SECONDS",
 		 "close a connection idle this long, e.g. a slow upload (30; 0: never)", NULL, NULL},
 		{"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",

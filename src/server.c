@@ -663,8 +663,10 @@ static enum MHD_Result begin_upload(struct conn *c, struct MHD_Connection *mc)
 }
 
 /* More body bytes.  Over the limit the body is dropped and the rest
- * discarded (413 at the end); a client that goes on sending twice the
- * limit more is disconnected. */
+ * discarded, 413 at its end: libmicrohttpd 0.9.75 cannot queue a response
+ * in the middle of an upload.  A client sending more than twice the limit
+ * is disconnected.  (Only chunked uploads get here: a Content-Length over
+ * the limit is refused before the body, in begin_upload.) */
 static enum MHD_Result take_body(struct conn *c, const char *data, size_t n)
 {
 	size_t max = c->srv->cfg.max_body_bytes;
@@ -1030,7 +1032,7 @@ int server_start(struct server **out, struct service *s, const struct server_con
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+		flags |= MHD_USE_DUAL_STACK; /* "::" serves IPv4 too */
 	struct MHD_OptionItem opts[] = {
 		{MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
