@@ -638,9 +638,12 @@ static enum MHD_Result begin_upload(struct conn *c, struct MHD_Connection *mc)
 			         "%zu bytes", n, srv->cfg.max_body_bytes);
 			return send_error(c, IGS_ERR_TOO_LARGE, msg);
 		}
+		/* Preallocate what was announced, up to 1 MiB: memory follows
+		 * the bytes that actually arrive, not what a client claims. */
 		if (errno == 0 && end != len_text && n > 0) {
-			c->body = malloc((size_t)n);
-			c->cap = c->body ? (size_t)n : 0;
+			size_t cap = n < (1u << 20) ? (size_t)n : (1u << 20);
+			c->body = malloc(cap);
+			c->cap = c->body ? cap : 0;
 		}
 	}
 

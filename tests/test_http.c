@@ -15,6 +15,7 @@
 #include <png.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,9 +130,10 @@ struct server_proc {
 
 static long http_status_get(int port, const char *path);
 
-/* Start `igserve serve` with the fixture model and `extra` flags
- * (NULL-terminated); wait for its port and for /readyz. */
-static void server_spawn(struct server_proc *s, const char *const *extra)
+/* Start `igserve serve` with `model` and `extra` flags (NULL-terminated);
+ * wait for its port, and for /readyz when `wait_ready`. */
+static void server_spawn_model(struct server_proc *s, const char *model,
+                               const char *const *extra, bool wait_ready)
 {
 	const char *bin = getenv("IGSERVE_BINARY");
 	ck_assert_msg(bin != NULL, "IGSERVE_BINARY is not set");
@@ -143,7 +145,7 @@ static void server_spawn(struct server_proc *s, const char *const *extra)
 	argv[n++] = bin;
 	argv[n++] = "serve";
 	argv[n++] = "--model";
-	argv[n++] = model_path;
+	argv[n++] = model;
 	argv[n++] = "--input-size";
 	argv[n++] = "64";
 	argv[n++] = "--host";
@@ -178,9 +180,17 @@ static void server_spawn(struct server_proc *s, const char *const *extra)
 			sleep_s(0.02);
 	}
 	ck_assert_msg(s->port > 0, "no port in the startup log");
+	if (!wait_ready)
+		return;
 	while (http_status_get(s->port, "/readyz") != 200 && now_s() - t0 < 30)
 		sleep_s(0.02);
 	ck_assert_int_eq(http_status_get(s->port, "/readyz"), 200);
+}
+
+/* The usual: the 64x64 fixture model, ready. */
+static void server_spawn(struct server_proc *s, const char *const *extra)
+{
+	server_spawn_model(s, model_path, extra, true);
 }
 
 /* SIGTERM and wait; returns the exit status (or -1 on timeout/signal). */
@@ -1320,6 +1330,78 @@ START_TEST(test_slow_clients)
 }
 END_TEST
 
+/* A copy of the fixture model whose classifier weights are 3e38: finite,
+ * so it loads, but its logits overflow, so the self-check must fail. */
+static void write_overflowing_model(const char *out_path)
+{
+	size_t len;
+	char *bytes = read_file(model_path, &len);
+	ck_assert(bytes != NULL && len > 8);
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = hlen << 8 | (unsigned char)bytes[i];
+	ck_assert_uint_le(8 + hlen, len);
+	cJSON *header = cJSON_ParseWithLength(bytes + 8, (size_t)hlen);
+	cJSON *fc = cJSON_GetObjectItemCaseSensitive(header, "fc.weight");
+	ck_assert_str_eq(cJSON_GetObjectItem(fc, "dtype")->valuestring, "F32");
+	cJSON *off = cJSON_GetObjectItem(fc, "data_offsets");
+	size_t a = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble;
+	size_t b = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+	ck_assert_uint_le(8 + hlen + b, len);
+	float big = 3e38f;
+	for (size_t p = a; p + 4 <= b; p += 4)
+		memcpy(bytes + 8 + hlen + p, &big, 4);
+	cJSON_Delete(header);
+	FILE *f = fopen(out_path, "wb");
+	ck_assert(f != NULL);
+	ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+	fclose(f);
+	free(bytes);
+}
+
+START_TEST(test_not_ready)
+{
+	char path[] = "/tmp/igserve-http-model-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	write_overflowing_model(path);
+	struct server_proc s;
+	server_spawn_model(&s, path, NULL, false);
+	/* until the self-check has run, and after it failed: 503 */
+	double t0 = now_s();
+	char *log = NULL;
+	while (now_s() - t0 < 30) {
+		free(log);
+		log = read_file(s.log_path, NULL);
+		if (strstr(log, "\"event\":\"selfcheck\""))
+			break;
+		sleep_s(0.02);
+	}
+	ck_assert(strstr(log, "\"passed\":false") != NULL);
+	free(log);
+	struct reply r;
+	struct request q = {.path = "/readyz"};
+	http(s.port, &q, &r);
+	assert_error(&r, 503, "not_ready");
+	ck_assert(strstr(r.body, "self-check failed") != NULL);
+	reply_free(&r);
+	size_t png_len;
+	void *png = make_png(64, 64, 12, &png_len);
+	q = (struct request){.path = "/predict", .image = png, .image_len = png_len};
+	http(s.port, &q, &r);
+	assert_error(&r, 503, "not_ready");
+	ck_assert(has_header(&r, "Retry-After: "));
+	reply_free(&r);
+	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
+	ck_assert(metric(s.port, "igserve_ready") == 0);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+	unlink(path);
+	free(png);
+}
+END_TEST
+
 START_TEST(test_serve_help_and_bad_flags)
 {
 	char cmd[4200];
@@ -1387,6 +1469,7 @@ static Suite *http_suite(void)
 	tcase_add_test(own, test_queue_full);
 	tcase_add_test(own, test_sigterm_drain);
 	tcase_add_test(own, test_slow_clients);
+	tcase_add_test(own, test_not_ready);
 	tcase_add_test(own, test_serve_help_and_bad_flags);
 	suite_add_tcase(s, own);
 	return s;
