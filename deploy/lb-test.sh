@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--requests) requests=${2:?}; shift ;;
 	--concurrency) concurrency=${2:?}; shift ;;
-	-h | --help) sed -n '2,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
 	*) echo "lb-test: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
