@@ -131,6 +131,8 @@ struct conn {
 	char *events;               /* SSE bytes not yet handed to MHD */
 	size_t ev_len, ev_cap, ev_sent;
 
+	atomic_bool drain_cancelled; /* stopped by the drain timeout, not by the client */
+
 	/* watch list, under srv->lock */
 	struct conn *wnext, *wprev;
 	bool watched;
@@ -143,6 +145,7 @@ static struct conn *conn_new(struct server *srv, struct MHD_Connection *mc)
 	if (!c)
 		return NULL;
 	atomic_init(&c->refs, 1);
+	atomic_init(&c->drain_cancelled, false);
 	c->srv = srv;
 	c->mhd = mc;
 	c->id = atomic_fetch_add(&srv->next_id, 1) + 1;
@@ -398,6 +401,7 @@ static enum MHD_Result send_event_stream(struct conn *c)
 	conn_ref(c); /* the response's */
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* nginx: pass events on */
 	add_common_headers(c, r);
 	enum MHD_Result ok = MHD_queue_response(c->mhd, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
@@ -455,6 +459,10 @@ static int run_attribute(struct service_worker *w, struct pool_job *job)
 static void job_done(struct pool_job *job)
 {
 	struct conn *c = job->ctx;
+	if (job->status == IGS_ERR_CANCELLED && atomic_load(&c->drain_cancelled))
+		job->status = igs_fail(&job->err, IGS_ERR_NOT_READY,
+		                       "server: shutting down; the request did not finish within "
+		                       "the drain timeout");
 	if (job->status == IGS_ERR_CANCELLED)
 		metrics_cancelled(c->srv->metrics);
 	watch_remove(c);
@@ -1133,9 +1141,11 @@ int server_drain(struct server *srv, double timeout_s)
 	pthread_mutex_lock(&srv->lock);
 	wait_idle(srv, igs_now() + timeout_s);
 	int left = srv->inflight;
-	if (left > 0) /* out of time: stop what still runs */
-		for (struct conn *c = srv->watch_head; c; c = c->wnext)
+	if (left > 0) /* out of time: stop what still runs (answered 503) */
+		for (struct conn *c = srv->watch_head; c; c = c->wnext) {
+			atomic_store(&c->drain_cancelled, true);
 			atomic_store(&c->job.control.cancelled, true);
+		}
 	pthread_mutex_unlock(&srv->lock);
 	return left;
 }

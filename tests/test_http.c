@@ -1255,6 +1255,45 @@ START_TEST(test_sigterm_drain)
 }
 END_TEST
 
+START_TEST(test_drain_timeout)
+{
+	/* Work that outlives --drain-timeout is stopped and answered 503. */
+	static const char *const extra[] = {"--workers", "1", "--drain-timeout", "0.5", NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	size_t png_len;
+	void *png = make_png(64, 64, 13, &png_len);
+	struct request slow = {.path = "/attribute?" SLOW(20000), .image = png,
+	                       .image_len = png_len};
+	struct request slow_sse = slow;
+	slow_sse.accept = "text/event-stream";
+	struct async a1, a2;
+	async_start(&a1, s.port, &slow);
+	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
+	async_start(&a2, s.port, &slow_sse);
+	ck_assert(metric_wait(s.port, "igserve_queue_depth{queue=\"attribute\"}", 1, 10));
+	double t0 = now_s();
+	kill(s.pid, SIGTERM);
+	async_wait(&a1);
+	async_wait(&a2);
+	assert_error(&a1.r, 503, "not_ready");
+	ck_assert_int_eq(a2.r.status, 200);
+	ck_assert_msg(strstr(a2.r.body, "event: error\n") && strstr(a2.r.body, "not_ready"),
+	              "stream: %s", a2.r.body);
+	ck_assert(now_s() - t0 < 5);
+	int status = 0;
+	while (waitpid(s.pid, &status, WNOHANG) == 0 && now_s() - t0 < 30)
+		sleep_s(0.02);
+	s.pid = 0;
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	reply_free(&a1.r);
+	reply_free(&a2.r);
+	unlink(s.log_path);
+	free(png);
+}
+END_TEST
+
 /* A raw TCP connection to the server, for clients curl would not be. */
 static int tcp_connect(int port)
 {
@@ -1468,6 +1507,7 @@ static Suite *http_suite(void)
 	tcase_set_timeout(own, 120);
 	tcase_add_test(own, test_queue_full);
 	tcase_add_test(own, test_sigterm_drain);
+	tcase_add_test(own, test_drain_timeout);
 	tcase_add_test(own, test_slow_clients);
 	tcase_add_test(own, test_not_ready);
 	tcase_add_test(own, test_serve_help_and_bad_flags);
