@@ -193,6 +193,15 @@ static void server_spawn(struct server_proc *s, const char *const *extra)
 	server_spawn_model(s, model_path, extra, true);
 }
 
+/* Sanitizer builds report into the server's log: there must be none. */
+static void assert_clean_log(const char *path)
+{
+	char *log = read_file(path, NULL);
+	ck_assert_msg(!log || (!strstr(log, "runtime error:") && !strstr(log, "Sanitizer")),
+	              "the server log has sanitizer reports:\n%s", log);
+	free(log);
+}
+
 /* SIGTERM and wait; returns the exit status (or -1 on timeout/signal). */
 static int server_terminate(struct server_proc *s, double timeout_s)
 {
@@ -214,6 +223,7 @@ static int server_terminate(struct server_proc *s, double timeout_s)
 		sleep_s(0.02);
 	}
 	s->pid = 0;
+	assert_clean_log(s->log_path);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -470,7 +480,7 @@ static void main_server_up(void)
 
 static void main_server_down(void)
 {
-	server_terminate(&main_server, 30);
+	ck_assert_int_eq(server_terminate(&main_server, 30), 0);
 	unlink(main_server.log_path);
 }
 
@@ -1241,6 +1251,7 @@ START_TEST(test_sigterm_drain)
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
 	s.pid = 0;
+	assert_clean_log(s.log_path);
 
 	/* one JSON log line per request, with steps for attributions */
 	char *log = read_file(s.log_path, NULL);
@@ -1285,6 +1296,7 @@ START_TEST(test_drain_timeout)
 	while (waitpid(s.pid, &status, WNOHANG) == 0 && now_s() - t0 < 30)
 		sleep_s(0.02);
 	s.pid = 0;
+	assert_clean_log(s.log_path);
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
 	reply_free(&a1.r);
