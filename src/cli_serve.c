@@ -68,8 +68,8 @@ static int set_log_format(void *ctx, const char *name, const char *value, struct
 	else if (!strcmp(value, "text"))
 		*log_text = true;
 	else
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "--log-format must be json or text, got '%s'",
-		                value);
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "--log-format must be json or text, got '%s'", value);
 	return 0;
 }
 
@@ -81,18 +81,18 @@ int cli_serve(int argc, char **argv)
 	if (cores < 1)
 		cores = 1;
 	struct server_config sc = {
-		.host = "0.0.0.0",
-		.port = 8080,
-		.workers = (int)cores,
-		.queue_size = 32,
-		.attribute_queue_size = 8,
-		.max_body_bytes = 16u << 20,
-		.max_connections = 256,
-		.idle_timeout_s = 30,
-		.connection_memory = 64u << 10,
-		.http_threads = 2,
-		.deadline_ms = 120000,
-		.max_steps_cap = 4096,
+	    .host = "0.0.0.0",
+	    .port = 8080,
+	    .workers = (int)cores,
+	    .queue_size = 32,
+	    .attribute_queue_size = 8,
+	    .max_body_bytes = 16u << 20,
+	    .max_connections = 256,
+	    .idle_timeout_s = 30,
+	    .connection_memory = 64u << 10,
+	    .http_threads = 2,
+	    .deadline_ms = 120000,
+	    .max_steps_cap = 4096,
 	};
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
@@ -101,40 +101,40 @@ int cli_serve(int argc, char **argv)
 	struct flag flags[CLI_MODEL_FLAG_COUNT + 20];
 	size_t n = cli_model_flags(flags, &mo);
 	const struct flag serve_flags[] = {
-		{"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
-		 NULL, NULL},
-		{"port", FLAG_INT, &sc.port, "PORT",
-		 "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
-		{"workers", FLAG_INT, &sc.workers, "N",
-		 "threads running the model (default: number of cores)", NULL, NULL},
-		{"queue-size", FLAG_INT, &sc.queue_size, "N",
-		 "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
-		{"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
-		 "attribute jobs waiting for a worker before 429 (8)", NULL, NULL},
-		{"max-body-bytes", FLAG_SIZE, &sc.max_body_bytes, "BYTES",
-		 "largest request body; larger is 413 (16M)", NULL, NULL},
-		{"max-steps", FLAG_INT, &sc.max_steps_cap, "N",
-		 "ceiling for the steps and max_steps options; above is 400 (4096)", NULL, NULL},
-		{"max-connections", FLAG_INT, &sc.max_connections, "N",
-		 "concurrent connections; more wait unaccepted until one closes (256)", NULL, NULL},
-		{"idle-timeout", FLAG_INT, &sc.idle_timeout_s, "SECONDS",
-		 "close a connection idle this long, e.g. a slow upload (30; 0: never)", NULL, NULL},
-		{"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
-		 "memory per connection for headers and buffers (64K)", NULL, NULL},
-		{"http-threads", FLAG_INT, &sc.http_threads, "N",
-		 "threads handling HTTP (2); they never run the model", NULL, NULL},
-		{"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
-		 "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
-		 NULL},
-		{"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
-		 "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
-		{"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
-		 "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
-		{"blas-threads", FLAG_INT, &blas_threads, "N",
-		 "OpenBLAS threads per request (0: 1 with several workers, else the cores)", NULL,
-		 NULL},
-		{"log-format", FLAG_CALLBACK, NULL, "FORMAT",
-		 "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
+	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
+	     NULL, NULL},
+	    {"port", FLAG_INT, &sc.port, "PORT",
+	     "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
+	    {"workers", FLAG_INT, &sc.workers, "N",
+	     "threads running the model (default: number of cores)", NULL, NULL},
+	    {"queue-size", FLAG_INT, &sc.queue_size, "N",
+	     "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
+	    {"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
+	     "attribute jobs waiting for a worker before 429 (8)", NULL, NULL},
+	    {"max-body-bytes", FLAG_SIZE, &sc.max_body_bytes, "BYTES",
+	     "largest request body; larger is 413 (16M)", NULL, NULL},
+	    {"max-steps", FLAG_INT, &sc.max_steps_cap, "N",
+	     "ceiling for the steps and max_steps options; above is 400 (4096)", NULL, NULL},
+	    {"max-connections", FLAG_INT, &sc.max_connections, "N",
+	     "concurrent connections; more wait unaccepted until one closes (256)", NULL, NULL},
+	    {"idle-timeout", FLAG_INT, &sc.idle_timeout_s, "SECONDS",
+	     "close a connection idle this long, e.g. a slow upload (30; 0: never)", NULL, NULL},
+	    {"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
+	     "memory per connection for headers and buffers (64K)", NULL, NULL},
+	    {"http-threads", FLAG_INT, &sc.http_threads, "N",
+	     "threads handling HTTP (2); they never run the model", NULL, NULL},
+	    {"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
+	     "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
+	     NULL},
+	    {"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
+	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
+	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
+	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
+	    {"blas-threads", FLAG_INT, &blas_threads, "N",
+	     "OpenBLAS threads per request (0: 1 with several workers, else the cores)", NULL,
+	     NULL},
+	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
+	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
 	};
 	memcpy(flags + n, serve_flags, sizeof serve_flags);
 	n += sizeof serve_flags / sizeof serve_flags[0];

@@ -89,17 +89,18 @@ static int header_param(const char *value, const char *key, char *out, size_t ca
 static bool media_type_is(const char *ct, const char *type)
 {
 	size_t n = strlen(type);
-	return !strncasecmp(ct, type, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ' ||
-	                                     ct[n] == '\t');
+	return !strncasecmp(ct, type, n) &&
+	       (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
 }
 
 int body_kind_from_content_type(const char *content_type, enum body_kind *kind, char *boundary,
                                 size_t cap, struct igs_error *err)
 {
 	if (!content_type || !content_type[0])
-		return igs_fail(err, IGS_ERR_UNSUPPORTED_MEDIA,
-		                "request: no Content-Type; send multipart/form-data with the file in "
-		                "field 'image', or the raw image as image/jpeg or image/png");
+		return igs_fail(
+		    err, IGS_ERR_UNSUPPORTED_MEDIA,
+		    "request: no Content-Type; send multipart/form-data with the file in "
+		    "field 'image', or the raw image as image/jpeg or image/png");
 	const char *ct = content_type;
 	while (*ct == ' ' || *ct == '\t')
 		ct++;
@@ -157,9 +158,9 @@ static int parse_part_headers(const char *s, const char *end, struct form_part *
 			if (nlen == 19 && !strncasecmp(s, "Content-Disposition", 19)) {
 				int r = header_param(value, "name", name, PART_NAME_MAX);
 				if (r < 0)
-					return igs_fail(err, IGS_ERR_BAD_OPTION,
-					                "multipart: field name of part %d is too long",
-					                index);
+					return igs_fail(
+					    err, IGS_ERR_BAD_OPTION,
+					    "multipart: field name of part %d is too long", index);
 				have_name = r > 0;
 				if (header_param(value, "filename", filename, PART_NAME_MAX) > 0)
 					part->filename = filename;
@@ -206,7 +207,8 @@ int multipart_parse(const char *body, size_t len, const char *boundary, form_par
 		p = skip_space(p, end);
 		if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "multipart: malformed delimiter line before part %d", index);
+			                "multipart: malformed delimiter line before part %d",
+			                index);
 		p += 2;
 		const char *headers_end;
 		if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
@@ -220,12 +222,13 @@ int multipart_parse(const char *body, size_t len, const char *boundary, form_par
 		const char *data = headers_end + (headers_end == p ? 2 : 4);
 		const char *next = find_bytes(data, (size_t)(end - data), delim, (size_t)dlen);
 		if (!next)
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "multipart: part %d has no closing boundary (truncated body?)",
-			                index);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "multipart: part %d has no closing boundary (truncated body?)", index);
 		struct form_part part;
 		char name[PART_NAME_MAX], filename[PART_NAME_MAX], type[PART_TYPE_MAX];
-		int rc = parse_part_headers(p, headers_end, &part, name, filename, type, index, err);
+		int rc =
+		    parse_part_headers(p, headers_end, &part, name, filename, type, index, err);
 		if (rc < 0)
 			return rc;
 		part.data = data;

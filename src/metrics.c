@@ -20,7 +20,7 @@
 #define MAX_BUCKETS 16
 
 struct histogram {
-	const double *bounds;       /* upper bounds, increasing; +Inf is implicit */
+	const double *bounds; /* upper bounds, increasing; +Inf is implicit */
 	int n_bounds;
 	unsigned long long counts[MAX_BUCKETS + 1]; /* per bucket, not cumulative */
 	unsigned long long count;
@@ -28,7 +28,7 @@ struct histogram {
 };
 
 static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                        1,     2.5,  5,     10,   30,  60,  120};
+                                        1,     2.5,  5,     10,   30,  60,   120};
 static const double steps_bounds[] = {8, 16, 32, 50, 64, 100, 128, 256, 512, 1024, 2048, 4096};
 static const double error_bounds[] = {1e-5, 1e-4, 1e-3, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1};
 
@@ -67,8 +67,8 @@ struct metrics {
 };
 
 static const char *const endpoint_names[EP_COUNT] = {
-	"/predict", "/attribute", "/healthz", "/readyz", "/metrics", "/v1/model", "/openapi.yaml",
-	"/", "other",
+    "/predict",  "/attribute",    "/healthz", "/readyz", "/metrics",
+    "/v1/model", "/openapi.yaml", "/",        "other",
 };
 
 const char *endpoint_name(enum endpoint e)
@@ -229,7 +229,8 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 		for (int s = 0; s <= N_STATUS; s++) {
 			if (!m->requests[e][s])
 				continue;
-			put(&t, "igserve_requests_total{endpoint=\"%s\",status=\"", endpoint_names[e]);
+			put(&t, "igserve_requests_total{endpoint=\"%s\",status=\"",
+			    endpoint_names[e]);
 			if (s < N_STATUS)
 				put(&t, "%d", status_list[s]);
 			else
@@ -247,55 +248,76 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 		put_histogram(&t, "igserve_request_duration_seconds", labels, &m->latency[e]);
 	}
 
-	put(&t, "# HELP igserve_ig_steps Path points of the final quadrature rule per attribution.\n"
-	        "# TYPE igserve_ig_steps histogram\n");
+	put(&t,
+	    "# HELP igserve_ig_steps Path points of the final quadrature rule per attribution.\n"
+	    "# TYPE igserve_ig_steps histogram\n");
 	put_histogram(&t, "igserve_ig_steps", "", &m->steps);
-	put(&t, "# HELP igserve_ig_steps_total Path points used by all attributions.\n"
-	        "# TYPE igserve_ig_steps_total counter\n"
-	        "igserve_ig_steps_total %llu\n", m->ig_steps_total);
+	put(&t,
+	    "# HELP igserve_ig_steps_total Path points used by all attributions.\n"
+	    "# TYPE igserve_ig_steps_total counter\n"
+	    "igserve_ig_steps_total %llu\n",
+	    m->ig_steps_total);
 	put(&t, "# HELP igserve_completeness_relative_error |sum(attr) - (F(x) - F(x'))| / "
 	        "|F(x) - F(x')| per attribution.\n"
 	        "# TYPE igserve_completeness_relative_error histogram\n");
 	put_histogram(&t, "igserve_completeness_relative_error", "", &m->rel_error);
-	put(&t, "# HELP igserve_attributions_total Attributions answered.\n"
-	        "# TYPE igserve_attributions_total counter\n"
-	        "igserve_attributions_total %llu\n", m->attributions);
-	put(&t, "# HELP igserve_attributions_not_converged_total Adaptive attributions that stopped "
-	        "above their tolerance.\n"
-	        "# TYPE igserve_attributions_not_converged_total counter\n"
-	        "igserve_attributions_not_converged_total %llu\n", m->not_converged);
-	put(&t, "# HELP igserve_jobs_cancelled_total Jobs stopped because the client went away.\n"
-	        "# TYPE igserve_jobs_cancelled_total counter\n"
-	        "igserve_jobs_cancelled_total %llu\n", m->cancelled);
-	put(&t, "# HELP igserve_jobs_rejected_total Jobs refused with 429 because a queue was "
-	        "full.\n"
-	        "# TYPE igserve_jobs_rejected_total counter\n"
-	        "igserve_jobs_rejected_total{queue=\"predict\"} %llu\n"
-	        "igserve_jobs_rejected_total{queue=\"attribute\"} %llu\n",
+	put(&t,
+	    "# HELP igserve_attributions_total Attributions answered.\n"
+	    "# TYPE igserve_attributions_total counter\n"
+	    "igserve_attributions_total %llu\n",
+	    m->attributions);
+	put(&t,
+	    "# HELP igserve_attributions_not_converged_total Adaptive attributions that stopped "
+	    "above their tolerance.\n"
+	    "# TYPE igserve_attributions_not_converged_total counter\n"
+	    "igserve_attributions_not_converged_total %llu\n",
+	    m->not_converged);
+	put(&t,
+	    "# HELP igserve_jobs_cancelled_total Jobs stopped because the client went away.\n"
+	    "# TYPE igserve_jobs_cancelled_total counter\n"
+	    "igserve_jobs_cancelled_total %llu\n",
+	    m->cancelled);
+	put(&t,
+	    "# HELP igserve_jobs_rejected_total Jobs refused with 429 because a queue was "
+	    "full.\n"
+	    "# TYPE igserve_jobs_rejected_total counter\n"
+	    "igserve_jobs_rejected_total{queue=\"predict\"} %llu\n"
+	    "igserve_jobs_rejected_total{queue=\"attribute\"} %llu\n",
 	    m->rejected[0], m->rejected[1]);
 	pthread_mutex_unlock(&m->lock);
 
-	put(&t, "# HELP igserve_queue_depth Jobs waiting for a worker.\n"
-	        "# TYPE igserve_queue_depth gauge\n"
-	        "igserve_queue_depth{queue=\"predict\"} %d\n"
-	        "igserve_queue_depth{queue=\"attribute\"} %d\n",
+	put(&t,
+	    "# HELP igserve_queue_depth Jobs waiting for a worker.\n"
+	    "# TYPE igserve_queue_depth gauge\n"
+	    "igserve_queue_depth{queue=\"predict\"} %d\n"
+	    "igserve_queue_depth{queue=\"attribute\"} %d\n",
 	    g->queue_depth[0], g->queue_depth[1]);
-	put(&t, "# HELP igserve_inflight_jobs Requests holding a job (queued, running or being "
-	        "answered).\n"
-	        "# TYPE igserve_inflight_jobs gauge\n"
-	        "igserve_inflight_jobs %d\n", g->inflight);
-	put(&t, "# HELP igserve_running_jobs Jobs on a worker now.\n"
-	        "# TYPE igserve_running_jobs gauge\n"
-	        "igserve_running_jobs %d\n", g->running);
-	put(&t, "# HELP igserve_workers Worker threads.\n"
-	        "# TYPE igserve_workers gauge\n"
-	        "igserve_workers %d\n", g->workers);
-	put(&t, "# HELP igserve_ready 1 once the self-check passed and while not draining.\n"
-	        "# TYPE igserve_ready gauge\n"
-	        "igserve_ready %d\n", g->ready && !g->draining);
-	put(&t, "# HELP igserve_draining 1 after SIGTERM/SIGINT.\n"
-	        "# TYPE igserve_draining gauge\n"
-	        "igserve_draining %d\n", g->draining);
+	put(&t,
+	    "# HELP igserve_inflight_jobs Requests holding a job (queued, running or being "
+	    "answered).\n"
+	    "# TYPE igserve_inflight_jobs gauge\n"
+	    "igserve_inflight_jobs %d\n",
+	    g->inflight);
+	put(&t,
+	    "# HELP igserve_running_jobs Jobs on a worker now.\n"
+	    "# TYPE igserve_running_jobs gauge\n"
+	    "igserve_running_jobs %d\n",
+	    g->running);
+	put(&t,
+	    "# HELP igserve_workers Worker threads.\n"
+	    "# TYPE igserve_workers gauge\n"
+	    "igserve_workers %d\n",
+	    g->workers);
+	put(&t,
+	    "# HELP igserve_ready 1 once the self-check passed and while not draining.\n"
+	    "# TYPE igserve_ready gauge\n"
+	    "igserve_ready %d\n",
+	    g->ready && !g->draining);
+	put(&t,
+	    "# HELP igserve_draining 1 after SIGTERM/SIGINT.\n"
+	    "# TYPE igserve_draining gauge\n"
+	    "igserve_draining %d\n",
+	    g->draining);
 	put(&t, "# HELP igserve_model_info The model being served.\n"
 	        "# TYPE igserve_model_info gauge\n"
 	        "igserve_model_info{arch=");

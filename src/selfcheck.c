@@ -41,8 +41,10 @@ static int synthetic_png(int size, void **out, size_t *len, struct igs_error *er
 	if (!rgb)
 		return igs_fail(err, IGS_ERR_NOMEM, "self-check: out of memory");
 	synthetic_image(rgb, size);
-	png_image img = {.version = PNG_IMAGE_VERSION, .width = (png_uint_32)size,
-	                 .height = (png_uint_32)size, .format = PNG_FORMAT_RGB};
+	png_image img = {.version = PNG_IMAGE_VERSION,
+	                 .width = (png_uint_32)size,
+	                 .height = (png_uint_32)size,
+	                 .format = PNG_FORMAT_RGB};
 	png_alloc_size_t n = 0;
 	int rc = 0;
 	if (!png_image_write_to_memory(&img, NULL, &n, 0, rgb, 0, NULL) || !(*out = malloc(n)) ||
@@ -83,14 +85,15 @@ int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_
 	const cJSON *preds = cJSON_GetObjectItemCaseSensitive(pred, "predictions");
 	int n = cJSON_GetArraySize(preds);
 	if (n != info->classes) {
-		rc = igs_fail(err, IGS_ERR_INTERNAL, "self-check: predict returned %d of %d classes",
-		              n, info->classes);
+		rc = igs_fail(err, IGS_ERR_INTERNAL,
+		              "self-check: predict returned %d of %d classes", n, info->classes);
 		goto out;
 	}
 	double top_logit = NAN, psum = 0;
 	for (int i = 0; i < n; i++) {
 		const cJSON *p = cJSON_GetArrayItem(preds, i);
-		double logit = number_at(p, "logit", NULL), prob = number_at(p, "probability", NULL);
+		double logit = number_at(p, "logit", NULL),
+		       prob = number_at(p, "probability", NULL);
 		if (!isfinite(logit) || !(prob >= 0 && prob <= 1)) {
 			rc = igs_fail(err, IGS_ERR_INTERNAL,
 			              "self-check: prediction %d is not finite (logit %g, p %g)", i,
@@ -127,7 +130,8 @@ int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_
 	if (fabs(target_logit - top_logit) > 1e-3 * (1 + fabs(top_logit)) ||
 	    fabs(f_in - top_logit) > 1e-3 * (1 + fabs(top_logit))) {
 		rc = igs_fail(err, IGS_ERR_INTERNAL,
-		              "self-check: attribution sees logit %g, prediction %g", f_in, top_logit);
+		              "self-check: attribution sees logit %g, prediction %g", f_in,
+		              top_logit);
 		goto out;
 	}
 	/* 8 Gauss-Legendre points on a piecewise-linear network are not exact,

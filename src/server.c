@@ -52,23 +52,23 @@ extern const size_t openapi_yaml_len;
 #define FIELD_VALUE_MAX 1024
 
 static const char index_html[] =
-	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>igserve</title>"
-	"</head>\n<body><h1>igserve</h1>\n<p>ResNet image classification with Integrated "
-	"Gradients explanations.</p>\n<ul>\n<li><code>POST /predict</code> and <code>POST "
-	"/attribute</code>: upload an image (multipart field <code>image</code>, or raw "
-	"<code>image/jpeg</code> / <code>image/png</code>)</li>\n<li><a href=\"/v1/model\">"
-	"/v1/model</a>, <a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, "
-	"<a href=\"/readyz\">/readyz</a></li>\n<li><a href=\"/openapi.yaml\">/openapi.yaml</a>: "
-	"the full interface</li>\n</ul>\n</body></html>\n";
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>igserve</title>"
+    "</head>\n<body><h1>igserve</h1>\n<p>ResNet image classification with Integrated "
+    "Gradients explanations.</p>\n<ul>\n<li><code>POST /predict</code> and <code>POST "
+    "/attribute</code>: upload an image (multipart field <code>image</code>, or raw "
+    "<code>image/jpeg</code> / <code>image/png</code>)</li>\n<li><a href=\"/v1/model\">"
+    "/v1/model</a>, <a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, "
+    "<a href=\"/readyz\">/readyz</a></li>\n<li><a href=\"/openapi.yaml\">/openapi.yaml</a>: "
+    "the full interface</li>\n</ul>\n</body></html>\n";
 
 /* ================================================================ */
 /* connection state                                                  */
 /* ================================================================ */
 
 enum conn_phase {
-	PHASE_BODY,      /* receiving the upload */
-	PHASE_WAITING,   /* job submitted, connection suspended */
-	PHASE_ANSWERED,  /* a response is queued */
+	PHASE_BODY,     /* receiving the upload */
+	PHASE_WAITING,  /* job submitted, connection suspended */
+	PHASE_ANSWERED, /* a response is queued */
 };
 
 struct server {
@@ -79,12 +79,12 @@ struct server {
 	struct metrics *metrics;
 	struct MHD_Daemon *daemon;
 	int port;
-	char *model_info_json;      /* GET /v1/model, rendered once */
+	char *model_info_json; /* GET /v1/model, rendered once */
 	atomic_bool ready, draining;
 	atomic_ullong next_id;
 
-	pthread_mutex_t lock;       /* guards everything below */
-	pthread_cond_t changed;     /* inflight dropped, or stopping set */
+	pthread_mutex_t lock;   /* guards everything below */
+	pthread_cond_t changed; /* inflight dropped, or stopping set */
 	int inflight;
 	struct conn *watch_head;
 	char selfcheck_error[IGS_ERROR_MESSAGE_MAX];
@@ -95,7 +95,7 @@ struct server {
 };
 
 struct conn {
-	atomic_int refs;            /* MHD's, the job's, the SSE response's */
+	atomic_int refs; /* MHD's, the job's, the SSE response's */
 	struct server *srv;
 	struct MHD_Connection *mhd;
 	unsigned long long id;
@@ -104,9 +104,9 @@ struct conn {
 	char path[128];
 	double t_start;
 	enum conn_phase phase;
-	int status;                 /* HTTP status answered (for log and metrics) */
-	const char *error_code;     /* igs_code_name of an error answer */
-	int steps;                  /* path points of an attribution, for the log */
+	int status;             /* HTTP status answered (for log and metrics) */
+	const char *error_code; /* igs_code_name of an error answer */
+	int steps;              /* path points of an attribution, for the log */
 	bool inflight_counted;
 
 	/* upload */
@@ -122,13 +122,13 @@ struct conn {
 
 	/* job; result fields are written by the worker before job_done */
 	struct pool_job job;
-	char *answer;               /* response JSON text (malloc'd) */
+	char *answer; /* response JSON text (malloc'd) */
 	size_t answer_len;
 
 	/* shared with the worker, under lock */
 	pthread_mutex_t lock;
 	bool suspended, job_active, job_done, closed, stream_end;
-	char *events;               /* SSE bytes not yet handed to MHD */
+	char *events; /* SSE bytes not yet handed to MHD */
 	size_t ev_len, ev_cap, ev_sent;
 
 	atomic_bool drain_cancelled; /* stopped by the drain timeout, not by the client */
@@ -190,7 +190,7 @@ static enum MHD_Result send_text(struct conn *c, int status, const char *content
                                  const char *text, size_t len, bool owned)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(
-		len, (void *)text, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	    len, (void *)text, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!r) {
 		if (owned)
 			free((void *)text);
@@ -251,7 +251,7 @@ static void watch_add(struct conn *c)
 {
 	struct server *srv = c->srv;
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
 	pthread_mutex_lock(&srv->lock);
 	c->fd = ci ? ci->connect_fd : -1;
 	c->wprev = NULL;
@@ -297,7 +297,8 @@ static void *watchdog_main(void *arg)
 	pthread_mutex_lock(&srv->lock);
 	while (!srv->stopping) {
 		for (struct conn *c = srv->watch_head; c; c = c->wnext)
-			if (c->fd >= 0 && !atomic_load(&c->job.control.cancelled) && peer_gone(c->fd))
+			if (c->fd >= 0 && !atomic_load(&c->job.control.cancelled) &&
+			    peer_gone(c->fd))
 				atomic_store(&c->job.control.cancelled, true);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -395,7 +396,7 @@ static void sse_free(void *cls)
 static enum MHD_Result send_event_stream(struct conn *c)
 {
 	struct MHD_Response *r =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, c, sse_free);
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, c, sse_free);
 	if (!r)
 		return MHD_NO;
 	conn_ref(c); /* the response's */
@@ -418,8 +419,8 @@ static int run_predict(struct service_worker *w, struct pool_job *job)
 {
 	struct conn *c = job->ctx;
 	cJSON *out = NULL;
-	int rc = service_predict(w, c->image, c->image_len, &c->options, &job->control, &out,
-	                         &job->err);
+	int rc =
+	    service_predict(w, c->image, c->image_len, &c->options, &job->control, &out, &job->err);
 	if (rc == 0) {
 		c->answer = cJSON_PrintUnformatted(out);
 		if (!c->answer)
@@ -518,9 +519,11 @@ static enum endpoint route(const char *url)
 		const char *path;
 		enum endpoint ep;
 	} routes[] = {
-		{"/predict", EP_PREDICT},   {"/attribute", EP_ATTRIBUTE}, {"/healthz", EP_HEALTHZ},
-		{"/readyz", EP_READYZ},     {"/metrics", EP_METRICS},     {"/v1/model", EP_MODEL},
-		{"/openapi.yaml", EP_OPENAPI}, {"/", EP_INDEX},           {"/index.html", EP_INDEX},
+	    {"/predict", EP_PREDICT},      {"/attribute", EP_ATTRIBUTE},
+	    {"/healthz", EP_HEALTHZ},      {"/readyz", EP_READYZ},
+	    {"/metrics", EP_METRICS},      {"/v1/model", EP_MODEL},
+	    {"/openapi.yaml", EP_OPENAPI}, {"/", EP_INDEX},
+	    {"/index.html", EP_INDEX},
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
 		if (!strcmp(url, routes[i].path))
@@ -544,25 +547,26 @@ static enum MHD_Result answer_get(struct conn *c)
 				snprintf(msg, sizeof msg, "server: self-check failed: %s",
 				         srv->selfcheck_error);
 			else
-				snprintf(msg, sizeof msg, "server: self-check has not finished yet");
+				snprintf(msg, sizeof msg,
+				         "server: self-check has not finished yet");
 			pthread_mutex_unlock(&srv->lock);
 			return send_error(c, IGS_ERR_NOT_READY, msg);
 		}
 		return send_text(c, 200, "application/json", "{\"status\":\"ready\"}", 18, false);
 	case EP_METRICS: {
 		struct metrics_gauges g = {
-			.queue_depth = {pool_queue_depth(srv->pool, JOB_PREDICT),
-			                pool_queue_depth(srv->pool, JOB_ATTRIBUTE)},
-			.running = pool_running(srv->pool),
-			.workers = pool_workers(srv->pool),
-			.ready = atomic_load(&srv->ready),
-			.draining = atomic_load(&srv->draining),
-			.arch = srv->info->arch,
-			.family = srv->info->family_name,
-			.sha256 = srv->info->sha256,
-			.path = srv->info->path,
-			.classes = srv->info->classes,
-			.input_size = srv->info->input_size,
+		    .queue_depth = {pool_queue_depth(srv->pool, JOB_PREDICT),
+		                    pool_queue_depth(srv->pool, JOB_ATTRIBUTE)},
+		    .running = pool_running(srv->pool),
+		    .workers = pool_workers(srv->pool),
+		    .ready = atomic_load(&srv->ready),
+		    .draining = atomic_load(&srv->draining),
+		    .arch = srv->info->arch,
+		    .family = srv->info->family_name,
+		    .sha256 = srv->info->sha256,
+		    .path = srv->info->path,
+		    .classes = srv->info->classes,
+		    .input_size = srv->info->input_size,
 		};
 		pthread_mutex_lock(&srv->lock);
 		g.inflight = srv->inflight;
@@ -571,7 +575,8 @@ static enum MHD_Result answer_get(struct conn *c)
 		char *text = metrics_render(srv->metrics, &g, &len);
 		if (!text)
 			return send_error(c, IGS_ERR_NOMEM, "metrics: out of memory");
-		return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
+		return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
+		                 true);
 	}
 	case EP_MODEL:
 		return send_text(c, 200, "application/json", srv->model_info_json,
@@ -619,8 +624,7 @@ static int apply_form_part(void *ctx, const struct form_part *part, struct igs_e
 		                part->name);
 	memcpy(value, part->data, part->len);
 	value[part->len] = 0;
-	return request_options_set(&c->options, part->name, value, c->srv->cfg.max_steps_cap,
-	                           err);
+	return request_options_set(&c->options, part->name, value, c->srv->cfg.max_steps_cap, err);
 }
 
 /* First call of a model request: everything that can be refused before
@@ -634,16 +638,18 @@ static enum MHD_Result begin_upload(struct conn *c, struct MHD_Connection *mc)
 	if (!atomic_load(&srv->ready))
 		return send_error(c, IGS_ERR_NOT_READY, "server: not ready (self-check pending)");
 
-	const char *len_text = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-	                                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *len_text =
+	    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (len_text) {
 		char *end;
 		errno = 0;
 		unsigned long long n = strtoull(len_text, &end, 10);
 		if (errno == 0 && end != len_text && n > srv->cfg.max_body_bytes) {
 			char msg[128];
-			snprintf(msg, sizeof msg, "request: body of %llu bytes is over the limit of "
-			         "%zu bytes", n, srv->cfg.max_body_bytes);
+			snprintf(msg, sizeof msg,
+			         "request: body of %llu bytes is over the limit of "
+			         "%zu bytes",
+			         n, srv->cfg.max_body_bytes);
 			return send_error(c, IGS_ERR_TOO_LARGE, msg);
 		}
 		/* Preallocate what was announced, up to 1 MiB: memory follows
@@ -655,10 +661,10 @@ static enum MHD_Result begin_upload(struct conn *c, struct MHD_Connection *mc)
 		}
 	}
 
-	const char *ct = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_TYPE);
-	int rc = body_kind_from_content_type(ct, &c->kind, c->boundary, sizeof c->boundary,
-	                                     &c->job.err);
+	const char *ct =
+	    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	int rc =
+	    body_kind_from_content_type(ct, &c->kind, c->boundary, sizeof c->boundary, &c->job.err);
 	if (rc < 0)
 		return send_error(c, rc, c->job.err.message);
 
@@ -666,8 +672,8 @@ static enum MHD_Result begin_upload(struct conn *c, struct MHD_Connection *mc)
 	if (c->job.status < 0)
 		return send_error(c, c->job.status, c->job.err.message);
 
-	const char *accept = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-	                                                 MHD_HTTP_HEADER_ACCEPT);
+	const char *accept =
+	    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 	c->sse = c->ep == EP_ATTRIBUTE && accept && strstr(accept, "text/event-stream");
 	c->phase = PHASE_BODY;
 	return MHD_YES;
@@ -742,7 +748,8 @@ static enum MHD_Result finish_upload(struct conn *c)
 	job->done = job_done;
 	job->ctx = c;
 	atomic_init(&job->control.cancelled, false);
-	int deadline_ms = c->options.deadline_ms > 0 ? c->options.deadline_ms : srv->cfg.deadline_ms;
+	int deadline_ms =
+	    c->options.deadline_ms > 0 ? c->options.deadline_ms : srv->cfg.deadline_ms;
 	job->control.deadline = deadline_ms > 0 ? c->t_start + deadline_ms / 1000.0 : 0;
 	if (c->sse) {
 		job->control.progress = on_progress;
@@ -781,9 +788,8 @@ static enum MHD_Result finish_upload(struct conn *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
 	struct server *srv = cls;
 	struct conn *c = *con_cls;
@@ -914,8 +920,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	cJSON *doc = log_begin();
 	cJSON_AddNumberToObject(doc, "id", (double)c->id);
 	cJSON_AddStringToObject(doc, "method", c->method);
-	cJSON_AddStringToObject(doc, "endpoint", c->ep == EP_OTHER ? c->path
-	                                                            : endpoint_name(c->ep));
+	cJSON_AddStringToObject(doc, "endpoint",
+	                        c->ep == EP_OTHER ? c->path : endpoint_name(c->ep));
 	cJSON_AddNumberToObject(doc, "status", status);
 	cJSON_AddNumberToObject(doc, "ms", round(seconds * 1e4) / 10);
 	if (c->ep == EP_ATTRIBUTE && c->steps > 0)
@@ -977,8 +983,8 @@ static void selfcheck_done(struct pool_job *job)
 static int resolve_address(const char *host, int port, struct sockaddr_storage *addr,
                            socklen_t *addr_len, struct igs_error *err)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-	                         .ai_flags = AI_PASSIVE};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
 	struct addrinfo *res = NULL;
 	char service[16];
 	snprintf(service, sizeof service, "%d", port);
@@ -1023,8 +1029,8 @@ int server_start(struct server **out, struct service *s, const struct server_con
 		goto fail;
 	}
 	struct worker_pool_config pc = {
-		.workers = cfg->workers,
-		.queue_size = {cfg->queue_size, cfg->attribute_queue_size},
+	    .workers = cfg->workers,
+	    .queue_size = {cfg->queue_size, cfg->attribute_queue_size},
 	};
 	rc = pool_open(&srv->pool, s, &pc, err);
 	if (rc < 0)
@@ -1045,26 +1051,28 @@ int server_start(struct server **out, struct service *s, const struct server_con
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_DUAL_STACK; /* "::" serves IPv4 too */
 	struct MHD_OptionItem opts[] = {
-		{MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
-		{MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
-		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
-		{MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
-		{MHD_OPTION_SOCK_ADDR, 0, &addr},
-		{cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-		 cfg->http_threads, NULL},
-		{MHD_OPTION_END, 0, NULL},
+	    {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
+	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
+	    {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+	    {MHD_OPTION_SOCK_ADDR, 0, &addr},
+	    {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+	     cfg->http_threads, NULL},
+	    {MHD_OPTION_END, 0, NULL},
 	};
 	srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
 	                               MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv,
 	                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (!srv->daemon) {
-		rc = igs_fail(err, IGS_ERR_IO, "server: cannot listen on %s:%d (address in use, "
-		              "or not a local address?)", cfg->host, cfg->port);
+		rc = igs_fail(err, IGS_ERR_IO,
+		              "server: cannot listen on %s:%d (address in use, "
+		              "or not a local address?)",
+		              cfg->host, cfg->port);
 		goto fail;
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon,
-	                                                     MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *di =
+	    MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = di ? di->port : cfg->port;
 
 	cJSON *doc = log_begin();

@@ -16,7 +16,7 @@
 struct job_queue {
 	struct pool_job *head, *tail;
 	int depth, capacity;
-	double mean_run_s;          /* moving average of run times */
+	double mean_run_s; /* moving average of run times */
 };
 
 struct worker {
@@ -31,7 +31,7 @@ struct worker_pool {
 	pthread_cond_t wake;
 	struct job_queue queue[JOB_KINDS];
 	int running[JOB_KINDS];
-	int attribute_limit;        /* workers that may run attributions at once */
+	int attribute_limit; /* workers that may run attributions at once */
 	int predict_streak;
 	bool closing;
 	int n_workers;
@@ -87,10 +87,12 @@ static void run_job(struct worker *w, struct pool_job *job)
 {
 	job->started_at = igs_now();
 	if (atomic_load(&job->control.cancelled))
-		job->status = igs_fail(&job->err, IGS_ERR_CANCELLED, "request: the client went away");
+		job->status =
+		    igs_fail(&job->err, IGS_ERR_CANCELLED, "request: the client went away");
 	else if (job->control.deadline > 0 && job->started_at >= job->control.deadline)
-		job->status = igs_fail(&job->err, IGS_ERR_DEADLINE,
-		                       "request: the deadline passed while the job waited in the queue");
+		job->status =
+		    igs_fail(&job->err, IGS_ERR_DEADLINE,
+		             "request: the deadline passed while the job waited in the queue");
 	else
 		job->status = job->run(w->sw, job);
 	job->finished_at = igs_now();
@@ -165,7 +167,8 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 		struct worker *w = &p->workers[i];
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			pool_close(&p);
-			return igs_fail(err, IGS_ERR_NOMEM, "worker pool: cannot start thread %d", i);
+			return igs_fail(err, IGS_ERR_NOMEM, "worker pool: cannot start thread %d",
+			                i);
 		}
 		w->started = true;
 	}

@@ -91,8 +91,10 @@ static unsigned char *test_pixels(int w, int h, int seed)
 static void *make_png(int w, int h, int seed, size_t *len)
 {
 	unsigned char *rgb = test_pixels(w, h, seed);
-	png_image img = {.version = PNG_IMAGE_VERSION, .width = (png_uint_32)w,
-	                 .height = (png_uint_32)h, .format = PNG_FORMAT_RGB};
+	png_image img = {.version = PNG_IMAGE_VERSION,
+	                 .width = (png_uint_32)w,
+	                 .height = (png_uint_32)h,
+	                 .format = PNG_FORMAT_RGB};
 	png_alloc_size_t n = 0;
 	ck_assert(png_image_write_to_memory(&img, NULL, &n, 0, rgb, 0, NULL));
 	void *out = malloc(n);
@@ -132,8 +134,8 @@ static long http_status_get(int port, const char *path);
 
 /* Start `igserve serve` with `model` and `extra` flags (NULL-terminated);
  * wait for its port, and for /readyz when `wait_ready`. */
-static void server_spawn_model(struct server_proc *s, const char *model,
-                               const char *const *extra, bool wait_ready)
+static void server_spawn_model(struct server_proc *s, const char *model, const char *const *extra,
+                               bool wait_ready)
 {
 	const char *bin = getenv("IGSERVE_BINARY");
 	ck_assert_msg(bin != NULL, "IGSERVE_BINARY is not set");
@@ -267,12 +269,12 @@ static void reply_free(struct reply *r)
 }
 
 struct request {
-	const char *method;         /* NULL: GET, or POST when there is a body */
+	const char *method; /* NULL: GET, or POST when there is a body */
 	const char *path;
 	const char *content_type;
 	const void *body;
 	size_t len;
-	bool chunked;               /* send the body with Transfer-Encoding: chunked */
+	bool chunked; /* send the body with Transfer-Encoding: chunked */
 	bool expect_continue;
 	const char *accept;
 	/* multipart: the image and NULL-terminated name/value pairs */
@@ -408,8 +410,8 @@ static double metric(int port, const char *prefix)
 	ck_assert_int_eq(r.status, 200);
 	double v = NAN;
 	size_t n = strlen(prefix);
-	for (char *line = r.body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1
-	                                                                   : NULL)
+	for (char *line = r.body; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
 		if (!strncmp(line, prefix, n) && line[n] == ' ') {
 			v = strtod(line + n + 1, NULL);
 			break;
@@ -424,7 +426,7 @@ struct async {
 	int port;
 	struct request q;
 	struct reply r;
-	double finished;            /* now_s() when the answer was complete */
+	double finished; /* now_s() when the answer was complete */
 };
 
 static void *async_main(void *arg)
@@ -472,8 +474,14 @@ static struct server_proc main_server;
 
 static void main_server_up(void)
 {
-	static const char *const extra[] = {"--workers", "2", "--max-body-bytes", "200000",
-	                                    "--max-pixels", "1000000", "--max-steps", "4096",
+	static const char *const extra[] = {"--workers",
+	                                    "2",
+	                                    "--max-body-bytes",
+	                                    "200000",
+	                                    "--max-pixels",
+	                                    "1000000",
+	                                    "--max-steps",
+	                                    "4096",
 	                                    NULL};
 	server_spawn(&main_server, extra);
 }
@@ -550,13 +558,13 @@ START_TEST(test_multipart_parse)
 	/* Preamble, a part whose data contains a near-delimiter, a field,
 	 * transport padding after a delimiter, an epilogue. */
 	static const char body[] =
-		"preamble\r\n--XyZ\r\n"
-		"Content-Disposition: form-data; name=\"image\"; filename=\"a;b.png\"\r\n"
-		"Content-Type: image/png\r\n\r\n"
-		"ab--XyZ\r\n--Xy\r\n"
-		"--XyZ  \r\n"
-		"content-disposition: form-data; name=steps\r\n\r\n"
-		"12\r\n--XyZ--\r\nepilogue";
+	    "preamble\r\n--XyZ\r\n"
+	    "Content-Disposition: form-data; name=\"image\"; filename=\"a;b.png\"\r\n"
+	    "Content-Type: image/png\r\n\r\n"
+	    "ab--XyZ\r\n--Xy\r\n"
+	    "--XyZ  \r\n"
+	    "content-disposition: form-data; name=steps\r\n\r\n"
+	    "12\r\n--XyZ--\r\nepilogue";
 	struct parts_seen s = {0};
 	ck_assert_int_eq(multipart_parse(body, sizeof body - 1, "XyZ", record_part, &s, NULL), 0);
 	ck_assert_int_eq(s.count, 2);
@@ -662,7 +670,8 @@ START_TEST(test_get_endpoints)
 	reply_free(&r);
 
 	/* Requests are counted by endpoint and status. */
-	double before = metric(port, "igserve_requests_total{endpoint=\"/healthz\",status=\"200\"}");
+	double before =
+	    metric(port, "igserve_requests_total{endpoint=\"/healthz\",status=\"200\"}");
 	if (isnan(before))
 		before = 0;
 	ck_assert_int_eq(http_status_get(port, "/healthz"), 200);
@@ -732,8 +741,8 @@ START_TEST(test_predict_uploads_and_cli)
 	http(port, &q, &r1);
 	ck_assert_msg(r1.status == 200, "status %ld: %s", r1.status, r1.body);
 	ck_assert(has_header(&r1, "Content-Type: application/json"));
-	struct request raw = {.path = "/predict", .content_type = "image/png", .body = png,
-	                      .len = png_len};
+	struct request raw = {
+	    .path = "/predict", .content_type = "image/png", .body = png, .len = png_len};
 	http(port, &raw, &r2);
 	ck_assert_int_eq(r2.status, 200);
 	char *p1 = predictions_text(r1.body), *p2 = predictions_text(r2.body);
@@ -742,12 +751,13 @@ START_TEST(test_predict_uploads_and_cli)
 	cJSON *doc = cJSON_Parse(r1.body);
 	cJSON *preds = cJSON_GetObjectItem(doc, "predictions");
 	ck_assert_int_eq(cJSON_GetArraySize(preds), 5);
-	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"), "family")
-	                         ->valuestring,
-	                 "torchvision");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "model"), "family")->valuestring,
+	    "torchvision");
 	double prev = INFINITY;
 	for (int i = 0; i < 5; i++) {
-		double logit = cJSON_GetObjectItem(cJSON_GetArrayItem(preds, i), "logit")->valuedouble;
+		double logit =
+		    cJSON_GetObjectItem(cJSON_GetArrayItem(preds, i), "logit")->valuedouble;
 		ck_assert(logit <= prev);
 		prev = logit;
 	}
@@ -774,8 +784,8 @@ START_TEST(test_predict_uploads_and_cli)
 	free(p3);
 
 	/* top_k as a query parameter and as a form field; JPEG too. */
-	struct request qk = {.path = "/predict?top_k=3", .content_type = "image/jpeg", .body = jpg,
-	                     .len = jpg_len};
+	struct request qk = {
+	    .path = "/predict?top_k=3", .content_type = "image/jpeg", .body = jpg, .len = jpg_len};
 	http(port, &qk, &r3);
 	ck_assert_int_eq(r3.status, 200);
 	doc = cJSON_Parse(r3.body);
@@ -783,8 +793,8 @@ START_TEST(test_predict_uploads_and_cli)
 	cJSON_Delete(doc);
 	reply_free(&r3);
 	static const char *const fields[] = {"top_k", "2", NULL};
-	struct request qf = {.path = "/predict", .image = jpg, .image_len = jpg_len,
-	                     .fields = fields};
+	struct request qf = {
+	    .path = "/predict", .image = jpg, .image_len = jpg_len, .fields = fields};
 	http(port, &qf, &r3);
 	ck_assert_int_eq(r3.status, 200);
 	doc = cJSON_Parse(r3.body);
@@ -821,8 +831,8 @@ START_TEST(test_bad_requests)
 	ck_assert(strstr(r.body, "bogus") != NULL);
 	reply_free(&r);
 	static const char *const bad_steps[] = {"steps", "many", NULL};
-	q = (struct request){.path = "/attribute", .image = png, .image_len = png_len,
-	                     .fields = bad_steps};
+	q = (struct request){
+	    .path = "/attribute", .image = png, .image_len = png_len, .fields = bad_steps};
 	http(port, &q, &r);
 	assert_error(&r, 400, "bad_option");
 	ck_assert(strstr(r.body, "steps") != NULL);
@@ -832,8 +842,8 @@ START_TEST(test_bad_requests)
 	assert_error(&r, 400, "bad_option");
 	reply_free(&r);
 	static const char *const unknown[] = {"colour", "red", NULL};
-	q = (struct request){.path = "/predict", .image = png, .image_len = png_len,
-	                     .fields = unknown};
+	q = (struct request){
+	    .path = "/predict", .image = png, .image_len = png_len, .fields = unknown};
 	http(port, &q, &r);
 	assert_error(&r, 400, "bad_option");
 	reply_free(&r);
@@ -841,14 +851,16 @@ START_TEST(test_bad_requests)
 	/* 400: multipart without an image field; malformed multipart; empty body */
 	q = (struct request){.path = "/predict",
 	                     .content_type = "multipart/form-data; boundary=zz",
-	                     .body = "--zz\r\nContent-Disposition: form-data; name=top_k\r\n\r\n3\r\n"
-	                             "--zz--",
+	                     .body =
+	                         "--zz\r\nContent-Disposition: form-data; name=top_k\r\n\r\n3\r\n"
+	                         "--zz--",
 	                     .len = 62};
 	http(port, &q, &r);
 	assert_error(&r, 400, "bad_option");
 	ck_assert(strstr(r.body, "image") != NULL);
 	reply_free(&r);
-	q = (struct request){.path = "/predict", .content_type = "multipart/form-data; boundary=zz",
+	q = (struct request){.path = "/predict",
+	                     .content_type = "multipart/form-data; boundary=zz",
 	                     .body = "--zz\r\nContent-Disposition: form-data; name=image\r\n\r\nab",
 	                     .len = 52};
 	http(port, &q, &r);
@@ -860,25 +872,27 @@ START_TEST(test_bad_requests)
 	reply_free(&r);
 
 	/* 415: not an image type; an "image" that is text */
-	q = (struct request){.path = "/predict", .content_type = "text/plain", .body = "hello",
-	                     .len = 5};
+	q = (struct request){
+	    .path = "/predict", .content_type = "text/plain", .body = "hello", .len = 5};
 	http(port, &q, &r);
 	assert_error(&r, 415, "unsupported_media_type");
 	reply_free(&r);
-	q = (struct request){.path = "/attribute", .content_type = "application/json",
-	                     .body = "{}", .len = 2};
+	q = (struct request){
+	    .path = "/attribute", .content_type = "application/json", .body = "{}", .len = 2};
 	http(port, &q, &r);
 	assert_error(&r, 415, "unsupported_media_type");
 	reply_free(&r);
-	q = (struct request){.path = "/predict", .content_type = "image/png",
-	                     .body = "hello, not a picture", .len = 20};
+	q = (struct request){.path = "/predict",
+	                     .content_type = "image/png",
+	                     .body = "hello, not a picture",
+	                     .len = 20};
 	http(port, &q, &r);
 	assert_error(&r, 415, "unsupported_media_type");
 	reply_free(&r);
 
 	/* 422: a PNG cut short */
-	q = (struct request){.path = "/predict", .content_type = "image/png", .body = png,
-	                     .len = png_len / 2};
+	q = (struct request){
+	    .path = "/predict", .content_type = "image/png", .body = png, .len = png_len / 2};
 	http(port, &q, &r);
 	assert_error(&r, 422, "image_decode");
 	reply_free(&r);
@@ -896,22 +910,28 @@ START_TEST(test_too_large)
 	struct reply r;
 
 	/* Content-Length over the limit: refused before the body is read. */
-	struct request q = {.path = "/predict", .content_type = "image/png", .body = body,
-	                    .len = n, .expect_continue = true};
+	struct request q = {.path = "/predict",
+	                    .content_type = "image/png",
+	                    .body = body,
+	                    .len = n,
+	                    .expect_continue = true};
 	http(port, &q, &r);
 	assert_error(&r, 413, "payload_too_large");
 	reply_free(&r);
 
 	/* Chunked, no length: refused once the limit is passed. */
-	q = (struct request){.path = "/predict", .content_type = "image/png", .body = body,
-	                     .len = n, .chunked = true};
+	q = (struct request){.path = "/predict",
+	                     .content_type = "image/png",
+	                     .body = body,
+	                     .len = n,
+	                     .chunked = true};
 	http(port, &q, &r);
 	assert_error(&r, 413, "payload_too_large");
 	reply_free(&r);
 
 	/* multipart over the limit */
-	q = (struct request){.path = "/attribute", .image = body, .image_len = n,
-	                     .expect_continue = true};
+	q = (struct request){
+	    .path = "/attribute", .image = body, .image_len = n, .expect_continue = true};
 	http(port, &q, &r);
 	assert_error(&r, 413, "payload_too_large");
 	reply_free(&r);
@@ -921,16 +941,18 @@ START_TEST(test_too_large)
 	 * A flat image compresses to a few KB. */
 	int w = 1200, h = 1000;
 	unsigned char *flat = calloc((size_t)w * h, 3);
-	png_image img = {.version = PNG_IMAGE_VERSION, .width = (png_uint_32)w,
-	                 .height = (png_uint_32)h, .format = PNG_FORMAT_RGB};
+	png_image img = {.version = PNG_IMAGE_VERSION,
+	                 .width = (png_uint_32)w,
+	                 .height = (png_uint_32)h,
+	                 .format = PNG_FORMAT_RGB};
 	png_alloc_size_t plen = 0;
 	ck_assert(png_image_write_to_memory(&img, NULL, &plen, 0, flat, 0, NULL));
 	void *png = malloc(plen);
 	ck_assert(png_image_write_to_memory(&img, png, &plen, 0, flat, 0, NULL));
 	free(flat);
 	ck_assert_uint_lt(plen, MAIN_MAX_BODY);
-	q = (struct request){.path = "/predict", .content_type = "image/png", .body = png,
-	                     .len = plen};
+	q = (struct request){
+	    .path = "/predict", .content_type = "image/png", .body = png, .len = plen};
 	http(port, &q, &r);
 	assert_error(&r, 413, "image_too_large");
 	reply_free(&r);
@@ -951,8 +973,10 @@ START_TEST(test_attribute_json)
 	size_t png_len;
 	void *png = make_png(64, 64, 5, &png_len);
 	static const char *const fields[] = {"steps", "16", "method", "riemann_middle", NULL};
-	struct request q = {.path = "/attribute?baseline=black&heatmaps=magnitude", .image = png,
-	                    .image_len = png_len, .fields = fields};
+	struct request q = {.path = "/attribute?baseline=black&heatmaps=magnitude",
+	                    .image = png,
+	                    .image_len = png_len,
+	                    .fields = fields};
 	double steps_before = metric(port, "igserve_ig_steps_total");
 	struct reply r;
 	http(port, &q, &r);
@@ -995,8 +1019,11 @@ START_TEST(test_attribute_sse)
 	size_t png_len;
 	void *png = make_png(64, 64, 6, &png_len);
 	static const char *const fields[] = {"steps", "64", NULL};
-	struct request q = {.path = "/attribute", .image = png, .image_len = png_len,
-	                    .fields = fields, .accept = "text/event-stream"};
+	struct request q = {.path = "/attribute",
+	                    .image = png,
+	                    .image_len = png_len,
+	                    .fields = fields,
+	                    .accept = "text/event-stream"};
 	struct reply r;
 	http(port, &q, &r);
 	ck_assert_int_eq(r.status, 200);
@@ -1024,7 +1051,8 @@ START_TEST(test_attribute_sse)
 			progress++;
 			cJSON_Delete(d);
 		} else {
-			ck_assert_msg(!strncmp(ev, "event: result\n", 14), "unexpected event %s", ev);
+			ck_assert_msg(!strncmp(ev, "event: result\n", 14), "unexpected event %s",
+			              ev);
 			result = data;
 		}
 		ev = end + 2;
@@ -1048,7 +1076,8 @@ START_TEST(test_deadline)
 	size_t png_len;
 	void *png = make_png(64, 64, 7, &png_len);
 	struct reply r;
-	struct request q = {.path = "/attribute?steps=" SLOW_STEPS "&deadline_ms=30", .image = png,
+	struct request q = {.path = "/attribute?steps=" SLOW_STEPS "&deadline_ms=30",
+	                    .image = png,
 	                    .image_len = png_len};
 	double t0 = now_s();
 	http(port, &q, &r);
@@ -1062,8 +1091,8 @@ START_TEST(test_deadline)
 	http(port, &q, &r);
 	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
 	cJSON *doc = cJSON_Parse(r.body);
-	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "method"),
-	                                            "converged")));
+	ck_assert(
+	    cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "method"), "converged")));
 	cJSON_Delete(doc);
 	reply_free(&r);
 
@@ -1086,16 +1115,16 @@ END_TEST
 
 START_TEST(test_queue_full)
 {
-	static const char *const extra[] = {"--workers", "1", "--queue-size", "1",
-	                                    "--attribute-queue-size", "1", NULL};
+	static const char *const extra[] = {
+	    "--workers", "1", "--queue-size", "1", "--attribute-queue-size", "1", NULL};
 	struct server_proc s;
 	server_spawn(&s, extra);
 	size_t png_len;
 	void *png = make_png(64, 64, 8, &png_len);
-	struct request slow = {.path = "/attribute?" SLOW(2000), .image = png,
-	                       .image_len = png_len};
-	struct request slow2 = {.path = "/attribute?" SLOW(3000), .image = png,
-	                        .image_len = png_len};
+	struct request slow = {
+	    .path = "/attribute?" SLOW(2000), .image = png, .image_len = png_len};
+	struct request slow2 = {
+	    .path = "/attribute?" SLOW(3000), .image = png, .image_len = png_len};
 	struct async a1, a2, p1;
 	async_start(&a1, s.port, &slow);
 	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
@@ -1144,8 +1173,8 @@ START_TEST(test_predict_not_starved)
 	int port = main_server.port;
 	size_t png_len;
 	void *png = make_png(64, 64, 9, &png_len);
-	struct request slow = {.path = "/attribute?" SLOW(2500), .image = png,
-	                       .image_len = png_len};
+	struct request slow = {
+	    .path = "/attribute?" SLOW(2500), .image = png, .image_len = png_len};
 	struct async a1, a2;
 	async_start(&a1, port, &slow);
 	async_start(&a2, port, &slow);
@@ -1177,8 +1206,10 @@ START_TEST(test_client_disconnect)
 	size_t png_len;
 	void *png = make_png(64, 64, 10, &png_len);
 	double cancelled = metric(port, "igserve_jobs_cancelled_total");
-	struct request slow = {.path = "/attribute?" SLOW(60000), .image = png,
-	                       .image_len = png_len, .timeout_ms = 300};
+	struct request slow = {.path = "/attribute?" SLOW(60000),
+	                       .image = png,
+	                       .image_len = png_len,
+	                       .timeout_ms = 300};
 	struct reply r;
 	http(port, &slow, &r); /* curl gives up after 300 ms and closes */
 	ck_assert_int_eq(r.rc, CURLE_OPERATION_TIMEDOUT);
@@ -1211,8 +1242,7 @@ START_TEST(test_sigterm_drain)
 	server_spawn(&s, extra);
 	size_t png_len;
 	void *png = make_png(64, 64, 11, &png_len);
-	struct request work = {.path = "/attribute?steps=512", .image = png,
-	                       .image_len = png_len};
+	struct request work = {.path = "/attribute?steps=512", .image = png, .image_len = png_len};
 	struct async a1, a2;
 	async_start(&a1, s.port, &work);
 	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
@@ -1274,8 +1304,8 @@ START_TEST(test_drain_timeout)
 	server_spawn(&s, extra);
 	size_t png_len;
 	void *png = make_png(64, 64, 13, &png_len);
-	struct request slow = {.path = "/attribute?" SLOW(20000), .image = png,
-	                       .image_len = png_len};
+	struct request slow = {
+	    .path = "/attribute?" SLOW(20000), .image = png, .image_len = png_len};
 	struct request slow_sse = slow;
 	slow_sse.accept = "text/event-stream";
 	struct async a1, a2;
@@ -1333,8 +1363,8 @@ static double seconds_until_closed(int fd, double limit)
 
 START_TEST(test_slow_clients)
 {
-	static const char *const extra[] = {"--idle-timeout", "1", "--max-connections", "3",
-	                                    "--http-threads", "1", NULL};
+	static const char *const extra[] = {
+	    "--idle-timeout", "1", "--max-connections", "3", "--http-threads", "1", NULL};
 	struct server_proc s;
 	server_spawn(&s, extra);
 	/* A client that stops halfway through its upload is dropped after
@@ -1462,16 +1492,30 @@ START_TEST(test_serve_help_and_bad_flags)
 	size_t n = fread(text, 1, sizeof text - 1, f);
 	text[n] = 0;
 	ck_assert_int_eq(pclose(f), 0);
-	static const char *const documented[] = {
-		"IGSERVE_PORT", "IGSERVE_HOST", "IGSERVE_WORKERS", "IGSERVE_QUEUE_SIZE",
-		"IGSERVE_ATTRIBUTE_QUEUE_SIZE", "IGSERVE_MAX_BODY_BYTES", "IGSERVE_MAX_PIXELS",
-		"IGSERVE_MAX_STEPS", "IGSERVE_MAX_CONNECTIONS", "IGSERVE_IDLE_TIMEOUT",
-		"IGSERVE_CONNECTION_MEMORY", "IGSERVE_DEADLINE_MS", "IGSERVE_DRAIN_TIMEOUT",
-		"IGSERVE_MEMORY_BUDGET", "IGSERVE_BLAS_THREADS", "IGSERVE_INPUT_SIZE",
-		"IGSERVE_MEAN", "IGSERVE_STD", "IGSERVE_LOG_FORMAT", "IGSERVE_MODEL",
-		"IGSERVE_LABELS"};
+	static const char *const documented[] = {"IGSERVE_PORT",
+	                                         "IGSERVE_HOST",
+	                                         "IGSERVE_WORKERS",
+	                                         "IGSERVE_QUEUE_SIZE",
+	                                         "IGSERVE_ATTRIBUTE_QUEUE_SIZE",
+	                                         "IGSERVE_MAX_BODY_BYTES",
+	                                         "IGSERVE_MAX_PIXELS",
+	                                         "IGSERVE_MAX_STEPS",
+	                                         "IGSERVE_MAX_CONNECTIONS",
+	                                         "IGSERVE_IDLE_TIMEOUT",
+	                                         "IGSERVE_CONNECTION_MEMORY",
+	                                         "IGSERVE_DEADLINE_MS",
+	                                         "IGSERVE_DRAIN_TIMEOUT",
+	                                         "IGSERVE_MEMORY_BUDGET",
+	                                         "IGSERVE_BLAS_THREADS",
+	                                         "IGSERVE_INPUT_SIZE",
+	                                         "IGSERVE_MEAN",
+	                                         "IGSERVE_STD",
+	                                         "IGSERVE_LOG_FORMAT",
+	                                         "IGSERVE_MODEL",
+	                                         "IGSERVE_LABELS"};
 	for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
-		ck_assert_msg(strstr(text, documented[i]) != NULL, "--help lacks %s", documented[i]);
+		ck_assert_msg(strstr(text, documented[i]) != NULL, "--help lacks %s",
+		              documented[i]);
 
 	/* A bad flag or a missing model: a message and a non-zero status. */
 	snprintf(cmd, sizeof cmd, "'%s' serve --workers 0 2>&1", getenv("IGSERVE_BINARY"));

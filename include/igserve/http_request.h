@@ -28,9 +28,9 @@ int body_kind_from_content_type(const char *content_type, enum body_kind *kind, 
 
 /* One part of a multipart body; pointers point into the body. */
 struct form_part {
-	const char *name;           /* NUL-terminated copy, owned by the parser */
-	const char *filename;       /* NULL when the part has none */
-	const char *content_type;   /* NULL when the part has none */
+	const char *name;         /* NUL-terminated copy, owned by the parser */
+	const char *filename;     /* NULL when the part has none */
+	const char *content_type; /* NULL when the part has none */
 	const char *data;
 	size_t len;
 };

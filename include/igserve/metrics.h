@@ -13,8 +13,16 @@
 
 /* The endpoints requests are counted under (label endpoint="/predict" ...). */
 enum endpoint {
-	EP_PREDICT, EP_ATTRIBUTE, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_MODEL, EP_OPENAPI,
-	EP_INDEX, EP_OTHER, EP_COUNT
+	EP_PREDICT,
+	EP_ATTRIBUTE,
+	EP_HEALTHZ,
+	EP_READYZ,
+	EP_METRICS,
+	EP_MODEL,
+	EP_OPENAPI,
+	EP_INDEX,
+	EP_OTHER,
+	EP_COUNT
 };
 
 /* "/predict", ... ; "other" for EP_OTHER. */
@@ -22,9 +30,9 @@ const char *endpoint_name(enum endpoint e);
 
 /* Values that are read at scrape time rather than counted. */
 struct metrics_gauges {
-	int queue_depth[2];         /* predict, attribute */
-	int inflight;               /* requests holding a job (queued, running or answering) */
-	int running;                /* jobs on a worker now */
+	int queue_depth[2]; /* predict, attribute */
+	int inflight;       /* requests holding a job (queued, running or answering) */
+	int running;        /* jobs on a worker now */
 	int workers;
 	bool ready, draining;
 	const char *arch, *family, *sha256, *path;

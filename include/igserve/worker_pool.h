@@ -39,17 +39,17 @@ struct pool_job {
 	struct job_control control; /* deadline, cancellation, progress */
 	pool_run_fn run;
 	pool_done_fn done;
-	void *ctx;                  /* the submitter's */
+	void *ctx; /* the submitter's */
 	/* Filled by the pool: */
-	int status;                 /* what run returned, or CANCELLED / DEADLINE */
+	int status; /* what run returned, or CANCELLED / DEADLINE */
 	struct igs_error err;
 	double queued_at, started_at, finished_at; /* igs_now() */
-	struct pool_job *next;      /* queue link, the pool's */
+	struct pool_job *next;                     /* queue link, the pool's */
 };
 
 struct worker_pool_config {
-	int workers;                /* >= 1 */
-	int queue_size[JOB_KINDS];  /* waiting jobs per queue, >= 1 */
+	int workers;               /* >= 1 */
+	int queue_size[JOB_KINDS]; /* waiting jobs per queue, >= 1 */
 };
 
 struct worker_pool;
