@@ -30,9 +30,12 @@ static double ms_since(double t0)
 static const char *method_name(const struct request_options *o)
 {
 	switch (o->method) {
-	case ATTR_SALIENCY: return "saliency";
-	case ATTR_INPUT_X_GRADIENT: return "input_x_gradient";
-	case ATTR_INTEGRATED_GRADIENTS: break;
+	case ATTR_SALIENCY:
+		return "saliency";
+	case ATTR_INPUT_X_GRADIENT:
+		return "input_x_gradient";
+	case ATTR_INTEGRATED_GRADIENTS:
+		break;
 	}
 	return quad_rule_name(o->rule);
 }
@@ -40,10 +43,14 @@ static const char *method_name(const struct request_options *o)
 static const char *smooth_name(enum smooth_kind k)
 {
 	switch (k) {
-	case SMOOTH_GRAD: return "smoothgrad";
-	case SMOOTH_GRAD_SQ: return "smoothgrad_sq";
-	case SMOOTH_VARGRAD: return "vargrad";
-	case SMOOTH_NONE: break;
+	case SMOOTH_GRAD:
+		return "smoothgrad";
+	case SMOOTH_GRAD_SQ:
+		return "smoothgrad_sq";
+	case SMOOTH_VARGRAD:
+		return "vargrad";
+	case SMOOTH_NONE:
+		break;
 	}
 	return "none";
 }
@@ -116,9 +123,10 @@ static int add_heatmaps(cJSON *root, const struct attr_result *r, const float *p
 		if (!(mask & bit))
 			continue;
 		struct heatmap_image im;
-		int rc = bit == HEATMAP_OVERLAY_FULL
-		                 ? heatmap_render_overlay_full(r->attr, r->size, original, geom, &im, err)
-		                 : heatmap_render(bit, r->attr, r->size, pixels, &im, err);
+		int rc =
+		    bit == HEATMAP_OVERLAY_FULL
+		        ? heatmap_render_overlay_full(r->attr, r->size, original, geom, &im, err)
+		        : heatmap_render(bit, r->attr, r->size, pixels, &im, err);
 		if (rc)
 			return rc;
 		cJSON *value;
@@ -159,8 +167,8 @@ static int add_path(cJSON *root, const struct attr_result *r, const struct reque
 		if (!r->path_maps)
 			continue;
 		struct heatmap_image im;
-		int rc = heatmap_render_scalar(r->path_maps + (size_t)k * hw, r->size, r->size, scale,
-		                               &im, err);
+		int rc = heatmap_render_scalar(r->path_maps + (size_t)k * hw, r->size, r->size,
+		                               scale, &im, err);
 		if (rc)
 			return rc;
 		char name[32];
@@ -203,8 +211,8 @@ static cJSON *method_json(const struct request_options *o, const struct attr_res
 		cJSON_AddNumberToObject(m, "blur_sigma", o->blur_sigma);
 	if (o->method == ATTR_INTEGRATED_GRADIENTS && o->baseline == BASELINE_NOISE)
 		cJSON_AddNumberToObject(m, "seed", (double)o->seed);
-	cJSON_AddStringToObject(m, "output", o->output == OUTPUT_PROBABILITY ? "probability"
-	                                                                    : "logit");
+	cJSON_AddStringToObject(m, "output",
+	                        o->output == OUTPUT_PROBABILITY ? "probability" : "logit");
 	if (o->smooth != SMOOTH_NONE) {
 		cJSON *s = cJSON_AddObjectToObject(m, "smoothgrad");
 		cJSON_AddStringToObject(s, "kind", smooth_name(o->smooth));
@@ -281,8 +289,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 
 	if ((rc = add_path(root, &res, o, heatmap_dir, err)))
 		goto done;
-	if ((rc = add_heatmaps(root, &res, pixels, &original, &geom, o->heatmaps, heatmap_dir,
-	                       err)))
+	if ((rc =
+	         add_heatmaps(root, &res, pixels, &original, &geom, o->heatmaps, heatmap_dir, err)))
 		goto done;
 
 	const size_t shape[3] = {(size_t)size, (size_t)size, 3};

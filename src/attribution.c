@@ -66,7 +66,8 @@ static int blur(const float *restrict src, float *restrict dst, int size, double
 				double s = 0;
 				for (int d = -radius; d <= radius; d++) {
 					int xx = x + d < 0 ? 0 : x + d >= size ? size - 1 : x + d;
-					s += kernel[d + radius] * src[((size_t)y * size + xx) * 3 + c];
+					s += kernel[d + radius] *
+					     src[((size_t)y * size + xx) * 3 + c];
 				}
 				tmp[((size_t)y * size + x) * 3 + c] = (float)s;
 			}
@@ -77,7 +78,8 @@ static int blur(const float *restrict src, float *restrict dst, int size, double
 				double s = 0;
 				for (int d = -radius; d <= radius; d++) {
 					int yy = y + d < 0 ? 0 : y + d >= size ? size - 1 : y + d;
-					s += kernel[d + radius] * tmp[((size_t)yy * size + x) * 3 + c];
+					s += kernel[d + radius] *
+					     tmp[((size_t)yy * size + x) * 3 + c];
 				}
 				dst[((size_t)y * size + x) * 3 + c] = (float)s;
 			}
@@ -131,8 +133,7 @@ static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *g
 	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
-void attribution_net_oracle(struct grad_oracle *o, const struct model *m,
-                            struct net_workspace *ws)
+void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
 {
 	const struct model_info *info = model_get_info(m);
 	o->ctx = ws;
@@ -159,26 +160,26 @@ struct run {
 	const struct request_options *o;
 	struct job_control *job;
 	int batch, size, classes, target;
-	size_t n, hw;                 /* values and pixels of one image */
-	int samples;                  /* SmoothGrad samples (1 without) */
-	bool multiply_diff;           /* IG, input x gradient: attr = (x - x') * G */
-	const float *x;               /* the input (caller's) */
-	const float *base;            /* the baseline */
-	float *rows;                  /* [batch][n] path inputs */
-	float *grad;                  /* [batch][n] */
-	float *logits, *d_logits;     /* [batch][classes] */
-	double *outputs;              /* [batch] F_t of each row */
-	int *row_sample, *row_point;  /* [batch] */
-	float *xs;                    /* [n] the current sample's (noisy) input */
-	int xs_sample;                /* which sample xs holds, -1: none */
-	double *G;                    /* [n] sum_k w_k dF/dx of the open sample */
-	double *acc1, *acc2;          /* [n] sums of per-sample attr and attr^2 */
+	size_t n, hw;                /* values and pixels of one image */
+	int samples;                 /* SmoothGrad samples (1 without) */
+	bool multiply_diff;          /* IG, input x gradient: attr = (x - x') * G */
+	const float *x;              /* the input (caller's) */
+	const float *base;           /* the baseline */
+	float *rows;                 /* [batch][n] path inputs */
+	float *grad;                 /* [batch][n] */
+	float *logits, *d_logits;    /* [batch][classes] */
+	double *outputs;             /* [batch] F_t of each row */
+	int *row_sample, *row_point; /* [batch] */
+	float *xs;                   /* [n] the current sample's (noisy) input */
+	int xs_sample;               /* which sample xs holds, -1: none */
+	double *G;                   /* [n] sum_k w_k dF/dx of the open sample */
+	double *acc1, *acc2;         /* [n] sums of per-sample attr and attr^2 */
 	double f_input, f_baseline;
-	double running;               /* sum of w_k dF/dalpha so far (progress) */
-	int done, total;              /* evaluations, for progress */
+	double running;  /* sum of w_k dF/dalpha so far (progress) */
+	int done, total; /* evaluations, for progress */
 	int evaluations;
-	bool have_result;             /* adaptive: a completed round exists */
-	double best_rel;              /* its relative completeness error */
+	bool have_result; /* adaptive: a completed round exists */
+	double best_rel;  /* its relative completeness error */
 };
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
@@ -192,7 +193,8 @@ static void sample_input(struct run *r, int s)
 		memcpy(r->xs, r->x, r->n * sizeof *r->xs);
 		return;
 	}
-	uint64_t state = (r->o->seed ^ 0x5D1A7E5A9C0FFEE5ull) + (uint64_t)(s + 1) * 0xD1B54A32D192ED03ull;
+	uint64_t state =
+	    (r->o->seed ^ 0x5D1A7E5A9C0FFEE5ull) + (uint64_t)(s + 1) * 0xD1B54A32D192ED03ull;
 	double sd = r->o->smooth_sigma * 255.0;
 	for (size_t i = 0; i < r->n; i += 2) {
 		/* Box-Muller: u1 in (0, 1] keeps the log finite */
@@ -251,8 +253,9 @@ static void report_progress(struct run *r)
 	 * while refining: that of the last completed estimate (a half-done
 	 * refinement's partial sum says nothing). */
 	double want = r->f_input - r->f_baseline;
-	double rel = r->have_result ? r->best_rel
-	                            : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	double rel = r->have_result
+	                 ? r->best_rel
+	                 : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
 	r->job->progress(r->job->progress_ctx, r->done, r->total, rel);
 }
 
@@ -300,7 +303,7 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			return rc;
 		for (int b = 0; b < nb; b++)
 			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
-			                             r->d_logits + (size_t)b * r->classes);
+			                                r->d_logits + (size_t)b * r->classes);
 		if ((rc = r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err)))
 			return rc;
 		for (int b = 0; b < nb; b++) {
@@ -324,8 +327,10 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			if (maps) {
 				float *map = maps + (size_t)k * r->hw;
 				for (size_t px = 0; px < r->hw; px++)
-					map[px] += (float)((fabsf(g[3 * px]) + fabsf(g[3 * px + 1]) +
-					                    fabsf(g[3 * px + 2])) * inv);
+					map[px] +=
+					    (float)((fabsf(g[3 * px]) + fabsf(g[3 * px + 1]) +
+					             fabsf(g[3 * px + 2])) *
+					            inv);
 			}
 			if (r->acc1 && k == m - 1)
 				finish_sample(r, s);
@@ -346,9 +351,9 @@ static void finish_attr(struct run *r, struct attr_result *out)
 	if (!r->acc1) {
 		sample_input(r, 0);
 		for (size_t i = 0; i < r->n; i++)
-			out->attr[i] = (float)(r->multiply_diff
-			                               ? ((double)r->xs[i] - r->base[i]) * r->G[i]
-			                               : r->G[i]);
+			out->attr[i] =
+			    (float)(r->multiply_diff ? ((double)r->xs[i] - r->base[i]) * r->G[i]
+			                             : r->G[i]);
 	} else {
 		double inv = 1.0 / r->samples;
 		for (size_t i = 0; i < r->n; i++) {
@@ -382,8 +387,8 @@ static void merge_points(const struct attr_point *a, const float *amaps, int na,
 		bool take_a = j >= nb || (i < na && a[i].alpha < b[j].alpha);
 		dst[k] = take_a ? a[i] : b[j];
 		if (dmaps)
-			memcpy(dmaps + (size_t)k * hw, take_a ? amaps + (size_t)i * hw
-			                                      : bmaps + (size_t)j * hw,
+			memcpy(dmaps + (size_t)k * hw,
+			       take_a ? amaps + (size_t)i * hw : bmaps + (size_t)j * hw,
 			       hw * sizeof *dmaps);
 		if (take_a)
 			i++;
@@ -416,8 +421,9 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		float *nmaps = NULL, *mmaps = NULL;
 		if (out->path_maps) {
 			nmaps = calloc(np * r->hw, sizeof *nmaps);
-			mmaps = ref.reuse_scale > 0 ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps)
-			                            : NULL;
+			mmaps = ref.reuse_scale > 0
+			            ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps)
+			            : NULL;
 		}
 		if (!na || !nw || !nt || !merged || (out->path_maps && !nmaps) ||
 		    (out->path_maps && ref.reuse_scale > 0 && !mmaps)) {
@@ -469,7 +475,7 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		finish_attr(r, out);
 		r->best_rel = out->relative_error;
 		report_progress(r);
-round_done:
+	round_done:
 		free(na);
 		free(nw);
 		free(nt);
@@ -492,7 +498,8 @@ static int check_options(const struct grad_oracle *oracle, const struct request_
 		return igs_fail(err, IGS_ERR_INTERNAL, "attribution batch must be >= 1, got %d",
 		                batch);
 	if (oracle->size < 1 || oracle->classes < 1)
-		return igs_fail(err, IGS_ERR_INTERNAL, "gradient oracle has no input or no classes");
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "gradient oracle has no input or no classes");
 	if (o->target < -1 || o->target >= oracle->classes)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "target %d is out of range 0..%d",
 		                o->target, oracle->classes - 1);
@@ -503,7 +510,8 @@ static int check_options(const struct grad_oracle *oracle, const struct request_
 			                QUADRATURE_MAX_POINTS, o->smooth_samples);
 		if (!(o->smooth_sigma >= 0) || o->smooth_sigma > 10)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "smoothgrad_sigma must be in [0, 10], got %g", o->smooth_sigma);
+			                "smoothgrad_sigma must be in [0, 10], got %g",
+			                o->smooth_sigma);
 	}
 	bool ig = o->method == ATTR_INTEGRATED_GRADIENTS;
 	bool adaptive = ig && o->tolerance > 0;
@@ -511,12 +519,14 @@ static int check_options(const struct grad_oracle *oracle, const struct request_
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "tolerance (adaptive IG) cannot be combined with smoothgrad");
 	if (o->path_maps) {
-		int points = ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
+		int points =
+		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
 		if (points > PATH_MAPS_MAX_POINTS)
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "path_maps allows at most %d path points, the request may use "
-			                "%d (lower steps or max_steps)",
-			                PATH_MAPS_MAX_POINTS, points);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "path_maps allows at most %d path points, the request may use "
+			    "%d (lower steps or max_steps)",
+			    PATH_MAPS_MAX_POINTS, points);
 	}
 	return 0;
 }
@@ -546,18 +556,18 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		return rc;
 	bool ig = o->method == ATTR_INTEGRATED_GRADIENTS;
 	struct run r = {
-		.oracle = oracle,
-		.o = o,
-		.job = job,
-		.batch = batch,
-		.size = oracle->size,
-		.classes = oracle->classes,
-		.n = (size_t)oracle->size * oracle->size * 3,
-		.hw = (size_t)oracle->size * oracle->size,
-		.samples = o->smooth == SMOOTH_NONE ? 1 : o->smooth_samples,
-		.multiply_diff = o->method != ATTR_SALIENCY,
-		.x = pixels,
-		.xs_sample = -1,
+	    .oracle = oracle,
+	    .o = o,
+	    .job = job,
+	    .batch = batch,
+	    .size = oracle->size,
+	    .classes = oracle->classes,
+	    .n = (size_t)oracle->size * oracle->size * 3,
+	    .hw = (size_t)oracle->size * oracle->size,
+	    .samples = o->smooth == SMOOTH_NONE ? 1 : o->smooth_samples,
+	    .multiply_diff = o->method != ATTR_SALIENCY,
+	    .x = pixels,
+	    .xs_sample = -1,
 	};
 	/* saliency and input x gradient are one point at alpha = 1 from a
 	 * black baseline: x * grad is IG's one-step right Riemann sum */

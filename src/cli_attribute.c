@@ -52,8 +52,8 @@ static int read_file(const char *path, size_t max_bytes, unsigned char **out, si
 	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
 		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
 	else if (max_bytes && (size_t)n > max_bytes)
-		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit", path,
-		              n, max_bytes);
+		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
+		              path, n, max_bytes);
 	else if (!(*out = malloc((size_t)n + 1)))
 		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
 	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
@@ -80,7 +80,7 @@ int cli_attribute(int argc, char **argv)
 
 	struct flag flags[CLI_MODEL_FLAG_COUNT + 24];
 	size_t n = cli_model_flags(flags, &mo);
-#define OPT(name, metavar, help) \
+#define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, set_option, &ro}
 	OPT("target", "N", "class to explain (default: the top-1 prediction)");
 	OPT("method", "M",
@@ -103,22 +103,41 @@ int cli_attribute(int argc, char **argv)
 	    "overlay_full)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
 #undef OPT
-	flags[n++] = (struct flag){"raw", FLAG_STRING, &raw_path, "FILE",
-	                           "write the attributions as .npy (float32 [H, W, 3])", NULL, NULL};
-	flags[n++] = (struct flag){"out", FLAG_STRING, &out_dir, "DIR",
+	flags[n++] = (struct flag){"raw",
+	                           FLAG_STRING,
+	                           &raw_path,
+	                           "FILE",
+	                           "write the attributions as .npy (float32 [H, W, 3])",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"out",
+	                           FLAG_STRING,
+	                           &out_dir,
+	                           "DIR",
 	                           "write the heatmaps as PNG files into DIR (created if missing)",
-	                           NULL, NULL};
-	flags[n++] = (struct flag){"path-maps", FLAG_BOOL, &ro.path_maps, NULL,
-	                           "also draw |gradient| at every path point", NULL, NULL};
-	flags[n++] = (struct flag){"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
-	                           "workspace for the path points run at once (1G)", NULL, NULL};
-	flags[n++] = (struct flag){"batch", FLAG_INT, &batch, "N",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){
+	    "path-maps", FLAG_BOOL, &ro.path_maps, NULL, "also draw |gradient| at every path point",
+	    NULL,        NULL};
+	flags[n++] = (struct flag){"memory-budget",
+	                           FLAG_SIZE,
+	                           &memory_budget,
+	                           "BYTES",
+	                           "workspace for the path points run at once (1G)",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"batch",
+	                           FLAG_INT,
+	                           &batch,
+	                           "N",
 	                           "path points per forward pass (default: from --memory-budget)",
-	                           NULL, NULL};
+	                           NULL,
+	                           NULL};
 
 	const char *synopsis =
-		"[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
-		"[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE";
+	    "[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
+	    "[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE";
 	const char *images[2];
 	size_t count = 0;
 	struct igs_error err = {0};
@@ -130,7 +149,8 @@ int cli_attribute(int argc, char **argv)
 		return 2;
 	}
 	if (count != 1) {
-		fprintf(stderr, "igserve attribute: give exactly one image\nusage: igserve attribute %s\n",
+		fprintf(stderr,
+		        "igserve attribute: give exactly one image\nusage: igserve attribute %s\n",
 		        synopsis);
 		return 2;
 	}
@@ -175,7 +195,8 @@ int cli_attribute(int argc, char **argv)
 	cJSON *out = NULL;
 	rc = read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
 	if (rc == 0)
-		rc = service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
+		rc =
+		    service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
 	free(bytes);
 	if (rc < 0) {
 		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);

@@ -41,8 +41,7 @@ static double quantile(const float *v, size_t n, double q, float *sorted)
 	return sorted[lo] + (h - (double)lo) * ((double)sorted[hi] - sorted[lo]);
 }
 
-static int alloc_image(struct heatmap_image *out, int w, int h, int channels,
-                       struct igs_error *err)
+static int alloc_image(struct heatmap_image *out, int w, int h, int channels, struct igs_error *err)
 {
 	out->width = w;
 	out->height = h;
@@ -62,14 +61,22 @@ void heatmap_image_free(struct heatmap_image *im)
 const char *heatmap_name(unsigned bit)
 {
 	switch (bit) {
-	case HEATMAP_NORMALIZED: return "normalized";
-	case HEATMAP_DEVIATION: return "deviation";
-	case HEATMAP_MAGNITUDE: return "magnitude";
-	case HEATMAP_OVERLAY: return "overlay";
-	case HEATMAP_CHANNEL_R: return "channel_r";
-	case HEATMAP_CHANNEL_G: return "channel_g";
-	case HEATMAP_CHANNEL_B: return "channel_b";
-	case HEATMAP_OVERLAY_FULL: return "overlay_full";
+	case HEATMAP_NORMALIZED:
+		return "normalized";
+	case HEATMAP_DEVIATION:
+		return "deviation";
+	case HEATMAP_MAGNITUDE:
+		return "magnitude";
+	case HEATMAP_OVERLAY:
+		return "overlay";
+	case HEATMAP_CHANNEL_R:
+		return "channel_r";
+	case HEATMAP_CHANNEL_G:
+		return "channel_g";
+	case HEATMAP_CHANNEL_B:
+		return "channel_b";
+	case HEATMAP_OVERLAY_FULL:
+		return "overlay_full";
 	}
 	return NULL;
 }
@@ -84,13 +91,13 @@ const char *heatmap_name(unsigned bit)
 void heatmap_colormap(double t, uint8_t rgb[3])
 {
 	static const double c[7][3] = {
-		{0.2777273272234177, 0.005407344544966578, 0.3340998053353061},
-		{0.1050930431085774, 1.404613529898575, 1.384590162594685},
-		{-0.3308618287255563, 0.214847559468213, 0.09509516302823659},
-		{-4.634230498983486, -5.799100973351585, -19.33244095627987},
-		{6.228269936347081, 14.17993336680509, 56.69055260068105},
-		{4.776384997670288, -13.74514537774601, -65.35303263337234},
-		{-5.435455855934631, 4.645852612178535, 26.3124352495832},
+	    {0.2777273272234177, 0.005407344544966578, 0.3340998053353061},
+	    {0.1050930431085774, 1.404613529898575, 1.384590162594685},
+	    {-0.3308618287255563, 0.214847559468213, 0.09509516302823659},
+	    {-4.634230498983486, -5.799100973351585, -19.33244095627987},
+	    {6.228269936347081, 14.17993336680509, 56.69055260068105},
+	    {4.776384997670288, -13.74514537774601, -65.35303263337234},
+	    {-5.435455855934631, 4.645852612178535, 26.3124352495832},
 	};
 	t = t < 0 ? 0 : t > 1 ? 1 : t;
 	for (int ch = 0; ch < 3; ch++) {
@@ -159,7 +166,8 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 		if ((rc = alloc_image(out, size, size, 3, err)))
 			return rc;
 		for (size_t i = 0; i < n; i++)
-			out->pixels[i] = maxdev > 0 ? to_byte(fabs(attr[i] - med) * 2.0 / maxdev) : 0;
+			out->pixels[i] =
+			    maxdev > 0 ? to_byte(fabs(attr[i] - med) * 2.0 / maxdev) : 0;
 		return 0;
 	}
 	case HEATMAP_CHANNEL_R:
@@ -199,7 +207,7 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 			double a = 0.2 + 0.6 * m[p];
 			for (int c = 0; c < 3; c++)
 				out->pixels[3 * p + c] =
-					to_byte(((1 - a) * input[3 * p + c] + a * col[c]) / 255.0);
+				    to_byte(((1 - a) * input[3 * p + c] + a * col[c]) / 255.0);
 		}
 		free(m);
 		return 0;
@@ -259,7 +267,8 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 		double v = (sy + 0.5) * geom->scale_y + geom->offset_y - 0.5;
 		for (int sx = 0; sx < original->width; sx++) {
 			double u = (sx + 0.5) * geom->scale_x + geom->offset_x - 0.5;
-			const uint8_t *src = original->rgb + ((size_t)sy * original->width + sx) * 3;
+			const uint8_t *src =
+			    original->rgb + ((size_t)sy * original->width + sx) * 3;
 			uint8_t *dst = out->pixels + ((size_t)sy * original->width + sx) * 3;
 			if (u < -0.5 || v < -0.5 || u > size - 0.5 || v > size - 0.5) {
 				for (int c = 0; c < 3; c++)

@@ -23,7 +23,9 @@ int npy_encode_f32(const float *data, const size_t *shape, int ndim, unsigned ch
 	size_t count = 1;
 	for (int d = 0; d < ndim; d++) {
 		n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu%s", shape[d],
-		              ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
+		              ndim == 1      ? ","
+		              : d + 1 < ndim ? ", "
+		                             : "");
 		count *= shape[d];
 	}
 	n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");

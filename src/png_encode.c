@@ -64,8 +64,9 @@ int png_encode(const uint8_t *pixels, int width, int height, int channels, unsig
 	*len = 0;
 	if (width < 1 || height < 1 || width > 100000 || height > 100000 ||
 	    (channels != 1 && channels != 3))
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "png: cannot encode %dx%d with %d channels",
-		                width, height, channels);
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "png: cannot encode %dx%d with %d channels", width, height,
+		                channels);
 	struct membuf b = {0};
 	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &b, on_error, on_warning);
 	if (!png)

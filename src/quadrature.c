@@ -9,11 +9,16 @@
 static const char *rule_label(enum quad_rule rule)
 {
 	switch (rule) {
-	case RULE_GAUSS_LEGENDRE: return "gausslegendre";
-	case RULE_RIEMANN_LEFT: return "riemann_left";
-	case RULE_RIEMANN_RIGHT: return "riemann_right";
-	case RULE_RIEMANN_MIDDLE: return "riemann_middle";
-	case RULE_RIEMANN_TRAPEZOID: return "riemann_trapezoid";
+	case RULE_GAUSS_LEGENDRE:
+		return "gausslegendre";
+	case RULE_RIEMANN_LEFT:
+		return "riemann_left";
+	case RULE_RIEMANN_RIGHT:
+		return "riemann_right";
+	case RULE_RIEMANN_MIDDLE:
+		return "riemann_middle";
+	case RULE_RIEMANN_TRAPEZOID:
+		return "riemann_trapezoid";
 	}
 	return "unknown";
 }
@@ -26,11 +31,14 @@ int quadrature_min_points(enum quad_rule rule)
 int quadrature_exact_degree(enum quad_rule rule, int m)
 {
 	switch (rule) {
-	case RULE_GAUSS_LEGENDRE: return 2 * m - 1;
+	case RULE_GAUSS_LEGENDRE:
+		return 2 * m - 1;
 	case RULE_RIEMANN_MIDDLE:
-	case RULE_RIEMANN_TRAPEZOID: return 1;
+	case RULE_RIEMANN_TRAPEZOID:
+		return 1;
 	case RULE_RIEMANN_LEFT:
-	case RULE_RIEMANN_RIGHT: return 0;
+	case RULE_RIEMANN_RIGHT:
+		return 0;
 	}
 	return 0;
 }
@@ -85,8 +93,8 @@ int quadrature_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
 {
 	if (m < quadrature_min_points(rule) || m > QUADRATURE_MAX_POINTS)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "steps for %s must be %d..%d, got %d",
-		                rule_label(rule), quadrature_min_points(rule), QUADRATURE_MAX_POINTS,
-		                m);
+		                rule_label(rule), quadrature_min_points(rule),
+		                QUADRATURE_MAX_POINTS, m);
 	switch (rule) {
 	case RULE_GAUSS_LEGENDRE:
 		gauss_legendre(m, alpha, weight);
@@ -125,7 +133,8 @@ int quadrature_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
 		weight[m - 1] *= 0.5;
 		break;
 	default:
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "quadrature rule %d is unknown", (int)rule);
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "quadrature rule %d is unknown",
+		                (int)rule);
 	}
 	return 0;
 }

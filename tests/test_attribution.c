@@ -25,13 +25,13 @@ struct toy {
 	enum toy_kind kind;
 	double w[CLASSES][N], b[CLASSES];
 	double a[N], c[N], e[N];
-	float *last;                 /* copy of the last forward's rows */
+	float *last; /* copy of the last forward's rows */
 	int last_n, max_n;
 	int forward_calls, backward_calls, max_rows_seen;
 	/* fault injection */
-	int fail_forward_at;         /* call number that fails (0: never) */
+	int fail_forward_at; /* call number that fails (0: never) */
 	struct job_control *job;
-	int expire_after;            /* forward calls before the deadline passes */
+	int expire_after; /* forward calls before the deadline passes */
 	int cancel_after;
 };
 
@@ -114,8 +114,7 @@ static int toy_forward(void *ctx, const float *pixels, int n, float *logits, str
 	return 0;
 }
 
-static int toy_backward(void *ctx, const float *d_logits, int n, float *grad,
-                        struct igs_error *err)
+static int toy_backward(void *ctx, const float *d_logits, int n, float *grad, struct igs_error *err)
 {
 	struct toy *t = ctx;
 	t->backward_calls++;
@@ -124,7 +123,8 @@ static int toy_backward(void *ctx, const float *d_logits, int n, float *grad,
 		for (int i = 0; i < N; i++) {
 			double g = 0;
 			for (int j = 0; j < CLASSES; j++)
-				g += d_logits[r * CLASSES + j] * toy_grad(t, j, i, t->last[r * N + i]);
+				g += d_logits[r * CLASSES + j] *
+				     toy_grad(t, j, i, t->last[r * N + i]);
 			grad[r * N + i] = (float)g;
 		}
 	return 0;
@@ -181,11 +181,12 @@ START_TEST(test_linear_model_is_exact_for_every_rule_and_baseline)
 			struct attr_result res;
 			ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
 			float base[N];
-			ck_assert_int_eq(attribution_baseline(baselines[bl], 1.5, 3, x, SIZE, base, NULL),
-			                 0);
+			ck_assert_int_eq(
+			    attribution_baseline(baselines[bl], 1.5, 3, x, SIZE, base, NULL), 0);
 			for (int i = 0; i < N; i++) {
 				float expect = (float)(((double)x[i] - base[i]) * (float)t.w[1][i]);
-				ck_assert_float_eq_tol(res.attr[i], expect, 1e-6f * fabsf(expect) + 1e-30f);
+				ck_assert_float_eq_tol(res.attr[i], expect,
+				                       1e-6f * fabsf(expect) + 1e-30f);
 				ck_assert_float_eq(res.baseline[i], base[i]);
 			}
 			ck_assert_double_lt(res.relative_error, 1e-5);
@@ -234,7 +235,8 @@ START_TEST(test_quadratic_completeness_within_rule_error)
 		                      : rules[r] == RULE_RIEMANN_RIGHT ? dad / (2 * m)
 		                                                       : 0.0;
 		ck_assert_msg(fabs(res.delta - expect_delta) < 1e-5 * fabs(fi - fb) + 1e-4,
-		              "rule %d delta %g expected %g", (int)rules[r], res.delta, expect_delta);
+		              "rule %d delta %g expected %g", (int)rules[r], res.delta,
+		              expect_delta);
 		if (expect_delta != 0.0)
 			ck_assert_double_gt(fabs(res.delta), 1e-3);
 		/* the path table integrates to the same sum */
@@ -310,7 +312,8 @@ START_TEST(test_path_table_matches_direct_evaluation)
 			double m = 0;
 			for (int c = 0; c < 3; c++)
 				m += fabs(toy_grad(&t, 0, px * 3 + c, pt[px * 3 + c]));
-			ck_assert_double_eq_tol(res.path_maps[k * SIZE * SIZE + px], m, 1e-5 * m + 1e-9);
+			ck_assert_double_eq_tol(res.path_maps[k * SIZE * SIZE + px], m,
+			                        1e-5 * m + 1e-9);
 		}
 	}
 	attr_result_free(&res);
@@ -389,9 +392,14 @@ START_TEST(test_baselines)
 				double s = 0;
 				for (int dy = -rad; dy <= rad; dy++)
 					for (int dx = -rad; dx <= rad; dx++) {
-						int yy = y + dy < 0 ? 0 : y + dy >= SIZE ? SIZE - 1 : y + dy;
-						int xc = xx + dx < 0 ? 0 : xx + dx >= SIZE ? SIZE - 1 : xx + dx;
-						s += exp(-(dx * dx + dy * dy) / (2 * sigma * sigma)) /
+						int yy = y + dy < 0       ? 0
+						         : y + dy >= SIZE ? SIZE - 1
+						                          : y + dy;
+						int xc = xx + dx < 0       ? 0
+						         : xx + dx >= SIZE ? SIZE - 1
+						                           : xx + dx;
+						s += exp(-(dx * dx + dy * dy) /
+						         (2 * sigma * sigma)) /
 						     (norm * norm) * x[(yy * SIZE + xc) * 3 + c];
 					}
 				ck_assert_double_eq_tol(out[(y * SIZE + xx) * 3 + c], s, 1e-3);

@@ -176,9 +176,10 @@ START_TEST(test_magnitude_and_overlay)
 		heatmap_colormap(m01[p], col);
 		double al = 0.2 + 0.6 * m01[p];
 		for (int c = 0; c < 3; c++)
-			ck_assert_int_le(abs(px[3 * p + c] -
-			                     byte_of(((1 - al) * input[3 * p + c] + al * col[c]) / 255)),
-			                 2);
+			ck_assert_int_le(
+			    abs(px[3 * p + c] -
+			        byte_of(((1 - al) * input[3 * p + c] + al * col[c]) / 255)),
+			    2);
 	}
 	free(px);
 	struct igs_error err = {0};
@@ -221,8 +222,8 @@ START_TEST(test_overlay_full_resolution)
 		orig.rgb[i] = (uint8_t)(urand() * 256);
 	for (int i = 0; i < N; i++)
 		input[i] = orig.rgb[i];
-	struct image_geometry g = {.src_width = S, .src_height = S, .size = S, .scale_x = 1,
-	                           .scale_y = 1};
+	struct image_geometry g = {
+	    .src_width = S, .src_height = S, .size = S, .scale_x = 1, .scale_y = 1};
 	struct heatmap_image full, ov;
 	ck_assert_int_eq(heatmap_render_overlay_full(a, S, &orig, &g, &full, NULL), 0);
 	ck_assert_int_eq(heatmap_render(HEATMAP_OVERLAY, a, S, input, &ov, NULL), 0);
@@ -241,9 +242,14 @@ START_TEST(test_overlay_full_resolution)
 	for (int y = 0; y < S; y++)
 		for (int x = 0; x < S; x++)
 			for (int c = 0; c < 3; c++)
-				input[(y * S + x) * 3 + c] = wide.rgb[(y * 2 * S + x + S / 2) * 3 + c];
-	g = (struct image_geometry){.src_width = 2 * S, .src_height = S, .size = S, .scale_x = 1,
-	                            .scale_y = 1, .offset_x = -S / 2.0};
+				input[(y * S + x) * 3 + c] =
+				    wide.rgb[(y * 2 * S + x + S / 2) * 3 + c];
+	g = (struct image_geometry){.src_width = 2 * S,
+	                            .src_height = S,
+	                            .size = S,
+	                            .scale_x = 1,
+	                            .scale_y = 1,
+	                            .offset_x = -S / 2.0};
 	ck_assert_int_eq(heatmap_render_overlay_full(a, S, &wide, &g, &full, NULL), 0);
 	ck_assert_int_eq(heatmap_render(HEATMAP_OVERLAY, a, S, input, &ov, NULL), 0);
 	ck_assert_int_eq(full.width, 2 * S);
@@ -252,9 +258,11 @@ START_TEST(test_overlay_full_resolution)
 			for (int c = 0; c < 3; c++) {
 				int got = full.pixels[(y * 2 * S + x) * 3 + c];
 				if (x < S / 2 || x >= S / 2 + S)
-					ck_assert_int_eq(got, wide.rgb[(y * 2 * S + x) * 3 + c] / 2);
+					ck_assert_int_eq(got,
+					                 wide.rgb[(y * 2 * S + x) * 3 + c] / 2);
 				else
-					ck_assert_int_eq(got, ov.pixels[(y * S + x - S / 2) * 3 + c]);
+					ck_assert_int_eq(got,
+					                 ov.pixels[(y * S + x - S / 2) * 3 + c]);
 			}
 	heatmap_image_free(&full);
 	heatmap_image_free(&ov);
@@ -353,7 +361,8 @@ START_TEST(test_npy_bytes)
 	big[0] = 1.0f;
 	big[224 * 224 * 3 - 1] = -2.5f;
 	ck_assert_int_eq(npy_encode_f32(big, shape, 3, &b, &len, NULL), 0);
-	static const char dict[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (224, 224, 3), }";
+	static const char dict[] =
+	    "{'descr': '<f4', 'fortran_order': False, 'shape': (224, 224, 3), }";
 	ck_assert_mem_eq(b, "\x93NUMPY\x01\x00", 8);
 	size_t hlen = b[8] | (size_t)b[9] << 8;
 	ck_assert_uint_eq((10 + hlen) % 64, 0);
@@ -363,8 +372,8 @@ START_TEST(test_npy_bytes)
 		ck_assert_int_eq(b[i], ' ');
 	ck_assert_int_eq(b[10 + hlen - 1], '\n');
 	ck_assert_uint_eq(len, 128 + 224 * 224 * 3 * 4);
-	ck_assert_mem_eq(b + 128, "\x00\x00\x80\x3f", 4);          /* 1.0f LE */
-	ck_assert_mem_eq(b + len - 4, "\x00\x00\x20\xc0", 4);      /* -2.5f LE */
+	ck_assert_mem_eq(b + 128, "\x00\x00\x80\x3f", 4);     /* 1.0f LE */
+	ck_assert_mem_eq(b + len - 4, "\x00\x00\x20\xc0", 4); /* -2.5f LE */
 	free(b);
 	free(big);
 	/* one dimension: NumPy writes the tuple as (n,) */
@@ -400,7 +409,8 @@ START_TEST(test_base64_known_answers)
 	for (int i = 0; i < 256; i++)
 		all[i] = (unsigned char)i;
 	char *e = base64_encode_alloc(all, 256);
-	ck_assert(strncmp(e, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v", 64) == 0);
+	ck_assert(strncmp(e, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v",
+	                  64) == 0);
 	size_t n;
 	ck_assert_int_eq(base64_decode(e, strlen(e), d, &n), 0);
 	ck_assert_uint_eq(n, 256);

@@ -123,14 +123,16 @@ static int check_all_cases(const char *model_name)
 		case_options(&fx, name, &o);
 		struct attr_result res;
 		struct igs_error err = {0};
-		ck_assert_msg(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &res, &err) == 0,
+		ck_assert_msg(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &res, &err) ==
+		                  0,
 		              "%s: %s", name, err.message);
 		float *ref = read_tensor(fx.cases, name, (int64_t)n);
 		char fname[128];
 		snprintf(fname, sizeof fname, "%s:f", name);
 		float *f = read_tensor(fx.cases, fname, 2);
 		double e = rel_l2(res.attr, ref, n);
-		fprintf(stderr, "%s %-36s rel L2 %.2e  f_input %.6f (%.6f)  f_baseline %.6f (%.6f)\n",
+		fprintf(stderr,
+		        "%s %-36s rel L2 %.2e  f_input %.6f (%.6f)  f_baseline %.6f (%.6f)\n",
 		        model_name, name, e, res.f_input, f[0], res.f_baseline, f[1]);
 		ck_assert_msg(e < 1e-2, "%s %s: relative L2 %g", model_name, name, e);
 		ck_assert_msg(fabs(res.f_input - f[0]) <= 1e-4 * fmax(1.0, fabs(f[0])),
@@ -181,8 +183,8 @@ START_TEST(test_baselines_match_reference)
 		snprintf(key, sizeof key, "baseline/%s", names[b]);
 		float *ref = read_tensor(fx.cases, key, (int64_t)n);
 		for (size_t i = 0; i < n; i++)
-			ck_assert_msg(fabsf(mine[i] - ref[i]) <= 1e-3f, "%s[%zu]: %g vs %g", names[b],
-			              i, mine[i], ref[i]);
+			ck_assert_msg(fabsf(mine[i] - ref[i]) <= 1e-3f, "%s[%zu]: %g vs %g",
+			              names[b], i, mine[i], ref[i]);
 		free(ref);
 	}
 	free(mine);
@@ -376,9 +378,9 @@ START_TEST(test_service_attribute_json)
 	int fd = mkstemp(raw);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_msg(service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, raw, &doc,
-	                                &err) == 0,
-	              "%s", err.message);
+	ck_assert_msg(
+	    service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, raw, &doc, &err) == 0, "%s",
+	    err.message);
 	const cJSON *target = cJSON_GetObjectItem(doc, "target");
 	ck_assert_int_eq((int)num(target, "index"), sv.fx.target);
 	ck_assert_str_eq(cJSON_GetObjectItem(target, "label")->valuestring, "class_7");
@@ -454,21 +456,21 @@ START_TEST(test_service_attribute_errors)
 	o.steps = 4;
 	cJSON *doc = NULL;
 	struct igs_error err = {0};
-	ck_assert_int_eq(service_attribute(sv.w, "not an image", 12, &o, NULL, NULL, NULL, &doc,
-	                                   &err),
-	                 IGS_ERR_UNSUPPORTED_MEDIA);
+	ck_assert_int_eq(
+	    service_attribute(sv.w, "not an image", 12, &o, NULL, NULL, NULL, &doc, &err),
+	    IGS_ERR_UNSUPPORTED_MEDIA);
 	ck_assert_ptr_null(doc);
 	o.target = 10;
-	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, NULL, NULL, NULL, &doc,
-	                                   &err),
-	                 IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(
+	    service_attribute(sv.w, sv.png, sv.png_len, &o, NULL, NULL, NULL, &doc, &err),
+	    IGS_ERR_BAD_OPTION);
 	o.target = -1;
 	struct job_control job = {0};
 	atomic_init(&job.cancelled, false);
 	job.deadline = 1e-9;
-	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, NULL, &doc,
-	                                   &err),
-	                 IGS_ERR_DEADLINE);
+	ck_assert_int_eq(
+	    service_attribute(sv.w, sv.png, sv.png_len, &o, &job, NULL, NULL, &doc, &err),
+	    IGS_ERR_DEADLINE);
 	job.deadline = 0;
 	ck_assert_int_eq(service_attribute(sv.w, sv.png, sv.png_len, &o, &job,
 	                                   "/nonexistent-dir/maps", NULL, &doc, &err),

@@ -78,7 +78,7 @@ START_TEST(test_exact_on_polynomials_of_their_degree)
 			int deg = quadrature_exact_degree(rule, m);
 			for (int d = 0; d <= deg; d++)
 				ck_assert_msg(fabs(integrate_monomial(a, w, m, d) - 1.0 / (d + 1)) <
-				                      1e-13,
+				                  1e-13,
 				              "rule %d m %d degree %d", (int)rule, m, d);
 			if (rule == RULE_GAUSS_LEGENDRE && m > 5)
 				continue; /* its error at degree 2m is below 1e-9 from m = 8 on */
@@ -149,7 +149,8 @@ START_TEST(test_refinement_reuses_old_nodes)
 			quadrature_refinement(rule, m, &ref);
 			ck_assert_int_eq(quadrature_nodes(rule, m, old_a, old_w, NULL), 0);
 			ck_assert_int_eq(quadrature_refine_nodes(rule, m, new_a, new_w, NULL), 0);
-			ck_assert_int_eq(quadrature_nodes(rule, ref.next_m, next_a, next_w, NULL), 0);
+			ck_assert_int_eq(quadrature_nodes(rule, ref.next_m, next_a, next_w, NULL),
+			                 0);
 			ck_assert(ref.next_m > m);
 			if (ref.reuse_scale == 0) {
 				ck_assert_int_eq(rule, RULE_GAUSS_LEGENDRE);
@@ -163,8 +164,8 @@ START_TEST(test_refinement_reuses_old_nodes)
 			int io = 0, in = 0;
 			for (int k = 0; k < ref.next_m; k++) {
 				if (io < m && fabs(old_a[io] - next_a[k]) < 1e-15) {
-					ck_assert_double_eq_tol(old_w[io] * ref.reuse_scale, next_w[k],
-					                        1e-15);
+					ck_assert_double_eq_tol(old_w[io] * ref.reuse_scale,
+					                        next_w[k], 1e-15);
 					io++;
 				} else {
 					ck_assert_int_lt(in, ref.new_points);

@@ -36,8 +36,7 @@ struct grad_oracle {
 	void *ctx;
 	int size;
 	int classes;
-	int (*forward)(void *ctx, const float *pixels, int n, float *logits,
-	               struct igs_error *err);
+	int (*forward)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
 	int (*backward)(void *ctx, const float *d_logits, int n, float *grad,
 	                struct igs_error *err);
 };
@@ -45,36 +44,35 @@ struct grad_oracle {
 /* The network as an oracle: forward/backward through `ws` (which must hold
  * at least the batch attribution_run is given).  Nothing is owned; `o` is
  * valid while m and ws are. */
-void attribution_net_oracle(struct grad_oracle *o, const struct model *m,
-                            struct net_workspace *ws);
+void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws);
 
 /* One row of the path table: the numbers the original notebook printed
  * for every step.  With SmoothGrad the rows average over the samples. */
 struct attr_point {
-	double alpha;          /* position on the path x' + alpha (x - x') */
-	double weight;         /* quadrature weight in the final rule */
-	double output;         /* F_t there: logit (or probability) */
-	double gradient_sum;   /* sum_i dF_t/dx_i there */
-	double path_derivative;/* dF_t/dalpha = sum_i (x_i - x'_i) dF_t/dx_i */
+	double alpha;           /* position on the path x' + alpha (x - x') */
+	double weight;          /* quadrature weight in the final rule */
+	double output;          /* F_t there: logit (or probability) */
+	double gradient_sum;    /* sum_i dF_t/dx_i there */
+	double path_derivative; /* dF_t/dalpha = sum_i (x_i - x'_i) dF_t/dx_i */
 };
 
 struct attr_result {
-	float *attr;            /* [size][size][3] */
-	float *logits;          /* [classes]: the input's logits (for predictions) */
-	float *baseline;        /* [size][size][3]: the baseline used (pixel space) */
+	float *attr;     /* [size][size][3] */
+	float *logits;   /* [classes]: the input's logits (for predictions) */
+	float *baseline; /* [size][size][3]: the baseline used (pixel space) */
 	int size, classes;
-	int target;             /* resolved: the top-1 class when the option was -1 */
+	int target; /* resolved: the top-1 class when the option was -1 */
 	double sum, f_input, f_baseline, delta, relative_error; /* completeness */
-	struct attr_point *path;/* [path_count], increasing alpha */
+	struct attr_point *path;                                /* [path_count], increasing alpha */
 	int path_count;
 	/* [path_count][size][size]: sum over channels of |dF_t/dx| at each
 	 * point (only with path_maps; NULL otherwise) */
 	float *path_maps;
-	int steps;              /* points of the final rule */
-	int evaluations;        /* gradient evaluations spent in all */
-	bool adaptive;          /* tolerance was on */
-	bool converged;         /* relative_error <= tolerance (true when off) */
-	bool deadline_hit;      /* adaptive IG stopped at the deadline */
+	int steps;         /* points of the final rule */
+	int evaluations;   /* gradient evaluations spent in all */
+	bool adaptive;     /* tolerance was on */
+	bool converged;    /* relative_error <= tolerance (true when off) */
+	bool deadline_hit; /* adaptive IG stopped at the deadline */
 };
 
 void attr_result_free(struct attr_result *r);

@@ -26,8 +26,8 @@
 #include "igserve/image.h"
 
 struct heatmap_image {
-	int width, height, channels;   /* channels: 1 (gray) or 3 (RGB) */
-	uint8_t *pixels;               /* height*width*channels, owned */
+	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
+	uint8_t *pixels;             /* height*width*channels, owned */
 };
 
 void heatmap_image_free(struct heatmap_image *im);

@@ -60,7 +60,7 @@ int quadrature_exact_degree(enum quad_rule rule, int m);
 struct quad_refinement {
 	int next_m;
 	double reuse_scale;
-	int new_points;     /* next_m - m when reused, next_m otherwise */
+	int new_points; /* next_m - m when reused, next_m otherwise */
 };
 
 void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *out);
