@@ -4,6 +4,8 @@
  * in batches), on a model file.  Prints one JSON object.
  *
  *   bench_engine MODEL.safetensors [--forward-reps N] [--ig-points N] [--batch B] [--threads T]
+ *                [--winograd 0|1]
+ *                [--input-size S]
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -32,10 +34,10 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_engine MODEL [--forward-reps N] [--ig-points N] "
-		                "[--batch B] [--threads T]\n");
+		                "[--batch B] [--threads T] [--input-size S]\n");
 		return 2;
 	}
-	int reps = 20, points = 50, batch = 8, threads = 2;
+	int reps = 20, points = 50, batch = 8, threads = 2, input_size = 0, winograd = 1;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--forward-reps"))
 			reps = atoi(argv[i + 1]);
@@ -45,11 +47,25 @@ int main(int argc, char **argv)
 			batch = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--threads"))
 			threads = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--input-size"))
+			input_size = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--winograd"))
+			winograd = atoi(argv[i + 1]);
 	}
 	openblas_set_num_threads(threads);
 	struct igs_error err = {0};
 	struct model *m = NULL;
 	if (model_load(&m, argv[1], &err) < 0) {
+		fprintf(stderr, "bench_engine: %s\n", err.message);
+		return 1;
+	}
+	/* Small inputs keep bench/run --quick fast; 0 keeps the model's 224. */
+	if (input_size > 0 && model_set_input_size(m, input_size, &err) < 0) {
+		fprintf(stderr, "bench_engine: %s\n", err.message);
+		model_free(&m);
+		return 1;
+	}
+	if (model_set_winograd(m, winograd != 0, &err) < 0) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
 	}
@@ -90,9 +106,10 @@ int main(int argc, char **argv)
 		net_backward(wsb, d_logits, grad);
 	}
 	double ig_ms = (now() - t0) * 1e3;
-	printf("{\"arch\": \"%s\", \"threads\": %d, \"forward_batch1_ms_median\": %.2f, "
+	printf("{\"arch\": \"%s\", \"input_size\": %d, \"threads\": %d, "
+	       "\"forward_batch1_ms_median\": %.2f, "
 	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f}\n",
-	       info->arch, threads, forward_median, points, batch, ig_ms,
+	       info->arch, S, threads, forward_median, points, batch, ig_ms,
 	       (double)net_workspace_bytes(wsb) / (1 << 20));
 	free(times);
 	free(pixels);
