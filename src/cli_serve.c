@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "igserve/cli.h"
@@ -19,6 +21,14 @@
 /* OpenBLAS's own control (cblas.h of openblas-pthread declares it). */
 void openblas_set_num_threads(int num_threads);
 
+/*
+ * Signals.  SIGTERM and SIGINT are blocked in the main thread before any
+ * thread of ours starts (they inherit the mask), and the main thread takes
+ * them with sigtimedwait.  OpenBLAS starts its threads before main() with
+ * the signals unblocked, so a handler stays installed too: should the
+ * kernel hand a signal to one of them, the handler forwards it through a
+ * pipe instead of the default action killing the process mid-request.
+ */
 static int signal_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
@@ -31,32 +41,37 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static int install_signals(void)
+static int install_signals(sigset_t *set)
 {
 	if (pipe(signal_pipe) != 0)
 		return -1;
-	fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
-	fcntl(signal_pipe[0], F_SETFD, FD_CLOEXEC);
-	fcntl(signal_pipe[1], F_SETFD, FD_CLOEXEC);
+	for (int i = 0; i < 2; i++) {
+		fcntl(signal_pipe[i], F_SETFL, O_NONBLOCK);
+		fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC);
+	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error return, not death */
-	return 0;
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	return pthread_sigmask(SIG_BLOCK, set, NULL) == 0 ? 0 : -1;
 }
 
-/* Block until a signal arrives; returns its number. */
-static int wait_signal(void)
+/* Block until SIGTERM or SIGINT arrives; returns its number. */
+static int wait_signal(const sigset_t *set)
 {
-	unsigned char b;
 	for (;;) {
-		ssize_t n = read(signal_pipe[0], &b, 1);
-		if (n == 1)
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+		int sig = sigtimedwait(set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		unsigned char b;
+		if (read(signal_pipe[0], &b, 1) == 1)
 			return b;
-		if (n < 0 && errno != EINTR)
-			return SIGTERM;
 	}
 }
 
@@ -166,6 +181,12 @@ int cli_serve(int argc, char **argv)
 		blas_threads = sc.workers > 1 ? 1 : (int)cores;
 	openblas_set_num_threads(blas_threads);
 
+	sigset_t signals;
+	if (install_signals(&signals) != 0) {
+		fprintf(stderr, "igserve serve: cannot set up signal handling\n");
+		return 1;
+	}
+
 	struct service_config cfg = {0};
 	rc = cli_model_config(&mo, &cfg, &err);
 	cfg.max_steps_cap = sc.max_steps_cap;
@@ -178,11 +199,6 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "igserve serve: %s\n", err.message);
 		return 1;
 	}
-	if (install_signals() != 0) {
-		fprintf(stderr, "igserve serve: cannot set up signal handling\n");
-		service_close(&svc);
-		return 1;
-	}
 
 	struct server *srv = NULL;
 	rc = server_start(&srv, svc, &sc, &err);
@@ -191,7 +207,7 @@ int cli_serve(int argc, char **argv)
 		service_close(&svc);
 		return 1;
 	}
-	wait_signal();
+	wait_signal(&signals);
 	server_drain(srv, drain_timeout);
 	server_stop(&srv);
 	service_close(&svc);

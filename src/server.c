@@ -444,9 +444,11 @@ static int run_attribute(struct service_worker *w, struct pool_job *job)
 		cJSON *conv = cJSON_GetObjectItemCaseSensitive(method, "converged");
 		cJSON *compl = cJSON_GetObjectItemCaseSensitive(out, "completeness");
 		cJSON *rel = cJSON_GetObjectItemCaseSensitive(compl, "relative_error");
-		c->steps = cJSON_IsNumber(steps) ? steps->valueint : 0;
-		metrics_attribution(srv->metrics, c->steps,
-		                    cJSON_IsNumber(rel) ? rel->valuedouble : NAN,
+		int n = cJSON_IsNumber(steps) ? steps->valueint : 0;
+		pthread_mutex_lock(&c->lock);
+		c->steps = n;
+		pthread_mutex_unlock(&c->lock);
+		metrics_attribution(srv->metrics, n, cJSON_IsNumber(rel) ? rel->valuedouble : NAN,
 		                    !cJSON_IsFalse(conv));
 		c->answer = cJSON_PrintUnformatted(out);
 		if (!c->answer)
@@ -472,8 +474,10 @@ static void job_done(struct pool_job *job)
 		if (job->status == 0) {
 			sse_push(c, "result", c->answer, true);
 		} else {
+			pthread_mutex_lock(&c->lock); /* on_completed may read them */
 			c->status = igs_code_http_status(job->status);
 			c->error_code = igs_code_name(job->status);
+			pthread_mutex_unlock(&c->lock);
 			cJSON *e = error_json(job->status, job->err.message);
 			char *text = cJSON_PrintUnformatted(e);
 			cJSON_Delete(e);
@@ -906,13 +910,14 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	pthread_mutex_lock(&c->lock);
 	c->closed = true;
 	bool active = c->job_active;
+	int status = c->status, steps = c->steps;
+	const char *error_code = c->error_code;
 	pthread_mutex_unlock(&c->lock);
 	if (active)
 		atomic_store(&c->job.control.cancelled, true);
 	watch_remove(c);
 
 	double seconds = igs_now() - c->t_start;
-	int status = c->status;
 	if (!status || (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400))
 		status = 499; /* the client left before the answer was complete */
 	metrics_request(srv->metrics, c->ep, status, seconds);
@@ -924,12 +929,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	                        c->ep == EP_OTHER ? c->path : endpoint_name(c->ep));
 	cJSON_AddNumberToObject(doc, "status", status);
 	cJSON_AddNumberToObject(doc, "ms", round(seconds * 1e4) / 10);
-	if (c->ep == EP_ATTRIBUTE && c->steps > 0)
-		cJSON_AddNumberToObject(doc, "steps", c->steps);
+	if (c->ep == EP_ATTRIBUTE && steps > 0)
+		cJSON_AddNumberToObject(doc, "steps", steps);
 	if (c->sse)
 		cJSON_AddBoolToObject(doc, "sse", true);
-	if (c->error_code && status >= 400)
-		cJSON_AddStringToObject(doc, "error", c->error_code);
+	if (error_code && status >= 400)
+		cJSON_AddStringToObject(doc, "error", error_code);
 	log_line(srv, doc);
 
 	if (c->inflight_counted) {
