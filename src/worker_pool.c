@@ -117,14 +117,16 @@ static void *worker_main(void *arg)
 
 		run_job(w, job);
 		double run_s = job->finished_at - job->started_at;
-		job->done(job); /* the job is the submitter's from here on */
-
 		pthread_mutex_lock(&p->lock);
 		p->running[kind]--;
 		struct job_queue *q = &p->queue[kind];
 		q->mean_run_s = q->mean_run_s > 0 ? 0.8 * q->mean_run_s + 0.2 * run_s : run_s;
 		/* A finished attribution may let another worker take one. */
 		pthread_cond_broadcast(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+
+		job->done(job); /* the job is the submitter's from here on */
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;

@@ -1186,9 +1186,13 @@ START_TEST(test_predict_not_starved)
 	    .path = "/attribute?" SLOW(2500), .image = png, .image_len = png_len};
 	struct async a1, a2;
 	async_start(&a1, port, &slow);
+	ck_assert(metric_wait(port, "igserve_running_jobs", 1, 10));
 	async_start(&a2, port, &slow);
 	ck_assert(metric_wait(port, "igserve_queue_depth{queue=\"attribute\"}", 1, 10));
+	/* the second explanation waits although a worker is free */
+	sleep_s(0.2);
 	ck_assert(metric(port, "igserve_running_jobs") == 1);
+	ck_assert(metric(port, "igserve_queue_depth{queue=\"attribute\"}") == 1);
 	struct request pq = {.path = "/predict", .image = png, .image_len = png_len};
 	struct reply r;
 	double t0 = now_s();
@@ -1251,11 +1255,16 @@ START_TEST(test_sigterm_drain)
 	server_spawn(&s, extra);
 	size_t png_len;
 	void *png = make_png(64, 64, 11, &png_len);
-	struct request work = {.path = "/attribute?steps=512", .image = png, .image_len = png_len};
+	/* One request that runs 1.5 s (adaptive IG answers 200 at its deadline)
+	 * and a short one queued behind it. */
+	struct request work = {.path = "/attribute?tolerance=1e-9&max_steps=4096&deadline_ms=1500",
+	                       .image = png,
+	                       .image_len = png_len};
+	struct request work2 = {.path = "/attribute?steps=64", .image = png, .image_len = png_len};
 	struct async a1, a2;
 	async_start(&a1, s.port, &work);
 	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
-	async_start(&a2, s.port, &work);
+	async_start(&a2, s.port, &work2);
 	ck_assert(metric_wait(s.port, "igserve_queue_depth{queue=\"attribute\"}", 1, 10));
 
 	kill(s.pid, SIGTERM);
@@ -1297,7 +1306,7 @@ START_TEST(test_sigterm_drain)
 	ck_assert(strstr(log, "\"event\":\"listening\"") != NULL);
 	ck_assert(strstr(log, "\"sha256\":\"") != NULL);
 	ck_assert(strstr(log, "\"endpoint\":\"/attribute\",\"status\":200") != NULL);
-	ck_assert(strstr(log, "\"steps\":512") != NULL);
+	ck_assert(strstr(log, "\"steps\":64") != NULL);
 	ck_assert(strstr(log, "\"event\":\"stopped\"") != NULL);
 	free(log);
 	unlink(s.log_path);
