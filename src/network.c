@@ -10,6 +10,7 @@
  */
 #include "model_internal.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,12 +238,36 @@ size_t net_workspace_bytes(const struct net_workspace *ws)
  * and par_sync() separates a layer from the next one that reads it.
  */
 
+/*
+ * Winograd pays for its transforms only when its 16 GEMMs are wide enough:
+ * with few tiles (late layers, small batches) packing the transformed
+ * filters 16 times costs more than the multiplications it saves.
+ * IGSERVE_WINOGRAD_MIN_TILES overrides the threshold (bench/ tunes it).
+ */
+static size_t winograd_min_tiles(void)
+{
+	static atomic_size_t cached = SIZE_MAX;
+	size_t v = atomic_load(&cached);
+	if (v == SIZE_MAX) {
+		const char *env = getenv("IGSERVE_WINOGRAD_MIN_TILES");
+		v = env ? (size_t)strtoull(env, NULL, 10) : 0;
+		atomic_store(&cached, v);
+	}
+	return v;
+}
+
+static bool use_winograd(const struct conv_params *c, const struct conv_shape *s)
+{
+	size_t tiles = (size_t)s->n * ((s->h_out + 1) / 2) * ((s->w_out + 1) / 2);
+	return c->winograd && winograd_applies(s) && tiles >= winograd_min_tiles();
+}
+
 /* One convolution, by Winograd when the model prepared its filters. */
 static void conv_forward(struct net_workspace *ws, const struct conv_params *c,
                          const struct conv_shape *s, float *out, const float *in,
                          const float *residual, const struct par *p)
 {
-	if (c->winograd)
+	if (use_winograd(c, s))
 		winograd_conv3x3_forward_par(out, in, c->winograd, c->bias, residual, c->relu, s,
 		                             ws->col, p);
 	else
@@ -254,7 +279,7 @@ static void conv_backward(struct net_workspace *ws, const struct conv_params *c,
                           const struct conv_shape *s, float *d_in, const float *d_out,
                           int accumulate, const struct par *p)
 {
-	if (c->winograd)
+	if (use_winograd(c, s))
 		winograd_conv3x3_backward_data_par(d_in, d_out, c->winograd, s, accumulate, ws->col,
 		                                   p);
 	else

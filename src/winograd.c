@@ -17,9 +17,12 @@
 #include <cblas.h>
 #include <string.h>
 
+/* Widest row input_transform's band buffers hold; wider inputs go to im2col. */
+#define WINOGRAD_MAX_WIDTH 1024
+
 int winograd_applies(const struct conv_shape *s)
 {
-	return s->k == 3 && s->stride == 1 && s->pad == 1;
+	return s->k == 3 && s->stride == 1 && s->pad == 1 && s->w_in <= WINOGRAD_MAX_WIDTH;
 }
 
 size_t winograd_filter_floats(int c_out, int c_in)
@@ -63,49 +66,54 @@ size_t winograd_workspace_floats(const struct conv_shape *s)
 /*
  * input_transform - V[k][c][t] = (B^T d B)[k] for every 4x4 tile d of
  * `in` [channels][n][h][w], tiles stepping by 2 from (-1, -1).
+ *
+ * Done a band of tiles at a time: the 4 input rows of a tile row are copied
+ * with their zero padding, B^T is applied down the columns (contiguous,
+ * vectorizes), then B across each tile, writing each of the 16 planes as a
+ * contiguous run.
  */
 static void input_transform(float *restrict V, const float *restrict in, int channels, int n,
                             int h, int w, int c_lo, int c_hi)
 {
 	const int th = (h + 1) / 2, tw = (w + 1) / 2;
+	const int wp = 2 * tw + 2; /* padded band width: columns -1 .. 2*tw */
 	const size_t tiles = (size_t)n * th * tw;
 	const size_t kstride = (size_t)channels * tiles;
+	float band[4][WINOGRAD_MAX_WIDTH + 4], t[4][WINOGRAD_MAX_WIDTH + 4];
 	for (int c = c_lo; c < c_hi; c++) {
 		for (int b = 0; b < n; b++) {
 			const float *img = in + ((size_t)c * n + b) * h * w;
 			float *v = V + (size_t)c * tiles + (size_t)b * th * tw;
 			for (int ty = 0; ty < th; ty++) {
 				const int y0 = 2 * ty - 1;
-				for (int tx = 0; tx < tw; tx++) {
-					const int x0 = 2 * tx - 1;
-					float d[4][4];
-					if (y0 >= 0 && x0 >= 0 && y0 + 4 <= h && x0 + 4 <= w) {
-						for (int r = 0; r < 4; r++)
-							for (int q = 0; q < 4; q++)
-								d[r][q] = img[(y0 + r) * w + x0 + q];
-					} else {
-						for (int r = 0; r < 4; r++)
-							for (int q = 0; q < 4; q++) {
-								int y = y0 + r, x = x0 + q;
-								d[r][q] = (y >= 0 && y < h && x >= 0 && x < w)
-								                  ? img[y * w + x]
-								                  : 0.0f;
-							}
-					}
-					float t[4][4]; /* B^T d */
-					for (int q = 0; q < 4; q++) {
-						t[0][q] = d[0][q] - d[2][q];
-						t[1][q] = d[1][q] + d[2][q];
-						t[2][q] = d[2][q] - d[1][q];
-						t[3][q] = d[1][q] - d[3][q];
-					}
-					const size_t at = (size_t)ty * tw + tx;
-					for (int r = 0; r < 4; r++) {
-						float *vr = v + at + (size_t)(r * 4) * kstride;
-						vr[0] = t[r][0] - t[r][2];
-						vr[kstride] = t[r][1] + t[r][2];
-						vr[2 * kstride] = t[r][2] - t[r][1];
-						vr[3 * kstride] = t[r][1] - t[r][3];
+				for (int r = 0; r < 4; r++) {
+					const int y = y0 + r;
+					band[r][0] = 0.0f;
+					if (y >= 0 && y < h)
+						memcpy(&band[r][1], img + (size_t)y * w, (size_t)w * sizeof(float));
+					else
+						memset(&band[r][1], 0, (size_t)w * sizeof(float));
+					for (int x = w + 1; x < wp; x++)
+						band[r][x] = 0.0f;
+				}
+				for (int x = 0; x < wp; x++) { /* B^T down the columns */
+					t[0][x] = band[0][x] - band[2][x];
+					t[1][x] = band[1][x] + band[2][x];
+					t[2][x] = band[2][x] - band[1][x];
+					t[3][x] = band[1][x] - band[3][x];
+				}
+				float *row = v + (size_t)ty * tw;
+				for (int r = 0; r < 4; r++) { /* B across each tile */
+					const float *tr = t[r];
+					float *v0 = row + (size_t)(r * 4) * kstride, *v1 = v0 + kstride,
+					      *v2 = v1 + kstride, *v3 = v2 + kstride;
+					for (int tx = 0; tx < tw; tx++) {
+						const float a0 = tr[2 * tx], a1 = tr[2 * tx + 1],
+						            a2 = tr[2 * tx + 2], a3 = tr[2 * tx + 3];
+						v0[tx] = a0 - a2;
+						v1[tx] = a1 + a2;
+						v2[tx] = a2 - a1;
+						v3[tx] = a1 - a3;
 					}
 				}
 			}
