@@ -15,7 +15,8 @@
 #include "igserve/labels.h"
 
 #define DEFAULT_MEMORY_BUDGET ((size_t)1 << 30)
-#define MAX_BATCH_CAP 16
+/* Batches past 8 path points add memory, not GEMM speed (PERFORMANCE.md). */
+#define MAX_BATCH_CAP 8
 
 /* ===== opening ============================================================ */
 
