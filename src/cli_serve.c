@@ -112,8 +112,9 @@ int cli_serve(int argc, char **argv)
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
 	int blas_threads = 0;
+	int team_threads = 1;
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 20];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 21];
 	size_t n = cli_model_flags(flags, &mo);
 	const struct flag serve_flags[] = {
 	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
@@ -145,9 +146,14 @@ int cli_serve(int argc, char **argv)
 	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
 	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
+	    {"threads-per-worker", FLAG_INT, &team_threads, "N",
+	     "compute threads each worker splits every layer over (1); with more than one, "
+	     "OpenBLAS runs single-threaded",
+	     NULL, NULL},
 	    {"blas-threads", FLAG_INT, &blas_threads, "N",
-	     "OpenBLAS threads per request (0: 1 with several workers, else the cores)", NULL,
-	     NULL},
+	     "OpenBLAS threads per request (0: 1 with several workers or threads per worker, "
+	     "else the cores)",
+	     NULL, NULL},
 	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
 	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
 	};
@@ -167,18 +173,19 @@ int cli_serve(int argc, char **argv)
 	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
 	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
 	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
-	    blas_threads < 0 || sc.max_body_bytes == 0) {
+	    blas_threads < 0 || sc.max_body_bytes == 0 || team_threads < 1 || team_threads > 64) {
 		fprintf(stderr, "igserve serve: --workers, --queue-size, --attribute-queue-size, "
 		                "--max-connections, --http-threads, --max-steps and "
 		                "--max-body-bytes must be positive; --idle-timeout, --deadline-ms, "
-		                "--drain-timeout and --blas-threads not negative\n");
+		                "--drain-timeout and --blas-threads not negative; "
+		                "--threads-per-worker 1..64\n");
 		return 2;
 	}
 
 	/* Parallelism comes from the workers; BLAS threads inside each
 	 * request would only fight them for the cores. */
 	if (blas_threads == 0)
-		blas_threads = sc.workers > 1 ? 1 : (int)cores;
+		blas_threads = sc.workers > 1 || team_threads > 1 ? 1 : (int)cores;
 	openblas_set_num_threads(blas_threads);
 
 	sigset_t signals;
@@ -192,6 +199,7 @@ int cli_serve(int argc, char **argv)
 	cfg.max_steps_cap = sc.max_steps_cap;
 	cfg.memory_budget = memory_budget;
 	cfg.blas_threads = blas_threads;
+	cfg.threads = team_threads;
 	struct service *svc = NULL;
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);
