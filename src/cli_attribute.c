@@ -77,8 +77,9 @@ int cli_attribute(int argc, char **argv)
 	const char *raw_path = NULL, *out_dir = NULL;
 	size_t memory_budget = 0;
 	int batch = 0;
+	int threads = cli_default_threads();
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 24];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 25];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, set_option, &ro}
@@ -134,6 +135,8 @@ int cli_attribute(int argc, char **argv)
 	                           "path points per forward pass (default: from --memory-budget)",
 	                           NULL,
 	                           NULL};
+	flags[n++] = (struct flag){"threads", FLAG_INT, &threads, "N",
+	                           "compute threads (default: the number of cores)", NULL, NULL};
 
 	const char *synopsis =
 	    "[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
@@ -158,6 +161,11 @@ int cli_attribute(int argc, char **argv)
 		fprintf(stderr, "igserve attribute: --batch must be >= 1\n");
 		return 2;
 	}
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "igserve attribute: --threads must be 1..64, got %d\n", threads);
+		return 2;
+	}
+	cli_use_compute_threads(threads);
 	if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
 		fprintf(stderr, "igserve attribute: %s: cannot create: %s\n", out_dir,
 		        strerror(errno));
@@ -170,6 +178,7 @@ int cli_attribute(int argc, char **argv)
 	rc = cli_model_config(&mo, &cfg, &err);
 	cfg.memory_budget = memory_budget;
 	cfg.max_batch = batch;
+	cfg.threads = threads;
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);
 	if (rc == 0)
