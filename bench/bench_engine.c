@@ -52,7 +52,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--winograd"))
 			winograd = atoi(argv[i + 1]);
 	}
-	openblas_set_num_threads(threads);
+	/* The team splits every layer; OpenBLAS then runs single-threaded (team.h). */
+	openblas_set_num_threads(1);
 	struct igs_error err = {0};
 	struct model *m = NULL;
 	if (model_load(&m, argv[1], &err) < 0) {
@@ -74,7 +75,9 @@ int main(int argc, char **argv)
 	const size_t per_image = (size_t)S * S * 3;
 	struct net_workspace *ws1 = NULL, *wsb = NULL;
 	if (net_workspace_create(&ws1, m, 1, &err) < 0 ||
-	    net_workspace_create(&wsb, m, batch, &err) < 0) {
+	    net_workspace_create(&wsb, m, batch, &err) < 0 ||
+	    net_workspace_set_threads(ws1, threads, &err) < 0 ||
+	    net_workspace_set_threads(wsb, threads, &err) < 0) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
 	}

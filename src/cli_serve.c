@@ -92,13 +92,15 @@ int cli_serve(int argc, char **argv)
 {
 	struct cli_model_options mo;
 	cli_model_options_init(&mo);
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cores < 1)
-		cores = 1;
+	const int cores = cli_default_threads(); /* the CPUs this process may use */
 	struct server_config sc = {
 	    .host = "0.0.0.0",
 	    .port = 8080,
-	    .workers = (int)cores,
+	    /* Two workers keep one free for predictions while an attribution
+	     * runs; each splits its passes over every core (a request alone
+	     * uses the whole machine; two at once share it, measured ~13%
+	     * slower in total than one thread each: bench/README.md). */
+	    .workers = cores > 1 ? 2 : 1,
 	    .queue_size = 32,
 	    .attribute_queue_size = 8,
 	    .max_body_bytes = 16u << 20,
@@ -112,7 +114,7 @@ int cli_serve(int argc, char **argv)
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
 	int blas_threads = 0;
-	int team_threads = 1;
+	int team_threads = cores;
 
 	struct flag flags[CLI_MODEL_FLAG_COUNT + 21];
 	size_t n = cli_model_flags(flags, &mo);
@@ -122,7 +124,7 @@ int cli_serve(int argc, char **argv)
 	    {"port", FLAG_INT, &sc.port, "PORT",
 	     "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
 	    {"workers", FLAG_INT, &sc.workers, "N",
-	     "threads running the model (default: number of cores)", NULL, NULL},
+	     "requests computed at once (2; 1 on a single core)", NULL, NULL},
 	    {"queue-size", FLAG_INT, &sc.queue_size, "N",
 	     "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
 	    {"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
@@ -147,8 +149,8 @@ int cli_serve(int argc, char **argv)
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
 	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
 	    {"threads-per-worker", FLAG_INT, &team_threads, "N",
-	     "compute threads each worker splits every layer over (1); with more than one, "
-	     "OpenBLAS runs single-threaded",
+	     "compute threads each worker splits every layer over (default: the cores); with "
+	     "more than one, OpenBLAS runs single-threaded",
 	     NULL, NULL},
 	    {"blas-threads", FLAG_INT, &blas_threads, "N",
 	     "OpenBLAS threads per request (0: 1 with several workers or threads per worker, "
@@ -185,7 +187,7 @@ int cli_serve(int argc, char **argv)
 	/* Parallelism comes from the workers; BLAS threads inside each
 	 * request would only fight them for the cores. */
 	if (blas_threads == 0)
-		blas_threads = sc.workers > 1 || team_threads > 1 ? 1 : (int)cores;
+		blas_threads = sc.workers > 1 || team_threads > 1 ? 1 : cores;
 	openblas_set_num_threads(blas_threads);
 
 	sigset_t signals;
