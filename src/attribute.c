@@ -249,7 +249,12 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	double t0 = igs_now();
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
-	if ((rc = attribution_run(&oracle, pixels, o, s->max_batch, job, &res, err)))
+	rc = attribution_run(&oracle, pixels, o, s->max_batch, job, &res, err);
+	/* An attribution fills the whole workspace; hand its pages back so an
+	 * idle worker holds only the model (re-faulting them costs ~2% of an
+	 * IG-50, bench/README.md). */
+	net_workspace_release(w->ws);
+	if (rc)
 		goto done;
 	double attribution_ms = ms_since(t0);
 	if ((rc = check_finite(&res, err)))

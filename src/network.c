@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "igserve/layers.h"
 #include "igserve/team.h"
@@ -223,6 +225,16 @@ int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_
 int net_workspace_threads(const struct net_workspace *ws)
 {
 	return team_size(ws->team);
+}
+
+void net_workspace_release(struct net_workspace *ws)
+{
+	/* madvise wants whole pages: trim the arena to the pages inside it. */
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)ws->arena + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)(ws->arena + ws->arena_floats)) & ~(page - 1);
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 size_t net_workspace_bytes(const struct net_workspace *ws)

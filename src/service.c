@@ -15,8 +15,9 @@
 #include "igserve/labels.h"
 
 #define DEFAULT_MEMORY_BUDGET ((size_t)1 << 30)
-/* Batches past 8 path points add memory, not GEMM speed (PERFORMANCE.md). */
-#define MAX_BATCH_CAP 8
+/* Path points per pass: 4 is as fast as 8 here (bench/README.md) with
+ * half the workspace. */
+#define MAX_BATCH_CAP 4
 
 /* ===== opening ============================================================ */
 

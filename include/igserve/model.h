@@ -86,6 +86,13 @@ void net_workspace_free(struct net_workspace **ws);
 int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err);
 int net_workspace_threads(const struct net_workspace *ws);
 
+/*
+ * Return the workspace's physical pages to the system (its contents become
+ * zeros; the next pass touches them again).  For after large jobs, so an
+ * idle worker does not hold a full batch's activations.
+ */
+void net_workspace_release(struct net_workspace *ws);
+
 /* Bytes the workspace holds (for memory budgets and /metrics). */
 size_t net_workspace_bytes(const struct net_workspace *ws);
 /* Bytes a workspace for `batch` images would take, without allocating. */

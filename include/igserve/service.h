@@ -115,7 +115,7 @@ struct service_config {
 	int blas_threads;           /* threads OpenBLAS may use inside one request */
 	int input_size;             /* 0: the model's default (224) */
 	int threads;                /* compute threads per worker (team.h); 0: 1 */
-	int max_batch;              /* 0: from memory_budget (at most 8) */
+	int max_batch;              /* 0: from memory_budget (at most 4) */
 };
 
 struct service;
