@@ -32,8 +32,8 @@
 #define TOLERANCE_PX 15
 #define BATCH 8
 /* Measured with the committed model: 24/24 hits (chance 34%), 60% of the
- * energy in boxes covering 22% of the image; the randomized copy scores
- * near chance.  The bars leave room for a retrained model, not for one that
+ * energy in boxes covering 22% of the image; its randomized copy 17/24 and
+ * 31% (the shapes' edges alone draw some of x * gradient).  The bars leave room for a retrained model, not for one that
  * looks at the clutter. */
 #define POINTING_MIN_HITS 0.6
 #define ENERGY_OVER_AREA 1.25
@@ -204,7 +204,7 @@ START_TEST(test_ig_points_at_the_shape)
 	ck_assert_double_gt(trained.hit_rate, trained.chance_point + 0.25);
 	ck_assert_double_gt(trained.energy_in, ENERGY_OVER_AREA * trained.chance_area);
 	/* ... and well above what the same maps do without the training. */
-	ck_assert_double_gt(trained.hit_rate, shuffled.hit_rate + 0.25);
+	ck_assert_double_gt(trained.hit_rate, shuffled.hit_rate + 0.2);
 	ck_assert_double_gt(trained.energy_in, shuffled.energy_in * ENERGY_OVER_AREA);
 }
 END_TEST
