@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 		                "[--batch B] [--threads T] [--input-size S]\n");
 		return 2;
 	}
-	int reps = 20, points = 50, batch = 8, threads = 2, input_size = 0, winograd = 1;
+	int reps = 20, points = 50, batch = 4, threads = 2, input_size = 0, winograd = 1;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--forward-reps"))
 			reps = atoi(argv[i + 1]);
