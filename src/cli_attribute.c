@@ -13,59 +13,11 @@
 #include "igserve/cli.h"
 #include "igserve/service.h"
 
-static int set_option(void *ctx, const char *name, const char *value, struct igs_error *err)
-{
-	return request_options_set(ctx, name, value, 0, err);
-}
-
 static void on_progress(void *ctx, int done, int total, double relative_error)
 {
 	(void)ctx;
 	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n", done,
 	        total, relative_error);
-}
-
-static void print_error_json(const char *image, const struct igs_error *err)
-{
-	cJSON *root = cJSON_CreateObject();
-	cJSON *e = cJSON_AddObjectToObject(root, "error");
-	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
-	cJSON_AddStringToObject(e, "message", err->message);
-	cJSON_AddStringToObject(root, "image", image);
-	char *text = cJSON_PrintUnformatted(root);
-	if (text)
-		puts(text);
-	free(text);
-	cJSON_Delete(root);
-}
-
-/* Read a whole file; *out malloc'ed (caller frees). */
-static int read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
-                     struct igs_error *err)
-{
-	*out = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	long n = -1;
-	int rc = 0;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
-	else if (max_bytes && (size_t)n > max_bytes)
-		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
-		              path, n, max_bytes);
-	else if (!(*out = malloc((size_t)n + 1)))
-		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
-	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
-		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
-	fclose(f);
-	if (rc) {
-		free(*out);
-		*out = NULL;
-		return rc;
-	}
-	*len = (size_t)n;
-	return 0;
 }
 
 int cli_attribute(int argc, char **argv)
@@ -82,7 +34,7 @@ int cli_attribute(int argc, char **argv)
 	struct flag flags[CLI_MODEL_FLAG_COUNT + 25];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
-	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, set_option, &ro}
+	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
 	OPT("target", "N", "class to explain (default: the top-1 prediction)");
 	OPT("method", "M",
 	    "gausslegendre (default), riemann_left, riemann_right, riemann_middle, "
@@ -202,14 +154,14 @@ int cli_attribute(int argc, char **argv)
 	unsigned char *bytes = NULL;
 	size_t len = 0;
 	cJSON *out = NULL;
-	rc = read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
+	rc = cli_read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
 	if (rc == 0)
 		rc =
 		    service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
 	free(bytes);
 	if (rc < 0) {
 		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
-		print_error_json(images[0], &err);
+		cli_print_error_json(images[0], &err);
 	} else {
 		char *text = cJSON_PrintUnformatted(out);
 		if (text)

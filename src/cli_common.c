@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <sched.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,53 @@ int cli_default_threads(void)
 void cli_use_compute_threads(int threads)
 {
 	openblas_set_num_threads(threads > 1 ? 1 : cli_default_threads());
+}
+
+int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err)
+{
+	return request_options_set(ctx, name, value, 0, err);
+}
+
+void cli_print_error_json(const char *image, const struct igs_error *err)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
+	cJSON_AddStringToObject(e, "message", err->message);
+	cJSON_AddStringToObject(root, "image", image);
+	char *text = cJSON_PrintUnformatted(root);
+	if (text)
+		puts(text);
+	free(text);
+	cJSON_Delete(root);
+}
+
+int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
+                  struct igs_error *err)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	long n = -1;
+	int rc = 0;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	else if (max_bytes && (size_t)n > max_bytes)
+		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
+		              path, n, max_bytes);
+	else if (!(*out = malloc((size_t)n + 1)))
+		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
+	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	fclose(f);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*len = (size_t)n;
+	return 0;
 }
 
 static bool readable(const char *path)

@@ -9,25 +9,6 @@
 
 #define MAX_IMAGES 4096
 
-static int set_option(void *ctx, const char *name, const char *value, struct igs_error *err)
-{
-	return request_options_set(ctx, name, value, 0, err);
-}
-
-static void print_error_json(const char *image, const struct igs_error *err)
-{
-	cJSON *root = cJSON_CreateObject();
-	cJSON *e = cJSON_AddObjectToObject(root, "error");
-	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
-	cJSON_AddStringToObject(e, "message", err->message);
-	cJSON_AddStringToObject(root, "image", image);
-	char *text = cJSON_PrintUnformatted(root);
-	if (text)
-		puts(text);
-	free(text);
-	cJSON_Delete(root);
-}
-
 int cli_predict(int argc, char **argv)
 {
 	struct cli_model_options mo;
@@ -41,9 +22,9 @@ int cli_predict(int argc, char **argv)
 	flags[n++] = (struct flag){"threads", FLAG_INT, &threads, "N",
 	                           "compute threads (default: the number of cores)", NULL, NULL};
 	flags[n++] = (struct flag){"top-k", FLAG_CALLBACK, NULL, "K",
-	                           "how many classes to print per image (5)", set_option, &ro};
+	                           "how many classes to print per image (5)", cli_set_request_option, &ro};
 	flags[n++] = (struct flag){"resize", FLAG_CALLBACK, NULL, "MODE",
-	                           "letterbox (default), center-crop or stretch", set_option, &ro};
+	                           "letterbox (default), center-crop or stretch", cli_set_request_option, &ro};
 
 	const char *synopsis = "[--model FILE] [--labels FILE] [--top-k K] IMAGE...";
 	const char *images[MAX_IMAGES];
@@ -89,31 +70,16 @@ int cli_predict(int argc, char **argv)
 	int failures = 0;
 	for (size_t i = 0; i < count; i++) {
 		cJSON *out = NULL;
-		/* Read through the same byte path as HTTP uploads. */
-		FILE *f = fopen(images[i], "rb");
 		unsigned char *bytes = NULL;
-		long len = -1;
-		if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
-		    fseek(f, 0, SEEK_SET) == 0) {
-			if ((size_t)len > cfg.limits.max_bytes) {
-				rc = igs_fail(&err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
-				              images[i], len, cfg.limits.max_bytes);
-			} else {
-				bytes = malloc((size_t)len + 1);
-				if (!bytes || fread(bytes, 1, (size_t)len, f) != (size_t)len)
-					rc = igs_fail(&err, IGS_ERR_IO, "%s: cannot read", images[i]);
-				else
-					rc = service_predict(worker, bytes, (size_t)len, &ro, NULL, &out, &err);
-			}
-		} else {
-			rc = igs_fail(&err, IGS_ERR_IO, "%s: cannot open", images[i]);
-		}
-		if (f)
-			fclose(f);
+		size_t len = 0;
+		/* The same byte path as HTTP uploads: the decoder sniffs the format. */
+		rc = cli_read_file(images[i], cfg.limits.max_bytes, &bytes, &len, &err);
+		if (rc == 0)
+			rc = service_predict(worker, bytes, len, &ro, NULL, &out, &err);
 		free(bytes);
 		if (rc < 0) {
 			fprintf(stderr, "igserve predict: %s: %s\n", images[i], err.message);
-			print_error_json(images[i], &err);
+			cli_print_error_json(images[i], &err);
 			failures++;
 			continue;
 		}

@@ -71,6 +71,19 @@ size_t cli_model_flags(struct flag *flags, struct cli_model_options *o);
 int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
                      struct igs_error *err);
 
+/* A FLAG_CALLBACK setter that hands a flag to request_options_set (ctx is
+ * the struct request_options). */
+int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err);
+
+/* Print {"error": {"code", "message"}, "image": IMAGE} on stdout: what the
+ * HTTP API answers, for one image the CLI could not process. */
+void cli_print_error_json(const char *image, const struct igs_error *err);
+
+/* Read a whole file (at most max_bytes; 0: no limit).  *out is malloc'ed,
+ * the caller frees it. */
+int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
+                  struct igs_error *err);
+
 /* Cores this process may use (sched_getaffinity), at least 1. */
 int cli_default_threads(void);
 /* Before running the model with `threads` team threads: OpenBLAS goes
