@@ -43,6 +43,21 @@ int quadrature_exact_degree(enum quad_rule rule, int m)
 	return 0;
 }
 
+/* P_m'(x) by the three-term recurrence of the Legendre polynomials; *p
+ * receives P_m(x). */
+static double legendre_derivative(int m, double x, double *p)
+{
+	double p0 = 1.0, p1 = x;
+	for (int j = 1; j < m; j++) {
+		double p2 = ((2.0 * j + 1.0) * x * p1 - j * p0) / (j + 1.0);
+		p0 = p1;
+		p1 = p2;
+	}
+	/* p1 = P_m(x), p0 = P_{m-1}(x) */
+	*p = p1;
+	return m * (x * p1 - p0) / (x * x - 1.0);
+}
+
 /*
  * Gauss-Legendre on [-1, 1] by Newton's method on P_m, started from the
  * Tricomi-like guess cos(pi (i + 3/4) / (m + 1/2)) (Numerical Recipes'
@@ -53,30 +68,16 @@ static void gauss_legendre(int m, double *z, double *v)
 {
 	int half = (m + 1) / 2;
 	for (int i = 0; i < half; i++) {
-		double x = cos(M_PI * (i + 0.75) / (m + 0.5));
-		double dp = 1.0;
+		double x = cos(M_PI * (i + 0.75) / (m + 0.5)), p = 0;
 		for (int iter = 0; iter < 100; iter++) {
-			double p0 = 1.0, p1 = x;
-			for (int j = 1; j < m; j++) {
-				double p2 = ((2.0 * j + 1.0) * x * p1 - j * p0) / (j + 1.0);
-				p0 = p1;
-				p1 = p2;
-			}
-			/* p1 = P_m(x), p0 = P_{m-1}(x) */
-			dp = m * (x * p1 - p0) / (x * x - 1.0);
-			double dx = p1 / dp;
+			double dp = legendre_derivative(m, x, &p);
+			double dx = p / dp;
 			x -= dx;
 			if (fabs(dx) <= 1e-16 * fmax(1.0, fabs(x)))
 				break;
 		}
-		/* Recompute the derivative at the converged node for the weight. */
-		double p0 = 1.0, p1 = x;
-		for (int j = 1; j < m; j++) {
-			double p2 = ((2.0 * j + 1.0) * x * p1 - j * p0) / (j + 1.0);
-			p0 = p1;
-			p1 = p2;
-		}
-		dp = m * (x * p1 - p0) / (x * x - 1.0);
+		/* The derivative at the converged node gives the weight. */
+		double dp = legendre_derivative(m, x, &p);
 		double w = 2.0 / ((1.0 - x * x) * dp * dp);
 		/* i-th largest node goes to the top, its mirror to the bottom. */
 		z[m - 1 - i] = x;
