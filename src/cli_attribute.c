@@ -163,10 +163,7 @@ int cli_attribute(int argc, char **argv)
 		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
 		cli_print_error_json(images[0], &err);
 	} else {
-		char *text = cJSON_PrintUnformatted(out);
-		if (text)
-			puts(text);
-		free(text);
+		cli_print_json(out);
 		cJSON_Delete(out);
 	}
 	fflush(stdout);

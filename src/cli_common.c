@@ -120,6 +120,14 @@ int cli_set_request_option(void *ctx, const char *name, const char *value, struc
 	return request_options_set(ctx, name, value, 0, err);
 }
 
+void cli_print_json(const cJSON *doc)
+{
+	char *text = cJSON_PrintUnformatted(doc);
+	if (text)
+		puts(text);
+	free(text);
+}
+
 void cli_print_error_json(const char *image, const struct igs_error *err)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -127,10 +135,7 @@ void cli_print_error_json(const char *image, const struct igs_error *err)
 	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
 	cJSON_AddStringToObject(e, "message", err->message);
 	cJSON_AddStringToObject(root, "image", image);
-	char *text = cJSON_PrintUnformatted(root);
-	if (text)
-		puts(text);
-	free(text);
+	cli_print_json(root);
 	cJSON_Delete(root);
 }
 

@@ -83,10 +83,7 @@ int cli_predict(int argc, char **argv)
 			failures++;
 			continue;
 		}
-		char *text = cJSON_PrintUnformatted(out);
-		if (text)
-			puts(text);
-		free(text);
+		cli_print_json(out);
 		cJSON_Delete(out);
 	}
 	fflush(stdout);

@@ -75,6 +75,10 @@ int cli_model_config(const struct cli_model_options *o, struct service_config *c
  * the struct request_options). */
 int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err);
 
+/* Print a JSON document on one line of stdout. */
+struct cJSON;
+void cli_print_json(const struct cJSON *doc);
+
 /* Print {"error": {"code", "message"}, "image": IMAGE} on stdout: what the
  * HTTP API answers, for one image the CLI could not process. */
 void cli_print_error_json(const char *image, const struct igs_error *err);
