@@ -29,7 +29,6 @@ struct block_buffers {
 	float *out;                /* block output */
 	struct conv_shape convs[3];
 	struct conv_shape downsample;
-	size_t in_count, out_count;  /* floats per batch at max_batch */
 };
 
 struct net_workspace {
@@ -118,7 +117,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		struct block_buffers *bb = &ws->blocks[b];
-		bb->in_count = in_count;
+		size_t out_count = 0;
 		if (blk->preact)
 			bb->preact = carve(cv, in_count);
 		int hh = h, ww = w;
@@ -132,16 +131,16 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			if (i < blk->n_convs - 1)
 				bb->hidden[i] = carve(cv, count);
 			else
-				bb->out_count = count;
+				out_count = count;
 		}
 		if (blk->has_downsample) {
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w);
 			max_col = max_size(max_col, conv_scratch(&bb->downsample));
 		}
-		bb->out = carve(cv, bb->out_count);
+		bb->out = carve(cv, out_count);
 		h = hh;
 		w = ww;
-		in_count = bb->out_count;
+		in_count = out_count;
 	}
 	ws->head_hw = h * w;
 	ws->head_act = m->has_final_norm ? carve(cv, in_count) : NULL;
