@@ -15,6 +15,7 @@
 #include "igserve/team.h"
 
 #include <cblas.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* Widest row input_transform's band buffers hold; wider inputs go to im2col. */
@@ -65,7 +66,8 @@ size_t winograd_workspace_floats(const struct conv_shape *s)
 
 /*
  * input_transform - V[k][c][t] = (B^T d B)[k] for every 4x4 tile d of
- * `in` [channels][n][h][w], tiles stepping by 2 from (-1, -1).
+ * `in` [channels][n][h][w], tiles stepping by 2 from (-1, -1); channels
+ * [c_lo, c_hi) and tile rows [r_lo, r_hi) of the n * ceil(h/2) rows.
  *
  * Done a band of tiles at a time: the 4 input rows of a tile row are copied
  * with their zero padding, B^T is applied down the columns (contiguous,
@@ -73,7 +75,7 @@ size_t winograd_workspace_floats(const struct conv_shape *s)
  * contiguous run.
  */
 static void input_transform(float *restrict V, const float *restrict in, int channels, int n,
-                            int h, int w, int c_lo, int c_hi)
+                            int h, int w, int c_lo, int c_hi, int r_lo, int r_hi)
 {
 	const int th = (h + 1) / 2, tw = (w + 1) / 2;
 	const int wp = 2 * tw + 2; /* padded band width: columns -1 .. 2*tw */
@@ -81,40 +83,39 @@ static void input_transform(float *restrict V, const float *restrict in, int cha
 	const size_t kstride = (size_t)channels * tiles;
 	float band[4][WINOGRAD_MAX_WIDTH + 4], t[4][WINOGRAD_MAX_WIDTH + 4];
 	for (int c = c_lo; c < c_hi; c++) {
-		for (int b = 0; b < n; b++) {
+		for (int tile_row = r_lo; tile_row < r_hi; tile_row++) {
+			const int b = tile_row / th, ty = tile_row % th;
 			const float *img = in + ((size_t)c * n + b) * h * w;
 			float *v = V + (size_t)c * tiles + (size_t)b * th * tw;
-			for (int ty = 0; ty < th; ty++) {
-				const int y0 = 2 * ty - 1;
-				for (int r = 0; r < 4; r++) {
-					const int y = y0 + r;
-					band[r][0] = 0.0f;
-					if (y >= 0 && y < h)
-						memcpy(&band[r][1], img + (size_t)y * w, (size_t)w * sizeof(float));
-					else
-						memset(&band[r][1], 0, (size_t)w * sizeof(float));
-					for (int x = w + 1; x < wp; x++)
-						band[r][x] = 0.0f;
-				}
-				for (int x = 0; x < wp; x++) { /* B^T down the columns */
-					t[0][x] = band[0][x] - band[2][x];
-					t[1][x] = band[1][x] + band[2][x];
-					t[2][x] = band[2][x] - band[1][x];
-					t[3][x] = band[1][x] - band[3][x];
-				}
-				float *row = v + (size_t)ty * tw;
-				for (int r = 0; r < 4; r++) { /* B across each tile */
-					const float *tr = t[r];
-					float *v0 = row + (size_t)(r * 4) * kstride, *v1 = v0 + kstride,
-					      *v2 = v1 + kstride, *v3 = v2 + kstride;
-					for (int tx = 0; tx < tw; tx++) {
-						const float a0 = tr[2 * tx], a1 = tr[2 * tx + 1],
-						            a2 = tr[2 * tx + 2], a3 = tr[2 * tx + 3];
-						v0[tx] = a0 - a2;
-						v1[tx] = a1 + a2;
-						v2[tx] = a2 - a1;
-						v3[tx] = a1 - a3;
-					}
+			const int y0 = 2 * ty - 1;
+			for (int r = 0; r < 4; r++) {
+				const int y = y0 + r;
+				band[r][0] = 0.0f;
+				if (y >= 0 && y < h)
+					memcpy(&band[r][1], img + (size_t)y * w, (size_t)w * sizeof(float));
+				else
+					memset(&band[r][1], 0, (size_t)w * sizeof(float));
+				for (int x = w + 1; x < wp; x++)
+					band[r][x] = 0.0f;
+			}
+			for (int x = 0; x < wp; x++) { /* B^T down the columns */
+				t[0][x] = band[0][x] - band[2][x];
+				t[1][x] = band[1][x] + band[2][x];
+				t[2][x] = band[2][x] - band[1][x];
+				t[3][x] = band[1][x] - band[3][x];
+			}
+			float *row = v + (size_t)ty * tw;
+			for (int r = 0; r < 4; r++) { /* B across each tile */
+				const float *tr = t[r];
+				float *v0 = row + (size_t)(r * 4) * kstride, *v1 = v0 + kstride,
+				      *v2 = v1 + kstride, *v3 = v2 + kstride;
+				for (int tx = 0; tx < tw; tx++) {
+					const float a0 = tr[2 * tx], a1 = tr[2 * tx + 1],
+					            a2 = tr[2 * tx + 2], a3 = tr[2 * tx + 3];
+					v0[tx] = a0 - a2;
+					v1[tx] = a1 + a2;
+					v2[tx] = a2 - a1;
+					v3[tx] = a1 - a3;
 				}
 			}
 		}
@@ -127,49 +128,61 @@ static void input_transform(float *restrict V, const float *restrict in, int cha
  */
 static void output_transform(float *out, const float *restrict M, const float *bias,
                              const float *residual, int relu, int channels, int n, int h, int w,
-                             int c_lo, int c_hi)
+                             int c_lo, int c_hi, int r_lo, int r_hi)
 {
 	const int th = (h + 1) / 2, tw = (w + 1) / 2;
 	const size_t tiles = (size_t)n * th * tw;
 	const size_t kstride = (size_t)channels * tiles;
 	for (int c = c_lo; c < c_hi; c++) {
 		const float b0 = bias ? bias[c] : 0.0f;
-		for (int b = 0; b < n; b++) {
+		for (int tile_row = r_lo; tile_row < r_hi; tile_row++) {
+			const int b = tile_row / th, ty = tile_row % th;
 			const size_t base = ((size_t)c * n + b) * h * w;
 			const float *m = M + (size_t)c * tiles + (size_t)b * th * tw;
-			for (int ty = 0; ty < th; ty++) {
-				for (int tx = 0; tx < tw; tx++) {
-					const float *mt = m + (size_t)ty * tw + tx;
-					float s[2][4]; /* A^T m */
-					for (int q = 0; q < 4; q++) {
-						float m0 = mt[(size_t)q * kstride];
-						float m1 = mt[(size_t)(4 + q) * kstride];
-						float m2 = mt[(size_t)(8 + q) * kstride];
-						float m3 = mt[(size_t)(12 + q) * kstride];
-						s[0][q] = m0 + m1 + m2;
-						s[1][q] = m1 - m2 - m3;
-					}
-					for (int r = 0; r < 2; r++) {
-						const int y = 2 * ty + r;
-						if (y >= h)
+			for (int tx = 0; tx < tw; tx++) {
+				const float *mt = m + (size_t)ty * tw + tx;
+				float s[2][4]; /* A^T m */
+				for (int q = 0; q < 4; q++) {
+					float m0 = mt[(size_t)q * kstride];
+					float m1 = mt[(size_t)(4 + q) * kstride];
+					float m2 = mt[(size_t)(8 + q) * kstride];
+					float m3 = mt[(size_t)(12 + q) * kstride];
+					s[0][q] = m0 + m1 + m2;
+					s[1][q] = m1 - m2 - m3;
+				}
+				for (int r = 0; r < 2; r++) {
+					const int y = 2 * ty + r;
+					if (y >= h)
+						break;
+					float y2[2] = {s[r][0] + s[r][1] + s[r][2],
+					               s[r][1] - s[r][2] - s[r][3]};
+					for (int q = 0; q < 2; q++) {
+						const int x = 2 * tx + q;
+						if (x >= w)
 							break;
-						float y2[2] = {s[r][0] + s[r][1] + s[r][2],
-						               s[r][1] - s[r][2] - s[r][3]};
-						for (int q = 0; q < 2; q++) {
-							const int x = 2 * tx + q;
-							if (x >= w)
-								break;
-							const size_t at = base + (size_t)y * w + x;
-							float v = y2[q] + b0;
-							if (residual)
-								v += residual[at];
-							out[at] = relu && v < 0.0f ? 0.0f : v;
-						}
+						const size_t at = base + (size_t)y * w + x;
+						float v = y2[q] + b0;
+						if (residual)
+							v += residual[at];
+						out[at] = relu && v < 0.0f ? 0.0f : v;
 					}
 				}
 			}
 		}
 	}
+}
+
+/*
+ * Two ways to share a convolution in a team: by output channels (each
+ * thread transforms some input channels, all meet, each multiplies its rows
+ * of U) or by tiles (each thread transforms, multiplies and writes back its
+ * own tiles, no meeting).  Every thread packs the whole of the operand it
+ * does not split, so split the larger one: tiles when they outnumber the
+ * output channels (early layers, batches), channels otherwise.
+ */
+static bool split_by_tiles(size_t tiles, int out_channels)
+{
+	return tiles >= (size_t)out_channels;
 }
 
 void winograd_conv3x3_forward_par(float *out, const float *in, const float *U, const float *bias,
@@ -178,20 +191,29 @@ void winograd_conv3x3_forward_par(float *out, const float *in, const float *U, c
 {
 	/* in [c_in][n][h][w] -> out [c_out][n][h][w] (stride 1, pad 1) */
 	const size_t tiles = tile_count(s);
+	const int rows = s->n * ((s->h_out + 1) / 2), tw = (s->w_out + 1) / 2;
 	float *V = work, *M = work + 16 * (size_t)s->c_in * tiles;
-	int lo, hi;
-	par_range(p, s->c_in, &lo, &hi);
-	input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in, lo, hi);
-	par_sync(p); /* every GEMM reads all input channels */
-	par_range(p, s->c_out, &lo, &hi);
-	if (hi <= lo)
+	int c_lo = 0, c_hi = s->c_out, r_lo = 0, r_hi = rows;
+	if (split_by_tiles(tiles, s->c_out)) {
+		par_range(p, rows, &r_lo, &r_hi);
+		input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in, 0, s->c_in, r_lo, r_hi);
+	} else {
+		int lo, hi;
+		par_range(p, s->c_in, &lo, &hi);
+		input_transform(V, in, s->c_in, s->n, s->h_in, s->w_in, lo, hi, 0, rows);
+		par_sync(p); /* every GEMM reads all input channels */
+		par_range(p, s->c_out, &c_lo, &c_hi);
+	}
+	if (c_hi <= c_lo || r_hi <= r_lo)
 		return;
+	const size_t t0 = (size_t)r_lo * tw, nt = (size_t)(r_hi - r_lo) * tw;
 	for (int k = 0; k < 16; k++)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, (int)tiles, s->c_in,
-		            1.0f, U + (size_t)k * s->c_out * s->c_in + (size_t)lo * s->c_in, s->c_in,
-		            V + (size_t)k * s->c_in * tiles, (int)tiles, 0.0f,
-		            M + (size_t)k * s->c_out * tiles + (size_t)lo * tiles, (int)tiles);
-	output_transform(out, M, bias, residual, relu, s->c_out, s->n, s->h_out, s->w_out, lo, hi);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c_hi - c_lo, (int)nt, s->c_in,
+		            1.0f, U + (size_t)k * s->c_out * s->c_in + (size_t)c_lo * s->c_in, s->c_in,
+		            V + (size_t)k * s->c_in * tiles + t0, (int)tiles, 0.0f,
+		            M + (size_t)k * s->c_out * tiles + (size_t)c_lo * tiles + t0, (int)tiles);
+	output_transform(out, M, bias, residual, relu, s->c_out, s->n, s->h_out, s->w_out, c_lo, c_hi,
+	                 r_lo, r_hi);
 }
 
 void winograd_conv3x3_forward(float *out, const float *in, const float *U, const float *bias,
@@ -212,26 +234,35 @@ void winograd_conv3x3_backward_data_par(float *d_in, const float *d_out, const f
 	 */
 	static const int P[4] = {3, 1, 2, 0};
 	const size_t tiles = tile_count(s);
+	const int rows = s->n * ((s->h_out + 1) / 2), tw = (s->w_out + 1) / 2;
 	float *V = work, *M = work + 16 * (size_t)s->c_out * tiles;
-	int lo, hi;
-	par_range(p, s->c_out, &lo, &hi);
-	input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out, lo, hi);
-	par_sync(p);
-	par_range(p, s->c_in, &lo, &hi);
-	if (hi <= lo)
+	int c_lo = 0, c_hi = s->c_in, r_lo = 0, r_hi = rows;
+	if (split_by_tiles(tiles, s->c_in)) {
+		par_range(p, rows, &r_lo, &r_hi);
+		input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out, 0, s->c_out, r_lo, r_hi);
+	} else {
+		int lo, hi;
+		par_range(p, s->c_out, &lo, &hi);
+		input_transform(V, d_out, s->c_out, s->n, s->h_out, s->w_out, lo, hi, 0, rows);
+		par_sync(p);
+		par_range(p, s->c_in, &c_lo, &c_hi);
+	}
+	if (c_hi <= c_lo || r_hi <= r_lo)
 		return;
+	const size_t t0 = (size_t)r_lo * tw, nt = (size_t)(r_hi - r_lo) * tw;
 	for (int a = 0; a < 4; a++) {
 		for (int b = 0; b < 4; b++) {
 			const int k = a * 4 + b, kp = P[a] * 4 + P[b];
-			/* rows [lo, hi) of U[kp]^T are its columns [lo, hi) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, (int)tiles,
-			            s->c_out, 1.0f, U + (size_t)kp * s->c_out * s->c_in + lo, s->c_in,
-			            V + (size_t)k * s->c_out * tiles, (int)tiles, 0.0f,
-			            M + (size_t)k * s->c_in * tiles + (size_t)lo * tiles, (int)tiles);
+			/* rows [c_lo, c_hi) of U[kp]^T are its columns [c_lo, c_hi) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c_hi - c_lo, (int)nt,
+			            s->c_out, 1.0f, U + (size_t)kp * s->c_out * s->c_in + c_lo, s->c_in,
+			            V + (size_t)k * s->c_out * tiles + t0, (int)tiles, 0.0f,
+			            M + (size_t)k * s->c_in * tiles + (size_t)c_lo * tiles + t0,
+			            (int)tiles);
 		}
 	}
-	output_transform(d_in, M, NULL, accumulate ? d_in : NULL, 0, s->c_in, s->n, s->h_in,
-	                 s->w_in, lo, hi);
+	output_transform(d_in, M, NULL, accumulate ? d_in : NULL, 0, s->c_in, s->n, s->h_in, s->w_in,
+	                 c_lo, c_hi, r_lo, r_hi);
 }
 
 void winograd_conv3x3_backward_data(float *d_in, const float *d_out, const float *U,

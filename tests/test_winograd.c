@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "igserve/team.h"
 #include "igserve/winograd.h"
 
 static float frand(unsigned *state)
@@ -158,6 +159,74 @@ START_TEST(test_backward_matches_direct)
 }
 END_TEST
 
+/* A team splits either by tiles or by channels; both must equal one thread. */
+struct team_job {
+	const struct conv_shape *s;
+	float *out, *d_in, *work;
+	const float *in, *d_out, *U, *bias;
+};
+
+static void team_pass(void *arg, const struct par *p)
+{
+	struct team_job *j = arg;
+	winograd_conv3x3_forward_par(j->out, j->in, j->U, j->bias, NULL, 1, j->s, j->work, p);
+	par_sync(p);
+	winograd_conv3x3_backward_data_par(j->d_in, j->d_out, j->U, j->s, 0, j->work, p);
+}
+
+START_TEST(test_team_matches_one_thread)
+{
+	/* many tiles, few channels (split by tiles); few tiles, many channels */
+	static const int team_shapes[][5] = {{3, 5, 7, 9, 11}, {1, 40, 48, 3, 4}};
+	const int n = team_shapes[_i][0], ci = team_shapes[_i][1], co = team_shapes[_i][2],
+	          h = team_shapes[_i][3], w = team_shapes[_i][4];
+	struct conv_shape s = {.n = n, .c_in = ci, .h_in = h, .w_in = w, .c_out = co, .k = 3,
+	                       .stride = 1, .pad = 1};
+	conv_shape_finish(&s);
+	unsigned st = 5u;
+	size_t in_n = (size_t)ci * n * h * w, out_n = (size_t)co * n * h * w;
+	float *in = malloc(in_n * sizeof(float)), *wt = malloc((size_t)co * ci * 9 * sizeof(float));
+	float *bias = malloc(co * sizeof(float)), *d_out = malloc(out_n * sizeof(float));
+	float *out1 = malloc(out_n * sizeof(float)), *out3 = malloc(out_n * sizeof(float));
+	float *d1 = malloc(in_n * sizeof(float)), *d3 = malloc(in_n * sizeof(float));
+	float *U = malloc(winograd_filter_floats(co, ci) * sizeof(float));
+	float *work = malloc(winograd_workspace_floats(&s) * sizeof(float));
+	for (size_t j = 0; j < in_n; j++)
+		in[j] = frand(&st);
+	for (size_t j = 0; j < out_n; j++)
+		d_out[j] = frand(&st);
+	for (int j = 0; j < co * ci * 9; j++)
+		wt[j] = frand(&st);
+	for (int j = 0; j < co; j++)
+		bias[j] = frand(&st);
+	winograd_filter_transform(U, wt, co, ci);
+	winograd_conv3x3_forward(out1, in, U, bias, NULL, 1, &s, work);
+	winograd_conv3x3_backward_data(d1, d_out, U, &s, 0, work);
+
+	struct team *t = NULL;
+	ck_assert_int_eq(team_create(&t, 3, NULL), 0);
+	struct team_job job = {.s = &s, .out = out3, .d_in = d3, .work = work, .in = in,
+	                       .d_out = d_out, .U = U, .bias = bias};
+	team_run(t, team_pass, &job);
+	team_free(&t);
+	/* The same sums; only BLAS blocking may reorder them. */
+	for (size_t j = 0; j < out_n; j++)
+		ck_assert_msg(fabsf(out1[j] - out3[j]) <= 1e-5f * (1 + fabsf(out1[j])), "out %zu", j);
+	for (size_t j = 0; j < in_n; j++)
+		ck_assert_msg(fabsf(d1[j] - d3[j]) <= 1e-5f * (1 + fabsf(d1[j])), "d_in %zu", j);
+	free(in);
+	free(wt);
+	free(bias);
+	free(d_out);
+	free(out1);
+	free(out3);
+	free(d1);
+	free(d3);
+	free(U);
+	free(work);
+}
+END_TEST
+
 START_TEST(test_only_3x3_stride1_pad1)
 {
 	struct conv_shape s = {.n = 1, .c_in = 1, .h_in = 8, .w_in = 8, .c_out = 1, .k = 3,
@@ -178,6 +247,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_forward_matches_direct, 0, count);
 	tcase_add_loop_test(tc, test_backward_matches_direct, 0, count);
 	tcase_add_test(tc, test_only_3x3_stride1_pad1);
+	tcase_add_loop_test(tc, test_team_matches_one_thread, 0, 2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
