@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- shapes */
@@ -81,16 +82,19 @@ static struct tap conv_tap(const struct conv_shape *s, int ky, int kx)
 
 /* ---------------------------------------------------------------- im2col */
 
-/* One tap of one image: dst [h_out][w_out] gathered from src [h_in][w_in],
- * zero where the tap reads padding. */
+/* One tap of one image, output rows [row_a, row_z): dst [h_out][w_out]
+ * gathered from src [h_in][w_in], zero where the tap reads padding. */
 static void im2col_tap(float *restrict dst, const float *restrict src, const struct conv_shape *s,
-                       const struct tap *t)
+                       const struct tap *t, int row_a, int row_z)
 {
 	// src is (Hin, Win), dst is (Hout, Wout)
-	const int st = s->stride, wi = s->w_in, ho = s->h_out, wo = s->w_out;
+	const int st = s->stride, wi = s->w_in, wo = s->w_out;
 	const int len = t->ox_hi - t->ox_lo;
-	memset(dst, 0, (size_t)t->oy_lo * wo * sizeof(float));
-	for (int oy = t->oy_lo; oy < t->oy_hi; oy++) {
+	/* rows that read the image: [v_lo, v_hi) within [row_a, row_z) */
+	const int v_lo = t->oy_lo < row_a ? row_a : (t->oy_lo > row_z ? row_z : t->oy_lo);
+	const int v_hi = t->oy_hi < v_lo ? v_lo : (t->oy_hi > row_z ? row_z : t->oy_hi);
+	memset(dst + (size_t)row_a * wo, 0, (size_t)(v_lo - row_a) * wo * sizeof(float));
+	for (int oy = v_lo; oy < v_hi; oy++) {
 		float *drow = dst + (size_t)oy * wo;
 		for (int ox = 0; ox < t->ox_lo; ox++)
 			drow[ox] = 0.0f;
@@ -109,27 +113,34 @@ static void im2col_tap(float *restrict dst, const float *restrict src, const str
 		for (int ox = t->ox_hi; ox < wo; ox++)
 			drow[ox] = 0.0f;
 	}
-	memset(dst + (size_t)t->oy_hi * wo, 0, (size_t)(ho - t->oy_hi) * wo * sizeof(float));
+	memset(dst + (size_t)v_hi * wo, 0, (size_t)(row_z - v_hi) * wo * sizeof(float));
 }
 
 /*
  * im2col - col [c_in*k*k][n][h_out][w_out] from in [c_in][n][h_in][w_in]:
  *   col[(ci*k + ky)*k + kx][b][oy][ox] = in[ci][b][oy*s - pad + ky][ox*s - pad + kx]
- * or 0 where that pixel is padding.
+ * or 0 where that pixel is padding; for channels [c_lo, c_hi) and output
+ * rows [r_lo, r_hi) of the n*h_out rows (image b's row oy is b*h_out + oy).
  */
 static void im2col(float *restrict col, const float *restrict in, const struct conv_shape *s,
-                   int c_lo, int c_hi)
+                   int c_lo, int c_hi, int r_lo, int r_hi)
 {
-	// in is (Cin, N, Hin, Win), col is (Cin*k*k, N*Hout*Wout); channels [c_lo, c_hi)
+	// in is (Cin, N, Hin, Win), col is (Cin*k*k, N*Hout*Wout)
 	const size_t in_plane = (size_t)s->h_in * s->w_in, out_plane = (size_t)s->h_out * s->w_out;
 	for (int ci = c_lo; ci < c_hi; ci++) {
 		for (int ky = 0; ky < s->k; ky++) {
 			for (int kx = 0; kx < s->k; kx++) {
 				struct tap t = conv_tap(s, ky, kx);
 				size_t row = ((size_t)ci * s->k + ky) * s->k + kx;
-				for (int b = 0; b < s->n; b++)
-					im2col_tap(col + (row * s->n + b) * out_plane,
-					           in + ((size_t)ci * s->n + b) * in_plane, s, &t);
+				for (int b = 0; b < s->n; b++) {
+					int a = r_lo - b * s->h_out, z = r_hi - b * s->h_out;
+					a = a < 0 ? 0 : a;
+					z = z > s->h_out ? s->h_out : z;
+					if (a < z)
+						im2col_tap(col + (row * s->n + b) * out_plane,
+						           in + ((size_t)ci * s->n + b) * in_plane, s, &t,
+						           a, z);
+				}
 			}
 		}
 	}
@@ -180,6 +191,17 @@ static void col2im_add(float *restrict d_in, const float *restrict col, const st
 
 /* ----------------------------------------------------------- convolution */
 
+/*
+ * Sharing a GEMM C[M][N] = A[M][K] B[K][N] in a team: each thread takes
+ * some rows of C (and packs all of B) or some columns (and packs all of A).
+ * Split the larger one: columns when N >= M (early layers, batches),
+ * rows otherwise (late layers, where the weights are the big operand).
+ */
+static bool split_by_columns(int rows, int cols)
+{
+	return cols >= rows;
+}
+
 void conv2d_forward_par(float *out, const float *in, const float *weight, const float *bias,
                         const float *residual, int relu, const struct conv_shape *s, float *col,
                         const struct par *p)
@@ -190,63 +212,63 @@ void conv2d_forward_par(float *out, const float *in, const float *weight, const 
 	const int cols = s->n * s->h_out * s->w_out;
 	const size_t plane = (size_t)cols;
 
+	/* This thread: output channels [o_lo, o_hi) x columns [j_lo, j_hi). */
+	int o_lo = 0, o_hi = s->c_out, r_lo = 0, r_hi = s->n * s->h_out;
 	const float *b_mat = in;
-	if (!conv_is_pointwise(s)) {
-		int c_lo, c_hi;
-		par_range(p, s->c_in, &c_lo, &c_hi);
-		im2col(col, in, s, c_lo, c_hi);
-		par_sync(p); /* every thread's GEMM reads all of col */
-		b_mat = col;
+	if (split_by_columns(s->c_out, cols)) {
+		par_range(p, s->n * s->h_out, &r_lo, &r_hi);
+		if (!conv_is_pointwise(s)) {
+			im2col(col, in, s, 0, s->c_in, r_lo, r_hi);
+			b_mat = col;
+		}
+	} else {
+		if (!conv_is_pointwise(s)) {
+			int c_lo, c_hi;
+			par_range(p, s->c_in, &c_lo, &c_hi);
+			im2col(col, in, s, c_lo, c_hi, 0, s->n * s->h_out);
+			par_sync(p); /* every thread's GEMM reads all of col */
+			b_mat = col;
+		}
+		par_range(p, s->c_out, &o_lo, &o_hi);
 	}
-
-	/* This thread's output channels [o_lo, o_hi). */
-	int o_lo, o_hi;
-	par_range(p, s->c_out, &o_lo, &o_hi);
 	const int m = o_hi - o_lo;
-	if (m <= 0)
+	const size_t j_lo = (size_t)r_lo * s->w_out, j_hi = (size_t)r_hi * s->w_out;
+	if (m <= 0 || j_hi <= j_lo)
 		return;
 
 	/* Pre-fill out with bias (+ residual) and let the GEMM add onto it
 	 * (beta = 1).  OpenBLAS scales C by beta in a pass of its own whenever
 	 * beta != 1, so beta = 0 would not save that pass anyway. */
 	float beta = 0.0f;
-	if (residual && residual != out) {
+	if (residual || bias) {
 		for (int c = o_lo; c < o_hi; c++) {
 			float *o = out + (size_t)c * plane;
-			const float *r = residual + (size_t)c * plane;
 			const float bc = bias ? bias[c] : 0.0f;
-			for (size_t i = 0; i < plane; i++)
-				o[i] = r[i] + bc;
-		}
-		beta = 1.0f;
-	} else if (residual) { /* aliases out: it is already there */
-		if (bias) {
-			for (int c = o_lo; c < o_hi; c++) {
-				float *o = out + (size_t)c * plane;
-				const float bc = bias[c];
-				for (size_t i = 0; i < plane; i++)
+			if (residual && residual != out) {
+				const float *r = residual + (size_t)c * plane;
+				for (size_t i = j_lo; i < j_hi; i++)
+					o[i] = r[i] + bc;
+			} else if (residual) { /* aliases out: it is already there */
+				for (size_t i = j_lo; i < j_hi; i++)
 					o[i] += bc;
+			} else {
+				for (size_t i = j_lo; i < j_hi; i++)
+					o[i] = bc;
 			}
-		}
-		beta = 1.0f;
-	} else if (bias) {
-		for (int c = o_lo; c < o_hi; c++) {
-			float *o = out + (size_t)c * plane;
-			const float bc = bias[c];
-			for (size_t i = 0; i < plane; i++)
-				o[i] = bc;
 		}
 		beta = 1.0f;
 	}
 
-	float *o_rows = out + (size_t)o_lo * plane;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, kk, 1.0f,
-	            weight + (size_t)o_lo * kk, kk, b_mat, cols, beta, o_rows, cols);
+	float *c_block = out + (size_t)o_lo * plane + j_lo;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (int)(j_hi - j_lo), kk, 1.0f,
+	            weight + (size_t)o_lo * kk, kk, b_mat + j_lo, cols, beta, c_block, cols);
 
 	if (relu) {
-		size_t count = (size_t)m * plane;
-		for (size_t i = 0; i < count; i++)
-			o_rows[i] = o_rows[i] > 0.0f ? o_rows[i] : 0.0f;
+		for (int c = 0; c < m; c++) {
+			float *o = c_block + (size_t)c * plane;
+			for (size_t i = 0; i < j_hi - j_lo; i++)
+				o[i] = o[i] > 0.0f ? o[i] : 0.0f;
+		}
 	}
 }
 
@@ -262,24 +284,37 @@ void conv2d_backward_data_par(float *d_in, const float *d_out, const float *weig
 {
 	// d_out is (Cout, N*Hout*Wout), weight is (Cout, Cin*k*k), d_in is (Cin, N, Hin, Win)
 	// col = weight^T x d_out, then d_in (+)= col2im(col)
-	// This thread: input channels [c_lo, c_hi), i.e. rows c*k*k.. of col.
 	const int m = s->c_out, kk = s->c_in * s->k * s->k, taps = s->k * s->k;
 	const int cols = s->n * s->h_out * s->w_out;
+	const bool pointwise = conv_is_pointwise(s);
+	float *dst = pointwise ? d_in : col; /* the GEMM's C */
+	const float beta = pointwise && accumulate ? 1.0f : 0.0f;
 	int c_lo, c_hi;
-	par_range(p, s->c_in, &c_lo, &c_hi);
+
+	if (split_by_columns(kk, cols)) {
+		int j_lo, j_hi;
+		par_range(p, cols, &j_lo, &j_hi);
+		if (j_hi > j_lo)
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, j_hi - j_lo, m, 1.0f,
+			            weight, kk, d_out + j_lo, cols, beta, dst + j_lo, cols);
+		if (pointwise)
+			return;
+		par_sync(p); /* col2im of a channel reads all of its columns */
+		par_range(p, s->c_in, &c_lo, &c_hi);
+	} else {
+		/* This thread: input channels [c_lo, c_hi), i.e. rows c*k*k.. of col. */
+		par_range(p, s->c_in, &c_lo, &c_hi);
+		if (c_hi <= c_lo)
+			return;
+		const size_t first = (size_t)c_lo * taps;
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (c_hi - c_lo) * taps, cols, m,
+		            1.0f, weight + first, kk, d_out, cols, beta, dst + first * (size_t)cols,
+		            cols);
+		if (pointwise)
+			return;
+	}
 	if (c_hi <= c_lo)
 		return;
-	const int rows = (c_hi - c_lo) * taps;
-	const size_t first = (size_t)c_lo * taps;
-
-	if (conv_is_pointwise(s)) {
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, m, 1.0f,
-		            weight + first, kk, d_out, cols, accumulate ? 1.0f : 0.0f,
-		            d_in + first * (size_t)cols, cols);
-		return;
-	}
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, m, 1.0f, weight + first, kk,
-	            d_out, cols, 0.0f, col + first * (size_t)cols, cols);
 	const size_t in_channel = (size_t)s->n * s->h_in * s->w_in;
 	if (!accumulate)
 		memset(d_in + (size_t)c_lo * in_channel, 0,

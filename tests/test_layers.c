@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "igserve/layers.h"
+#include "igserve/team.h"
 
 /* ------------------------------------------------------------- helpers */
 
@@ -875,6 +876,69 @@ START_TEST(test_normalize)
 }
 END_TEST
 
+/* ---- a team of threads: split by rows or by columns, same numbers ---- */
+
+struct team_conv {
+	const struct conv_shape *s;
+	const float *in, *w, *bias, *res, *d_out;
+	float *out, *d_in, *col;
+};
+
+static void team_conv_pass(void *arg, const struct par *p)
+{
+	struct team_conv *j = arg;
+	conv2d_forward_par(j->out, j->in, j->w, j->bias, j->res, 1, j->s, j->col, p);
+	par_sync(p);
+	conv2d_backward_data_par(j->d_in, j->d_out, j->w, j->s, 1, j->col, p);
+}
+
+START_TEST(test_conv_team_matches_one_thread)
+{
+	/* n, c_in, h, w, c_out, k, stride, pad: wide outputs (split by columns),
+	 * narrow ones (split by rows), pointwise and strided. */
+	static const int shapes[][8] = {
+		{2, 3, 13, 11, 5, 3, 1, 1}, {1, 40, 3, 3, 48, 3, 1, 1}, {3, 6, 7, 9, 4, 1, 1, 0},
+		{1, 64, 2, 2, 70, 1, 1, 0}, {2, 5, 9, 8, 7, 1, 2, 0},   {1, 3, 15, 15, 8, 7, 2, 3},
+	};
+	const int *v = shapes[_i];
+	struct conv_shape s = {.n = v[0], .c_in = v[1], .h_in = v[2], .w_in = v[3], .c_out = v[4],
+	                       .k = v[5], .stride = v[6], .pad = v[7]};
+	conv_shape_finish(&s);
+	size_t n_in = (size_t)s.c_in * s.n * s.h_in * s.w_in;
+	size_t n_out = (size_t)s.c_out * s.n * s.h_out * s.w_out;
+	float *in = frandom(n_in, 1.0f), *w = conv_weights(&s), *bias = frandom((size_t)s.c_out, 0.5f);
+	float *res = frandom(n_out, 1.0f), *d_out = frandom(n_out, 1.0f), *d_acc = frandom(n_in, 1.0f);
+	float *out1 = falloc(n_out), *out3 = falloc(n_out), *d1 = falloc(n_in), *d3 = falloc(n_in);
+	float *col = falloc(conv2d_workspace_floats(&s));
+	memcpy(d1, d_acc, n_in * sizeof(float));
+	memcpy(d3, d_acc, n_in * sizeof(float));
+	conv2d_forward(out1, in, w, bias, res, 1, &s, col);
+	conv2d_backward_data(d1, d_out, w, &s, 1, col);
+
+	struct team *t = NULL;
+	ck_assert_int_eq(team_create(&t, 3, NULL), 0);
+	struct team_conv job = {.s = &s, .in = in, .w = w, .bias = bias, .res = res, .d_out = d_out,
+	                        .out = out3, .d_in = d3, .col = col};
+	team_run(t, team_conv_pass, &job);
+	team_free(&t);
+	for (size_t i = 0; i < n_out; i++)
+		ck_assert_msg(fabsf(out1[i] - out3[i]) <= 1e-5f * (1 + fabsf(out1[i])), "out %zu", i);
+	for (size_t i = 0; i < n_in; i++)
+		ck_assert_msg(fabsf(d1[i] - d3[i]) <= 1e-5f * (1 + fabsf(d1[i])), "d_in %zu", i);
+	free(in);
+	free(w);
+	free(bias);
+	free(res);
+	free(d_out);
+	free(d_acc);
+	free(out1);
+	free(out3);
+	free(d1);
+	free(d3);
+	free(col);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("layers");
@@ -892,6 +956,7 @@ int main(void)
 	tcase_add_test(tc, test_avgpool);
 	tcase_add_test(tc, test_linear);
 	tcase_add_test(tc, test_normalize);
+	tcase_add_loop_test(tc, test_conv_team_matches_one_thread, 0, 6);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
