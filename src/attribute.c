@@ -22,11 +22,6 @@
 #include "igserve/png_encode.h"
 #include "service_internal.h"
 
-static double ms_since(double t0)
-{
-	return (igs_now() - t0) * 1e3;
-}
-
 static const char *method_name(const struct request_options *o)
 {
 	switch (o->method) {
@@ -256,7 +251,7 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	net_workspace_release(w->ws);
 	if (rc)
 		goto done;
-	double attribution_ms = ms_since(t0);
+	double attribution_ms = service_ms_since(t0);
 	if ((rc = check_finite(&res, err)))
 		goto done;
 
@@ -315,14 +310,14 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 		cJSON_AddStringToObject(root, "attributions_npy", b64);
 		free(b64);
 	}
-	double heatmaps_ms = ms_since(t0);
+	double heatmaps_ms = service_ms_since(t0);
 
 	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
 	cJSON_AddNumberToObject(timing, "decode", prep_ms[0]);
 	cJSON_AddNumberToObject(timing, "preprocess", prep_ms[1]);
 	cJSON_AddNumberToObject(timing, "attribution", attribution_ms);
 	cJSON_AddNumberToObject(timing, "heatmaps", heatmaps_ms);
-	cJSON_AddNumberToObject(timing, "total", ms_since(t_start));
+	cJSON_AddNumberToObject(timing, "total", service_ms_since(t_start));
 	*out = root;
 	root = NULL;
 done:

@@ -229,9 +229,10 @@ cJSON *service_predictions_json(const struct service *s, const float *logits, in
 
 /* ===== requests =========================================================== */
 
-static double ms_since(double t0)
+double service_ms_since(double t0)
 {
-	return (igs_now() - t0) * 1e3;
+	/* Microseconds are all a timing can tell; more digits are noise in the JSON. */
+	return round((igs_now() - t0) * 1e6) / 1e3;
 }
 
 int service_prepare_input(struct service_worker *w, const void *bytes, size_t len,
@@ -244,7 +245,7 @@ int service_prepare_input(struct service_worker *w, const void *bytes, size_t le
 	int rc = image_decode(original, bytes, len, &w->service->cfg.limits, err);
 	if (rc < 0)
 		return rc;
-	timing_ms[0] = ms_since(t0);
+	timing_ms[0] = service_ms_since(t0);
 	t0 = igs_now();
 	struct image fitted = {0};
 	rc = image_fit(&fitted, original, size, o->resize, geom, err);
@@ -256,7 +257,7 @@ int service_prepare_input(struct service_worker *w, const void *bytes, size_t le
 	for (size_t i = 0; i < count; i++)
 		pixels[i] = fitted.rgb[i];
 	image_free(&fitted);
-	timing_ms[1] = ms_since(t0);
+	timing_ms[1] = service_ms_since(t0);
 	return 0;
 }
 
@@ -293,7 +294,7 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 	if (rc == 0) {
 		double t0 = igs_now();
 		rc = net_forward(w->ws, pixels, 1, w->logits);
-		forward_ms = ms_since(t0);
+		forward_ms = service_ms_since(t0);
 		if (rc < 0)
 			igs_fail(err, rc, "forward pass failed");
 	}
@@ -318,7 +319,7 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 	cJSON_AddNumberToObject(timing, "decode", prep_ms[0]);
 	cJSON_AddNumberToObject(timing, "preprocess", prep_ms[1]);
 	cJSON_AddNumberToObject(timing, "forward", forward_ms);
-	cJSON_AddNumberToObject(timing, "total", ms_since(t_start));
+	cJSON_AddNumberToObject(timing, "total", service_ms_since(t_start));
 	*out = root;
 	return 0;
 }

@@ -37,6 +37,9 @@ int service_prepare_input(struct service_worker *w, const void *bytes, size_t le
  * "probability", "logit"), sorted by logit. */
 cJSON *service_predictions_json(const struct service *s, const float *logits, int top_k);
 
+/* Milliseconds since igs_now() returned t0, rounded to the microsecond. */
+double service_ms_since(double t0);
+
 /* Softmax over `n` logits into `probs` (may alias), computed stably. */
 void softmax(float *probs, const float *logits, int n);
 
