@@ -117,7 +117,6 @@ int cli_attribute(int argc, char **argv)
 		fprintf(stderr, "igserve attribute: --threads must be 1..64, got %d\n", threads);
 		return 2;
 	}
-	cli_use_compute_threads(threads);
 	if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
 		fprintf(stderr, "igserve attribute: %s: cannot create: %s\n", out_dir,
 		        strerror(errno));
@@ -128,22 +127,14 @@ int cli_attribute(int argc, char **argv)
 	struct service *svc = NULL;
 	struct service_worker *worker = NULL;
 	rc = cli_model_config(&mo, &cfg, &err);
-	cfg.memory_budget = memory_budget;
-	cfg.max_batch = batch;
-	cfg.threads = threads;
-	if (rc == 0)
-		rc = service_open(&svc, &cfg, &err);
-	if (rc == 0)
-		rc = service_worker_create(&worker, svc, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve attribute: %s\n", err.message);
-		service_worker_free(&worker);
-		service_close(&svc);
 		return 1;
 	}
-	const struct model_info *info = model_get_info(service_model(svc));
-	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s\n", info->arch,
-	        info->family_name, info->classes, info->sha256, info->path);
+	cfg.memory_budget = memory_budget;
+	cfg.max_batch = batch;
+	if (cli_open_service("attribute", &cfg, threads, &svc, &worker) != 0)
+		return 1;
 
 	struct job_control job = {0};
 	atomic_init(&job.cancelled, false);

@@ -167,6 +167,28 @@ int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_
 	return 0;
 }
 
+int cli_open_service(const char *command, struct service_config *cfg, int threads,
+                     struct service **svc, struct service_worker **worker)
+{
+	struct igs_error err = {0};
+	*svc = NULL;
+	*worker = NULL;
+	cfg->threads = threads;
+	cli_use_compute_threads(threads);
+	int rc = service_open(svc, cfg, &err);
+	if (rc == 0)
+		rc = service_worker_create(worker, *svc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve %s: %s\n", command, err.message);
+		service_close(svc);
+		return 1;
+	}
+	const struct model_info *info = model_get_info(service_model(*svc));
+	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s\n", info->arch,
+	        info->family_name, info->classes, info->sha256, info->path);
+	return 0;
+}
+
 static bool readable(const char *path)
 {
 	return access(path, R_OK) == 0;

@@ -42,7 +42,6 @@ int cli_predict(int argc, char **argv)
 		fprintf(stderr, "igserve predict: --threads must be 1..64, got %d\n", threads);
 		return 2;
 	}
-	cli_use_compute_threads(threads);
 	if (count == 0) {
 		fprintf(stderr, "igserve predict: no image given\nusage: igserve predict %s\n", synopsis);
 		return 2;
@@ -52,20 +51,13 @@ int cli_predict(int argc, char **argv)
 	struct service *svc = NULL;
 	struct service_worker *worker = NULL;
 	rc = cli_model_config(&mo, &cfg, &err);
-	cfg.max_batch = 1;
-	cfg.threads = threads;
-	if (rc == 0)
-		rc = service_open(&svc, &cfg, &err);
-	if (rc == 0)
-		rc = service_worker_create(&worker, svc, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve predict: %s\n", err.message);
-		service_close(&svc);
 		return 1;
 	}
-	const struct model_info *info = model_get_info(service_model(svc));
-	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s\n", info->arch,
-	        info->family_name, info->classes, info->sha256, info->path);
+	cfg.max_batch = 1;
+	if (cli_open_service("predict", &cfg, threads, &svc, &worker) != 0)
+		return 1;
 
 	int failures = 0;
 	for (size_t i = 0; i < count; i++) {

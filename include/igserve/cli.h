@@ -94,6 +94,17 @@ int cli_default_threads(void);
  * single-threaded when the team is the parallelism (team.h). */
 void cli_use_compute_threads(int threads);
 
+/*
+ * cli_open_service - the service of a one-shot command with `threads`
+ * compute threads (cfg as cli_model_config filled it): OpenBLAS sized,
+ * model loaded, one worker, the model logged on stderr.  Returns 0, or 1
+ * after printing "igserve COMMAND: problem" (nothing left open).
+ */
+struct service;
+struct service_worker;
+int cli_open_service(const char *command, struct service_config *cfg, int threads,
+                     struct service **svc, struct service_worker **worker);
+
 /* The model path when --model / IGSERVE_MODEL is absent: fetched ImageNet
  * weights when present, else the committed demo model (see README). */
 const char *cli_default_model_path(void);
