@@ -4,7 +4,6 @@
  * in batches), on a model file.  Prints one JSON object.
  *
  *   bench_engine MODEL.safetensors [--forward-reps N] [--ig-points N] [--batch B] [--threads T]
- *                [--winograd 0|1]
  *                [--input-size S]
  */
 #include <cblas.h>
@@ -37,7 +36,7 @@ int main(int argc, char **argv)
 		                "[--batch B] [--threads T] [--input-size S]\n");
 		return 2;
 	}
-	int reps = 20, points = 50, batch = 4, threads = 2, input_size = 0, winograd = 1;
+	int reps = 20, points = 50, batch = 4, threads = 2, input_size = 0;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--forward-reps"))
 			reps = atoi(argv[i + 1]);
@@ -49,10 +48,8 @@ int main(int argc, char **argv)
 			threads = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--input-size"))
 			input_size = atoi(argv[i + 1]);
-		else if (!strcmp(argv[i], "--winograd"))
-			winograd = atoi(argv[i + 1]);
 	}
-	/* The team splits every layer; OpenBLAS then runs single-threaded (team.h). */
+	/* OpenMP splits every layer; OpenBLAS (the classifier only) runs single-threaded. */
 	openblas_set_num_threads(1);
 	struct igs_error err = {0};
 	struct model *m = NULL;
@@ -66,10 +63,6 @@ int main(int argc, char **argv)
 		model_free(&m);
 		return 1;
 	}
-	if (model_set_winograd(m, winograd != 0, &err) < 0) {
-		fprintf(stderr, "bench_engine: %s\n", err.message);
-		return 1;
-	}
 	const struct model_info *info = model_get_info(m);
 	const int S = info->input_size, classes = info->classes;
 	const size_t per_image = (size_t)S * S * 3;
@@ -77,7 +70,11 @@ int main(int argc, char **argv)
 	if (net_workspace_create(&ws1, m, 1, &err) < 0 ||
 	    net_workspace_create(&wsb, m, batch, &err) < 0 ||
 	    net_workspace_set_threads(ws1, threads, &err) < 0 ||
-	    net_workspace_set_threads(wsb, threads, &err) < 0) {
+	    net_workspace_set_threads(wsb, threads, &err) < 0 ||
+	    /* Kernels for every batch size the runs use are compiled up front,
+	     * as the server does at startup. */
+	    net_workspace_prepare(wsb, batch, &err) < 0 ||
+	    (points % batch && net_workspace_prepare(wsb, points % batch, &err) < 0)) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
 	}

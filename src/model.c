@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "igserve/safetensors.h"
-#include "igserve/winograd.h"
+#include "igserve/conv.h"
 
 #define BN_EPS 1e-5f
 
@@ -185,8 +185,8 @@ static void conv_free(struct conv_params *c)
 {
 	free(c->weight);
 	free(c->bias);
-	free(c->winograd);
-	c->weight = c->bias = c->winograd = NULL;
+	conv_weights_free(&c->packed);
+	c->weight = c->bias = NULL;
 }
 
 static void affine_free(struct affine_params *a)
@@ -396,6 +396,43 @@ static void describe_architecture(struct model *m)
 
 /* ===== public ============================================================= */
 
+/*
+ * Hand one convolution to the backend (conv.h), which keeps its own copy of
+ * the weights in the layouts its kernels want; the plain copy is dropped.
+ * `h` is the side of the convolution's input at the default input size.
+ */
+static int pack_conv(struct conv_params *c, int *h, struct igs_error *err)
+{
+	struct conv_shape s = {.n = 1, .c_in = c->c_in, .h_in = *h, .w_in = *h, .c_out = c->c_out,
+	                       .k = c->k, .stride = c->stride, .pad = c->pad};
+	conv_shape_finish(&s);
+	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, err);
+	if (rc < 0)
+		return rc;
+	free(c->weight);
+	free(c->bias);
+	c->weight = c->bias = NULL;
+	*h = s.h_out;
+	return 0;
+}
+
+/* Pack every convolution, walking the network's geometry at the default size. */
+static int pack_convs(struct model *m, struct igs_error *err)
+{
+	int h = m->info.input_size;
+	int rc = pack_conv(&m->stem, &h, err);
+	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool */
+	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
+		struct block_params *blk = &m->blocks[b];
+		int ds = h;
+		for (int i = 0; i < blk->n_convs && rc == 0; i++)
+			rc = pack_conv(&blk->convs[i], &h, err);
+		if (rc == 0 && blk->has_downsample)
+			rc = pack_conv(&blk->downsample, &ds, err);
+	}
+	return rc;
+}
+
 static int build(struct model *m, struct loader *ld)
 {
 	struct model_info *info = &m->info;
@@ -465,7 +502,7 @@ static int build(struct model *m, struct loader *ld)
 	if (m->has_final_norm)
 		params += 2 * (size_t)m->final_norm.channels;
 	info->parameters = params;
-	rc = model_set_winograd(m, true, ld->err);
+	rc = pack_convs(m, ld->err);
 	if (rc < 0)
 		return rc;
 	snprintf(info->sha256, sizeof info->sha256, "%s", safetensors_sha256(ld->file));
@@ -528,30 +565,6 @@ int model_set_input_size(struct model *m, int size, struct igs_error *err)
 	if (size < 32 || size > 4096)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "input size must be 32..4096, got %d", size);
 	m->info.input_size = size;
-	return 0;
-}
-
-static int conv_set_winograd(struct conv_params *c, bool enabled)
-{
-	free(c->winograd);
-	c->winograd = NULL;
-	if (!enabled || c->k != 3 || c->stride != 1 || c->pad != 1)
-		return 0;
-	c->winograd = malloc(winograd_filter_floats(c->c_out, c->c_in) * sizeof(float));
-	if (!c->winograd)
-		return IGS_ERR_NOMEM;
-	winograd_filter_transform(c->winograd, c->weight, c->c_out, c->c_in);
-	return 0;
-}
-
-int model_set_winograd(struct model *m, bool enabled, struct igs_error *err)
-{
-	int rc = 0;
-	for (int b = 0; b < m->n_blocks && rc == 0; b++)
-		for (int c = 0; c < m->blocks[b].n_convs && rc == 0; c++)
-			rc = conv_set_winograd(&m->blocks[b].convs[c], enabled);
-	if (rc < 0)
-		return igs_fail(err, rc, "out of memory for Winograd filters");
 	return 0;
 }
 

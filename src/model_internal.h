@@ -12,14 +12,15 @@
 
 #include <stdbool.h>
 
+#include "igserve/conv.h"
 #include "igserve/model.h"
 
 struct conv_params {
 	int c_in, c_out, k, stride, pad;
-	float *weight;   /* [c_out][c_in][k][k], owned */
-	float *bias;     /* [c_out], owned; NULL when the conv has none */
+	float *weight;   /* [c_out][c_in][k][k], owned; NULL once packed */
+	float *bias;     /* [c_out], owned; NULL when the conv has none or once packed */
 	bool relu;       /* ReLU fused after bias (and residual) */
-	float *winograd; /* [16][c_out][c_in] F(2x2,3x3) filters, or NULL (winograd.h) */
+	struct conv_weights *packed; /* the weights as the convolution backend runs them (conv.h) */
 };
 
 struct affine_params {

@@ -75,30 +75,23 @@ static const struct {
 	{"timm_basic", FAMILY_TIMM_RESNETV2, BLOCK_BASIC, {1, 1, 2, 1}},
 };
 
-static void compare_with_pytorch(int _i, bool winograd, int threads);
+static void compare_with_pytorch(int _i, int threads);
 
 START_TEST(test_matches_pytorch)
 {
-	compare_with_pytorch(_i, true, 1);
+	compare_with_pytorch(_i, 1);
 }
 END_TEST
 
-/* The same with every convolution through im2col + GEMM. */
-START_TEST(test_matches_pytorch_im2col)
-{
-	compare_with_pytorch(_i, false, 1);
-}
-END_TEST
-
-/* A team of threads splitting every layer must give the same numbers. */
+/* OpenMP teams splitting every layer must give the same numbers. */
 START_TEST(test_matches_pytorch_threads)
 {
-	compare_with_pytorch(_i, true, 2);
-	compare_with_pytorch(_i, false, 3);
+	compare_with_pytorch(_i, 2);
+	compare_with_pytorch(_i, 3);
 }
 END_TEST
 
-static void compare_with_pytorch(int _i, bool winograd, int threads)
+static void compare_with_pytorch(int _i, int threads)
 {
 	char weights[64], cases[64];
 	snprintf(weights, sizeof weights, "%s.safetensors", variants[_i].name);
@@ -115,7 +108,6 @@ static void compare_with_pytorch(int _i, bool winograd, int threads)
 	ck_assert_int_eq(memcmp(info->blocks, variants[_i].blocks, sizeof variants[_i].blocks), 0);
 	ck_assert_int_eq(info->classes, 10);
 	ck_assert_int_eq(model_set_input_size(m, 64, &err), 0);
-	ck_assert_int_eq(model_set_winograd(m, winograd, &err), 0);
 
 	struct st_file *cf = NULL;
 	ck_assert_int_eq(safetensors_open(&cf, fixture(cases), &err), 0);
@@ -635,7 +627,6 @@ int main(void)
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("pytorch");
 	tcase_add_loop_test(tc, test_matches_pytorch, 0, 4);
-	tcase_add_loop_test(tc, test_matches_pytorch_im2col, 0, 4);
 	tcase_add_loop_test(tc, test_matches_pytorch_threads, 0, 4);
 	tcase_add_test(tc, test_threads_share_a_model);
 	suite_add_tcase(s, tc);

@@ -59,12 +59,6 @@ const struct model_info *model_get_info(const struct model *m);
  * inputs).  Default 224. */
 int model_set_input_size(struct model *m, int size, struct igs_error *err);
 
-/*
- * Run 3x3 stride-1 convolutions by Winograd F(2x2,3x3) (default on) or by
- * im2col + GEMM.  On costs 16/9 of those layers' weights in memory.
- */
-int model_set_winograd(struct model *m, bool enabled, struct igs_error *err);
-
 int model_set_normalization(struct model *m, const float mean[3], const float std[3],
                             struct igs_error *err);
 
@@ -79,12 +73,21 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
                          struct igs_error *err);
 void net_workspace_free(struct net_workspace **ws);
 /*
- * Run each pass on `threads` threads (the caller plus threads-1 helpers
- * owned by the workspace), every layer split by channels.  Default 1.
- * With more than one, OpenBLAS should be single-threaded (team.h).
+ * Run each pass on `threads` OpenMP threads (the calling thread's team; each
+ * calling thread has its own).  Default 1.  Changing it drops the kernels
+ * prepared for the old count.  OpenBLAS (only the classifier's GEMM) should
+ * then be single-threaded.
  */
 int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err);
 int net_workspace_threads(const struct net_workspace *ws);
+
+/*
+ * net_workspace_prepare - create the convolution kernels for batches of n
+ * now (oneDNN compiles them for each shape), so the first request of that
+ * size does not pay for it.  net_forward does this itself when needed.
+ * Call it on the thread that will run the passes.
+ */
+int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err);
 
 /*
  * Return the workspace's physical pages to the system (its contents become

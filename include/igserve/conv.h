@@ -1,0 +1,90 @@
+/*
+ * conv.h - convolutions, forward and backward to the input, on oneDNN.
+ *
+ * Activations are NHWC ([n][h][w][c], channels innermost): the layout
+ * oneDNN's brgemm kernels run at the cores' peak on.  Weights come in as
+ * PyTorch stores them, [c_out][c_in][k][k], and are reordered once (at model
+ * load) into the blocked layouts oneDNN picks for the forward and the
+ * backward-data kernels.
+ *
+ * A plan is one convolution at one batch size: it holds the two oneDNN
+ * primitives (created once; oneDNN JIT-compiles kernels for the exact shape).
+ * Plans run on OpenMP threads: a plan uses as many as omp_get_max_threads()
+ * returned on the thread that created it, so create and run a plan with the
+ * same omp_set_num_threads().  Plans never allocate while running: scratch
+ * memory is the caller's (conv_plan_scratch_bytes).  Two threads may run
+ * different plans over the same conv_weights at once; one plan is used by
+ * one thread at a time.
+ */
+#ifndef IGSERVE_CONV_H
+#define IGSERVE_CONV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "igserve/error.h"
+
+struct conv_shape {
+	int n;                /* batch */
+	int c_in, h_in, w_in;
+	int c_out, k, stride, pad;
+	int h_out, w_out;     /* (h_in + 2*pad - k) / stride + 1 */
+};
+
+/* Fill h_out and w_out from the other fields. */
+void conv_shape_finish(struct conv_shape *s);
+
+/* What the forward pass does after the convolution and the bias. */
+enum conv_epilogue {
+	CONV_ADD_TO_OUT = 1 << 0, /* out = conv(in) + bias + out (a residual already in out) */
+	CONV_RELU = 1 << 1,       /* then out = max(0, out) */
+};
+
+/*
+ * conv_weights_create - reorder one convolution's weights for oneDNN.
+ *   weight [c_out][c_in][k][k], bias [c_out] or NULL (no bias).
+ *   shape  a representative shape (the model's input size, batch 1): oneDNN
+ *          picks the weight layouts for it; plans for other shapes that want
+ *          other layouts reorder a private copy.
+ * The caller's arrays are copied; they may be freed afterwards.
+ */
+struct conv_weights;
+int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
+                        const struct conv_shape *shape, struct igs_error *err);
+void conv_weights_free(struct conv_weights **w);
+/* Bytes the reordered weights occupy (both layouts). */
+size_t conv_weights_bytes(const struct conv_weights *w);
+
+/* conv_plan_create - primitives for `shape` (h_out/w_out filled), `epilogue`
+ * a set of enum conv_epilogue flags. */
+struct conv_plan;
+int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
+                     const struct conv_shape *shape, unsigned epilogue, struct igs_error *err);
+void conv_plan_free(struct conv_plan **p);
+
+/* Scratch bytes conv_plan_forward/backward_data need (may be 0). */
+size_t conv_plan_scratch_bytes(const struct conv_plan *p);
+
+/* Bytes of private weight copies this plan made (0 when it shares). */
+size_t conv_plan_private_bytes(const struct conv_plan *p);
+
+/*
+ * conv_plan_forward - out [n][h_out][w_out][c_out] =
+ *     epilogue(conv(in [n][h_in][w_in][c_in], weight) + bias)
+ * `scratch` holds at least conv_plan_scratch_bytes, 64-byte aligned.
+ */
+void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch);
+
+/*
+ * conv_plan_backward_data - d_in [n][h_in][w_in][c_in] = conv^T(d_out), the
+ * gradient of sum(d_out * conv(in)) with respect to in (no epilogue: the
+ * caller masks d_out by the ReLU first).  Overwrites d_in.
+ */
+void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
+                             void *scratch);
+
+/* Implementation oneDNN chose ("brgconv:avx512_core", ...), for logs and bench. */
+const char *conv_plan_forward_impl(const struct conv_plan *p);
+const char *conv_plan_backward_impl(const struct conv_plan *p);
+
+#endif

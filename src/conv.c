@@ -1,0 +1,485 @@
+/*
+ * conv.c - convolutions on oneDNN (see include/igserve/conv.h).
+ *
+ * oneDNN's convolution kernels (brgconv, jit_1x1) reach the cores' peak only
+ * with channels-last or blocked activations and with weights in the blocked
+ * layout the kernel asks for; with those they run 1.4-2.3x faster than
+ * im2col + OpenBLAS on ResNet-50's layers (bench/README.md).  So activations
+ * are NHWC, weights are reordered once per model, and every shape gets its
+ * primitives created once per workspace.
+ */
+#include "igserve/conv.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+void conv_shape_finish(struct conv_shape *s)
+{
+	s->h_out = (s->h_in + 2 * s->pad - s->k) / s->stride + 1;
+	s->w_out = (s->w_in + 2 * s->pad - s->k) / s->stride + 1;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+/* One CPU engine for the process; oneDNN engines are thread-safe. */
+static dnnl_engine_t cpu_engine;
+static dnnl_status_t cpu_engine_status = dnnl_runtime_error;
+static pthread_once_t cpu_engine_once = PTHREAD_ONCE_INIT;
+
+static void cpu_engine_init(void)
+{
+	cpu_engine_status = dnnl_engine_create(&cpu_engine, dnnl_cpu, 0);
+}
+
+static dnnl_engine_t engine(void)
+{
+	pthread_once(&cpu_engine_once, cpu_engine_init);
+	return cpu_engine_status == dnnl_success ? cpu_engine : NULL;
+}
+
+/* Turn a oneDNN status into an igserve error naming the step that failed. */
+static int dnnl_fail(struct igs_error *err, dnnl_status_t st, const char *what)
+{
+	if (st == dnnl_out_of_memory)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory in oneDNN (%s)", what);
+	return igs_fail(err, IGS_ERR_INTERNAL, "oneDNN: %s failed (status %d)", what, (int)st);
+}
+
+#define TRY(call, what)                                   \
+	do {                                                  \
+		dnnl_status_t st_ = (call);                       \
+		if (st_ != dnnl_success) {                        \
+			rc = dnnl_fail(err, st_, what);               \
+			goto out;                                     \
+		}                                                 \
+	} while (0)
+
+static int check_shape(const struct conv_shape *s, struct igs_error *err)
+{
+	if (s->n < 1 || s->c_in < 1 || s->c_out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 ||
+	    s->h_in < 1 || s->w_in < 1)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "convolution shape is invalid: batch %d, %d -> %d channels, kernel %d, "
+		                "stride %d, pad %d, input %dx%d",
+		                s->n, s->c_in, s->c_out, s->k, s->stride, s->pad, s->h_in, s->w_in);
+	struct conv_shape t = *s;
+	conv_shape_finish(&t);
+	if (t.h_out < 1 || t.w_out < 1 || s->h_in + 2 * s->pad < s->k || s->w_in + 2 * s->pad < s->k)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "a %dx%d kernel does not fit a %dx%d input padded by %d", s->k, s->k,
+		                s->h_in, s->w_in, s->pad);
+	return 0;
+}
+
+static void *alloc_aligned(size_t bytes)
+{
+	return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+/* ------------------------------------------------------- primitive descs */
+
+struct conv_descs {
+	dnnl_primitive_desc_t fwd, bwd;
+};
+
+static void conv_descs_free(struct conv_descs *d)
+{
+	if (d->fwd)
+		dnnl_primitive_desc_destroy(d->fwd);
+	if (d->bwd)
+		dnnl_primitive_desc_destroy(d->bwd);
+	d->fwd = d->bwd = NULL;
+}
+
+static void activation_md(dnnl_memory_desc_t *md, int n, int c, int h, int w)
+{
+	dnnl_dims_t dims = {n, c, h, w};
+	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc);
+}
+
+/*
+ * Forward and backward-data descriptors for `s` with weights in whatever
+ * layout oneDNN prefers.  The forward one is a forward_training desc
+ * because oneDNN wants one as the backward's hint; it runs the same kernels.
+ * Scratch memory is ours (user mode) so plans never allocate while running
+ * and two threads never share a library-owned scratchpad.
+ */
+static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, bool bias,
+                             unsigned epilogue, struct igs_error *err)
+{
+	int rc = 0;
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t ops = NULL;
+	dnnl_memory_desc_t src, dst, weights, bias_md;
+	activation_md(&src, s->n, s->c_in, s->h_in, s->w_in);
+	activation_md(&dst, s->n, s->c_out, s->h_out, s->w_out);
+	dnnl_dims_t wdims = {s->c_out, s->c_in, s->k, s->k};
+	dnnl_memory_desc_init_by_tag(&weights, 4, wdims, dnnl_f32, dnnl_format_tag_any);
+	dnnl_dims_t bdims = {s->c_out};
+	dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_a);
+	dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+
+	*d = (struct conv_descs){0};
+	TRY(dnnl_primitive_attr_create(&attr), "attribute creation");
+	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+	    "scratchpad mode");
+	TRY(dnnl_post_ops_create(&ops), "post-op creation");
+	if (epilogue & CONV_ADD_TO_OUT)
+		TRY(dnnl_post_ops_append_sum(ops, 1.0f), "residual post-op");
+	if (epilogue & CONV_RELU)
+		TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+		    "ReLU post-op");
+	TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "post-ops");
+
+	dnnl_convolution_desc_t fwd;
+	TRY(dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct,
+	                                       &src, &weights, bias ? &bias_md : NULL, &dst,
+	                                       strides, pad, pad),
+	    "forward convolution descriptor");
+	TRY(dnnl_primitive_desc_create(&d->fwd, &fwd, attr, engine(), NULL),
+	    "forward convolution");
+
+	dnnl_primitive_attr_t plain = NULL;
+	TRY(dnnl_primitive_attr_create(&plain), "attribute creation");
+	dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user);
+	dnnl_convolution_desc_t bwd;
+	if (st == dnnl_success)
+		st = dnnl_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &src,
+		                                              &weights, &dst, strides, pad, pad);
+	if (st == dnnl_success)
+		st = dnnl_primitive_desc_create(&d->bwd, &bwd, plain, engine(), d->fwd);
+	dnnl_primitive_attr_destroy(plain);
+	TRY(st, "backward-data convolution");
+out:
+	if (ops)
+		dnnl_post_ops_destroy(ops);
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
+	if (rc)
+		conv_descs_free(d);
+	return rc;
+}
+
+static const dnnl_memory_desc_t *weights_md_of(const_dnnl_primitive_desc_t pd)
+{
+	return dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+}
+
+/* Run a reorder from one weight layout into another, synchronously. */
+static int reorder(const dnnl_memory_desc_t *from_md, const void *from,
+                   const dnnl_memory_desc_t *to_md, void *to, struct igs_error *err)
+{
+	int rc = 0;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_t prim = NULL;
+	dnnl_memory_t src = NULL, dst = NULL;
+	dnnl_stream_t stream = NULL;
+	TRY(dnnl_reorder_primitive_desc_create(&pd, from_md, engine(), to_md, engine(), NULL),
+	    "weight reorder descriptor");
+	TRY(dnnl_primitive_create(&prim, pd), "weight reorder");
+	TRY(dnnl_memory_create(&src, from_md, engine(), (void *)from), "weight memory");
+	TRY(dnnl_memory_create(&dst, to_md, engine(), to), "weight memory");
+	TRY(dnnl_stream_create(&stream, engine(), dnnl_stream_default_flags), "stream");
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+	TRY(dnnl_primitive_execute(prim, stream, 2, args), "weight reorder");
+	TRY(dnnl_stream_wait(stream), "weight reorder");
+out:
+	if (stream)
+		dnnl_stream_destroy(stream);
+	if (src)
+		dnnl_memory_destroy(src);
+	if (dst)
+		dnnl_memory_destroy(dst);
+	if (prim)
+		dnnl_primitive_destroy(prim);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+/* Weights in one layout: its descriptor and the reordered values. */
+struct packed {
+	dnnl_memory_desc_t md;
+	float *data;
+	size_t bytes;
+};
+
+static int packed_make(struct packed *p, const dnnl_memory_desc_t *from_md, const void *from,
+                       const dnnl_memory_desc_t *to_md, struct igs_error *err)
+{
+	p->md = *to_md;
+	p->bytes = dnnl_memory_desc_get_size(to_md);
+	p->data = alloc_aligned(p->bytes);
+	if (!p->data)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of weights", p->bytes);
+	int rc = reorder(from_md, from, to_md, p->data, err);
+	if (rc) {
+		free(p->data);
+		p->data = NULL;
+	}
+	return rc;
+}
+
+struct conv_weights {
+	int c_in, c_out, k, stride, pad;
+	struct packed fwd, bwd;
+	float *bias; /* [c_out] or NULL */
+};
+
+int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
+                        const struct conv_shape *shape, struct igs_error *err)
+{
+	*out = NULL;
+	struct conv_shape s = *shape;
+	int rc = check_shape(&s, err);
+	if (rc)
+		return rc;
+	conv_shape_finish(&s);
+	if (!engine())
+		return igs_fail(err, IGS_ERR_INTERNAL, "oneDNN could not create a CPU engine");
+
+	struct conv_weights *w = calloc(1, sizeof *w);
+	if (!w)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
+	*w = (struct conv_weights){.c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride,
+	                           .pad = s.pad};
+	struct conv_descs d = {0};
+	rc = conv_descs_create(&d, &s, bias != NULL, 0, err);
+	if (!rc) {
+		dnnl_memory_desc_t plain;
+		dnnl_dims_t wdims = {s.c_out, s.c_in, s.k, s.k};
+		dnnl_memory_desc_init_by_tag(&plain, 4, wdims, dnnl_f32, dnnl_oihw);
+		rc = packed_make(&w->fwd, &plain, weight, weights_md_of(d.fwd), err);
+		if (!rc)
+			rc = packed_make(&w->bwd, &plain, weight, weights_md_of(d.bwd), err);
+	}
+	conv_descs_free(&d);
+	if (!rc && bias) {
+		w->bias = alloc_aligned((size_t)s.c_out * sizeof(float));
+		if (!w->bias)
+			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for a bias");
+		else
+			memcpy(w->bias, bias, (size_t)s.c_out * sizeof(float));
+	}
+	if (rc) {
+		conv_weights_free(&w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+void conv_weights_free(struct conv_weights **wp)
+{
+	struct conv_weights *w = *wp;
+	if (!w)
+		return;
+	free(w->fwd.data);
+	free(w->bwd.data);
+	free(w->bias);
+	free(w);
+	*wp = NULL;
+}
+
+size_t conv_weights_bytes(const struct conv_weights *w)
+{
+	return w->fwd.bytes + w->bwd.bytes + (w->bias ? (size_t)w->c_out * sizeof(float) : 0);
+}
+
+/* ------------------------------------------------------------------ plans */
+
+/* One primitive with the memory objects it runs on (handles set per call). */
+struct runner {
+	dnnl_primitive_t prim;
+	dnnl_memory_t in, weights, out, scratch, bias; /* forward: in = src; backward: in = diff_dst */
+	size_t scratch_bytes;
+	const char *impl;
+};
+
+struct conv_plan {
+	struct conv_shape shape;
+	struct runner fwd, bwd;
+	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
+	dnnl_stream_t stream;
+};
+
+static void runner_free(struct runner *r)
+{
+	dnnl_memory_t mems[] = {r->in, r->weights, r->out, r->scratch, r->bias};
+	for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+		if (mems[i])
+			dnnl_memory_destroy(mems[i]);
+	if (r->prim)
+		dnnl_primitive_destroy(r->prim);
+	*r = (struct runner){0};
+}
+
+void conv_plan_free(struct conv_plan **pp)
+{
+	struct conv_plan *p = *pp;
+	if (!p)
+		return;
+	runner_free(&p->fwd);
+	runner_free(&p->bwd);
+	free(p->own_fwd.data);
+	free(p->own_bwd.data);
+	if (p->stream)
+		dnnl_stream_destroy(p->stream);
+	free(p);
+	*pp = NULL;
+}
+
+/*
+ * The weights the primitive `pd` runs on: the shared ones when their layout
+ * is the one it wants, else a private reorder of them into `own`.
+ */
+static int weights_for(const_dnnl_primitive_desc_t pd, const struct packed *shared,
+                       struct packed *own, const float **data, struct igs_error *err)
+{
+	const dnnl_memory_desc_t *want = weights_md_of(pd);
+	if (dnnl_memory_desc_equal(want, &shared->md)) {
+		*data = shared->data;
+		return 0;
+	}
+	int rc = packed_make(own, &shared->md, shared->data, want, err);
+	*data = own->data;
+	return rc;
+}
+
+/* A memory object for argument `what` of `pd`, its handle set at run time. */
+static dnnl_status_t arg_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd,
+                                dnnl_query_t what)
+{
+	const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, 0);
+	return dnnl_memory_create(m, md, engine(), DNNL_MEMORY_NONE);
+}
+
+static int runner_create(struct runner *r, const_dnnl_primitive_desc_t pd, bool forward,
+                         const float *weights, const float *bias, struct igs_error *err)
+{
+	int rc = 0;
+	TRY(dnnl_primitive_create(&r->prim, pd), "convolution primitive");
+	TRY(arg_memory(&r->in, pd, forward ? dnnl_query_src_md : dnnl_query_diff_dst_md),
+	    "activation memory");
+	TRY(arg_memory(&r->out, pd, forward ? dnnl_query_dst_md : dnnl_query_diff_src_md),
+	    "activation memory");
+	TRY(arg_memory(&r->weights, pd, dnnl_query_weights_md), "weight memory");
+	TRY(dnnl_memory_set_data_handle(r->weights, (void *)weights), "weight memory");
+	TRY(arg_memory(&r->scratch, pd, dnnl_query_scratchpad_md), "scratch memory");
+	r->scratch_bytes = dnnl_memory_desc_get_size(
+	    dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+	if (bias) {
+		/* The bias is the second weights argument of a forward convolution. */
+		const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+		TRY(dnnl_memory_create(&r->bias, bmd, engine(), (void *)bias), "bias memory");
+	}
+	const char *impl = NULL;
+	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+	r->impl = impl;
+out:
+	return rc;
+}
+
+int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
+                     const struct conv_shape *shape, unsigned epilogue, struct igs_error *err)
+{
+	*out = NULL;
+	struct conv_shape s = *shape;
+	int rc = check_shape(&s, err);
+	if (rc)
+		return rc;
+	conv_shape_finish(&s);
+	if (s.c_in != w->c_in || s.c_out != w->c_out || s.k != w->k || s.stride != w->stride ||
+	    s.pad != w->pad)
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "convolution plan %d -> %d k%d s%d p%d does not match its weights "
+		                "%d -> %d k%d s%d p%d",
+		                s.c_in, s.c_out, s.k, s.stride, s.pad, w->c_in, w->c_out, w->k,
+		                w->stride, w->pad);
+	struct conv_plan *p = calloc(1, sizeof *p);
+	if (!p)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a convolution plan");
+	p->shape = s;
+	struct conv_descs d = {0};
+	const float *fwd_w = NULL, *bwd_w = NULL;
+	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, err);
+	if (!rc)
+		rc = weights_for(d.fwd, &w->fwd, &p->own_fwd, &fwd_w, err);
+	if (!rc)
+		rc = weights_for(d.bwd, &w->bwd, &p->own_bwd, &bwd_w, err);
+	if (!rc)
+		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, err);
+	if (!rc)
+		rc = runner_create(&p->bwd, d.bwd, false, bwd_w, NULL, err);
+	if (!rc) {
+		dnnl_status_t st = dnnl_stream_create(&p->stream, engine(), dnnl_stream_default_flags);
+		if (st != dnnl_success)
+			rc = dnnl_fail(err, st, "stream");
+	}
+	conv_descs_free(&d);
+	if (rc) {
+		conv_plan_free(&p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+size_t conv_plan_scratch_bytes(const struct conv_plan *p)
+{
+	return p->fwd.scratch_bytes > p->bwd.scratch_bytes ? p->fwd.scratch_bytes
+	                                                   : p->bwd.scratch_bytes;
+}
+
+size_t conv_plan_private_bytes(const struct conv_plan *p)
+{
+	return p->own_fwd.bytes + p->own_bwd.bytes;
+}
+
+const char *conv_plan_forward_impl(const struct conv_plan *p)
+{
+	return p->fwd.impl ? p->fwd.impl : "unknown";
+}
+
+const char *conv_plan_backward_impl(const struct conv_plan *p)
+{
+	return p->bwd.impl ? p->bwd.impl : "unknown";
+}
+
+/*
+ * Execution cannot fail for a primitive that was created (oneDNN validated
+ * the shapes then); a failure here is a bug, so it aborts loudly rather than
+ * returning a result computed from garbage.
+ */
+static void run(const struct conv_plan *p, const struct runner *r, int in_arg, const void *in,
+                int out_arg, void *out, void *scratch)
+{
+	dnnl_memory_set_data_handle(r->in, (void *)in);
+	dnnl_memory_set_data_handle(r->out, out);
+	dnnl_memory_set_data_handle(r->scratch, scratch);
+	dnnl_exec_arg_t args[5] = {{in_arg, r->in}, {DNNL_ARG_WEIGHTS, r->weights},
+	                           {out_arg, r->out}, {DNNL_ARG_SCRATCHPAD, r->scratch}};
+	int nargs = 4;
+	if (r->bias)
+		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, r->bias};
+	dnnl_status_t st = dnnl_primitive_execute(r->prim, p->stream, nargs, args);
+	if (st == dnnl_success)
+		st = dnnl_stream_wait(p->stream);
+	if (st != dnnl_success)
+		abort();
+}
+
+void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch)
+{
+	run(p, &p->fwd, DNNL_ARG_SRC, in, DNNL_ARG_DST, out, scratch);
+}
+
+void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
+                             void *scratch)
+{
+	run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, scratch);
+}
