@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 	const int S = info->input_size, classes = info->classes;
 	const size_t per_image = (size_t)S * S * 3;
 	struct net_workspace *ws1 = NULL, *wsb = NULL;
+	double t_prepare = now();
 	if (net_workspace_create(&ws1, m, 1, &err) < 0 ||
 	    net_workspace_create(&wsb, m, batch, &err) < 0 ||
 	    net_workspace_set_threads(ws1, threads, &err) < 0 ||
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
 	}
+	t_prepare = now() - t_prepare;
 	float *pixels = malloc(per_image * batch * sizeof(float));
 	float *grad = malloc(per_image * batch * sizeof(float));
 	float *logits = malloc((size_t)classes * batch * sizeof(float));
@@ -108,9 +110,9 @@ int main(int argc, char **argv)
 	double ig_ms = (now() - t0) * 1e3;
 	printf("{\"arch\": \"%s\", \"input_size\": %d, \"threads\": %d, "
 	       "\"forward_batch1_ms_median\": %.2f, "
-	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f}\n",
+	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",
 	       info->arch, S, threads, forward_median, points, batch, ig_ms,
-	       (double)net_workspace_bytes(wsb) / (1 << 20));
+	       (double)net_workspace_bytes(wsb) / (1 << 20), t_prepare * 1e3);
 	free(times);
 	free(pixels);
 	free(grad);

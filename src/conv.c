@@ -400,6 +400,9 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 		                "%d -> %d k%d s%d p%d",
 		                s.c_in, s.c_out, s.k, s.stride, s.pad, w->c_in, w->c_out, w->k,
 		                w->stride, w->pad);
+	if (epilogue & ~(unsigned)(CONV_ADD_TO_OUT | CONV_RELU))
+		return igs_fail(err, IGS_ERR_INTERNAL, "unknown convolution epilogue flags 0x%x",
+		                epilogue);
 	struct conv_plan *p = calloc(1, sizeof *p);
 	if (!p)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a convolution plan");

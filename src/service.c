@@ -115,6 +115,13 @@ int service_worker_create(struct service_worker **out, struct service *s, struct
 		rc = net_workspace_create(&w->ws, s->model, s->max_batch, err);
 	if (rc == 0 && s->cfg.threads > 1)
 		rc = net_workspace_set_threads(w->ws, s->cfg.threads, err);
+	/* Compile the convolution kernels for single images and full batches
+	 * now rather than in the first requests (oneDNN caches them, so the
+	 * second worker gets them almost for free). */
+	if (rc == 0)
+		rc = net_workspace_prepare(w->ws, 1, err);
+	if (rc == 0 && s->max_batch > 1)
+		rc = net_workspace_prepare(w->ws, s->max_batch, err);
 	if (rc < 0) {
 		service_worker_free(&w);
 		return rc;
