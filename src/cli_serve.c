@@ -114,7 +114,7 @@ int cli_serve(int argc, char **argv)
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
 	int blas_threads = 0;
-	int team_threads = cores;
+	int worker_threads = cores;
 
 	struct flag flags[CLI_MODEL_FLAG_COUNT + 21];
 	size_t n = cli_model_flags(flags, &mo);
@@ -148,8 +148,8 @@ int cli_serve(int argc, char **argv)
 	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
 	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
-	    {"threads-per-worker", FLAG_INT, &team_threads, "N",
-	     "compute threads each worker splits every layer over (default: the cores); with "
+	    {"threads-per-worker", FLAG_INT, &worker_threads, "N",
+	     "OpenMP threads each worker splits every layer over (default: the cores); with "
 	     "more than one, OpenBLAS runs single-threaded",
 	     NULL, NULL},
 	    {"blas-threads", FLAG_INT, &blas_threads, "N",
@@ -175,7 +175,7 @@ int cli_serve(int argc, char **argv)
 	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
 	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
 	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
-	    blas_threads < 0 || sc.max_body_bytes == 0 || team_threads < 1 || team_threads > 64) {
+	    blas_threads < 0 || sc.max_body_bytes == 0 || worker_threads < 1 || worker_threads > 64) {
 		fprintf(stderr, "igserve serve: --workers, --queue-size, --attribute-queue-size, "
 		                "--max-connections, --http-threads, --max-steps and "
 		                "--max-body-bytes must be positive; --idle-timeout, --deadline-ms, "
@@ -187,7 +187,7 @@ int cli_serve(int argc, char **argv)
 	/* Parallelism comes from the workers; BLAS threads inside each
 	 * request would only fight them for the cores. */
 	if (blas_threads == 0)
-		blas_threads = sc.workers > 1 || team_threads > 1 ? 1 : cores;
+		blas_threads = sc.workers > 1 || worker_threads > 1 ? 1 : cores;
 	openblas_set_num_threads(blas_threads);
 
 	sigset_t signals;
@@ -201,7 +201,7 @@ int cli_serve(int argc, char **argv)
 	cfg.max_steps_cap = sc.max_steps_cap;
 	cfg.memory_budget = memory_budget;
 	cfg.blas_threads = blas_threads;
-	cfg.threads = team_threads;
+	cfg.threads = worker_threads;
 	struct service *svc = NULL;
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);

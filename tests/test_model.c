@@ -151,7 +151,7 @@ static void compare_with_pytorch(int _i, int threads)
 		              variants[_i].name, i, rel);
 	}
 
-	/* The batch is CNHW inside: image 1 alone must give its row of the batch. */
+	/* Images share every kernel call: image 1 alone must give its row of the batch. */
 	float single[10];
 	ck_assert_int_eq(net_forward(ws, pixels + per_image, 1, single), 0);
 	for (int c = 0; c < classes; c++)

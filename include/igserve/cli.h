@@ -90,8 +90,8 @@ int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_
 
 /* Cores this process may use (sched_getaffinity), at least 1. */
 int cli_default_threads(void);
-/* Before running the model with `threads` team threads: OpenBLAS goes
- * single-threaded when the team is the parallelism (team.h). */
+/* Before running the model on `threads` OpenMP threads: OpenBLAS (the
+ * classifier's product) goes single-threaded when they are the parallelism. */
 void cli_use_compute_threads(int threads);
 
 /*

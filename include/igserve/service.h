@@ -114,7 +114,7 @@ struct service_config {
 	size_t memory_budget;       /* bytes for one attribution's workspace (0: 1 GiB) */
 	int blas_threads;           /* threads OpenBLAS may use inside one request */
 	int input_size;             /* 0: the model's default (224) */
-	int threads;                /* compute threads per worker (team.h); 0: 1 */
+	int threads;                /* OpenMP threads per worker (network passes); 0: 1 */
 	int max_batch;              /* 0: from memory_budget (at most 4) */
 };
 
