@@ -598,6 +598,20 @@ static int sha256_hex(char out[65], const void *data, size_t len)
  * (names, data, metadata, sha256) lives until then.  On failure *out is
  * NULL.
  */
+/*
+ * Let the kernel reclaim the whole pages of [p, p + bytes) of the read-only
+ * mapping: a 100 MB weights file otherwise stays in the process's resident
+ * memory beside the model's own copy until it is closed.
+ */
+static void drop_pages(const void *p, size_t bytes)
+{
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 int safetensors_open(struct st_file **out, const char *path, struct igs_error *err)
 {
 	*out = NULL;
@@ -680,6 +694,9 @@ int safetensors_open(struct st_file **out, const char *path, struct igs_error *e
 		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: SHA-256 computation failed", path);
 		goto fail;
 	}
+	/* Hashing touched every page; readers copy what they need, so the
+	 * mapping need not keep the file resident (it faults back in on use). */
+	drop_pages(f->map, f->size);
 	*out = f;
 	return 0;
 
@@ -770,15 +787,15 @@ int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error
 	case ST_F32:
 		for (size_t i = 0; i < n; i++)
 			dst[i] = f32_from_bits(load_le32(src + 4 * i));
-		return 0;
+		break;
 	case ST_F16:
 		for (size_t i = 0; i < n; i++)
 			dst[i] = f16_to_f32(load_le16(src + 2 * i));
-		return 0;
+		break;
 	case ST_BF16:
 		for (size_t i = 0; i < n; i++)
 			dst[i] = bf16_to_f32(load_le16(src + 2 * i));
-		return 0;
+		break;
 	case ST_F64:
 		for (size_t i = 0; i < n; i++) {
 			uint64_t u = load_le64(src + 8 * i);
@@ -786,7 +803,7 @@ int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error
 			memcpy(&v, &u, 8);
 			dst[i] = (float)v;
 		}
-		return 0;
+		break;
 	default:
 		return igs_fail(
 		    err, IGS_ERR_FORMAT,
@@ -794,6 +811,8 @@ int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error
 		    "F16, BF16, F64)",
 		    t->name, safetensors_dtype_name(t->dtype));
 	}
+	drop_pages(src, t->nbytes);
+	return 0;
 }
 
 /* ======================================================================== */
