@@ -89,10 +89,10 @@ int main(int argc, char **argv)
 		pixels[i] = (float)(rand() % 256);
 
 	double *times = malloc((size_t)(reps > 0 ? reps : 1) * sizeof(double));
-	net_forward(ws1, pixels, 1, logits); /* warm up */
+	net_infer(ws1, pixels, 1, logits); /* warm up */
 	for (int r = 0; r < reps; r++) {
 		double t0 = now();
-		net_forward(ws1, pixels, 1, logits);
+		net_infer(ws1, pixels, 1, logits);
 		times[r] = (now() - t0) * 1e3;
 	}
 	qsort(times, (size_t)reps, sizeof(double), cmp_double);

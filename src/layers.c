@@ -30,11 +30,18 @@ static void thread_range(long total, long *lo, long *hi)
 
 /* ------------------------------------------------------------ elementwise */
 
-void relu_backward(float *restrict d, const float *restrict out, size_t count)
+void relu_mask(uint8_t *restrict mask, const float *restrict x, size_t count)
 {
 #pragma omp parallel for schedule(static)
 	for (size_t i = 0; i < count; i++)
-		d[i] = out[i] > 0.0f ? d[i] : 0.0f;
+		mask[i] = x[i] > 0.0f;
+}
+
+void relu_backward(float *restrict d, const uint8_t *restrict mask, size_t count)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < count; i++)
+		d[i] = mask[i] ? d[i] : 0.0f;
 }
 
 void tensor_add(float *restrict dst, const float *restrict src, size_t count)
@@ -45,8 +52,8 @@ void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 }
 
 /* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
-void affine_relu_forward(float *out, const float *in, const float *scale, const float *shift,
-                         int channels, size_t pixels)
+void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
+                         const float *shift, int channels, size_t pixels)
 {
 #pragma omp parallel for schedule(static)
 	for (size_t p = 0; p < pixels; p++) {
@@ -56,23 +63,27 @@ void affine_relu_forward(float *out, const float *in, const float *scale, const 
 			float v = x[c] * scale[c] + shift[c];
 			y[c] = v > 0.0f ? v : 0.0f;
 		}
+		if (mask)
+			for (int c = 0; c < channels; c++)
+				mask[p * channels + c] = y[c] > 0.0f;
 	}
 }
 
 /* d_in may equal d_out when not accumulating: no restrict on them. */
-void affine_relu_backward(float *d_in, const float *d_out, const float *out, const float *scale,
-                          int channels, size_t pixels, int accumulate)
+void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask,
+                          const float *scale, int channels, size_t pixels, int accumulate)
 {
 #pragma omp parallel for schedule(static)
 	for (size_t p = 0; p < pixels; p++) {
-		const float *g = d_out + p * channels, *y = out + p * channels;
+		const float *g = d_out + p * channels;
+		const uint8_t *y = mask + p * channels;
 		float *dx = d_in + p * channels;
 		if (accumulate) {
 			for (int c = 0; c < channels; c++)
-				dx[c] += y[c] > 0.0f ? g[c] * scale[c] : 0.0f;
+				dx[c] += y[c] ? g[c] * scale[c] : 0.0f;
 		} else {
 			for (int c = 0; c < channels; c++)
-				dx[c] = y[c] > 0.0f ? g[c] * scale[c] : 0.0f;
+				dx[c] = y[c] ? g[c] * scale[c] : 0.0f;
 		}
 	}
 }

@@ -3,11 +3,15 @@
  *
  * Activations are NHWC ([N][H][W][C]); convolutions run on oneDNN through
  * conv.h, every other layer through layers.h, all on the calling thread's
- * OpenMP team (ws->threads).  The forward pass keeps every activation the
- * backward pass needs (ReLU outputs as masks, max-pool argmax); the backward
- * pass needs no weight gradients, so it never keeps conv inputs for their
- * own sake.  All activations are carved from one allocation sized at
- * workspace creation for the largest batch; convolution plans are created
+ * OpenMP team (ws->threads).
+ *
+ * The backward pass to the input needs no weight gradients, so it needs
+ * nothing of the forward's activations but where each ReLU was open and
+ * where each max-pool window took its maximum.  The forward pass therefore
+ * keeps one byte per ReLU output (a mask) and the argmax, and runs its float
+ * activations through five rotating buffers, which the backward pass then
+ * reuses for its gradients.  Everything is carved from one allocation sized
+ * at workspace creation for the largest batch; convolution plans are created
  * once per batch size, on first use (or by net_workspace_prepare).
  */
 #include "model_internal.h"
@@ -24,13 +28,16 @@
 
 /* ===== workspace layout =================================================== */
 
+/* Masks are 1 where the ReLU let its input through. */
 struct block_buffers {
-	float *preact;             /* relu(norm1(x)), preact blocks only */
-	float *hidden[2];          /* outputs of convs[0..n_convs-2] (post-ReLU) */
-	float *out;                /* block output */
+	uint8_t *preact_mask;      /* relu(norm1(x)) > 0, preact blocks only */
+	uint8_t *hidden_mask[2];   /* outputs of convs[0..n_convs-2] > 0 */
+	uint8_t *out_mask;         /* block output > 0, when the block ends in a ReLU */
 	struct conv_shape convs[3];
 	struct conv_shape downsample;
 };
+
+enum { N_ACT = 5 }; /* rotating activation buffers; the most one block needs */
 
 /* The convolution plans of one batch size, in the order conv_index() gives. */
 struct batch_plans {
@@ -40,6 +47,7 @@ struct batch_plans {
 struct net_workspace {
 	const struct model *model;
 	int max_batch, n;            /* n: batch of the last forward */
+	bool masks_kept;             /* the last forward kept what net_backward needs */
 	int size;                    /* input size the workspace was laid out for */
 	int threads;                 /* OpenMP threads every pass runs on */
 	float *arena;
@@ -48,15 +56,14 @@ struct net_workspace {
 
 	float *input;                /* [n][S][S][3] normalized */
 	struct conv_shape stem;
-	float *stem_out;
+	uint8_t *stem_mask;          /* stem output > 0, when the stem ends in a ReLU */
 	struct pool_shape pool;
-	float *pool_out;
 	struct block_buffers *blocks;
-	float *head_act;             /* relu(norm(x)) for ResNetV2; else NULL */
+	uint8_t *head_mask;          /* relu(norm(x)) > 0 for ResNetV2; else NULL */
 	int head_hw;
 	float *pooled;               /* [n][features] */
 	float *d_pooled;             /* [n][features] */
-	float *grad[5];              /* scratch gradients, each max_act floats */
+	float *act[N_ACT];           /* activations forward, gradients backward; max_act floats */
 	size_t max_act;
 
 	int n_convs;                 /* stem + every block conv + downsamples */
@@ -82,6 +89,11 @@ static float *carve(struct carver *cv, size_t count)
 	return cv->base ? cv->base + start : NULL;
 }
 
+static uint8_t *carve_mask(struct carver *cv, size_t count)
+{
+	return (uint8_t *)carve(cv, (count + sizeof(float) - 1) / sizeof(float));
+}
+
 static size_t max_size(size_t a, size_t b)
 {
 	return a > b ? a : b;
@@ -99,20 +111,21 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 {
 	const struct model *m = ws->model;
 	const int S = ws->size;
-	size_t max_act = 0;
+	size_t max_act = (size_t)3 * n * S * S;
 
 	ws->input = carve(cv, (size_t)3 * n * S * S);
 	conv_geometry(&ws->stem, &m->stem, n, S, S);
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
-	ws->stem_out = carve(cv, stem_count);
+	ws->stem_mask = m->stem.relu ? carve_mask(cv, stem_count) : NULL;
 	max_act = max_size(max_act, stem_count);
 
 	ws->pool = (struct pool_shape){.c = m->stem.c_out, .n = n, .h_in = ws->stem.h_out,
 	                               .w_in = ws->stem.w_out, .k = 3, .stride = 2, .pad = 1};
 	pool_shape_finish(&ws->pool);
 	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
-	ws->pool_out = carve(cv, pool_count);
 	max_act = max_size(max_act, pool_count);
+	/* argmax indices (into the stem's output) as int32 in float-sized slots. */
+	ws->argmax = (int32_t *)carve(cv, pool_count);
 
 	int h = ws->pool.h_out, w = ws->pool.w_out;
 	size_t in_count = pool_count;
@@ -120,8 +133,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 		const struct block_params *blk = &m->blocks[b];
 		struct block_buffers *bb = &ws->blocks[b];
 		size_t out_count = 0;
-		if (blk->preact)
-			bb->preact = carve(cv, in_count);
+		bb->preact_mask = blk->preact ? carve_mask(cv, in_count) : NULL;
 		int hh = h, ww = w;
 		for (int i = 0; i < blk->n_convs; i++) {
 			conv_geometry(&bb->convs[i], &blk->convs[i], n, hh, ww);
@@ -130,26 +142,24 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
 			max_act = max_size(max_act, count);
 			if (i < blk->n_convs - 1)
-				bb->hidden[i] = carve(cv, count);
+				bb->hidden_mask[i] = carve_mask(cv, count);
 			else
 				out_count = count;
 		}
 		if (blk->has_downsample)
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w);
-		bb->out = carve(cv, out_count);
+		bb->out_mask = blk->relu_out ? carve_mask(cv, out_count) : NULL;
 		h = hh;
 		w = ww;
 		in_count = out_count;
 	}
 	ws->head_hw = h * w;
-	ws->head_act = m->has_final_norm ? carve(cv, in_count) : NULL;
+	ws->head_mask = m->has_final_norm ? carve_mask(cv, in_count) : NULL;
 	ws->pooled = carve(cv, (size_t)n * m->info.features);
 	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
-	ws->max_act = max_size(max_act, (size_t)3 * n * S * S);
-	for (int i = 0; i < 5; i++)
-		ws->grad[i] = carve(cv, ws->max_act);
-	/* argmax indices live in the arena too, as int32 in float-sized slots. */
-	ws->argmax = (int32_t *)carve(cv, pool_count);
+	ws->max_act = max_act;
+	for (int i = 0; i < N_ACT; i++)
+		ws->act[i] = carve(cv, max_act);
 	return cv->used;
 }
 
@@ -382,32 +392,62 @@ static size_t count_of(const struct conv_shape *s)
 	return (size_t)s->c_out * s->n * s->h_out * s->w_out;
 }
 
-static void block_forward(struct net_workspace *ws, int b, const float *x)
+/*
+ * The activation buffers a block uses besides its input act[x]: the
+ * pre-activation, the output, and the two hidden ones, in that order.
+ */
+static void block_buffers_for(int x, int out[4])
+{
+	for (int i = 0, k = 0; i < N_ACT; i++)
+		if (i != x)
+			out[k++] = i;
+}
+
+/* Masks are made only when a backward pass will follow. */
+static void keep_mask(uint8_t *mask, const float *x, size_t count, bool keep)
+{
+	if (keep && mask)
+		relu_mask(mask, x, count);
+}
+
+/* One residual block on act[x]; returns the index of its output buffer. */
+static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 {
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
 	const size_t pixels_in = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
-	const float *chain_in = x;
+	int use[4];
+	block_buffers_for(x, use);
+	float *in = ws->act[x], *pre = ws->act[use[0]], *out = ws->act[use[1]];
+	float *hidden[2] = {ws->act[use[2]], ws->act[use[3]]};
+
+	const float *chain_in = in;
 	if (blk->preact) {
-		affine_relu_forward(bb->preact, x, blk->norm1.scale, blk->norm1.shift,
-		                    blk->norm1.channels, pixels_in);
-		chain_in = bb->preact;
+		affine_relu_forward(pre, keep ? bb->preact_mask : NULL, in, blk->norm1.scale,
+		                    blk->norm1.shift, blk->norm1.channels, pixels_in);
+		chain_in = pre;
 	}
 	/* The shortcut goes into `out` first; the last conv then adds onto it. */
+	const size_t out_count = count_of(&bb->convs[blk->n_convs - 1]);
 	if (blk->has_downsample)
-		conv_forward(ws, conv_index(b, DOWNSAMPLE), bb->out, chain_in);
+		conv_forward(ws, conv_index(b, DOWNSAMPLE), out, chain_in);
 	else
-		memcpy(bb->out, x, count_of(&bb->convs[blk->n_convs - 1]) * sizeof(float));
+		memcpy(out, in, out_count * sizeof(float));
 
 	const float *h = chain_in;
 	for (int i = 0; i < blk->n_convs; i++) {
-		float *dst = i == blk->n_convs - 1 ? bb->out : bb->hidden[i];
+		bool last = i == blk->n_convs - 1;
+		float *dst = last ? out : hidden[i];
 		conv_forward(ws, conv_index(b, i), dst, h);
+		if (!last)
+			keep_mask(bb->hidden_mask[i], dst, count_of(&bb->convs[i]), keep);
 		h = dst;
 	}
+	keep_mask(bb->out_mask, out, out_count, keep);
+	return use[1];
 }
 
-int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits)
+static int forward(struct net_workspace *ws, const float *pixels, int n, float *logits, bool keep)
 {
 	const struct model *m = ws->model;
 	if (n < 1 || n > ws->max_batch || ws->size != m->info.input_size)
@@ -416,26 +456,38 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 	if (rc < 0)
 		return rc;
 	set_batch(ws, n);
+	ws->masks_kept = keep;
 	const int S = ws->size;
 
 	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
-	conv_forward(ws, 0, ws->stem_out, ws->input);
-	maxpool_forward(ws->pool_out, ws->argmax, ws->stem_out, &ws->pool);
+	conv_forward(ws, 0, ws->act[0], ws->input);
+	keep_mask(ws->stem_mask, ws->act[0], count_of(&ws->stem), keep);
+	maxpool_forward(ws->act[1], ws->argmax, ws->act[0], &ws->pool);
 
-	const float *x = ws->pool_out;
-	for (int b = 0; b < m->n_blocks; b++) {
-		block_forward(ws, b, x);
-		x = ws->blocks[b].out;
-	}
+	int x = 1;
+	for (int b = 0; b < m->n_blocks; b++)
+		x = block_forward(ws, b, x, keep);
 	const int C = m->info.features;
+	const float *head = ws->act[x];
 	if (m->has_final_norm) {
-		affine_relu_forward(ws->head_act, x, m->final_norm.scale, m->final_norm.shift, C,
-		                    (size_t)n * ws->head_hw);
-		x = ws->head_act;
+		float *act = ws->act[(x + 1) % N_ACT];
+		affine_relu_forward(act, keep ? ws->head_mask : NULL, head, m->final_norm.scale,
+		                    m->final_norm.shift, C, (size_t)n * ws->head_hw);
+		head = act;
 	}
-	avgpool_forward(ws->pooled, x, C, n, ws->head_hw);
+	avgpool_forward(ws->pooled, head, C, n, ws->head_hw);
 	linear_forward(logits, ws->pooled, m->fc_weight, m->fc_bias, n, C, m->info.classes);
 	return 0;
+}
+
+int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits)
+{
+	return forward(ws, pixels, n, logits, true);
+}
+
+int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logits)
+{
+	return forward(ws, pixels, n, logits, false);
 }
 
 /* ===== backward =========================================================== */
@@ -451,7 +503,7 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 	struct block_buffers *bb = &ws->blocks[b];
 	const int last = blk->n_convs - 1;
 	if (blk->relu_out)
-		relu_backward(d_out, bb->out, count_of(&bb->convs[last]));
+		relu_backward(d_out, bb->out_mask, count_of(&bb->convs[last]));
 	/* d_out is now the gradient of (chain + shortcut). */
 
 	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
@@ -462,7 +514,7 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 		float *dst = i == 0 ? chain_grad : bufs[i % 2];
 		conv_backward(ws, conv_index(b, i), dst, g);
 		if (i > 0)
-			relu_backward(dst, bb->hidden[i - 1], count_of(&bb->convs[i - 1]));
+			relu_backward(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
 		g = dst;
 	}
 
@@ -475,7 +527,7 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 	}
 	if (blk->preact) {
 		const size_t pixels = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
-		affine_relu_backward(d_x, chain_grad, bb->preact, blk->norm1.scale,
+		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale,
 		                     blk->norm1.channels, pixels, 0);
 	}
 	if (!blk->has_downsample)
@@ -484,24 +536,25 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 
 int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
 {
-	if (ws->n < 1)
+	if (ws->n < 1 || !ws->masks_kept)
 		return IGS_ERR_BAD_OPTION;
 	omp_set_num_threads(ws->threads);
 	const struct model *m = ws->model;
 	const int n = ws->n, C = m->info.features, S = ws->size;
 
+	/* The forward's activations are dead: their buffers hold gradients now. */
 	linear_backward(ws->d_pooled, d_logits, m->fc_weight, n, C, m->info.classes);
-	float *g = ws->grad[0], *spare = ws->grad[1];
+	float *g = ws->act[0], *spare = ws->act[1];
 	avgpool_backward(g, ws->d_pooled, C, n, ws->head_hw);
 	if (m->has_final_norm) {
-		affine_relu_backward(spare, g, ws->head_act, m->final_norm.scale, C,
+		affine_relu_backward(spare, g, ws->head_mask, m->final_norm.scale, C,
 		                     (size_t)n * ws->head_hw, 0);
 		float *t = g;
 		g = spare;
 		spare = t;
 	}
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
-		block_backward(ws, b, g, spare, ws->grad[2], ws->grad[3], ws->grad[4]);
+		block_backward(ws, b, g, spare, ws->act[2], ws->act[3], ws->act[4]);
 		float *t = g;
 		g = spare;
 		spare = t;
@@ -509,7 +562,7 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 	/* g: gradient of the max-pool output. */
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
 	if (m->stem.relu)
-		relu_backward(spare, ws->stem_out, count_of(&ws->stem));
+		relu_backward(spare, ws->stem_mask, count_of(&ws->stem));
 	conv_backward(ws, 0, g, spare);
 	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
 	return 0;

@@ -300,7 +300,7 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 	double forward_ms = 0;
 	if (rc == 0) {
 		double t0 = igs_now();
-		rc = net_forward(w->ws, pixels, 1, w->logits);
+		rc = net_infer(w->ws, pixels, 1, w->logits);
 		forward_ms = service_ms_since(t0);
 		if (rc < 0)
 			igs_fail(err, rc, "forward pass failed");

@@ -136,13 +136,19 @@ START_TEST(test_relu_backward)
 	enum { COUNT = 1001 };
 	float *d = frandom(COUNT, 1.0f), *out = frandom(COUNT, 1.0f);
 	float *d0 = falloc(COUNT);
+	uint8_t *mask = malloc(COUNT);
 	out[3] = 0.0f; /* exactly at the kink: the gradient is taken as 0 */
+	out[4] = -0.0f;
 	memcpy(d0, d, COUNT * sizeof(float));
-	relu_backward(d, out, COUNT);
+	relu_mask(mask, out, COUNT);
+	for (int i = 0; i < COUNT; i++)
+		ck_assert_int_eq(mask[i], out[i] > 0.0f);
+	relu_backward(d, mask, COUNT);
 	for (int i = 0; i < COUNT; i++)
 		ck_assert_float_eq(d[i], out[i] > 0.0f ? d0[i] : 0.0f);
 	ck_assert_float_eq(d[3], 0.0f);
-	free(d), free(out), free(d0);
+	ck_assert_float_eq(d[4], 0.0f);
+	free(d), free(out), free(d0), free(mask);
 }
 END_TEST
 
@@ -155,22 +161,25 @@ START_TEST(test_affine_relu)
 	float *shift = frandom(channels, 0.5f), *out = falloc(count), *d_out = frandom(count, 1.0f);
 	float *d_in = falloc(count), *prior = frandom(count, 1.0f), *inplace = falloc(count);
 	double *ref = dalloc(count);
+	uint8_t *mask = malloc(count);
 
-	affine_relu_forward(out, in, scale, shift, channels, pixels);
+	affine_relu_forward(out, mask, in, scale, shift, channels, pixels);
 	for (size_t i = 0; i < pixels; i++)
 		for (int c = 0; c < channels; c++) {
 			double v = (double)in[i * channels + c] * scale[c] + shift[c];
 			ref[i * channels + c] = v > 0.0 ? v : 0.0;
 		}
 	assert_close(out, ref, count, 1e-6, "affine_relu_forward");
+	for (size_t i = 0; i < count; i++)
+		ck_assert_int_eq(mask[i], out[i] > 0.0f);
 
 	/* in place, as a model may run it */
 	memcpy(inplace, in, count * sizeof(float));
-	affine_relu_forward(inplace, inplace, scale, shift, channels, pixels);
+	affine_relu_forward(inplace, NULL, inplace, scale, shift, channels, pixels);
 	ck_assert_mem_eq(inplace, out, count * sizeof(float));
 
 	/* backward against the formula, writing and accumulating */
-	affine_relu_backward(d_in, d_out, out, scale, channels, pixels, 0);
+	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 0);
 	for (size_t i = 0; i < pixels; i++)
 		for (int c = 0; c < channels; c++)
 			ref[i * channels + c] = out[i * channels + c] > 0.0f
@@ -178,13 +187,13 @@ START_TEST(test_affine_relu)
 			                            : 0.0;
 	assert_close(d_in, ref, count, 1e-6, "affine_relu_backward");
 	memcpy(d_in, prior, count * sizeof(float));
-	affine_relu_backward(d_in, d_out, out, scale, channels, pixels, 1);
+	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 1);
 	for (size_t i = 0; i < count; i++)
 		ref[i] += prior[i];
 	assert_close(d_in, ref, count, 1e-6, "affine_relu_backward accumulate");
 
 	/* and against finite differences, away from kinks */
-	affine_relu_backward(d_in, d_out, out, scale, channels, pixels, 0);
+	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 0);
 	const float eps = 1e-2f;
 	double *fd = dalloc(count);
 	int *skip = calloc(count, sizeof(int));
@@ -195,17 +204,17 @@ START_TEST(test_affine_relu)
 		skip[i] = (pre_p > 0.0) != (pre_m > 0.0);
 		float x0 = in[i];
 		in[i] = x0 + eps;
-		affine_relu_forward(out, in, scale, shift, channels, pixels);
+		affine_relu_forward(out, NULL, in, scale, shift, channels, pixels);
 		double lp = dot(out, d_out, count);
 		in[i] = x0 - eps;
-		affine_relu_forward(out, in, scale, shift, channels, pixels);
+		affine_relu_forward(out, NULL, in, scale, shift, channels, pixels);
 		double lm = dot(out, d_out, count);
 		in[i] = x0;
 		fd[i] = (lp - lm) / (2.0 * eps);
 	}
 	assert_fd(fd, d_in, skip, count, 1e-3, 0.8, "affine_relu finite differences");
 	free(in), free(scale), free(shift), free(out), free(d_out), free(d_in), free(prior);
-	free(inplace), free(ref), free(fd), free(skip);
+	free(inplace), free(ref), free(fd), free(skip), free(mask);
 }
 END_TEST
 
@@ -561,13 +570,16 @@ static void run_all_kernels(float *out, int threads)
 	o += 2 * 67;
 	avgpool_backward(o, pooled, 67, 2, hw);
 	o += n_in;
-	affine_relu_forward(o, x, scale, shift, 67, (size_t)2 * hw);
-	affine_relu_backward(o + n_in, x, o, scale, 67, (size_t)2 * hw, 0);
+	uint8_t *mask = malloc(n_in);
+	affine_relu_forward(o, mask, x, scale, shift, 67, (size_t)2 * hw);
+	affine_relu_backward(o + n_in, x, mask, scale, 67, (size_t)2 * hw, 0);
 	o += 2 * n_in;
 	memcpy(o, x, n_in * sizeof(float));
-	relu_backward(o, g, n_out < n_in ? n_out : n_in);
+	relu_mask(mask, g, n_out);
+	relu_backward(o, mask, n_out);
 	tensor_add(o, x, n_in);
 	o += n_in;
+	free(mask);
 	const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
 	normalize_forward(o, x, 2, 7, 11, mean, std);
 	normalize_backward(o + 2 * 7 * 11 * 3, x, 2, 7, 11, std);

@@ -163,6 +163,12 @@ static void compare_with_pytorch(int _i, int threads)
 	ck_assert_int_eq(net_forward(ws, pixels, n, again), 0);
 	ck_assert_int_eq(memcmp(again, logits, sizeof again), 0);
 
+	/* Inference alone gives the same logits, and keeps nothing to go back through. */
+	memset(again, 0, sizeof again);
+	ck_assert_int_eq(net_infer(ws, pixels, n, again), 0);
+	ck_assert_int_eq(memcmp(again, logits, sizeof again), 0);
+	ck_assert_int_eq(net_backward(ws, d_logits, grad), IGS_ERR_BAD_OPTION);
+
 	net_workspace_free(&ws);
 	ck_assert_ptr_null(ws);
 	free(grad);

@@ -19,8 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* relu_backward - d[i] = out[i] > 0 ? d[i] : 0, in place. */
-void relu_backward(float *d, const float *out, size_t count);
+/*
+ * relu_mask - mask[i] = x[i] > 0: all the backward pass needs of a ReLU's
+ * output, in a quarter of its memory.
+ */
+void relu_mask(uint8_t *mask, const float *x, size_t count);
+/* relu_backward - d[i] = mask[i] ? d[i] : 0, in place. */
+void relu_backward(float *d, const uint8_t *mask, size_t count);
 
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
@@ -28,13 +33,13 @@ void tensor_add(float *dst, const float *src, size_t count);
 /*
  * affine_relu_forward - inference BatchNorm folded to scale/shift, then ReLU:
  *   out[p][c] = max(0, in[p][c] * scale[c] + shift[c]) for p < pixels
- * out may equal in.
+ * out may equal in; mask (NULL: not wanted) receives out > 0.
  */
-void affine_relu_forward(float *out, const float *in, const float *scale, const float *shift,
-                         int channels, size_t pixels);
-/* d_in (+)= d_out * (out > 0) * scale[c]; d_in may equal d_out when not accumulating. */
-void affine_relu_backward(float *d_in, const float *d_out, const float *out, const float *scale,
-                          int channels, size_t pixels, int accumulate);
+void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
+                         const float *shift, int channels, size_t pixels);
+/* d_in (+)= d_out * mask * scale[c]; d_in may equal d_out when not accumulating. */
+void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask,
+                          const float *scale, int channels, size_t pixels, int accumulate);
 
 /* Max pooling, square window; padding never wins (it is -infinity). */
 struct pool_shape {

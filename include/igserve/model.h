@@ -103,13 +103,17 @@ size_t net_workspace_bytes_for(const struct model *m, int batch);
 
 /*
  * net_forward - logits [n][classes] for pixels [n][size][size][3].
- * Keeps the activations in `ws` for a following net_backward.
+ * Keeps what a following net_backward needs (ReLU masks, max-pool argmax).
  */
 int net_forward(struct net_workspace *ws, const float *pixels, int n, float *logits);
 
+/* net_infer - the same logits, keeping nothing for net_backward (faster). */
+int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logits);
+
 /*
  * net_backward - gradient of sum_i sum_j d_logits[i][j] * logits[i][j]
- * with respect to the pixels of the last net_forward on `ws`:
+ * with respect to the pixels of the last net_forward on `ws` (after a
+ * net_infer, or none, it returns IGS_ERR_BAD_OPTION):
  * grad_pixels [n][size][size][3].  A one-hot d_logits row gives
  * dF_t/dx for class t.
  */
