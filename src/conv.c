@@ -9,6 +9,7 @@
  * primitives created once per workspace.
  */
 #include "igserve/conv.h"
+#include "igserve/memory.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -73,10 +74,6 @@ static int check_shape(const struct conv_shape *s, struct igs_error *err)
 	return 0;
 }
 
-static void *alloc_aligned(size_t bytes)
-{
-	return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-}
 
 /* ------------------------------------------------------- primitive descs */
 
@@ -213,7 +210,7 @@ static int packed_make(struct packed *p, const dnnl_memory_desc_t *from_md, cons
 {
 	p->md = *to_md;
 	p->bytes = dnnl_memory_desc_get_size(to_md);
-	p->data = alloc_aligned(p->bytes);
+	p->data = large_alloc(p->bytes);
 	if (!p->data)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of weights", p->bytes);
 	int rc = reorder(from_md, from, to_md, p->data, err);
@@ -259,7 +256,7 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	}
 	conv_descs_free(&d);
 	if (!rc && bias) {
-		w->bias = alloc_aligned((size_t)s.c_out * sizeof(float));
+		w->bias = large_alloc((size_t)s.c_out * sizeof(float));
 		if (!w->bias)
 			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for a bias");
 		else

@@ -51,6 +51,16 @@ void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 		dst[i] += src[i];
 }
 
+void tensor_copy(float *restrict dst, const float *restrict src, size_t count)
+{
+#pragma omp parallel
+	{
+		long lo, hi;
+		thread_range((long)count, &lo, &hi);
+		memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+	}
+}
+
 /* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
 void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
                          const float *shift, int channels, size_t pixels)
@@ -112,22 +122,30 @@ void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float 
 			/* Padding is skipped, so it never wins.  A window that
 			 * is all padding (pad >= k, which PyTorch refuses)
 			 * yields -inf and argmax -1. */
+			if (y0 >= y1 || x0 >= x1) {
+				for (int c = 0; c < C; c++) {
+					y[c] = -INFINITY;
+					am[c] = -1;
+				}
+				continue;
+			}
+			const size_t first = (((size_t)n * hi + y0) * wi + x0) * C;
 			for (int c = 0; c < C; c++) {
-				y[c] = -INFINITY;
-				am[c] = -1;
+				y[c] = in[first + c];
+				am[c] = (int32_t)(first + c);
 			}
 			for (int iy = y0; iy < y1; iy++) {
 				for (int ix = x0; ix < x1; ix++) {
 					const size_t i = (((size_t)n * hi + iy) * wi + ix) * C;
 					const float *x = in + i;
 					/* Strict > keeps the first of equal values; a
-					 * NaN wins once (propagates, as PyTorch). */
+					 * NaN wins once (propagates, as PyTorch).
+					 * Branch-free, so the loop vectorizes. */
 					for (int c = 0; c < C; c++) {
-						float v = x[c];
-						if (v > y[c] || am[c] < 0 || (isnan(v) && !isnan(y[c]))) {
-							y[c] = v;
-							am[c] = (int32_t)(i + c);
-						}
+						float v = x[c], b = y[c];
+						int take = (v > b) | ((v != v) & (b == b));
+						y[c] = take ? v : b;
+						am[c] = take ? (int32_t)(i + c) : am[c];
 					}
 				}
 			}
@@ -195,26 +213,54 @@ void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, 
 
 /* ----------------------------------------------------------------- linear */
 
+/*
+ * The classifier's weights (8 MB for ResNet-50) are read once per call, so
+ * the product is memory-bound: the OpenMP threads each take a slice of the
+ * classes (forward) or of the features (backward), and a single image uses
+ * sgemv, which reads the weights without packing them as sgemm would.
+ */
 void linear_forward(float *restrict out, const float *restrict in, const float *restrict weight,
                     const float *restrict bias, int n, int c, int classes)
 {
 	// in is (N, C), weight is (classes, C), out is (N, classes)
-	float beta = 0.0f;
-	if (bias) {
-		for (int b = 0; b < n; b++)
-			memcpy(out + (size_t)b * classes, bias, (size_t)classes * sizeof(float));
-		beta = 1.0f;
+#pragma omp parallel
+	{
+		long lo, hi;
+		thread_range(classes, &lo, &hi);
+		const int rows = (int)(hi - lo);
+		const float *w = weight + (size_t)lo * c;
+		float beta = 0.0f;
+		if (bias && rows > 0) {
+			for (int b = 0; b < n; b++)
+				memcpy(out + (size_t)b * classes + lo, bias + lo,
+				       (size_t)rows * sizeof(float));
+			beta = 1.0f;
+		}
+		if (rows > 0 && n == 1)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, c, 1.0f, w, c, in, 1, beta,
+			            out + lo, 1);
+		else if (rows > 0)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, c, 1.0f, in, c, w,
+			            c, beta, out + lo, classes);
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, classes, c, 1.0f, in, c, weight, c,
-	            beta, out, classes);
 }
 
 void linear_backward(float *restrict d_in, const float *restrict d_out,
                      const float *restrict weight, int n, int c, int classes)
 {
 	// d_out is (N, classes), weight is (classes, C), d_in is (N, C)
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, classes, 1.0f, d_out, classes,
-	            weight, c, 0.0f, d_in, c);
+#pragma omp parallel
+	{
+		long lo, hi;
+		thread_range(c, &lo, &hi);
+		const int cols = (int)(hi - lo);
+		if (cols > 0 && n == 1)
+			cblas_sgemv(CblasRowMajor, CblasTrans, classes, cols, 1.0f, weight + lo, c,
+			            d_out, 1, 0.0f, d_in + lo, 1);
+		else if (cols > 0)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, classes, 1.0f,
+			            d_out, classes, weight + lo, c, 0.0f, d_in + lo, c);
+	}
 }
 
 /* ---------------------------------------------------------- preprocessing */

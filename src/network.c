@@ -25,6 +25,7 @@
 
 #include "igserve/conv.h"
 #include "igserve/layers.h"
+#include "igserve/memory.h"
 
 /* ===== workspace layout =================================================== */
 
@@ -199,7 +200,7 @@ static int plan_one(struct net_workspace *ws, struct conv_plan **out, const stru
 	if (need > ws->scratch_bytes) {
 		free(ws->scratch);
 		ws->scratch_bytes = 0;
-		ws->scratch = aligned_alloc(64, (need + 63) & ~(size_t)63);
+		ws->scratch = large_alloc(need);
 		if (!ws->scratch)
 			return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch",
 			                need);
@@ -276,7 +277,7 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
 	if (ws->blocks && ws->plans)
 		ws->arena_floats = layout(ws, &count, max_batch);
 	if (ws->arena_floats)
-		ws->arena = aligned_alloc(64, ((ws->arena_floats * sizeof(float)) + 63) & ~(size_t)63);
+		ws->arena = large_alloc(ws->arena_floats * sizeof(float));
 	if (!ws->arena) {
 		size_t mib = ws->arena_floats * sizeof(float) >> 20;
 		net_workspace_free(&ws);
@@ -432,7 +433,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	if (blk->has_downsample)
 		conv_forward(ws, conv_index(b, DOWNSAMPLE), out, chain_in);
 	else
-		memcpy(out, in, out_count * sizeof(float));
+		tensor_copy(out, in, out_count);
 
 	const float *h = chain_in;
 	for (int i = 0; i < blk->n_convs; i++) {

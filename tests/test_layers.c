@@ -445,13 +445,17 @@ END_TEST
 
 /* ----------------------------------------------------------------- linear */
 
-START_TEST(test_linear)
+/* Each thread takes a slice of the classes or features; one image goes
+ * through sgemv, several through sgemm. */
+static void check_linear(int n, int threads)
 {
-	const int n = 3, c = 37, classes = 11;
+	const int c = 37, classes = 11;
+	omp_set_num_threads(threads);
 	float *in = frandom((size_t)n * c, 1.0f), *w = frandom((size_t)classes * c, 0.3f);
 	float *bias = frandom(classes, 0.5f), *out = falloc((size_t)n * classes);
 	float *d_out = frandom((size_t)n * classes, 1.0f), *d_in = falloc((size_t)n * c);
 	double *ref = dalloc((size_t)n * (c > classes ? c : classes));
+	char what[96];
 
 	for (int with_bias = 0; with_bias < 2; with_bias++) {
 		for (int i = 0; i < n * classes; i++)
@@ -464,8 +468,9 @@ START_TEST(test_linear)
 					acc += (double)in[b * c + i] * w[j * c + i];
 				ref[b * classes + j] = acc;
 			}
-		assert_close(out, ref, (size_t)n * classes, 1e-5,
-		             with_bias ? "linear_forward" : "linear_forward without bias");
+		snprintf(what, sizeof what, "linear_forward n=%d, %d threads%s", n, threads,
+		         with_bias ? "" : ", no bias");
+		assert_close(out, ref, (size_t)n * classes, 1e-5, what);
 	}
 
 	for (int i = 0; i < n * c; i++)
@@ -478,7 +483,8 @@ START_TEST(test_linear)
 				acc += (double)d_out[b * classes + j] * w[j * c + i];
 			ref[b * c + i] = acc;
 		}
-	assert_close(d_in, ref, (size_t)n * c, 1e-5, "linear_backward");
+	snprintf(what, sizeof what, "linear_backward n=%d, %d threads", n, threads);
+	assert_close(d_in, ref, (size_t)n * c, 1e-5, what);
 
 	/* adjoint of the linear part */
 	linear_forward(out, in, w, NULL, n, c, classes);
@@ -486,6 +492,15 @@ START_TEST(test_linear)
 	ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (1.0 + fabs(lhs)), "linear adjoint %g vs %g", lhs,
 	              rhs);
 	free(in), free(w), free(bias), free(out), free(d_out), free(d_in), free(ref);
+	omp_set_num_threads(1);
+}
+
+START_TEST(test_linear)
+{
+	for (int threads = 1; threads <= 3; threads += 2) {
+		check_linear(1, threads);
+		check_linear(3, threads);
+	}
 }
 END_TEST
 
@@ -579,6 +594,8 @@ static void run_all_kernels(float *out, int threads)
 	relu_backward(o, mask, n_out);
 	tensor_add(o, x, n_in);
 	o += n_in;
+	tensor_copy(o, x, n_in);
+	o += n_in;
 	free(mask);
 	const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
 	normalize_forward(o, x, 2, 7, 11, mean, std);
@@ -592,7 +609,7 @@ START_TEST(test_threads_match_one_thread)
 	struct pool_shape ps = {.c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2,
 	                        .pad = 1};
 	pool_shape_finish(&ps);
-	const size_t total = pool_out_count(&ps) + 5 * pool_in_count(&ps) + 2 * 67 +
+	const size_t total = pool_out_count(&ps) + 6 * pool_in_count(&ps) + 2 * 67 +
 	                     2 * (2 * 7 * 11 * 3);
 	float *one = falloc(total), *three = falloc(total);
 	run_all_kernels(one, 1);
