@@ -338,6 +338,8 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		r->done += nb;
 		r->evaluations += nb;
 		report_progress(r);
+		if (r->job && r->job->yield)
+			r->job->yield(r->job->yield_ctx);
 	}
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -96,11 +97,14 @@ int cli_serve(int argc, char **argv)
 	struct server_config sc = {
 	    .host = "0.0.0.0",
 	    .port = 8080,
-	    /* Two workers keep one free for predictions while an attribution
-	     * runs; each splits its passes over every core (a request alone
-	     * uses the whole machine; two at once share it, measured ~13%
-	     * slower in total than one thread each: bench/README.md). */
-	    .workers = cores > 1 ? 2 : 1,
+	    /* The workers' OpenMP threads add up to the cores: with one thread
+	     * more, libgomp stops spinning between parallel regions and every
+	     * region sleeps and wakes its threads (~15% of a forward pass).
+	     * Below 4 cores one worker uses them all; predictions that arrive
+	     * during an explanation run between its chunks of path points
+	     * (worker_pool.c).  From 4 cores, two workers keep one free for
+	     * predictions. */
+	    .workers = cores >= 4 ? 2 : 1,
 	    .queue_size = 32,
 	    .attribute_queue_size = 8,
 	    .max_body_bytes = 16u << 20,
@@ -114,9 +118,10 @@ int cli_serve(int argc, char **argv)
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
 	int blas_threads = 0;
-	int worker_threads = cores;
+	int worker_threads = 0; /* 0: the cores shared by the workers */
+	int interleave = 1;
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 21];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 22];
 	size_t n = cli_model_flags(flags, &mo);
 	const struct flag serve_flags[] = {
 	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
@@ -124,7 +129,11 @@ int cli_serve(int argc, char **argv)
 	    {"port", FLAG_INT, &sc.port, "PORT",
 	     "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
 	    {"workers", FLAG_INT, &sc.workers, "N",
-	     "requests computed at once (2; 1 on a single core)", NULL, NULL},
+	     "requests computed at once (1 below 4 cores, else 2)", NULL, NULL},
+	    {"interleave-predictions", FLAG_INT, &interleave, "0|1",
+	     "when every worker is busy, run waiting predictions between an attribution's "
+	     "chunks of path points (1)",
+	     NULL, NULL},
 	    {"queue-size", FLAG_INT, &sc.queue_size, "N",
 	     "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
 	    {"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
@@ -149,7 +158,8 @@ int cli_serve(int argc, char **argv)
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
 	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
 	    {"threads-per-worker", FLAG_INT, &worker_threads, "N",
-	     "OpenMP threads each worker splits every layer over (default: the cores); with "
+	     "OpenMP threads each worker splits every layer over (default: the cores "
+	     "divided among the workers); with "
 	     "more than one, OpenBLAS runs single-threaded",
 	     NULL, NULL},
 	    {"blas-threads", FLAG_INT, &blas_threads, "N",
@@ -159,6 +169,7 @@ int cli_serve(int argc, char **argv)
 	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
 	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
 	};
+	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 22, "flags[] is too small");
 	memcpy(flags + n, serve_flags, sizeof serve_flags);
 	n += sizeof serve_flags / sizeof serve_flags[0];
 
@@ -172,18 +183,26 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "igserve serve: %s\n", err.message);
 		return 2;
 	}
+	if (interleave != 0 && interleave != 1) {
+		fprintf(stderr, "igserve serve: --interleave-predictions must be 0 or 1, got %d\n",
+		        interleave);
+		return 2;
+	}
+	sc.interleave_predictions = interleave;
 	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
 	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
 	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
-	    blas_threads < 0 || sc.max_body_bytes == 0 || worker_threads < 1 || worker_threads > 64) {
+	    blas_threads < 0 || sc.max_body_bytes == 0 || worker_threads < 0 || worker_threads > 64) {
 		fprintf(stderr, "igserve serve: --workers, --queue-size, --attribute-queue-size, "
 		                "--max-connections, --http-threads, --max-steps and "
 		                "--max-body-bytes must be positive; --idle-timeout, --deadline-ms, "
 		                "--drain-timeout and --blas-threads not negative; "
-		                "--threads-per-worker 1..64\n");
+		                "--threads-per-worker 0..64 (0: the cores divided among the workers)\n");
 		return 2;
 	}
 
+	if (worker_threads == 0)
+		worker_threads = cores / sc.workers > 1 ? cores / sc.workers : 1;
 	/* Parallelism comes from the workers; BLAS threads inside each
 	 * request would only fight them for the cores. */
 	if (blas_threads == 0)
@@ -203,6 +222,12 @@ int cli_serve(int argc, char **argv)
 	cfg.blas_threads = blas_threads;
 	cfg.threads = worker_threads;
 	struct service *svc = NULL;
+	/* The main thread only loads the model and waits for signals.  Were it
+	 * to run an OpenMP team (the weight reorders at load would), its idle
+	 * thread would count against the cores, and libgomp would make every
+	 * worker's threads sleep between parallel regions instead of spinning:
+	 * about 15% of a forward pass in wake-ups. */
+	omp_set_num_threads(1);
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);
 	if (rc < 0) {

@@ -3,6 +3,7 @@
  */
 #include "igserve/memory.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -10,12 +11,13 @@ enum { HUGE_PAGE = 2 << 20 };
 
 void *large_alloc(size_t bytes)
 {
-	if (bytes < HUGE_PAGE / 2)
-		return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-	size_t rounded = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
-	void *p = aligned_alloc(HUGE_PAGE, rounded);
-	/* Advice only: where THP is off ("never") the pages stay 4 KiB. */
-	if (p)
-		madvise(p, rounded, MADV_HUGEPAGE);
+	void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	/* Only the whole 2 MiB pages inside the block are offered, so nothing
+	 * is rounded up; advice only, and where THP is off ("never") the pages
+	 * stay 4 KiB. */
+	uintptr_t start = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	uintptr_t end = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
+	if (p && end > start)
+		madvise((void *)start, end - start, MADV_HUGEPAGE);
 	return p;
 }

@@ -1036,6 +1036,7 @@ int server_start(struct server **out, struct service *s, const struct server_con
 	struct worker_pool_config pc = {
 	    .workers = cfg->workers,
 	    .queue_size = {cfg->queue_size, cfg->attribute_queue_size},
+	    .interleave_predictions = cfg->interleave_predictions,
 	};
 	rc = pool_open(&srv->pool, s, &pc, err);
 	if (rc < 0)

@@ -115,19 +115,22 @@ int service_worker_create(struct service_worker **out, struct service *s, struct
 		rc = net_workspace_create(&w->ws, s->model, s->max_batch, err);
 	if (rc == 0 && s->cfg.threads > 1)
 		rc = net_workspace_set_threads(w->ws, s->cfg.threads, err);
-	/* Compile the convolution kernels for single images and full batches
-	 * now rather than in the first requests (oneDNN caches them, so the
-	 * second worker gets them almost for free). */
-	if (rc == 0)
-		rc = net_workspace_prepare(w->ws, 1, err);
-	if (rc == 0 && s->max_batch > 1)
-		rc = net_workspace_prepare(w->ws, s->max_batch, err);
 	if (rc < 0) {
 		service_worker_free(&w);
 		return rc;
 	}
 	*out = w;
 	return 0;
+}
+
+int service_worker_warm_up(struct service_worker *w, struct igs_error *err)
+{
+	/* oneDNN caches kernels process-wide, so the second worker gets them
+	 * almost for free. */
+	int rc = net_workspace_prepare(w->ws, 1, err);
+	if (rc == 0 && w->service->max_batch > 1)
+		rc = net_workspace_prepare(w->ws, w->service->max_batch, err);
+	return rc;
 }
 
 void service_worker_free(struct service_worker **wp)

@@ -33,6 +33,7 @@ struct worker_pool {
 	int running[JOB_KINDS];
 	int attribute_limit; /* workers that may run attributions at once */
 	int predict_streak;
+	bool interleave_predictions;
 	bool closing;
 	int n_workers;
 	struct worker *workers;
@@ -98,10 +99,52 @@ static void run_job(struct worker *w, struct pool_job *job)
 	job->finished_at = igs_now();
 }
 
+/* Book a finished job and hand it back; called without the lock. */
+static void finish_job(struct worker_pool *p, struct pool_job *job)
+{
+	enum job_kind kind = job->kind;
+	double run_s = job->finished_at - job->started_at;
+	pthread_mutex_lock(&p->lock);
+	p->running[kind]--;
+	struct job_queue *q = &p->queue[kind];
+	q->mean_run_s = q->mean_run_s > 0 ? 0.8 * q->mean_run_s + 0.2 * run_s : run_s;
+	/* A finished attribution may let another worker take one. */
+	pthread_cond_broadcast(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	job->done(job); /* the job is the submitter's from here on */
+}
+
+/*
+ * Between two chunks of an attribution: when every worker is busy, run the
+ * predictions that wait, so that one worker (the default on two cores) does
+ * not make them wait for a whole explanation.
+ */
+static void run_waiting_predictions(void *arg)
+{
+	struct worker *w = arg;
+	struct worker_pool *p = w->pool;
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		struct pool_job *job = NULL;
+		int busy = p->running[JOB_PREDICT] + p->running[JOB_ATTRIBUTE];
+		if (!p->closing && busy >= p->n_workers)
+			job = queue_pop(&p->queue[JOB_PREDICT]);
+		if (job)
+			p->running[JOB_PREDICT]++;
+		pthread_mutex_unlock(&p->lock);
+		if (!job)
+			return;
+		run_job(w, job);
+		finish_job(p, job);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct worker_pool *p = w->pool;
+	/* A failure here (out of memory) comes back with the first job. */
+	service_worker_warm_up(w->sw, NULL);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct pool_job *job = pick_job(p);
@@ -111,21 +154,15 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&p->wake, &p->lock);
 			continue;
 		}
-		enum job_kind kind = job->kind;
-		p->running[kind]++;
+		p->running[job->kind]++;
 		pthread_mutex_unlock(&p->lock);
 
+		if (job->kind == JOB_ATTRIBUTE && p->interleave_predictions) {
+			job->control.yield = run_waiting_predictions;
+			job->control.yield_ctx = w;
+		}
 		run_job(w, job);
-		double run_s = job->finished_at - job->started_at;
-		pthread_mutex_lock(&p->lock);
-		p->running[kind]--;
-		struct job_queue *q = &p->queue[kind];
-		q->mean_run_s = q->mean_run_s > 0 ? 0.8 * q->mean_run_s + 0.2 * run_s : run_s;
-		/* A finished attribution may let another worker take one. */
-		pthread_cond_broadcast(&p->wake);
-		pthread_mutex_unlock(&p->lock);
-
-		job->done(job); /* the job is the submitter's from here on */
+		finish_job(p, job);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -150,6 +187,7 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 	for (int k = 0; k < JOB_KINDS; k++)
 		p->queue[k].capacity = cfg->queue_size[k];
 	p->attribute_limit = cfg->workers > 1 ? cfg->workers - 1 : 1;
+	p->interleave_predictions = cfg->interleave_predictions;
 	p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
 	if (!p->workers) {
 		pool_close(&p);

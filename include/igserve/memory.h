@@ -9,9 +9,9 @@
 
 /*
  * large_alloc - at least `bytes`, 64-byte aligned, released with free().
- * From 1 MiB up the block is aligned and rounded to 2 MiB and offered to
- * transparent huge pages: a ResNet-50 pass reads ~100 MB of weights, and
- * with 4 KiB pages the TLB misses cost about 6% of a batch-1 forward.
+ * The 2 MiB pages inside the block are offered to transparent huge pages: a
+ * ResNet-50 pass reads ~100 MB of weights, and with 4 KiB pages the TLB
+ * misses cost about 6% of a batch-1 forward.
  */
 void *large_alloc(size_t bytes);
 

@@ -24,6 +24,7 @@ struct server_config {
 	int workers;              /* model threads, >= 1 */
 	int queue_size;           /* waiting predict jobs */
 	int attribute_queue_size; /* waiting attribute jobs */
+	bool interleave_predictions; /* predictions between an attribution's chunks */
 	size_t max_body_bytes;    /* upload limit (413) */
 	int max_connections;      /* MHD_OPTION_CONNECTION_LIMIT */
 	int idle_timeout_s;       /* MHD_OPTION_CONNECTION_TIMEOUT; 0: none */

@@ -97,6 +97,10 @@ struct job_control {
 	/* Called from the worker thread after each chunk of path points. */
 	void (*progress)(void *ctx, int points_done, int points_total, double relative_error);
 	void *progress_ctx;
+	/* Called from the worker thread between chunks, when the worker's
+	 * network workspace is free: the pool runs waiting predictions there. */
+	void (*yield)(void *ctx);
+	void *yield_ctx;
 };
 
 /* Seconds on CLOCK_MONOTONIC. */
@@ -132,6 +136,13 @@ cJSON *service_model_info_json(const struct service *s);
 
 int service_worker_create(struct service_worker **out, struct service *s, struct igs_error *err);
 void service_worker_free(struct service_worker **w);
+/*
+ * service_worker_warm_up - compile the convolution kernels for single images
+ * and full batches now rather than in the first requests.  Call it on the
+ * thread that will run the worker's jobs (it sets that thread's OpenMP
+ * thread count).
+ */
+int service_worker_warm_up(struct service_worker *w, struct igs_error *err);
 
 /*
  * service_predict - decode, fit, forward; *out receives the /predict JSON

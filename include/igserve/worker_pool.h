@@ -20,6 +20,8 @@
 #ifndef IGSERVE_WORKER_POOL_H
 #define IGSERVE_WORKER_POOL_H
 
+#include <stdbool.h>
+
 #include "igserve/error.h"
 #include "igserve/service.h"
 
@@ -50,6 +52,9 @@ struct pool_job {
 struct worker_pool_config {
 	int workers;               /* >= 1 */
 	int queue_size[JOB_KINDS]; /* waiting jobs per queue, >= 1 */
+	/* When every worker is busy, attributions run the waiting predictions
+	 * between their chunks of path points. */
+	bool interleave_predictions;
 };
 
 struct worker_pool;
