@@ -50,32 +50,33 @@ static int dnnl_fail(struct igs_error *err, dnnl_status_t st, const char *what)
 	return igs_fail(err, IGS_ERR_INTERNAL, "oneDNN: %s failed (status %d)", what, (int)st);
 }
 
-#define TRY(call, what)                                   \
-	do {                                                  \
-		dnnl_status_t st_ = (call);                       \
-		if (st_ != dnnl_success) {                        \
-			rc = dnnl_fail(err, st_, what);               \
-			goto out;                                     \
-		}                                                 \
+#define TRY(call, what)                                                                            \
+	do {                                                                                       \
+		dnnl_status_t st_ = (call);                                                        \
+		if (st_ != dnnl_success) {                                                         \
+			rc = dnnl_fail(err, st_, what);                                            \
+			goto out;                                                                  \
+		}                                                                                  \
 	} while (0)
 
 static int check_shape(const struct conv_shape *s, struct igs_error *err)
 {
 	if (s->n < 1 || s->c_in < 1 || s->c_out < 1 || s->k < 1 || s->stride < 1 || s->pad < 0 ||
 	    s->h_in < 1 || s->w_in < 1)
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "convolution shape is invalid: batch %d, %d -> %d channels, kernel %d, "
-		                "stride %d, pad %d, input %dx%d",
-		                s->n, s->c_in, s->c_out, s->k, s->stride, s->pad, s->h_in, s->w_in);
+		return igs_fail(
+		    err, IGS_ERR_BAD_OPTION,
+		    "convolution shape is invalid: batch %d, %d -> %d channels, kernel %d, "
+		    "stride %d, pad %d, input %dx%d",
+		    s->n, s->c_in, s->c_out, s->k, s->stride, s->pad, s->h_in, s->w_in);
 	struct conv_shape t = *s;
 	conv_shape_finish(&t);
-	if (t.h_out < 1 || t.w_out < 1 || s->h_in + 2 * s->pad < s->k || s->w_in + 2 * s->pad < s->k)
+	if (t.h_out < 1 || t.w_out < 1 || s->h_in + 2 * s->pad < s->k ||
+	    s->w_in + 2 * s->pad < s->k)
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "a %dx%d kernel does not fit a %dx%d input padded by %d", s->k, s->k,
-		                s->h_in, s->w_in, s->pad);
+		                "a %dx%d kernel does not fit a %dx%d input padded by %d", s->k,
+		                s->k, s->h_in, s->w_in, s->pad);
 	return 0;
 }
-
 
 /* ------------------------------------------------------- primitive descs */
 
@@ -137,12 +138,12 @@ static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, b
 	                                       &src, &weights, bias ? &bias_md : NULL, &dst,
 	                                       strides, pad, pad),
 	    "forward convolution descriptor");
-	TRY(dnnl_primitive_desc_create(&d->fwd, &fwd, attr, engine(), NULL),
-	    "forward convolution");
+	TRY(dnnl_primitive_desc_create(&d->fwd, &fwd, attr, engine(), NULL), "forward convolution");
 
 	dnnl_primitive_attr_t plain = NULL;
 	TRY(dnnl_primitive_attr_create(&plain), "attribute creation");
-	dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user);
+	dnnl_status_t st =
+	    dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user);
 	dnnl_convolution_desc_t bwd;
 	if (st == dnnl_success)
 		st = dnnl_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &src,
@@ -214,7 +215,8 @@ static int packed_make(struct packed *p, const dnnl_memory_desc_t *from_md, cons
 	p->bytes = dnnl_memory_desc_get_size(to_md);
 	p->data = large_alloc(p->bytes);
 	if (!p->data)
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of weights", p->bytes);
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of weights",
+		                p->bytes);
 	int rc = reorder(from_md, from, to_md, p->data, err);
 	if (rc) {
 		free(p->data);
@@ -255,8 +257,8 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	struct conv_weights *w = calloc(1, sizeof *w);
 	if (!w)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
-	*w = (struct conv_weights){.c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride,
-	                           .pad = s.pad};
+	*w = (struct conv_weights){
+	    .c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride, .pad = s.pad};
 	struct conv_descs d = {0};
 	rc = conv_descs_create(&d, &s, bias != NULL, 0, err);
 	if (!rc) {
@@ -319,15 +321,16 @@ size_t conv_weights_bytes(const struct conv_weights *w)
 /* One primitive with the memory objects it runs on (handles set per call). */
 struct runner {
 	dnnl_primitive_t prim;
-	dnnl_memory_t in, weights, out, scratch, bias; /* forward: in = src; backward: in = diff_dst */
+	dnnl_memory_t in, weights, out, scratch,
+	    bias; /* forward: in = src; backward: in = diff_dst */
 	size_t scratch_bytes;
 	const char *impl;
 };
 
 struct conv_plan {
 	struct conv_shape shape;
-	int threads;                  /* omp_get_max_threads() at creation */
-	const float *narrow;          /* weights for narrow_backward, or NULL */
+	int threads;         /* omp_get_max_threads() at creation */
+	const float *narrow; /* weights for narrow_backward, or NULL */
 	struct runner fwd, bwd;
 	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
 	dnnl_stream_t stream;
@@ -377,8 +380,7 @@ static int weights_for(const_dnnl_primitive_desc_t pd, const struct packed *shar
 }
 
 /* A memory object for argument `what` of `pd`, its handle set at run time. */
-static dnnl_status_t arg_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd,
-                                dnnl_query_t what)
+static dnnl_status_t arg_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, dnnl_query_t what)
 {
 	const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, 0);
 	return dnnl_memory_create(m, md, engine(), DNNL_MEMORY_NONE);
@@ -400,7 +402,8 @@ static int runner_create(struct runner *r, const_dnnl_primitive_desc_t pd, bool 
 	    dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
 	if (bias) {
 		/* The bias is the second weights argument of a forward convolution. */
-		const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+		const dnnl_memory_desc_t *bmd =
+		    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
 		TRY(dnnl_memory_create(&r->bias, bmd, engine(), (void *)bias), "bias memory");
 	}
 	const char *impl = NULL;
@@ -447,7 +450,8 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	if (!rc)
 		rc = runner_create(&p->bwd, d.bwd, false, bwd_w, NULL, err);
 	if (!rc) {
-		dnnl_status_t st = dnnl_stream_create(&p->stream, engine(), dnnl_stream_default_flags);
+		dnnl_status_t st =
+		    dnnl_stream_create(&p->stream, engine(), dnnl_stream_default_flags);
 		if (st != dnnl_success)
 			rc = dnnl_fail(err, st, "stream");
 	}
@@ -509,8 +513,10 @@ static void run(const struct conv_plan *p, const struct runner *r, int in_arg, c
 	dnnl_memory_set_data_handle(r->in, (void *)in);
 	dnnl_memory_set_data_handle(r->out, out);
 	dnnl_memory_set_data_handle(r->scratch, scratch);
-	dnnl_exec_arg_t args[5] = {{in_arg, r->in}, {DNNL_ARG_WEIGHTS, r->weights},
-	                           {out_arg, r->out}, {DNNL_ARG_SCRATCHPAD, r->scratch}};
+	dnnl_exec_arg_t args[5] = {{in_arg, r->in},
+	                           {DNNL_ARG_WEIGHTS, r->weights},
+	                           {out_arg, r->out},
+	                           {DNNL_ARG_SCRATCHPAD, r->scratch}};
 	int nargs = 4;
 	if (r->bias)
 		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, r->bias};
@@ -572,9 +578,9 @@ static void narrow_backward(const struct conv_plan *p, float *d_in, const float 
 				                                            : NARROW_BAND_ROWS;
 				const float *g = d_out + (size_t)img * image_out +
 				                 (size_t)oy * s->w_out * s->c_out;
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows * s->w_out,
-				            kkc, s->c_out, 1.0f, g, s->c_out, p->narrow, kkc, 0.0f, col,
-				            kkc);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+				            rows * s->w_out, kkc, s->c_out, 1.0f, g, s->c_out,
+				            p->narrow, kkc, 0.0f, col, kkc);
 				add_columns(dx, col, s, oy, rows);
 			}
 		}

@@ -80,8 +80,8 @@ void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float
 }
 
 /* d_in may equal d_out when not accumulating: no restrict on them. */
-void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask,
-                          const float *scale, int channels, size_t pixels, int accumulate)
+void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, const float *scale,
+                          int channels, size_t pixels, int accumulate)
 {
 #pragma omp parallel for schedule(static)
 	for (size_t p = 0; p < pixels; p++) {
@@ -240,8 +240,8 @@ void linear_forward(float *restrict out, const float *restrict in, const float *
 			cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, c, 1.0f, w, c, in, 1, beta,
 			            out + lo, 1);
 		else if (rows > 0)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, c, 1.0f, in, c, w,
-			            c, beta, out + lo, classes);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, c, 1.0f, in,
+			            c, w, c, beta, out + lo, classes);
 	}
 }
 
@@ -258,8 +258,8 @@ void linear_backward(float *restrict d_in, const float *restrict d_out,
 			cblas_sgemv(CblasRowMajor, CblasTrans, classes, cols, 1.0f, weight + lo, c,
 			            d_out, 1, 0.0f, d_in + lo, 1);
 		else if (cols > 0)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, classes, 1.0f,
-			            d_out, classes, weight + lo, c, 0.0f, d_in + lo, c);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, classes,
+			            1.0f, d_out, classes, weight + lo, c, 0.0f, d_in + lo, c);
 	}
 }
 

@@ -31,9 +31,9 @@
 
 /* Masks are 1 where the ReLU let its input through. */
 struct block_buffers {
-	uint8_t *preact_mask;      /* relu(norm1(x)) > 0, preact blocks only */
-	uint8_t *hidden_mask[2];   /* outputs of convs[0..n_convs-2] > 0 */
-	uint8_t *out_mask;         /* block output > 0, when the block ends in a ReLU */
+	uint8_t *preact_mask;    /* relu(norm1(x)) > 0, preact blocks only */
+	uint8_t *hidden_mask[2]; /* outputs of convs[0..n_convs-2] > 0 */
+	uint8_t *out_mask;       /* block output > 0, when the block ends in a ReLU */
 	struct conv_shape convs[3];
 	struct conv_shape downsample;
 };
@@ -47,29 +47,29 @@ struct batch_plans {
 
 struct net_workspace {
 	const struct model *model;
-	int max_batch, n;            /* n: batch of the last forward */
-	bool masks_kept;             /* the last forward kept what net_backward needs */
-	int size;                    /* input size the workspace was laid out for */
-	int threads;                 /* OpenMP threads every pass runs on */
+	int max_batch, n; /* n: batch of the last forward */
+	bool masks_kept;  /* the last forward kept what net_backward needs */
+	int size;         /* input size the workspace was laid out for */
+	int threads;      /* OpenMP threads every pass runs on */
 	float *arena;
 	size_t arena_floats;
 	int32_t *argmax;
 
-	float *input;                /* [n][S][S][3] normalized */
+	float *input; /* [n][S][S][3] normalized */
 	struct conv_shape stem;
-	uint8_t *stem_mask;          /* stem output > 0, when the stem ends in a ReLU */
+	uint8_t *stem_mask; /* stem output > 0, when the stem ends in a ReLU */
 	struct pool_shape pool;
 	struct block_buffers *blocks;
-	uint8_t *head_mask;          /* relu(norm(x)) > 0 for ResNetV2; else NULL */
+	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
 	int head_hw;
-	float *pooled;               /* [n][features] */
-	float *d_pooled;             /* [n][features] */
-	float *act[N_ACT];           /* activations forward, gradients backward; max_act floats */
+	float *pooled;     /* [n][features] */
+	float *d_pooled;   /* [n][features] */
+	float *act[N_ACT]; /* activations forward, gradients backward; max_act floats */
 	size_t max_act;
 
-	int n_convs;                 /* stem + every block conv + downsamples */
-	struct batch_plans *plans;   /* [max_batch]; index n-1 */
-	void *scratch;               /* oneDNN scratch, the largest any plan needs */
+	int n_convs;               /* stem + every block conv + downsamples */
+	struct batch_plans *plans; /* [max_batch]; index n-1 */
+	void *scratch;             /* oneDNN scratch, the largest any plan needs */
 	size_t scratch_bytes;
 };
 
@@ -102,8 +102,14 @@ static size_t max_size(size_t a, size_t b)
 
 static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int n, int h, int w)
 {
-	*s = (struct conv_shape){.n = n, .c_in = c->c_in, .h_in = h, .w_in = w, .c_out = c->c_out,
-	                         .k = c->k, .stride = c->stride, .pad = c->pad};
+	*s = (struct conv_shape){.n = n,
+	                         .c_in = c->c_in,
+	                         .h_in = h,
+	                         .w_in = w,
+	                         .c_out = c->c_out,
+	                         .k = c->k,
+	                         .stride = c->stride,
+	                         .pad = c->pad};
 	conv_shape_finish(s);
 }
 
@@ -120,8 +126,13 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	ws->stem_mask = m->stem.relu ? carve_mask(cv, stem_count) : NULL;
 	max_act = max_size(max_act, stem_count);
 
-	ws->pool = (struct pool_shape){.c = m->stem.c_out, .n = n, .h_in = ws->stem.h_out,
-	                               .w_in = ws->stem.w_out, .k = 3, .stride = 2, .pad = 1};
+	ws->pool = (struct pool_shape){.c = m->stem.c_out,
+	                               .n = n,
+	                               .h_in = ws->stem.h_out,
+	                               .w_in = ws->stem.w_out,
+	                               .k = 3,
+	                               .stride = 2,
+	                               .pad = 1};
 	pool_shape_finish(&ws->pool);
 	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
 	max_act = max_size(max_act, pool_count);
@@ -202,8 +213,8 @@ static int plan_one(struct net_workspace *ws, struct conv_plan **out, const stru
 		ws->scratch_bytes = 0;
 		ws->scratch = large_alloc(need);
 		if (!ws->scratch)
-			return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch",
-			                need);
+			return igs_fail(err, IGS_ERR_NOMEM,
+			                "out of memory for %zu bytes of scratch", need);
 		ws->scratch_bytes = need;
 	}
 	return 0;
@@ -232,8 +243,8 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 		if (blk->has_downsample && rc == 0) {
 			s = bb->downsample;
 			s.n = n;
-			rc = plan_one(ws, &bp->convs[conv_index(b, DOWNSAMPLE)], &blk->downsample, &s,
-			              false, err);
+			rc = plan_one(ws, &bp->convs[conv_index(b, DOWNSAMPLE)], &blk->downsample,
+			              &s, false, err);
 		}
 	}
 	if (rc < 0)
@@ -281,8 +292,8 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
 	if (!ws->arena) {
 		size_t mib = ws->arena_floats * sizeof(float) >> 20;
 		net_workspace_free(&ws);
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a %d-image workspace (%zu MiB)",
-		                max_batch, mib);
+		return igs_fail(err, IGS_ERR_NOMEM,
+		                "out of memory for a %d-image workspace (%zu MiB)", max_batch, mib);
 	}
 	struct carver cv = {.base = ws->arena};
 	layout(ws, &cv, max_batch);
@@ -307,7 +318,8 @@ void net_workspace_free(struct net_workspace **wsp)
 int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err)
 {
 	if (threads < 1)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "threads must be at least 1, got %d", threads);
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "threads must be at least 1, got %d",
+		                threads);
 	/* oneDNN sizes its kernels' work split when a plan is created. */
 	if (threads != ws->threads)
 		plans_free(ws);
@@ -323,7 +335,8 @@ int net_workspace_threads(const struct net_workspace *ws)
 int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err)
 {
 	if (n < 1 || n > ws->max_batch)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "batch %d is outside 1..%d", n, ws->max_batch);
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "batch %d is outside 1..%d", n,
+		                ws->max_batch);
 	omp_set_num_threads(ws->threads);
 	if (ws->plans[n - 1].convs)
 		return 0;
@@ -508,7 +521,7 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 	/* d_out is now the gradient of (chain + shortcut). */
 
 	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
-	float *chain_grad = blk->preact ? t3 : d_x;  /* gradient of the chain's input */
+	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
 	const float *g = d_out;
 	float *bufs[2] = {t1, t2};
 	for (int i = last; i >= 0; i--) {
@@ -519,15 +532,16 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 		g = dst;
 	}
 
-	const size_t in_count = (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in *
-	                        bb->convs[0].w_in;
+	const size_t in_count =
+	    (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 	if (blk->has_downsample) {
 		/* The shortcut's gradient joins the chain's (t1 is free again). */
 		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out);
 		tensor_add(chain_grad, t1, in_count);
 	}
 	if (blk->preact) {
-		const size_t pixels = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
+		const size_t pixels =
+		    (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale,
 		                     blk->norm1.channels, pixels, 0);
 	}

@@ -109,20 +109,32 @@ static double dot(const float *a, const float *b, size_t count)
 START_TEST(test_shapes_finish)
 {
 	/* ResNet's stem, a strided 3x3 on an odd width, and the stem max pool */
-	struct conv_shape a = {.n = 2, .c_in = 3, .h_in = 224, .w_in = 224, .c_out = 64, .k = 7,
-	                       .stride = 2, .pad = 3};
+	struct conv_shape a = {.n = 2,
+	                       .c_in = 3,
+	                       .h_in = 224,
+	                       .w_in = 224,
+	                       .c_out = 64,
+	                       .k = 7,
+	                       .stride = 2,
+	                       .pad = 3};
 	conv_shape_finish(&a);
 	ck_assert_int_eq(a.h_out, 112);
 	ck_assert_int_eq(a.w_out, 112);
 
-	struct conv_shape b = {.n = 1, .c_in = 128, .h_in = 56, .w_in = 57, .c_out = 128, .k = 3,
-	                       .stride = 2, .pad = 1};
+	struct conv_shape b = {.n = 1,
+	                       .c_in = 128,
+	                       .h_in = 56,
+	                       .w_in = 57,
+	                       .c_out = 128,
+	                       .k = 3,
+	                       .stride = 2,
+	                       .pad = 1};
 	conv_shape_finish(&b);
 	ck_assert_int_eq(b.h_out, 28);
 	ck_assert_int_eq(b.w_out, 29);
 
-	struct pool_shape p = {.c = 64, .n = 1, .h_in = 112, .w_in = 111, .k = 3, .stride = 2,
-	                       .pad = 1};
+	struct pool_shape p = {
+	    .c = 64, .n = 1, .h_in = 112, .w_in = 111, .k = 3, .stride = 2, .pad = 1};
 	pool_shape_finish(&p);
 	ck_assert_int_eq(p.h_out, 56);
 	ck_assert_int_eq(p.w_out, 56);
@@ -263,9 +275,11 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
 							int32_t idx = -1;
 							if (iy >= 0 && iy < s->h_in && ix >= 0 &&
 							    ix < s->w_in) {
-								idx = ((b * s->h_in + iy) * s->w_in + ix) *
-								          C +
-								      c;
+								idx =
+								    ((b * s->h_in + iy) * s->w_in +
+								     ix) *
+								        C +
+								    c;
 								v = in[idx];
 							}
 							if (v > best) {
@@ -276,7 +290,8 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
 								second = v;
 							}
 						}
-					size_t o = (((size_t)b * s->h_out + oy) * s->w_out + ox) * C + c;
+					size_t o =
+					    (((size_t)b * s->h_out + oy) * s->w_out + ox) * C + c;
 					out[o] = best;
 					argmax[o] = best_i;
 					if (gap)
@@ -566,8 +581,8 @@ static void run_all_kernels(float *out, int threads)
 {
 	omp_set_num_threads(threads);
 	reseed();
-	struct pool_shape ps = {.c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2,
-	                        .pad = 1};
+	struct pool_shape ps = {
+	    .c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2, .pad = 1};
 	pool_shape_finish(&ps);
 	const size_t n_in = pool_in_count(&ps), n_out = pool_out_count(&ps);
 	const int hw = ps.h_in * ps.w_in;
@@ -606,11 +621,11 @@ static void run_all_kernels(float *out, int threads)
 
 START_TEST(test_threads_match_one_thread)
 {
-	struct pool_shape ps = {.c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2,
-	                        .pad = 1};
+	struct pool_shape ps = {
+	    .c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2, .pad = 1};
 	pool_shape_finish(&ps);
-	const size_t total = pool_out_count(&ps) + 6 * pool_in_count(&ps) + 2 * 67 +
-	                     2 * (2 * 7 * 11 * 3);
+	const size_t total =
+	    pool_out_count(&ps) + 6 * pool_in_count(&ps) + 2 * 67 + 2 * (2 * 7 * 11 * 3);
 	float *one = falloc(total), *three = falloc(total);
 	run_all_kernels(one, 1);
 	run_all_kernels(three, 3);

@@ -25,10 +25,10 @@
 #include "igserve/error.h"
 
 struct conv_shape {
-	int n;                /* batch */
+	int n; /* batch */
 	int c_in, h_in, w_in;
 	int c_out, k, stride, pad;
-	int h_out, w_out;     /* (h_in + 2*pad - k) / stride + 1 */
+	int h_out, w_out; /* (h_in + 2*pad - k) / stride + 1 */
 };
 
 /* Fill h_out and w_out from the other fields. */

@@ -40,8 +40,8 @@ void tensor_copy(float *dst, const float *src, size_t count);
 void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
                          const float *shift, int channels, size_t pixels);
 /* d_in (+)= d_out * mask * scale[c]; d_in may equal d_out when not accumulating. */
-void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask,
-                          const float *scale, int channels, size_t pixels, int accumulate);
+void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, const float *scale,
+                          int channels, size_t pixels, int accumulate);
 
 /* Max pooling, square window; padding never wins (it is -infinity). */
 struct pool_shape {
@@ -67,8 +67,8 @@ void avgpool_backward(float *d_in, const float *d_out, int c, int n, int hw);
  * linear_forward - out [n][classes] = in [n][c] x weight^T + bias,
  *   weight [classes][c], bias [classes]
  */
-void linear_forward(float *out, const float *in, const float *weight, const float *bias,
-                    int n, int c, int classes);
+void linear_forward(float *out, const float *in, const float *weight, const float *bias, int n,
+                    int c, int classes);
 /* d_in [n][c] = d_out [n][classes] x weight */
 void linear_backward(float *d_in, const float *d_out, const float *weight, int n, int c,
                      int classes);
