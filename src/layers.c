@@ -51,16 +51,6 @@ void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 		dst[i] += src[i];
 }
 
-void tensor_copy(float *restrict dst, const float *restrict src, size_t count)
-{
-#pragma omp parallel
-	{
-		long lo, hi;
-		thread_range((long)count, &lo, &hi);
-		memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-	}
-}
-
 /* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
 void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
                          const float *shift, int channels, size_t pixels)

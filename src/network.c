@@ -432,7 +432,11 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	const size_t pixels_in = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 	int use[4];
 	block_buffers_for(x, use);
-	float *in = ws->act[x], *pre = ws->act[use[0]], *out = ws->act[use[1]];
+	/* The shortcut goes into the output first and the last conv adds onto
+	 * it.  An identity shortcut is the input itself, so the output is
+	 * written over the input, which nothing reads after the first conv. */
+	const int out_index = blk->has_downsample ? use[1] : x;
+	float *in = ws->act[x], *pre = ws->act[use[0]], *out = ws->act[out_index];
 	float *hidden[2] = {ws->act[use[2]], ws->act[use[3]]};
 
 	const float *chain_in = in;
@@ -441,12 +445,9 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 		                    blk->norm1.shift, blk->norm1.channels, pixels_in);
 		chain_in = pre;
 	}
-	/* The shortcut goes into `out` first; the last conv then adds onto it. */
 	const size_t out_count = count_of(&bb->convs[blk->n_convs - 1]);
 	if (blk->has_downsample)
 		conv_forward(ws, conv_index(b, DOWNSAMPLE), out, chain_in);
-	else
-		tensor_copy(out, in, out_count);
 
 	const float *h = chain_in;
 	for (int i = 0; i < blk->n_convs; i++) {
@@ -458,7 +459,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 		h = dst;
 	}
 	keep_mask(bb->out_mask, out, out_count, keep);
-	return use[1];
+	return out_index;
 }
 
 static int forward(struct net_workspace *ws, const float *pixels, int n, float *logits, bool keep)

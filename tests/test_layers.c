@@ -609,8 +609,6 @@ static void run_all_kernels(float *out, int threads)
 	relu_backward(o, mask, n_out);
 	tensor_add(o, x, n_in);
 	o += n_in;
-	tensor_copy(o, x, n_in);
-	o += n_in;
 	free(mask);
 	const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
 	normalize_forward(o, x, 2, 7, 11, mean, std);
@@ -625,7 +623,7 @@ START_TEST(test_threads_match_one_thread)
 	    .c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2, .pad = 1};
 	pool_shape_finish(&ps);
 	const size_t total =
-	    pool_out_count(&ps) + 6 * pool_in_count(&ps) + 2 * 67 + 2 * (2 * 7 * 11 * 3);
+	    pool_out_count(&ps) + 5 * pool_in_count(&ps) + 2 * 67 + 2 * (2 * 7 * 11 * 3);
 	float *one = falloc(total), *three = falloc(total);
 	run_all_kernels(one, 1);
 	run_all_kernels(three, 3);

@@ -29,8 +29,6 @@ void relu_backward(float *d, const uint8_t *mask, size_t count);
 
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
-/* tensor_copy - dst[i] = src[i] (memcpy over the threads). */
-void tensor_copy(float *dst, const float *src, size_t count);
 
 /*
  * affine_relu_forward - inference BatchNorm folded to scale/shift, then ReLU:
