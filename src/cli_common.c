@@ -101,13 +101,50 @@ int cli_model_config(const struct cli_model_options *o, struct service_config *c
 /* OpenBLAS's own control (openblas-pthread's cblas.h declares it). */
 void openblas_set_num_threads(int num_threads);
 
+/*
+ * A container limited to 2 CPUs still sees every CPU of the host in its
+ * affinity mask, and threads beyond the quota only wait for their turn.
+ */
+int cli_cgroup_cpu_limit(const char *root)
+{
+	char path[4096];
+	long long quota = -1, period = 0;
+	snprintf(path, sizeof path, "%s/cpu.max", root);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		char q[32];
+		if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0)
+			quota = atoll(q);
+		fclose(f);
+	} else if (snprintf(path, sizeof path, "%s/cpu/cpu.cfs_quota_us", root) > 0 &&
+	           (f = fopen(path, "r"))) {
+		if (fscanf(f, "%lld", &quota) != 1)
+			quota = -1;
+		fclose(f);
+		snprintf(path, sizeof path, "%s/cpu/cpu.cfs_period_us", root);
+		if ((f = fopen(path, "r"))) {
+			if (fscanf(f, "%lld", &period) != 1)
+				period = 0;
+			fclose(f);
+		}
+	}
+	if (quota <= 0 || period <= 0)
+		return 0;
+	return (int)((quota + period - 1) / period);
+}
+
 int cli_default_threads(void)
 {
+	int cpus = 0;
 	cpu_set_t set;
 	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-		return CPU_COUNT(&set);
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (int)n : 1;
+		cpus = CPU_COUNT(&set);
+	if (cpus == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cpus = n > 0 ? (int)n : 1;
+	}
+	int limit = cli_cgroup_cpu_limit("/sys/fs/cgroup");
+	return limit > 0 && limit < cpus ? limit : cpus;
 }
 
 void cli_use_compute_threads(int threads)

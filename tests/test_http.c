@@ -32,6 +32,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "igserve/cli.h"
 #include "igserve/http_request.h"
 
 /* ================================================================ */
@@ -1628,12 +1629,54 @@ END_TEST
 
 /* ================================================================ */
 
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The default thread count follows a container's CPU quota, v2 or v1. */
+START_TEST(test_cgroup_cpu_limit)
+{
+	char root[] = "/tmp/igserve-cgroup-XXXXXX", path[256];
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 0); /* nothing there: no limit */
+	snprintf(path, sizeof path, "%s/cpu.max", root);
+	write_text(path, "max 100000\n");
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 0);
+	write_text(path, "200000 100000\n");
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 2);
+	write_text(path, "150000 100000\n"); /* 1.5 CPUs: two threads */
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 2);
+	unlink(path);
+
+	char dir[300], quota[320], period[320];
+	snprintf(dir, sizeof dir, "%s/cpu", root);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(quota, sizeof quota, "%s/cpu.cfs_quota_us", dir);
+	snprintf(period, sizeof period, "%s/cpu.cfs_period_us", dir);
+	write_text(quota, "-1\n");
+	write_text(period, "100000\n");
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 0);
+	write_text(quota, "300000\n");
+	ck_assert_int_eq(cli_cgroup_cpu_limit(root), 3);
+	unlink(quota);
+	unlink(period);
+	rmdir(dir);
+	rmdir(root);
+	ck_assert_int_ge(cli_default_threads(), 1);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
 	TCase *unit = tcase_create("multipart");
 	tcase_add_test(unit, test_content_type);
 	tcase_add_test(unit, test_multipart_parse);
+	tcase_add_test(unit, test_cgroup_cpu_limit);
 	suite_add_tcase(s, unit);
 
 	TCase *e2e = tcase_create("end-to-end");

@@ -88,8 +88,12 @@ void cli_print_error_json(const char *image, const struct igs_error *err);
 int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
                   struct igs_error *err);
 
-/* Cores this process may use (sched_getaffinity), at least 1. */
+/* Cores this process may use (sched_getaffinity, capped by a cgroup CPU
+ * quota), at least 1. */
 int cli_default_threads(void);
+/* CPUs the cgroup under `root` allows (v2 cpu.max, else v1
+ * cpu/cpu.cfs_quota_us and cpu.cfs_period_us), rounded up; 0: no limit. */
+int cli_cgroup_cpu_limit(const char *root);
 /* Before running the model on `threads` OpenMP threads: OpenBLAS (the
  * classifier's product) goes single-threaded when they are the parallelism. */
 void cli_use_compute_threads(int threads);
