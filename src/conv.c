@@ -15,6 +15,7 @@
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,46 @@ static dnnl_engine_t engine(void)
 {
 	pthread_once(&cpu_engine_once, cpu_engine_init);
 	return cpu_engine_status == dnnl_success ? cpu_engine : NULL;
+}
+
+static const char *isa_name(dnnl_cpu_isa_t isa)
+{
+	switch (isa) {
+	case dnnl_cpu_isa_sse41:
+		return "sse41";
+	case dnnl_cpu_isa_avx:
+		return "avx";
+	case dnnl_cpu_isa_avx2:
+		return "avx2";
+	case dnnl_cpu_isa_avx2_vnni:
+		return "avx2_vnni";
+	case dnnl_cpu_isa_avx512_core:
+		return "avx512_core";
+	case dnnl_cpu_isa_avx512_core_vnni:
+		return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core_bf16:
+		return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_amx:
+		return "avx512_core_amx";
+	default:
+		return "other";
+	}
+}
+
+static char backend_text[64];
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+
+static void backend_init(void)
+{
+	const dnnl_version_t *v = dnnl_version();
+	snprintf(backend_text, sizeof backend_text, "oneDNN %d.%d.%d, %s", v->major, v->minor,
+	         v->patch, isa_name(dnnl_get_effective_cpu_isa()));
+}
+
+const char *conv_backend(void)
+{
+	pthread_once(&backend_once, backend_init);
+	return backend_text;
 }
 
 /* Turn a oneDNN status into an igserve error naming the step that failed. */

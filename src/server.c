@@ -40,6 +40,7 @@
 
 #include <microhttpd.h>
 
+#include "igserve/conv.h"
 #include "igserve/http_request.h"
 #include "igserve/metrics.h"
 #include "igserve/worker_pool.h"
@@ -1095,6 +1096,7 @@ int server_start(struct server **out, struct service *s, const struct server_con
 	cJSON_AddStringToObject(doc, "address", address);
 	cJSON_AddNumberToObject(doc, "port", srv->port);
 	cJSON_AddNumberToObject(doc, "workers", cfg->workers);
+	cJSON_AddStringToObject(doc, "engine", conv_backend());
 	log_line(srv, doc);
 
 	/* Readiness: the self-check runs on a worker like any job. */

@@ -1380,6 +1380,7 @@ START_TEST(test_sigterm_drain)
 	char *log = read_file(s.log_path, NULL);
 	ck_assert(strstr(log, "\"event\":\"listening\"") != NULL);
 	ck_assert(strstr(log, "\"sha256\":\"") != NULL);
+	ck_assert(strstr(log, "\"engine\":\"oneDNN ") != NULL);
 	ck_assert(strstr(log, "\"endpoint\":\"/attribute\",\"status\":200") != NULL);
 	ck_assert(strstr(log, "\"steps\":64") != NULL);
 	ck_assert(strstr(log, "\"event\":\"stopped\"") != NULL);

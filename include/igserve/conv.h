@@ -83,6 +83,10 @@ void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, v
 void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
                              void *scratch);
 
+/* The backend and the instruction set its kernels use, for the startup log:
+ * "oneDNN 2.6.3, avx512_core". */
+const char *conv_backend(void);
+
 /* Implementation oneDNN chose ("brgconv:avx512_core", ...), for logs and bench. */
 const char *conv_plan_forward_impl(const struct conv_plan *p);
 const char *conv_plan_backward_impl(const struct conv_plan *p);
