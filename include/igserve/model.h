@@ -63,9 +63,11 @@ int model_set_normalization(struct model *m, const float mean[3], const float st
                             struct igs_error *err);
 
 /*
- * A workspace holds one batch's activations (kept for the backward pass)
- * and scratch buffers.  Create it once per worker; it serves any batch
- * size up to max_batch.  Owned by one thread at a time.
+ * A workspace holds what one batch's backward pass needs of its forward
+ * (ReLU masks, max-pool argmax), the activation and gradient buffers, and
+ * the convolution kernels compiled for each batch size used.  Create it once
+ * per worker; it serves any batch size up to max_batch.  Owned by one thread
+ * at a time.
  */
 struct net_workspace;
 
@@ -92,7 +94,7 @@ int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err
 /*
  * Return the workspace's physical pages to the system (its contents become
  * zeros; the next pass touches them again).  For after large jobs, so an
- * idle worker does not hold a full batch's activations.
+ * idle worker does not hold a full batch's buffers.
  */
 void net_workspace_release(struct net_workspace *ws);
 
