@@ -6,8 +6,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum { HUGE_PAGE = 2 << 20 };
+
+void release_pages(const void *p, size_t bytes)
+{
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
+	if (p && end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
 
 void *large_alloc(size_t bytes)
 {

@@ -20,8 +20,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "igserve/conv.h"
 #include "igserve/layers.h"
@@ -341,16 +339,6 @@ int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err
 	if (ws->plans[n - 1].convs)
 		return 0;
 	return plans_create(ws, n, err);
-}
-
-/* madvise wants whole pages: trim [p, p + bytes) to the pages inside it. */
-static void release_pages(void *p, size_t bytes)
-{
-	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-	uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
-	if (p && end > start)
-		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 void net_workspace_release(struct net_workspace *ws)

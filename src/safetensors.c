@@ -17,6 +17,7 @@
  *   8. Writing              safetensors_write (temp file + rename)
  */
 #include "igserve/safetensors.h"
+#include "igserve/memory.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -598,20 +599,6 @@ static int sha256_hex(char out[65], const void *data, size_t len)
  * (names, data, metadata, sha256) lives until then.  On failure *out is
  * NULL.
  */
-/*
- * Let the kernel reclaim the whole pages of [p, p + bytes) of the read-only
- * mapping: a 100 MB weights file otherwise stays in the process's resident
- * memory beside the model's own copy until it is closed.
- */
-static void drop_pages(const void *p, size_t bytes)
-{
-	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-	uintptr_t end = ((uintptr_t)p + bytes) & ~(page - 1);
-	if (end > start)
-		madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
 int safetensors_open(struct st_file **out, const char *path, struct igs_error *err)
 {
 	*out = NULL;
@@ -695,8 +682,9 @@ int safetensors_open(struct st_file **out, const char *path, struct igs_error *e
 		goto fail;
 	}
 	/* Hashing touched every page; readers copy what they need, so the
-	 * mapping need not keep the file resident (it faults back in on use). */
-	drop_pages(f->map, f->size);
+	 * mapping need not keep the file resident (it faults back in on use):
+	 * a 100 MB weights file would otherwise sit beside the model's copy. */
+	release_pages(f->map, f->size);
 	*out = f;
 	return 0;
 
@@ -811,7 +799,7 @@ int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error
 		    "F16, BF16, F64)",
 		    t->name, safetensors_dtype_name(t->dtype));
 	}
-	drop_pages(src, t->nbytes);
+	release_pages(src, t->nbytes); /* copied: the mapping's pages may go */
 	return 0;
 }
 

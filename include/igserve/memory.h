@@ -15,4 +15,11 @@
  */
 void *large_alloc(size_t bytes);
 
+/*
+ * release_pages - give the whole pages inside [p, p + bytes) back to the
+ * system (MADV_DONTNEED): anonymous memory reads as zeros afterwards, a file
+ * mapping faults its pages back in from the file.  NULL is fine.
+ */
+void release_pages(const void *p, size_t bytes);
+
 #endif
