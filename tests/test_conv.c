@@ -20,53 +20,13 @@
 #include <string.h>
 
 #include "igserve/conv.h"
+#include "test_random.h"
 
 /* ------------------------------------------------------------- helpers */
-
-static uint32_t rng_state = 12345u;
-
-/* Every test starts from the same seed, forked or not (CK_FORK=no). */
-static void reseed(void)
-{
-	rng_state = 12345u;
-}
-
-/* xorshift32: uniform in [-1, 1) */
-static float frand(void)
-{
-	uint32_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	rng_state = x;
-	return (float)((double)(x >> 8) / (double)(1u << 23) - 1.0);
-}
 
 /* Floats past the end of every output buffer that must stay untouched. */
 #define GUARD 64
 #define GUARD_VALUE 1234.5f
-
-static float *falloc(size_t count)
-{
-	float *p = malloc((count ? count : 1) * sizeof(float));
-	ck_assert_ptr_nonnull(p);
-	return p;
-}
-
-static double *dalloc(size_t count)
-{
-	double *p = calloc(count ? count : 1, sizeof(double));
-	ck_assert_ptr_nonnull(p);
-	return p;
-}
-
-static float *frandom(size_t count, float scale)
-{
-	float *p = falloc(count);
-	for (size_t i = 0; i < count; i++)
-		p[i] = frand() * scale;
-	return p;
-}
 
 /* An output buffer: `count` NaNs (so anything not written shows) and then
  * the guard zone. */
@@ -113,14 +73,6 @@ static void assert_close_f(const float *got, const float *ref, size_t count, dou
 		r[i] = ref[i];
 	assert_close(got, r, count, tol, what);
 	free(r);
-}
-
-static double dot(const float *a, const float *b, size_t count)
-{
-	double s = 0.0;
-	for (size_t i = 0; i < count; i++)
-		s += (double)a[i] * b[i];
-	return s;
 }
 
 /* Scratch as the API asks for it: 64-byte aligned, at least 64 bytes (a

@@ -21,49 +21,9 @@
 
 #include "igserve/conv.h"
 #include "igserve/layers.h"
+#include "test_random.h"
 
 /* ------------------------------------------------------------- helpers */
-
-static uint32_t rng_state = 12345u;
-
-/* Every test starts from the same seed, forked or not (CK_FORK=no). */
-static void reseed(void)
-{
-	rng_state = 12345u;
-}
-
-/* xorshift32: uniform in [-1, 1) */
-static float frand(void)
-{
-	uint32_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	rng_state = x;
-	return (float)((double)(x >> 8) / (double)(1u << 23) - 1.0);
-}
-
-static float *falloc(size_t count)
-{
-	float *p = malloc((count ? count : 1) * sizeof(float));
-	ck_assert_ptr_nonnull(p);
-	return p;
-}
-
-static double *dalloc(size_t count)
-{
-	double *p = calloc(count ? count : 1, sizeof(double));
-	ck_assert_ptr_nonnull(p);
-	return p;
-}
-
-static float *frandom(size_t count, float scale)
-{
-	float *p = falloc(count);
-	for (size_t i = 0; i < count; i++)
-		p[i] = frand() * scale;
-	return p;
-}
 
 /* |got - ref| <= tol * (1 + |ref|) everywhere; the message names the first
  * element that is off. */
@@ -96,14 +56,6 @@ static void assert_fd(const double *fd, const float *an, const int *skip, size_t
 	}
 	ck_assert_msg((double)checked >= min_fraction * (double)count,
 	              "%s: only %zu of %zu gradient entries checked", what, checked, count);
-}
-
-static double dot(const float *a, const float *b, size_t count)
-{
-	double s = 0.0;
-	for (size_t i = 0; i < count; i++)
-		s += (double)a[i] * b[i];
-	return s;
 }
 
 START_TEST(test_shapes_finish)
