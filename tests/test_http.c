@@ -739,6 +739,17 @@ static char *predictions_text(const char *json)
 	return text;
 }
 
+/* Run `cmd` through the shell; its output (stdout, plus stderr when the
+ * command redirects it) into text; returns pclose's status. */
+static int run_command(const char *cmd, char *text, size_t size)
+{
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(text, 1, size - 1, f);
+	text[n] = 0;
+	return pclose(f);
+}
+
 /*
  * Two answers name the same classes in the same order, with logits and
  * probabilities equal to float rounding: different batch sizes and thread
@@ -812,11 +823,8 @@ START_TEST(test_predict_uploads_and_cli)
 	char cmd[9000];
 	snprintf(cmd, sizeof cmd, "'%s' predict --model '%s' --input-size 64 '%s' 2>/dev/null",
 	         getenv("IGSERVE_BINARY"), model_path, img_path);
-	FILE *f = popen(cmd, "r");
-	ck_assert(f != NULL);
 	static char line[1 << 16];
-	ck_assert(fgets(line, sizeof line, f) != NULL);
-	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_int_eq(run_command(cmd, line, sizeof line), 0);
 	unlink(img_path);
 	assert_predictions_close(r1.body, line);
 	free(p1);
@@ -1271,7 +1279,8 @@ START_TEST(test_predict_between_chunks)
 		http(s.port, &pq, &r);
 		double took = now_s() - t0;
 		ck_assert_int_eq(r.status, 200);
-		ck_assert_msg(took < 1.5, "prediction %d took %.3f s behind the explanation", i, took);
+		ck_assert_msg(took < 1.5, "prediction %d took %.3f s behind the explanation", i,
+		              took);
 		reply_free(&r);
 	}
 	/* all answered while the explanation still runs, which then ends at
@@ -1580,12 +1589,10 @@ END_TEST
 START_TEST(test_serve_help_and_bad_flags)
 {
 	char cmd[4200];
-	snprintf(cmd, sizeof cmd, "'%s' serve --help", getenv("IGSERVE_BINARY"));
-	FILE *f = popen(cmd, "r");
 	static char text[1 << 16];
-	size_t n = fread(text, 1, sizeof text - 1, f);
-	text[n] = 0;
-	ck_assert_int_eq(pclose(f), 0);
+	const char *bin = getenv("IGSERVE_BINARY");
+	snprintf(cmd, sizeof cmd, "'%s' serve --help", bin);
+	ck_assert_int_eq(run_command(cmd, text, sizeof text), 0);
 	static const char *const documented[] = {"IGSERVE_PORT",
 	                                         "IGSERVE_HOST",
 	                                         "IGSERVE_WORKERS",
@@ -1612,18 +1619,15 @@ START_TEST(test_serve_help_and_bad_flags)
 		              documented[i]);
 
 	/* A bad flag or a missing model: a message and a non-zero status. */
-	snprintf(cmd, sizeof cmd, "'%s' serve --workers 0 2>&1", getenv("IGSERVE_BINARY"));
-	f = popen(cmd, "r");
-	n = fread(text, 1, sizeof text - 1, f);
-	text[n] = 0;
-	ck_assert_int_ne(pclose(f), 0);
+	snprintf(cmd, sizeof cmd, "'%s' serve --workers 0 2>&1", bin);
+	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
 	ck_assert(strstr(text, "--workers") != NULL);
+	snprintf(cmd, sizeof cmd, "'%s' serve --interleave-predictions 2 2>&1", bin);
+	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
+	ck_assert(strstr(text, "--interleave-predictions must be 0 or 1") != NULL);
 	snprintf(cmd, sizeof cmd, "IGSERVE_PORT=0 '%s' serve --model /nonexistent.safetensors 2>&1",
-	         getenv("IGSERVE_BINARY"));
-	f = popen(cmd, "r");
-	n = fread(text, 1, sizeof text - 1, f);
-	text[n] = 0;
-	ck_assert_int_ne(pclose(f), 0);
+	         bin);
+	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
 	ck_assert(strstr(text, "/nonexistent.safetensors") != NULL);
 }
 END_TEST
