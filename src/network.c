@@ -198,11 +198,14 @@ static void plans_free(struct net_workspace *ws)
 		batch_plans_free(ws, &ws->plans[n]);
 }
 
+/* The plan of `c` for `shape` (laid out for max_batch) at batch n. */
 static int plan_one(struct net_workspace *ws, struct conv_plan **out, const struct conv_params *c,
-                    const struct conv_shape *s, bool residual, struct igs_error *err)
+                    const struct conv_shape *shape, int n, bool residual, struct igs_error *err)
 {
+	struct conv_shape s = *shape;
+	s.n = n;
 	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0);
-	int rc = conv_plan_create(out, c->packed, s, epilogue, err);
+	int rc = conv_plan_create(out, c->packed, &s, epilogue, err);
 	if (rc < 0)
 		return rc;
 	size_t need = conv_plan_scratch_bytes(*out);
@@ -226,24 +229,16 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 	bp->convs = calloc((size_t)ws->n_convs, sizeof *bp->convs);
 	if (!bp->convs)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution plans");
-	struct conv_shape s = ws->stem;
-	s.n = n;
-	int rc = plan_one(ws, &bp->convs[0], &m->stem, &s, false, err);
+	int rc = plan_one(ws, &bp->convs[0], &m->stem, &ws->stem, n, false, err);
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		const struct block_buffers *bb = &ws->blocks[b];
-		for (int i = 0; i < blk->n_convs && rc == 0; i++) {
-			s = bb->convs[i];
-			s.n = n;
-			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i], &s,
-			              i == blk->n_convs - 1, err);
-		}
-		if (blk->has_downsample && rc == 0) {
-			s = bb->downsample;
-			s.n = n;
+		for (int i = 0; i < blk->n_convs && rc == 0; i++)
+			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
+			              &bb->convs[i], n, i == blk->n_convs - 1, err);
+		if (blk->has_downsample && rc == 0)
 			rc = plan_one(ws, &bp->convs[conv_index(b, DOWNSAMPLE)], &blk->downsample,
-			              &s, false, err);
-		}
+			              &bb->downsample, n, false, err);
 	}
 	if (rc < 0)
 		batch_plans_free(ws, bp);
@@ -389,6 +384,12 @@ static void set_batch(struct net_workspace *ws, int n)
 	}
 }
 
+/* Pixels of a convolution's input over the batch: N*H*W. */
+static size_t pixels_in(const struct conv_shape *s)
+{
+	return (size_t)s->n * s->h_in * s->w_in;
+}
+
 static size_t count_of(const struct conv_shape *s)
 {
 	return (size_t)s->c_out * s->n * s->h_out * s->w_out;
@@ -417,7 +418,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 {
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
-	const size_t pixels_in = (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
+	const size_t pixels = pixels_in(&bb->convs[0]);
 	int use[4];
 	block_buffers_for(x, use);
 	/* The shortcut goes into the output first and the last conv adds onto
@@ -430,7 +431,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	const float *chain_in = in;
 	if (blk->preact) {
 		affine_relu_forward(pre, keep ? bb->preact_mask : NULL, in, blk->norm1.scale,
-		                    blk->norm1.shift, blk->norm1.channels, pixels_in);
+		                    blk->norm1.shift, blk->norm1.channels, pixels);
 		chain_in = pre;
 	}
 	const size_t out_count = count_of(&bb->convs[blk->n_convs - 1]);
@@ -521,16 +522,13 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 		g = dst;
 	}
 
-	const size_t in_count =
-	    (size_t)bb->convs[0].c_in * bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
+	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
 	if (blk->has_downsample) {
 		/* The shortcut's gradient joins the chain's (t1 is free again). */
 		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out);
 		tensor_add(chain_grad, t1, in_count);
 	}
 	if (blk->preact) {
-		const size_t pixels =
-		    (size_t)bb->convs[0].n * bb->convs[0].h_in * bb->convs[0].w_in;
 		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale,
 		                     blk->norm1.channels, pixels, 0);
 	}
