@@ -2,8 +2,9 @@
  * layers.c - the network's kernels other than convolution (see
  * include/igserve/layers.h).
  *
- * Every activation is NHWC, so per-channel parameters are read along the
- * innermost, contiguous axis and the compiler vectorizes over channels.
+ * Activations are NHWC or blocked ([n][c/B][h][w][B]); either way channels
+ * are the innermost axis of a run of B (or c) values, so per-channel
+ * parameters are read contiguously and the compiler vectorizes over them.
  * Work is split over the calling thread's OpenMP team by pixels (rows), or
  * by channels where outputs of different pixels overlap (max-pool backward).
  */
@@ -51,50 +52,93 @@ void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 		dst[i] += src[i];
 }
 
+/* Values of one contiguous channel run and how many runs s has. */
+static int run_length(const struct act_shape *s)
+{
+	return s->block ? s->block : s->c;
+}
+
+static size_t runs_of(const struct act_shape *s)
+{
+	return (size_t)s->n * s->hw * (s->c / run_length(s));
+}
+
+/* The first channel of run r: runs go pixel by pixel within a block. */
+static int run_channel(const struct act_shape *s, size_t r)
+{
+	if (!s->block)
+		return 0;
+	return (int)((r / (size_t)s->hw) % (size_t)(s->c / s->block)) * s->block;
+}
+
+/* Where channel ch of pixel p of image i lies. */
+static size_t act_index(const struct act_shape *s, int i, int p, int ch)
+{
+	if (!s->block)
+		return ((size_t)i * s->hw + p) * s->c + ch;
+	return (((size_t)i * (s->c / s->block) + ch / s->block) * s->hw + p) * s->block +
+	       ch % s->block;
+}
+
 /* out may equal in (an in-place BatchNorm+ReLU): no restrict here. */
 void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
-                         const float *shift, int channels, size_t pixels)
+                         const float *shift, const struct act_shape *s)
 {
+	const int L = run_length(s);
+	const size_t runs = runs_of(s);
 #pragma omp parallel for schedule(static)
-	for (size_t p = 0; p < pixels; p++) {
-		const float *x = in + p * channels;
-		float *y = out + p * channels;
-		for (int c = 0; c < channels; c++) {
-			float v = x[c] * scale[c] + shift[c];
+	for (size_t r = 0; r < runs; r++) {
+		const float *x = in + r * L;
+		float *y = out + r * L;
+		const float *sc = scale + run_channel(s, r), *sh = shift + run_channel(s, r);
+		for (int c = 0; c < L; c++) {
+			float v = x[c] * sc[c] + sh[c];
 			y[c] = v > 0.0f ? v : 0.0f;
 		}
 		if (mask)
-			for (int c = 0; c < channels; c++)
-				mask[p * channels + c] = y[c] > 0.0f;
+			for (int c = 0; c < L; c++)
+				mask[r * L + c] = y[c] > 0.0f;
 	}
 }
 
 /* d_in may equal d_out when not accumulating: no restrict on them. */
 void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, const float *scale,
-                          int channels, size_t pixels, int accumulate)
+                          const struct act_shape *s, int accumulate)
 {
+	const int L = run_length(s);
+	const size_t runs = runs_of(s);
 #pragma omp parallel for schedule(static)
-	for (size_t p = 0; p < pixels; p++) {
-		const float *g = d_out + p * channels;
-		const uint8_t *y = mask + p * channels;
-		float *dx = d_in + p * channels;
+	for (size_t r = 0; r < runs; r++) {
+		const float *g = d_out + r * L;
+		const uint8_t *y = mask + r * L;
+		const float *sc = scale + run_channel(s, r);
+		float *dx = d_in + r * L;
 		if (accumulate) {
-			for (int c = 0; c < channels; c++)
-				dx[c] += y[c] ? g[c] * scale[c] : 0.0f;
+			for (int c = 0; c < L; c++)
+				dx[c] += y[c] ? g[c] * sc[c] : 0.0f;
 		} else {
-			for (int c = 0; c < channels; c++)
-				dx[c] = y[c] ? g[c] * scale[c] : 0.0f;
+			for (int c = 0; c < L; c++)
+				dx[c] = y[c] ? g[c] * sc[c] : 0.0f;
 		}
 	}
 }
 
 /* ---------------------------------------------------------------- pooling */
 
+/* The output's layout as an act_shape (pool outputs are in.c channels). */
+static struct act_shape pool_out(const struct pool_shape *s)
+{
+	return (struct act_shape){
+	    .n = s->n, .c = s->c, .hw = s->h_out * s->w_out, .block = s->out_block};
+}
+
 void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
                      const struct pool_shape *s)
 {
 	const int C = s->c, k = s->k, st = s->stride, pad = s->pad;
 	const int hi = s->h_in, wi = s->w_in, ho = s->h_out, wo = s->w_out;
+	const struct act_shape os = pool_out(s);
+	const int L = run_length(&os); /* channels written contiguously */
 	const long rows = (long)s->n * ho;
 #pragma omp parallel for schedule(static)
 	for (long row = 0; row < rows; row++) {
@@ -106,36 +150,40 @@ void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float 
 			int x0 = ox * st - pad, x1 = x0 + k;
 			x0 = x0 < 0 ? 0 : x0;
 			x1 = x1 > wi ? wi : x1;
-			const size_t o = ((size_t)row * wo + ox) * C;
-			float *y = out + o;
-			int32_t *am = argmax + o;
-			/* Padding is skipped, so it never wins.  A window that
-			 * is all padding (pad >= k, which PyTorch refuses)
-			 * yields -inf and argmax -1. */
-			if (y0 >= y1 || x0 >= x1) {
-				for (int c = 0; c < C; c++) {
-					y[c] = -INFINITY;
-					am[c] = -1;
+			for (int c0 = 0; c0 < C; c0 += L) {
+				const size_t o = act_index(&os, n, oy * wo + ox, c0);
+				float *y = out + o;
+				int32_t *am = argmax + o;
+				/* Padding is skipped, so it never wins.  A window
+				 * that is all padding (pad >= k, which PyTorch
+				 * refuses) yields -inf and argmax -1. */
+				if (y0 >= y1 || x0 >= x1) {
+					for (int c = 0; c < L; c++) {
+						y[c] = -INFINITY;
+						am[c] = -1;
+					}
+					continue;
 				}
-				continue;
-			}
-			const size_t first = (((size_t)n * hi + y0) * wi + x0) * C;
-			for (int c = 0; c < C; c++) {
-				y[c] = in[first + c];
-				am[c] = (int32_t)(first + c);
-			}
-			for (int iy = y0; iy < y1; iy++) {
-				for (int ix = x0; ix < x1; ix++) {
-					const size_t i = (((size_t)n * hi + iy) * wi + ix) * C;
-					const float *x = in + i;
-					/* Strict > keeps the first of equal values; a
-					 * NaN wins once (propagates, as PyTorch).
-					 * Branch-free, so the loop vectorizes. */
-					for (int c = 0; c < C; c++) {
-						float v = x[c], b = y[c];
-						int take = (v > b) | ((v != v) & (b == b));
-						y[c] = take ? v : b;
-						am[c] = take ? (int32_t)(i + c) : am[c];
+				const size_t first = (((size_t)n * hi + y0) * wi + x0) * C + c0;
+				for (int c = 0; c < L; c++) {
+					y[c] = in[first + c];
+					am[c] = (int32_t)(first + c);
+				}
+				for (int iy = y0; iy < y1; iy++) {
+					for (int ix = x0; ix < x1; ix++) {
+						const size_t i =
+						    (((size_t)n * hi + iy) * wi + ix) * C + c0;
+						const float *x = in + i;
+						/* Strict > keeps the first of equal
+						 * values; a NaN wins once (propagates,
+						 * as PyTorch).  Branch-free, so the
+						 * loop vectorizes. */
+						for (int c = 0; c < L; c++) {
+							float v = x[c], b = y[c];
+							int take = (v > b) | ((v != v) & (b == b));
+							y[c] = take ? v : b;
+							am[c] = take ? (int32_t)(i + c) : am[c];
+						}
 					}
 				}
 			}
@@ -149,54 +197,62 @@ void maxpool_backward(float *restrict d_in, const float *restrict d_out,
 	/* Windows overlap, so two output pixels may send gradient to one input;
 	 * channel c only ever reaches channel c, so threads split channels. */
 	const int C = s->c;
+	const struct act_shape os = pool_out(s);
 	const size_t in_pixels = (size_t)s->n * s->h_in * s->w_in;
-	const size_t out_pixels = (size_t)s->n * s->h_out * s->w_out;
 #pragma omp parallel
 	{
 		long c_lo, c_hi;
 		thread_range(C, &c_lo, &c_hi);
 		for (size_t p = 0; p < in_pixels; p++)
 			memset(d_in + p * C + c_lo, 0, (size_t)(c_hi - c_lo) * sizeof(float));
-		for (size_t p = 0; p < out_pixels; p++)
-			for (long c = c_lo; c < c_hi; c++) {
-				int32_t a = argmax[p * C + c];
-				if (a >= 0)
-					d_in[a] += d_out[p * C + c];
+		/* this thread's channels, one contiguous run at a time */
+		const int L = run_length(&os), step = os.block ? L : C;
+		for (int n = 0; n < os.n; n++)
+			for (int c0 = (int)(c_lo / L) * L; c0 < c_hi; c0 += L) {
+				const int lo = c_lo > c0 ? (int)(c_lo - c0) : 0;
+				const int hi = c_hi < c0 + L ? (int)(c_hi - c0) : L;
+				const size_t base = act_index(&os, n, 0, c0);
+				for (int p = 0; p < os.hw; p++)
+					for (int c = lo; c < hi; c++) {
+						size_t o = base + (size_t)p * step + c;
+						int32_t a = argmax[o];
+						if (a >= 0)
+							d_in[a] += d_out[o];
+					}
 			}
 	}
 }
 
-void avgpool_forward(float *restrict out, const float *restrict in, int c, int n, int hw)
+void avgpool_forward(float *restrict out, const float *restrict in, const struct act_shape *s)
 {
+	const int c = s->c, hw = s->hw;
 	const float inv = 1.0f / (float)hw;
 #pragma omp parallel
 	{
 		long lo, hi;
 		thread_range(c, &lo, &hi);
-		for (int b = 0; b < n; b++) {
+		for (int b = 0; b < s->n; b++) {
 			float *y = out + (size_t)b * c;
-			for (long ch = lo; ch < hi; ch++)
-				y[ch] = 0.0f;
-			for (int p = 0; p < hw; p++) {
-				const float *x = in + ((size_t)b * hw + p) * c;
-				for (long ch = lo; ch < hi; ch++)
-					y[ch] += x[ch];
+			for (long ch = lo; ch < hi; ch++) {
+				float sum = 0.0f;
+				for (int p = 0; p < hw; p++)
+					sum += in[act_index(s, b, p, (int)ch)];
+				y[ch] = sum * inv;
 			}
-			for (long ch = lo; ch < hi; ch++)
-				y[ch] *= inv;
 		}
 	}
 }
 
-void avgpool_backward(float *restrict d_in, const float *restrict d_out, int c, int n, int hw)
+void avgpool_backward(float *restrict d_in, const float *restrict d_out, const struct act_shape *s)
 {
-	const float inv = 1.0f / (float)hw;
-	const long pixels = (long)n * hw;
+	const float inv = 1.0f / (float)s->hw;
+	const int L = run_length(s);
+	const size_t runs = runs_of(s), runs_per_image = runs / (size_t)s->n;
 #pragma omp parallel for schedule(static)
-	for (long p = 0; p < pixels; p++) {
-		const float *g = d_out + (size_t)(p / hw) * c;
-		float *dx = d_in + (size_t)p * c;
-		for (int ch = 0; ch < c; ch++)
+	for (size_t r = 0; r < runs; r++) {
+		const float *g = d_out + (r / runs_per_image) * s->c + run_channel(s, r);
+		float *dx = d_in + r * L;
+		for (int ch = 0; ch < L; ch++)
 			dx[ch] = g[ch] * inv;
 	}
 }

@@ -401,10 +401,10 @@ static void describe_architecture(struct model *m)
  * the weights in the layouts its kernels want; the plain copy is dropped.
  * `h` is the side of the convolution's input at the default input size.
  */
-static int pack_conv(struct conv_params *c, int *h, struct igs_error *err)
+static int pack_conv(struct conv_params *c, int *h, bool blocked, struct igs_error *err)
 {
 	struct conv_shape s = {.n = 1, .c_in = c->c_in, .h_in = *h, .w_in = *h, .c_out = c->c_out,
-	                       .k = c->k, .stride = c->stride, .pad = c->pad};
+	                       .k = c->k, .stride = c->stride, .pad = c->pad, .blocked = blocked};
 	conv_shape_finish(&s);
 	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, err);
 	if (rc < 0)
@@ -416,19 +416,41 @@ static int pack_conv(struct conv_params *c, int *h, struct igs_error *err)
 	return 0;
 }
 
+static bool fits_blocks(const struct conv_params *c)
+{
+	return c->c_in % CONV_BLOCK == 0 && c->c_out % CONV_BLOCK == 0;
+}
+
+/* Blocked activations (see struct model) when every width allows them. */
+static int activation_block(const struct model *m)
+{
+	if (m->stem.c_out % CONV_BLOCK)
+		return 0;
+	for (int b = 0; b < m->n_blocks; b++) {
+		const struct block_params *blk = &m->blocks[b];
+		for (int i = 0; i < blk->n_convs; i++)
+			if (!fits_blocks(&blk->convs[i]))
+				return 0;
+		if (blk->has_downsample && !fits_blocks(&blk->downsample))
+			return 0;
+	}
+	return CONV_BLOCK;
+}
+
 /* Pack every convolution, walking the network's geometry at the default size. */
 static int pack_convs(struct model *m, struct igs_error *err)
 {
 	int h = m->info.input_size;
-	int rc = pack_conv(&m->stem, &h, err);
+	const bool blocked = m->act_block != 0;
+	int rc = pack_conv(&m->stem, &h, false, err);
 	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool */
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		struct block_params *blk = &m->blocks[b];
 		int ds = h;
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
-			rc = pack_conv(&blk->convs[i], &h, err);
+			rc = pack_conv(&blk->convs[i], &h, blocked, err);
 		if (rc == 0 && blk->has_downsample)
-			rc = pack_conv(&blk->downsample, &ds, err);
+			rc = pack_conv(&blk->downsample, &ds, blocked, err);
 	}
 	return rc;
 }
@@ -502,6 +524,7 @@ static int build(struct model *m, struct loader *ld)
 	if (m->has_final_norm)
 		params += 2 * (size_t)m->final_norm.channels;
 	info->parameters = params;
+	m->act_block = activation_block(m);
 	rc = pack_convs(m, ld->err);
 	if (rc < 0)
 		return rc;

@@ -53,6 +53,10 @@ struct model {
 	struct affine_params final_norm;
 	float *fc_weight;                /* [classes][features] */
 	float *fc_bias;                  /* [classes] */
+	/* Activations after the stem's max-pool are blocked by this many
+	 * channels (conv.h's CONV_BLOCK) when every width is a multiple of it,
+	 * else NHWC (0). */
+	int act_block;
 };
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * network.c - forward and backward-to-input passes over a loaded model.
  *
- * Activations are NHWC ([N][H][W][C]); convolutions run on oneDNN through
+ * Activations are NHWC ([N][H][W][C]) up to the stem's max-pool, then
+ * blocked ([N][C/16][H][W][16]) when the model's widths allow
+ * (model->act_block), else NHWC again; convolutions run on oneDNN through
  * conv.h, every other layer through layers.h, all on the calling thread's
  * OpenMP team (ws->threads).
  *
@@ -98,9 +100,11 @@ static size_t max_size(size_t a, size_t b)
 	return a > b ? a : b;
 }
 
-static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int n, int h, int w)
+static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int n, int h, int w,
+                          bool blocked)
 {
-	*s = (struct conv_shape){.n = n,
+	*s = (struct conv_shape){.blocked = blocked,
+	                         .n = n,
 	                         .c_in = c->c_in,
 	                         .h_in = h,
 	                         .w_in = w,
@@ -119,7 +123,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	size_t max_act = (size_t)3 * n * S * S;
 
 	ws->input = carve(cv, (size_t)3 * n * S * S);
-	conv_geometry(&ws->stem, &m->stem, n, S, S);
+	const bool blocked = m->act_block != 0;
+	conv_geometry(&ws->stem, &m->stem, n, S, S, false);
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
 	ws->stem_mask = m->stem.relu ? carve_mask(cv, stem_count) : NULL;
 	max_act = max_size(max_act, stem_count);
@@ -130,7 +135,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	                               .w_in = ws->stem.w_out,
 	                               .k = 3,
 	                               .stride = 2,
-	                               .pad = 1};
+	                               .pad = 1,
+	                               .out_block = m->act_block};
 	pool_shape_finish(&ws->pool);
 	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
 	max_act = max_size(max_act, pool_count);
@@ -146,7 +152,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 		bb->preact_mask = blk->preact ? carve_mask(cv, in_count) : NULL;
 		int hh = h, ww = w;
 		for (int i = 0; i < blk->n_convs; i++) {
-			conv_geometry(&bb->convs[i], &blk->convs[i], n, hh, ww);
+			conv_geometry(&bb->convs[i], &blk->convs[i], n, hh, ww, blocked);
 			hh = bb->convs[i].h_out;
 			ww = bb->convs[i].w_out;
 			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
@@ -157,7 +163,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 				out_count = count;
 		}
 		if (blk->has_downsample)
-			conv_geometry(&bb->downsample, &blk->downsample, n, h, w);
+			conv_geometry(&bb->downsample, &blk->downsample, n, h, w, blocked);
 		bb->out_mask = blk->relu_out ? carve_mask(cv, out_count) : NULL;
 		h = hh;
 		w = ww;
@@ -384,6 +390,18 @@ static void set_batch(struct net_workspace *ws, int n)
 	}
 }
 
+/* The current batch's activation of c channels and hw pixels per image. */
+static struct act_shape act_of(const struct net_workspace *ws, int c, int hw)
+{
+	return (struct act_shape){.n = ws->n, .c = c, .hw = hw, .block = ws->model->act_block};
+}
+
+/* Pixels per image of a convolution's input: H*W. */
+static int image_pixels_in(const struct conv_shape *s)
+{
+	return s->h_in * s->w_in;
+}
+
 /* Pixels of a convolution's input over the batch: N*H*W. */
 static size_t pixels_in(const struct conv_shape *s)
 {
@@ -418,7 +436,6 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 {
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
-	const size_t pixels = pixels_in(&bb->convs[0]);
 	int use[4];
 	block_buffers_for(x, use);
 	/* The shortcut goes into the output first and the last conv adds onto
@@ -430,8 +447,10 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 
 	const float *chain_in = in;
 	if (blk->preact) {
+		const struct act_shape as =
+		    act_of(ws, blk->norm1.channels, image_pixels_in(&bb->convs[0]));
 		affine_relu_forward(pre, keep ? bb->preact_mask : NULL, in, blk->norm1.scale,
-		                    blk->norm1.shift, blk->norm1.channels, pixels);
+		                    blk->norm1.shift, &as);
 		chain_in = pre;
 	}
 	const size_t out_count = count_of(&bb->convs[blk->n_convs - 1]);
@@ -473,13 +492,14 @@ static int forward(struct net_workspace *ws, const float *pixels, int n, float *
 		x = block_forward(ws, b, x, keep);
 	const int C = m->info.features;
 	const float *head = ws->act[x];
+	const struct act_shape head_shape = act_of(ws, C, ws->head_hw);
 	if (m->has_final_norm) {
 		float *act = ws->act[(x + 1) % N_ACT];
 		affine_relu_forward(act, keep ? ws->head_mask : NULL, head, m->final_norm.scale,
-		                    m->final_norm.shift, C, (size_t)n * ws->head_hw);
+		                    m->final_norm.shift, &head_shape);
 		head = act;
 	}
-	avgpool_forward(ws->pooled, head, C, n, ws->head_hw);
+	avgpool_forward(ws->pooled, head, &head_shape);
 	linear_forward(logits, ws->pooled, m->fc_weight, m->fc_bias, n, C, m->info.classes);
 	return 0;
 }
@@ -529,8 +549,9 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 		tensor_add(chain_grad, t1, in_count);
 	}
 	if (blk->preact) {
-		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale,
-		                     blk->norm1.channels, pixels, 0);
+		const struct act_shape as =
+		    act_of(ws, blk->norm1.channels, image_pixels_in(&bb->convs[0]));
+		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale, &as, 0);
 	}
 	if (!blk->has_downsample)
 		tensor_add(d_x, d_out, in_count);
@@ -547,10 +568,10 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 	/* The forward's activations are dead: their buffers hold gradients now. */
 	linear_backward(ws->d_pooled, d_logits, m->fc_weight, n, C, m->info.classes);
 	float *g = ws->act[0], *spare = ws->act[1];
-	avgpool_backward(g, ws->d_pooled, C, n, ws->head_hw);
+	const struct act_shape head_shape = act_of(ws, C, ws->head_hw);
+	avgpool_backward(g, ws->d_pooled, &head_shape);
 	if (m->has_final_norm) {
-		affine_relu_backward(spare, g, ws->head_mask, m->final_norm.scale, C,
-		                     (size_t)n * ws->head_hw, 0);
+		affine_relu_backward(spare, g, ws->head_mask, m->final_norm.scale, &head_shape, 0);
 		float *t = g;
 		g = spare;
 		spare = t;

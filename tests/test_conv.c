@@ -95,6 +95,12 @@ static void *scratch_alloc(const struct conv_plan *p)
 		.n = n_, .c_in = ci_, .h_in = h_, .w_in = w_, .c_out = co_, .k = k_, .stride = s_, \
 		.pad = p_                                                                          \
 	}
+/* The same with blocked activations ([n][c/16][h][w][16], conv.h). */
+#define CONVB(n_, ci_, h_, w_, co_, k_, s_, p_)                                                    \
+	{                                                                                          \
+		.n = n_, .c_in = ci_, .h_in = h_, .w_in = w_, .c_out = co_, .k = k_, .stride = s_, \
+		.pad = p_, .blocked = true                                                         \
+	}
 static const struct conv_shape conv_cases[] = {
     /*   n, c_in, h_in, w_in, c_out, k, stride, pad */
     CONV(1, 5, 6, 9, 7, 1, 1, 0),    /* pointwise, channels off the 16 grid */
@@ -109,6 +115,13 @@ static const struct conv_shape conv_cases[] = {
     CONV(3, 3, 13, 10, 16, 7, 2, 3), /* stem, batch 3, odd sizes */
     CONV(1, 3, 4, 5, 8, 7, 2, 3),    /* stem on an input smaller than the kernel */
     CONV(2, 5, 2, 3, 6, 3, 1, 2),    /* pad > k/2: taps that only ever see padding */
+    /* blocked: 28x28 and more outputs of a 3x3 stride 1 go by Winograd */
+    CONVB(2, 16, 28, 28, 32, 3, 1, 1),  /* Winograd, 16 -> 32 */
+    CONVB(1, 32, 29, 30, 16, 3, 1, 1),  /* Winograd, sides off the 4x4 tile grid */
+    CONVB(3, 64, 9, 7, 64, 3, 1, 1),    /* direct 3x3 */
+    CONVB(1, 64, 10, 9, 32, 3, 2, 1),   /* strided 3x3 */
+    CONVB(3, 16, 7, 10, 32, 1, 2, 0),   /* downsample */
+    CONVB(2, 32, 8, 8, 64, 1, 1, 0),    /* pointwise */
 };
 #define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -223,8 +236,8 @@ static void naive_backward(double *d_in, const float *d_out, const float *w,
 
 static void describe(char *buf, size_t size, const struct conv_shape *s, const char *what)
 {
-	snprintf(buf, size, "n%d %dx%dx%d -> %d k%d s%d p%d: %s", s->n, s->c_in, s->h_in, s->w_in,
-	         s->c_out, s->k, s->stride, s->pad, what);
+	snprintf(buf, size, "n%d %dx%dx%d -> %d k%d s%d p%d%s: %s", s->n, s->c_in, s->h_in,
+	         s->w_in, s->c_out, s->k, s->stride, s->pad, s->blocked ? " blocked" : "", what);
 }
 
 static struct conv_weights *weights_ok(const float *w, const float *bias,
@@ -249,6 +262,69 @@ static struct conv_plan *plan_ok(const struct conv_weights *cw, const struct con
 	return p;
 }
 
+/* Blocked shapes run on blocked copies of the NHWC arrays the tests keep. */
+static size_t blocked_index(int c, int h, int w, int b, int y, int x, int ch)
+{
+	return ((((size_t)b * (c / CONV_BLOCK) + ch / CONV_BLOCK) * h + y) * w + x) * CONV_BLOCK +
+	       ch % CONV_BLOCK;
+}
+
+static float *to_layout(const float *nhwc, int n, int c, int h, int w, bool blocked)
+{
+	size_t count = (size_t)n * c * h * w;
+	float *t = malloc(count * sizeof(float));
+	ck_assert_ptr_nonnull(t);
+	for (int b = 0; b < n; b++)
+		for (int y = 0; y < h; y++)
+			for (int x = 0; x < w; x++)
+				for (int ch = 0; ch < c; ch++) {
+					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
+					t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i] = nhwc[i];
+				}
+	return t;
+}
+
+static void from_layout(float *nhwc, const float *t, int n, int c, int h, int w, bool blocked)
+{
+	for (int b = 0; b < n; b++)
+		for (int y = 0; y < h; y++)
+			for (int x = 0; x < w; x++)
+				for (int ch = 0; ch < c; ch++) {
+					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
+					nhwc[i] = t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i];
+				}
+}
+
+/* conv_plan_forward on NHWC arrays whatever the plan's layout (out holds
+ * the residual before the call). */
+static void run_forward(const struct conv_plan *p, const struct conv_shape *s, float *out,
+                        const float *in, void *scratch)
+{
+	if (!s->blocked) {
+		conv_plan_forward(p, out, in, scratch);
+		return;
+	}
+	float *bin = to_layout(in, s->n, s->c_in, s->h_in, s->w_in, true);
+	float *bout = to_layout(out, s->n, s->c_out, s->h_out, s->w_out, true);
+	conv_plan_forward(p, bout, bin, scratch);
+	from_layout(out, bout, s->n, s->c_out, s->h_out, s->w_out, true);
+	free(bin), free(bout);
+}
+
+static void run_backward(const struct conv_plan *p, const struct conv_shape *s, float *d_in,
+                         const float *d_out, void *scratch)
+{
+	if (!s->blocked) {
+		conv_plan_backward_data(p, d_in, d_out, scratch);
+		return;
+	}
+	float *bout = to_layout(d_out, s->n, s->c_out, s->h_out, s->w_out, true);
+	float *bin = to_layout(d_in, s->n, s->c_in, s->h_in, s->w_in, true);
+	conv_plan_backward_data(p, bin, bout, scratch);
+	from_layout(d_in, bin, s->n, s->c_in, s->h_in, s->w_in, true);
+	free(bin), free(bout);
+}
+
 /* Forward of `p` (epilogue `epi`) against the naive loop; `res` is what out
  * holds before the call when CONV_ADD_TO_OUT is set.  `scratch` NULL: a
  * fresh one. */
@@ -263,7 +339,7 @@ static void check_forward(const struct conv_plan *p, const struct conv_shape *s,
 	if (epi & CONV_ADD_TO_OUT)
 		memcpy(out, res, n_out * sizeof(float));
 	naive_forward(ref, in, w, bias, epi & CONV_ADD_TO_OUT ? res : NULL, !!(epi & CONV_RELU), s);
-	conv_plan_forward(p, out, in, scratch ? scratch : own);
+	run_forward(p, s, out, in, scratch ? scratch : own);
 	assert_close(out, ref, n_out, 1e-5, what);
 	assert_guard(out, n_out, what);
 	free(out), free(ref), free(own);
@@ -278,7 +354,7 @@ static void check_backward(const struct conv_plan *p, const struct conv_shape *s
 	double *ref = dalloc(n_in);
 	void *own = scratch ? NULL : scratch_alloc(p);
 	naive_backward(ref, d_out, w, s);
-	conv_plan_backward_data(p, d_in, d_out, scratch ? scratch : own);
+	run_backward(p, s, d_in, d_out, scratch ? scratch : own);
 	assert_close(d_in, ref, n_in, 1e-5, what);
 	assert_guard(d_in, n_in, what);
 	free(d_in), free(ref), free(own);
@@ -372,8 +448,8 @@ static void adjoint_case(int t)
 	struct conv_weights *cw = weights_ok(w, NULL, &s);
 	struct conv_plan *p = plan_ok(cw, &s, 0);
 	void *scratch = scratch_alloc(p);
-	conv_plan_forward(p, ax, x, scratch);
-	conv_plan_backward_data(p, aty, y, scratch);
+	run_forward(p, &s, ax, x, scratch);
+	run_backward(p, &s, aty, y, scratch);
 	double lhs = dot(ax, y, n_out), rhs = dot(x, aty, n_in);
 	/* rounding is relative to the terms, not to their (cancelling) sum */
 	double scale = 0.0, scale2 = 0.0;
@@ -413,6 +489,8 @@ static const struct {
     {CONV(1, 3, 224, 224, 64, 7, 2, 3), 2, 20, 18}, /* stem */
     {CONV(1, 64, 56, 56, 128, 1, 2, 0), 3, 10, 10}, /* downsample */
     {CONV(1, 24, 9, 9, 5, 3, 2, 1), 3, 31, 17},     /* odd channels, larger */
+    {CONVB(1, 64, 56, 56, 64, 3, 1, 1), 3, 30, 28}, /* Winograd weights, a batch */
+    {CONVB(1, 64, 56, 56, 64, 3, 1, 1), 1, 9, 7},   /* Winograd weights, a direct tile */
 };
 #define N_OTHER_CASES ((int)(sizeof other_cases / sizeof other_cases[0]))
 
@@ -466,8 +544,8 @@ static void run_threads(float *out, float *d_in, const struct conv_weights *cw,
 	struct conv_plan *p = plan_ok(cw, s, CONV_ADD_TO_OUT | CONV_RELU);
 	void *scratch = scratch_alloc(p);
 	memcpy(out, res, out_count(s) * sizeof(float));
-	conv_plan_forward(p, out, in, scratch);
-	conv_plan_backward_data(p, d_in, d_out, scratch);
+	run_forward(p, s, out, in, scratch);
+	run_backward(p, s, d_in, d_out, scratch);
 	conv_plan_free(&p);
 	free(scratch);
 }
@@ -477,6 +555,8 @@ static const struct conv_shape thread_cases[] = {
     CONV(2, 64, 28, 28, 64, 3, 1, 1),
     CONV(2, 3, 56, 56, 64, 7, 2, 3),
     CONV(2, 64, 28, 28, 128, 1, 2, 0),
+    CONVB(2, 64, 28, 28, 64, 3, 1, 1), /* Winograd */
+    CONVB(2, 64, 28, 28, 128, 1, 2, 0),
 };
 #define N_THREAD_CASES ((int)(sizeof thread_cases / sizeof thread_cases[0]))
 
@@ -606,6 +686,8 @@ START_TEST(test_bad_shapes_refused)
 	    {CONV(1, 4, 6, 8, 4, 7, 2, 0), "kernel taller than the input, stride 2"},
 	    {CONV(0, 4, 8, 8, 4, 3, 1, 1), "batch 0"},
 	    {CONV(1, 4, 0, 8, 4, 3, 1, 1), "h_in 0"},
+	    {CONVB(1, 16, 8, 8, 4, 3, 1, 1), "blocked with 4 output channels"},
+	    {CONVB(1, 8, 8, 8, 16, 3, 1, 1), "blocked with 8 input channels"},
 	};
 	/* enough for every shape above even if it is not checked first */
 	float *w = frandom(4096, 0.1f), *bias = frandom(64, 0.1f);
@@ -689,6 +771,33 @@ START_TEST(test_bad_shapes_refused)
 }
 END_TEST
 
+/* On AVX-512 (where oneDNN has it) a blocked 3x3 stride-1 layer of 28x28
+ * outputs runs by Winograd, smaller ones and NHWC ones directly. */
+START_TEST(test_winograd_chosen)
+{
+	if (!strstr(conv_backend(), "avx512"))
+		return; /* oneDNN's Winograd is AVX-512 only: direct is right here */
+	struct conv_shape shapes[] = {CONVB(1, 16, 28, 28, 16, 3, 1, 1),
+	                              CONVB(1, 16, 14, 14, 16, 3, 1, 1),
+	                              CONV(1, 16, 28, 28, 16, 3, 1, 1)};
+	for (int t = 0; t < 3; t++) {
+		struct conv_shape s = shapes[t];
+		conv_shape_finish(&s);
+		float *w = random_weights(&s);
+		struct conv_weights *cw = weights_ok(w, NULL, &s);
+		struct conv_plan *p = plan_ok(cw, &s, CONV_RELU);
+		bool fwd = strstr(conv_plan_forward_impl(p), "wino") != NULL;
+		bool bwd = strstr(conv_plan_backward_impl(p), "wino") != NULL;
+		ck_assert_msg(fwd == (t == 0) && bwd == (t == 0),
+		              "shape %d: forward %s, backward %s", t, conv_plan_forward_impl(p),
+		              conv_plan_backward_impl(p));
+		conv_plan_free(&p);
+		conv_weights_free(&cw);
+		free(w);
+	}
+}
+END_TEST
+
 static void queries_case(int t)
 {
 	struct conv_shape s = conv_case(t);
@@ -728,6 +837,7 @@ int main(void)
 	tcase_add_test(tc, test_scratch_and_caller_weights);
 	tcase_add_test(tc, test_bad_shapes_refused);
 	tcase_add_test(tc, test_queries);
+	tcase_add_test(tc, test_winograd_chosen);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -126,8 +126,9 @@ START_TEST(test_affine_relu)
 	float *d_in = falloc(count), *prior = frandom(count, 1.0f), *inplace = falloc(count);
 	double *ref = dalloc(count);
 	uint8_t *mask = malloc(count);
+	const struct act_shape as = {.n = 1, .c = channels, .hw = (int)pixels};
 
-	affine_relu_forward(out, mask, in, scale, shift, channels, pixels);
+	affine_relu_forward(out, mask, in, scale, shift, &as);
 	for (size_t i = 0; i < pixels; i++)
 		for (int c = 0; c < channels; c++) {
 			double v = (double)in[i * channels + c] * scale[c] + shift[c];
@@ -139,11 +140,11 @@ START_TEST(test_affine_relu)
 
 	/* in place, as a model may run it */
 	memcpy(inplace, in, count * sizeof(float));
-	affine_relu_forward(inplace, NULL, inplace, scale, shift, channels, pixels);
+	affine_relu_forward(inplace, NULL, inplace, scale, shift, &as);
 	ck_assert_mem_eq(inplace, out, count * sizeof(float));
 
 	/* backward against the formula, writing and accumulating */
-	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 0);
+	affine_relu_backward(d_in, d_out, mask, scale, &as, 0);
 	for (size_t i = 0; i < pixels; i++)
 		for (int c = 0; c < channels; c++)
 			ref[i * channels + c] = out[i * channels + c] > 0.0f
@@ -151,13 +152,13 @@ START_TEST(test_affine_relu)
 			                            : 0.0;
 	assert_close(d_in, ref, count, 1e-6, "affine_relu_backward");
 	memcpy(d_in, prior, count * sizeof(float));
-	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 1);
+	affine_relu_backward(d_in, d_out, mask, scale, &as, 1);
 	for (size_t i = 0; i < count; i++)
 		ref[i] += prior[i];
 	assert_close(d_in, ref, count, 1e-6, "affine_relu_backward accumulate");
 
 	/* and against finite differences, away from kinks */
-	affine_relu_backward(d_in, d_out, mask, scale, channels, pixels, 0);
+	affine_relu_backward(d_in, d_out, mask, scale, &as, 0);
 	const float eps = 1e-2f;
 	double *fd = dalloc(count);
 	int *skip = calloc(count, sizeof(int));
@@ -168,10 +169,10 @@ START_TEST(test_affine_relu)
 		skip[i] = (pre_p > 0.0) != (pre_m > 0.0);
 		float x0 = in[i];
 		in[i] = x0 + eps;
-		affine_relu_forward(out, NULL, in, scale, shift, channels, pixels);
+		affine_relu_forward(out, NULL, in, scale, shift, &as);
 		double lp = dot(out, d_out, count);
 		in[i] = x0 - eps;
-		affine_relu_forward(out, NULL, in, scale, shift, channels, pixels);
+		affine_relu_forward(out, NULL, in, scale, shift, &as);
 		double lm = dot(out, d_out, count);
 		in[i] = x0;
 		fd[i] = (lp - lm) / (2.0 * eps);
@@ -193,6 +194,7 @@ static const struct pool_shape pool_cases[] = {
     POOL(3, 2, 9, 12, 3, 2, 1), /* ResNet's stem pool */
     POOL(2, 1, 8, 6, 2, 2, 0), POOL(4, 3, 5, 7, 3, 1, 1),
     POOL(1, 2, 2, 3, 3, 2, 1), /* windows mostly padding */
+    POOL(32, 2, 9, 12, 3, 2, 1), /* two channel blocks (blocked output) */
 };
 #define N_POOL_CASES (sizeof pool_cases / sizeof pool_cases[0])
 
@@ -382,7 +384,8 @@ START_TEST(test_avgpool)
 	float *d_in = falloc(n_in);
 	double *ref = dalloc(n_in);
 
-	avgpool_forward(out, in, c, n, hw);
+	const struct act_shape as = {.n = n, .c = c, .hw = hw};
+	avgpool_forward(out, in, &as);
 	for (int ci = 0; ci < c; ci++)
 		for (int b = 0; b < n; b++) {
 			double sum = 0.0;
@@ -394,7 +397,7 @@ START_TEST(test_avgpool)
 
 	for (size_t i = 0; i < n_in; i++)
 		d_in[i] = NAN;
-	avgpool_backward(d_in, d_out, c, n, hw);
+	avgpool_backward(d_in, d_out, &as);
 	for (int ci = 0; ci < c; ci++)
 		for (int b = 0; b < n; b++)
 			for (int i = 0; i < hw; i++)
@@ -407,6 +410,115 @@ START_TEST(test_avgpool)
 	ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (1.0 + fabs(lhs)), "avgpool adjoint %g vs %g", lhs,
 	              rhs);
 	free(in), free(out), free(d_out), free(d_in), free(ref);
+}
+END_TEST
+
+/* ---------------------------------------------------------- blocked layout */
+
+/* [n][hw][c] -> [n][c/B][hw][B] (the layout struct act_shape calls blocked). */
+static size_t blocked_index(int c, int hw, int B, int i, int p, int ch)
+{
+	return (((size_t)i * (c / B) + ch / B) * hw + p) * B + ch % B;
+}
+
+static void to_blocked(float *dst, const float *src, int n, int c, int hw, int B)
+{
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < hw; p++)
+			for (int ch = 0; ch < c; ch++)
+				dst[blocked_index(c, hw, B, i, p, ch)] = src[((size_t)i * hw + p) * c + ch];
+}
+
+/* Blocked kernels compute what the NHWC ones (checked above against the
+ * formulas) compute, value for value, only elsewhere in memory; 3 threads
+ * split 32 channels across block boundaries. */
+START_TEST(test_blocked_affine_and_avgpool)
+{
+	enum { N = 2, C = 32, HW = 13, B = 16 };
+	const size_t count = (size_t)N * C * HW;
+	omp_set_num_threads(3);
+	float *in = frandom(count, 2.0f), *scale = frandom(C, 1.5f), *shift = frandom(C, 0.5f);
+	float *d_out = frandom(count, 1.0f), *pooled_g = frandom((size_t)N * C, 1.0f);
+	float *out = falloc(count), *d_in = falloc(count), *in_b = falloc(count);
+	float *out_b = falloc(count), *d_out_b = falloc(count), *d_in_b = falloc(count);
+	float *conv = falloc(count), *pooled = falloc((size_t)N * C),
+	      *pooled_b = falloc((size_t)N * C);
+	uint8_t *mask = malloc(count), *mask_b = malloc(count);
+	const struct act_shape nhwc = {.n = N, .c = C, .hw = HW},
+	                       blk = {.n = N, .c = C, .hw = HW, .block = B};
+	to_blocked(in_b, in, N, C, HW, B);
+	to_blocked(d_out_b, d_out, N, C, HW, B);
+
+	affine_relu_forward(out, mask, in, scale, shift, &nhwc);
+	affine_relu_forward(out_b, mask_b, in_b, scale, shift, &blk);
+	to_blocked(conv, out, N, C, HW, B);
+	ck_assert_mem_eq(out_b, conv, count * sizeof(float));
+	for (int i = 0; i < N; i++)
+		for (int p = 0; p < HW; p++)
+			for (int ch = 0; ch < C; ch++)
+				ck_assert_int_eq(mask_b[blocked_index(C, HW, B, i, p, ch)],
+				                 mask[((size_t)i * HW + p) * C + ch]);
+
+	affine_relu_backward(d_in, d_out, mask, scale, &nhwc, 0);
+	affine_relu_backward(d_in_b, d_out_b, mask_b, scale, &blk, 0);
+	to_blocked(conv, d_in, N, C, HW, B);
+	ck_assert_mem_eq(d_in_b, conv, count * sizeof(float));
+
+	avgpool_forward(pooled, in, &nhwc);
+	avgpool_forward(pooled_b, in_b, &blk);
+	ck_assert_mem_eq(pooled_b, pooled, (size_t)N * C * sizeof(float));
+	avgpool_backward(d_in, pooled_g, &nhwc);
+	avgpool_backward(d_in_b, pooled_g, &blk);
+	to_blocked(conv, d_in, N, C, HW, B);
+	ck_assert_mem_eq(d_in_b, conv, count * sizeof(float));
+
+	free(in), free(scale), free(shift), free(d_out), free(pooled_g), free(out), free(d_in);
+	free(in_b), free(out_b), free(d_out_b), free(d_in_b), free(conv), free(pooled);
+	free(pooled_b), free(mask), free(mask_b);
+	omp_set_num_threads(1);
+}
+END_TEST
+
+/* The max-pool reads NHWC and may write blocked: the same maxima and
+ * argmax values, and a backward that scatters the same gradient. */
+START_TEST(test_blocked_maxpool)
+{
+	enum { B = 16 };
+	for (int threads = 1; threads <= 3; threads += 2) {
+		omp_set_num_threads(threads);
+		for (size_t t = 0; t < N_POOL_CASES; t++) {
+			struct pool_shape s = pool_cases[t];
+			if (s.c % B)
+				continue;
+			pool_shape_finish(&s);
+			struct pool_shape sb = s;
+			sb.out_block = B;
+			const int hw = s.h_out * s.w_out;
+			size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
+			float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *out_b = falloc(n_out);
+			float *conv = falloc(n_out), *d_out = frandom(n_out, 1.0f);
+			float *d_out_b = falloc(n_out), *d_in = falloc(n_in), *d_in_b = falloc(n_in);
+			int32_t *am = malloc(n_out * sizeof(int32_t)),
+			        *am_b = malloc(n_out * sizeof(int32_t));
+			maxpool_forward(out, am, in, &s);
+			maxpool_forward(out_b, am_b, in, &sb);
+			to_blocked(conv, out, s.n, s.c, hw, B);
+			ck_assert_mem_eq(out_b, conv, n_out * sizeof(float));
+			for (int i = 0; i < s.n; i++)
+				for (int p = 0; p < hw; p++)
+					for (int ch = 0; ch < s.c; ch++)
+						ck_assert_int_eq(
+						    am_b[blocked_index(s.c, hw, B, i, p, ch)],
+						    am[((size_t)i * hw + p) * s.c + ch]);
+			to_blocked(d_out_b, d_out, s.n, s.c, hw, B);
+			maxpool_backward(d_in, d_out, am, &s);
+			maxpool_backward(d_in_b, d_out_b, am_b, &sb);
+			ck_assert_mem_eq(d_in_b, d_in, n_in * sizeof(float));
+			free(in), free(out), free(out_b), free(conv), free(d_out), free(d_out_b);
+			free(d_in), free(d_in_b), free(am), free(am_b);
+		}
+	}
+	omp_set_num_threads(1);
 }
 END_TEST
 
@@ -547,14 +659,15 @@ static void run_all_kernels(float *out, int threads)
 	o += n_out;
 	maxpool_backward(o, g, am, &ps);
 	o += n_in;
-	avgpool_forward(pooled, x, 67, 2, hw);
+	const struct act_shape as = {.n = 2, .c = 67, .hw = hw};
+	avgpool_forward(pooled, x, &as);
 	memcpy(o, pooled, 2 * 67 * sizeof(float));
 	o += 2 * 67;
-	avgpool_backward(o, pooled, 67, 2, hw);
+	avgpool_backward(o, pooled, &as);
 	o += n_in;
 	uint8_t *mask = malloc(n_in);
-	affine_relu_forward(o, mask, x, scale, shift, 67, (size_t)2 * hw);
-	affine_relu_backward(o + n_in, x, mask, scale, 67, (size_t)2 * hw, 0);
+	affine_relu_forward(o, mask, x, scale, shift, &as);
+	affine_relu_backward(o + n_in, x, mask, scale, &as, 0);
 	o += 2 * n_in;
 	memcpy(o, x, n_in * sizeof(float));
 	relu_mask(mask, g, n_out);
@@ -611,6 +724,8 @@ int main(void)
 	tcase_add_test(tc, test_maxpool_forward);
 	tcase_add_test(tc, test_maxpool_backward);
 	tcase_add_test(tc, test_avgpool);
+	tcase_add_test(tc, test_blocked_affine_and_avgpool);
+	tcase_add_test(tc, test_blocked_maxpool);
 	tcase_add_test(tc, test_linear);
 	tcase_add_test(tc, test_normalize);
 	tcase_add_test(tc, test_tensor_add);

@@ -1,8 +1,11 @@
 /*
  * conv.h - convolutions, forward and backward to the input, on oneDNN.
  *
- * Activations are NHWC ([n][h][w][c], channels innermost): the layout
- * oneDNN's brgemm kernels run at the cores' peak on.  Weights come in as
+ * Activations are NHWC ([n][h][w][c], channels innermost), or blocked
+ * ([n][c/16][h][w][16], oneDNN's nChw16c) when the shape says so: the two
+ * layouts oneDNN's kernels run at the cores' peak on, and blocked is the one
+ * its Winograd kernels take (used for 3x3 stride-1 layers of at least 28x28
+ * outputs, where they halve the time).  Weights come in as
  * PyTorch stores them, [c_out][c_in][k][k], and are reordered once (at model
  * load) into the blocked layouts oneDNN picks for the forward and the
  * backward-data kernels.
@@ -29,7 +32,10 @@ struct conv_shape {
 	int c_in, h_in, w_in;
 	int c_out, k, stride, pad;
 	int h_out, w_out; /* (h_in + 2*pad - k) / stride + 1 */
+	bool blocked;     /* input and output [n][c/16][h][w][16]; c_in, c_out multiples of 16 */
 };
+
+enum { CONV_BLOCK = 16 }; /* channels per block of a blocked activation */
 
 /* Fill h_out and w_out from the other fields. */
 void conv_shape_finish(struct conv_shape *s);

@@ -2,9 +2,11 @@
  * layers.h - the network's kernels other than convolution (conv.h):
  * forward and backward-to-input pairs.
  *
- * Layout: every activation is NHWC, i.e. [N][H][W][C] in C order, channels
- * innermost (the layout oneDNN's convolutions run fastest on).  `pixels`
- * below is N*H*W.
+ * Layout: an activation is NHWC, i.e. [N][H][W][C] in C order, channels
+ * innermost, or blocked, [N][C/B][H][W][B] (oneDNN's nChw16c for B = 16):
+ * the layouts oneDNN's convolutions run fastest on.  Kernels that touch
+ * values one at a time (masks, adds) do not care which; the others take a
+ * struct act_shape.  `pixels` below is N*H*W.
  *
  * Only gradients with respect to the input are computed (attribution never
  * needs weight gradients).  Backward functions that take `accumulate` write
@@ -30,36 +32,46 @@ void relu_backward(float *d, const uint8_t *mask, size_t count);
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
 
+/* An activation of n images of hw pixels and c channels: NHWC when block
+ * is 0, else [n][c/block][hw][block] (c a multiple of block). */
+struct act_shape {
+	int n, c, hw, block;
+};
+
 /*
  * affine_relu_forward - inference BatchNorm folded to scale/shift, then ReLU:
- *   out[p][c] = max(0, in[p][c] * scale[c] + shift[c]) for p < pixels
+ *   out[i][p][c] = max(0, in[i][p][c] * scale[c] + shift[c])
  * out may equal in; mask (NULL: not wanted) receives out > 0.
  */
 void affine_relu_forward(float *out, uint8_t *mask, const float *in, const float *scale,
-                         const float *shift, int channels, size_t pixels);
+                         const float *shift, const struct act_shape *s);
 /* d_in (+)= d_out * mask * scale[c]; d_in may equal d_out when not accumulating. */
 void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, const float *scale,
-                          int channels, size_t pixels, int accumulate);
+                          const struct act_shape *s, int accumulate);
 
-/* Max pooling, square window; padding never wins (it is -infinity). */
+/* Max pooling, square window; padding never wins (it is -infinity).  The
+ * input is NHWC; the output (and argmax) NHWC when out_block is 0, else
+ * blocked by out_block channels. */
 struct pool_shape {
 	int c, n, h_in, w_in, k, stride, pad, h_out, w_out;
+	int out_block;
 };
 void pool_shape_finish(struct pool_shape *s);
 /*
- * maxpool_forward - in [n][h_in][w_in][c], out [n][h_out][w_out][c];
- * argmax [same count as out] receives the flat index into `in` of each
- * window's maximum (first one in row-major window order on ties).
+ * maxpool_forward - in [n][h_in][w_in][c], out [n][h_out][w_out][c] (or
+ * blocked); argmax [same count and layout as out] receives the flat index
+ * into `in` of each window's maximum (first one in row-major window order
+ * on ties).
  */
 void maxpool_forward(float *out, int32_t *argmax, const float *in, const struct pool_shape *s);
 /* d_in = 0, then d_in[argmax[i]] += d_out[i] */
 void maxpool_backward(float *d_in, const float *d_out, const int32_t *argmax,
                       const struct pool_shape *s);
 
-/* Global average pool: in [n][hw][c] -> out [n][c]. */
-void avgpool_forward(float *out, const float *in, int c, int n, int hw);
-/* d_in [n][hw][c] = d_out[n][c] / hw */
-void avgpool_backward(float *d_in, const float *d_out, int c, int n, int hw);
+/* Global average pool: in (shape s) -> out [n][c]. */
+void avgpool_forward(float *out, const float *in, const struct act_shape *s);
+/* d_in (shape s) = d_out[n][c] / hw */
+void avgpool_backward(float *d_in, const float *d_out, const struct act_shape *s);
 
 /*
  * linear_forward - out [n][classes] = in [n][c] x weight^T + bias,
