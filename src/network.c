@@ -57,7 +57,6 @@ struct net_workspace {
 
 	float *input; /* [n][S][S][3] normalized */
 	struct conv_shape stem;
-	uint8_t *stem_mask; /* stem output > 0, when the stem ends in a ReLU */
 	struct pool_shape pool;
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
@@ -126,7 +125,6 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	const bool blocked = m->act_block != 0;
 	conv_geometry(&ws->stem, &m->stem, n, S, S, false);
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
-	ws->stem_mask = m->stem.relu ? carve_mask(cv, stem_count) : NULL;
 	max_act = max_size(max_act, stem_count);
 
 	ws->pool = (struct pool_shape){.c = m->stem.c_out,
@@ -136,7 +134,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	                               .k = 3,
 	                               .stride = 2,
 	                               .pad = 1,
-	                               .out_block = m->act_block};
+	                               .out_block = m->act_block,
+	                               .after_relu = m->stem.relu};
 	pool_shape_finish(&ws->pool);
 	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
 	max_act = max_size(max_act, pool_count);
@@ -484,7 +483,7 @@ static int forward(struct net_workspace *ws, const float *pixels, int n, float *
 
 	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
 	conv_forward(ws, 0, ws->act[0], ws->input);
-	keep_mask(ws->stem_mask, ws->act[0], count_of(&ws->stem), keep);
+	/* the stem's ReLU needs no mask: the max-pool's argmax covers it */
 	maxpool_forward(ws->act[1], ws->argmax, ws->act[0], &ws->pool);
 
 	int x = 1;
@@ -517,18 +516,18 @@ int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logit
 /* ===== backward =========================================================== */
 
 /*
- * block_backward - d_x = d(block)/dx^T d_out.  d_out is consumed (masked in
- * place); t1, t2, t3 are scratch of max_act floats.
+ * block_backward - d_x = d(block)/dx^T d_out, where d_out already went back
+ * through the block's output ReLU.  When x itself came out of a ReLU
+ * (x_mask, the previous block's output mask), d_x goes back through it too,
+ * in the same pass as the shortcut's add.  d_out is left as it was; t1, t2,
+ * t3 are scratch of max_act floats.
  */
-static void block_backward(struct net_workspace *ws, int b, float *d_out, float *d_x, float *t1,
-                           float *t2, float *t3)
+static void block_backward(struct net_workspace *ws, int b, const float *d_out, float *d_x,
+                           const uint8_t *x_mask, float *t1, float *t2, float *t3)
 {
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
 	const int last = blk->n_convs - 1;
-	if (blk->relu_out)
-		relu_backward(d_out, bb->out_mask, count_of(&bb->convs[last]));
-	/* d_out is now the gradient of (chain + shortcut). */
 
 	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
 	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
@@ -542,19 +541,30 @@ static void block_backward(struct net_workspace *ws, int b, float *d_out, float 
 		g = dst;
 	}
 
+	/* The shortcut's gradient joins the chain's: d_out itself, or the
+	 * downsample's (t1 is free again). */
 	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
+	const float *shortcut_grad = d_out;
 	if (blk->has_downsample) {
-		/* The shortcut's gradient joins the chain's (t1 is free again). */
 		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out);
-		tensor_add(chain_grad, t1, in_count);
+		shortcut_grad = t1;
 	}
 	if (blk->preact) {
+		/* pre-activation: the downsample reads relu(norm1(x)) too */
+		if (blk->has_downsample)
+			tensor_add(chain_grad, shortcut_grad, in_count);
 		const struct act_shape as =
 		    act_of(ws, blk->norm1.channels, image_pixels_in(&bb->convs[0]));
 		affine_relu_backward(d_x, chain_grad, bb->preact_mask, blk->norm1.scale, &as, 0);
+		if (!blk->has_downsample)
+			tensor_add(d_x, shortcut_grad, in_count);
+		if (x_mask)
+			relu_backward(d_x, x_mask, in_count);
+	} else if (x_mask) {
+		tensor_add_masked(d_x, shortcut_grad, x_mask, in_count);
+	} else {
+		tensor_add(d_x, shortcut_grad, in_count);
 	}
-	if (!blk->has_downsample)
-		tensor_add(d_x, d_out, in_count);
 }
 
 int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
@@ -576,16 +586,21 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 		g = spare;
 		spare = t;
 	}
+	/* Each block's output ReLU: the last one's here, the others' fused
+	 * into the next block's backward (x_mask). */
+	const struct block_buffers *top = &ws->blocks[m->n_blocks - 1];
+	if (top->out_mask)
+		relu_backward(g, top->out_mask,
+		              count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
-		block_backward(ws, b, g, spare, ws->act[2], ws->act[3], ws->act[4]);
+		const uint8_t *x_mask = b > 0 ? ws->blocks[b - 1].out_mask : NULL;
+		block_backward(ws, b, g, spare, x_mask, ws->act[2], ws->act[3], ws->act[4]);
 		float *t = g;
 		g = spare;
 		spare = t;
 	}
 	/* g: gradient of the max-pool output. */
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
-	if (m->stem.relu)
-		relu_backward(spare, ws->stem_mask, count_of(&ws->stem));
 	conv_backward(ws, 0, g, spare);
 	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
 	return 0;

@@ -713,6 +713,71 @@ START_TEST(test_tensor_add)
 }
 END_TEST
 
+/* The add then the ReLU's backward, in one pass: exactly the two apart,
+ * zeros (not -0 or NaN) where the mask is shut, on 3 threads. */
+START_TEST(test_tensor_add_masked)
+{
+	enum { COUNT = 1003 };
+	omp_set_num_threads(3);
+	float *a = frandom(COUNT, 1.0f), *b = frandom(COUNT, 1.0f), *x = frandom(COUNT, 1.0f);
+	float *two = falloc(COUNT);
+	uint8_t *mask = malloc(COUNT);
+	a[7] = -0.0f, b[7] = -0.0f, x[7] = 1.0f; /* -0 + -0 passes as -0 */
+	a[8] = INFINITY, x[8] = -1.0f;           /* shut: 0, not inf * 0 */
+	relu_mask(mask, x, COUNT);
+	memcpy(two, a, COUNT * sizeof(float));
+	tensor_add(two, b, COUNT);
+	relu_backward(two, mask, COUNT);
+	tensor_add_masked(a, b, mask, COUNT);
+	ck_assert_mem_eq(a, two, COUNT * sizeof(float));
+	ck_assert(signbit(a[7]) && a[7] == 0.0f);
+	ck_assert(a[8] == 0.0f && !signbit(a[8]));
+	free(a), free(b), free(x), free(two), free(mask);
+	omp_set_num_threads(1);
+}
+END_TEST
+
+/* A max-pool after a ReLU marks windows whose maximum is not positive with
+ * argmax -1, so its backward is the plain one followed by the ReLU's. */
+START_TEST(test_maxpool_after_relu)
+{
+	for (size_t t = 0; t < N_POOL_CASES; t++) {
+		struct pool_shape s = pool_cases[t];
+		pool_shape_finish(&s);
+		struct pool_shape sr = s;
+		sr.after_relu = true;
+		size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
+		float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *out_r = falloc(n_out);
+		float *d_out = frandom(n_out, 1.0f), *d_in = falloc(n_in), *d_in_r = falloc(n_in);
+		int32_t *am = malloc(n_out * sizeof(int32_t)), *am_r = malloc(n_out * sizeof(int32_t));
+		uint8_t *mask = malloc(n_in);
+		for (size_t i = 0; i < n_in; i++)
+			in[i] = in[i] > 0.0f ? in[i] : 0.0f; /* a ReLU's output: many zeros */
+		/* and the first window (rows and columns 0-1 with padding) all zero */
+		for (int y = 0; y < 2; y++)
+			for (int x = 0; x < 2; x++)
+				for (int c = 0; c < s.c; c++)
+					in[((size_t)y * s.w_in + x) * s.c + c] = 0.0f;
+		relu_mask(mask, in, n_in);
+		maxpool_forward(out, am, in, &s);
+		maxpool_forward(out_r, am_r, in, &sr);
+		ck_assert_mem_eq(out_r, out, n_out * sizeof(float));
+		size_t shut = 0;
+		for (size_t o = 0; o < n_out; o++) {
+			ck_assert_int_eq(am_r[o], out[o] > 0.0f ? am[o] : -1);
+			shut += am_r[o] < 0;
+		}
+		maxpool_backward(d_in, d_out, am, &s);
+		relu_backward(d_in, mask, n_in);
+		maxpool_backward(d_in_r, d_out, am_r, &sr);
+		ck_assert_mem_eq(d_in_r, d_in, n_in * sizeof(float));
+		ck_assert_uint_gt(shut, 0);
+		free(in), free(out), free(out_r), free(d_out), free(d_in), free(d_in_r);
+		free(am), free(am_r), free(mask);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("layers");
@@ -726,6 +791,8 @@ int main(void)
 	tcase_add_test(tc, test_avgpool);
 	tcase_add_test(tc, test_blocked_affine_and_avgpool);
 	tcase_add_test(tc, test_blocked_maxpool);
+	tcase_add_test(tc, test_tensor_add_masked);
+	tcase_add_test(tc, test_maxpool_after_relu);
 	tcase_add_test(tc, test_linear);
 	tcase_add_test(tc, test_normalize);
 	tcase_add_test(tc, test_tensor_add);

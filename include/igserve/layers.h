@@ -18,6 +18,7 @@
 #ifndef IGSERVE_LAYERS_H
 #define IGSERVE_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ void relu_backward(float *d, const uint8_t *mask, size_t count);
 
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
+/* tensor_add_masked - dst[i] = mask[i] ? dst[i] + src[i] : 0: a sum of
+ * gradients that then goes back through a ReLU, in one pass. */
+void tensor_add_masked(float *dst, const float *src, const uint8_t *mask, size_t count);
 
 /* An activation of n images of hw pixels and c channels: NHWC when block
  * is 0, else [n][c/block][hw][block] (c a multiple of block). */
@@ -55,6 +59,10 @@ void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, 
 struct pool_shape {
 	int c, n, h_in, w_in, k, stride, pad, h_out, w_out;
 	int out_block;
+	/* The input came out of a ReLU: argmax is -1 where the maximum is not
+	 * positive, since the ReLU passes no gradient there (which spares the
+	 * ReLU's own mask and backward pass). */
+	bool after_relu;
 };
 void pool_shape_finish(struct pool_shape *s);
 /*
