@@ -125,6 +125,11 @@ static int check_shape(const struct conv_shape *s, struct igs_error *err)
 
 /* ------------------------------------------------------- primitive descs */
 
+/*
+ * What a plan runs: a forward_inference convolution, and for the backward
+ * pass either oneDNN's backward_data or, with Winograd, a forward_inference
+ * of the transposed convolution (see wants_winograd).
+ */
 struct conv_descs {
 	dnnl_primitive_desc_t fwd, bwd;
 };
@@ -145,12 +150,16 @@ static void activation_md(dnnl_memory_desc_t *md, int n, int c, int h, int w, bo
 }
 
 /*
- * oneDNN's Winograd F(4x4, 3x3) (blocked layouts only) runs a 3x3 stride-1
- * layer in about half the time of the direct kernels from 28x28 outputs up;
- * at 14x14 it gains little for batches and loses at batch 1, and its
- * weights are 4x larger, so smaller layers stay direct.
+ * oneDNN's Winograd F(4x4, 3x3) (jit_wino_4x3, blocked layouts only) runs a
+ * 3x3 stride-1 layer in 0.5-0.7x the time of the direct kernels from 14x14
+ * outputs up, at batch 1 as at 4, but only as a forward_inference
+ * primitive: its training forward and its backward_data are slower (at 7x7
+ * by 2x).  The backward of a 3x3 stride-1 pad-1 convolution is itself such
+ * a convolution, with the kernel flipped and the channels swapped, so it
+ * runs as one.  Winograd weights are 4x larger (36 values per 3x3 kernel),
+ * so the 7x7 layers (9.4 MB of weights each in ResNet-50) stay direct.
  */
-enum { WINOGRAD_MIN_OUTPUT_PIXELS = 28 * 28 };
+enum { WINOGRAD_MIN_OUTPUT_PIXELS = 14 * 14 };
 
 static bool wants_winograd(const struct conv_shape *s)
 {
@@ -158,29 +167,90 @@ static bool wants_winograd(const struct conv_shape *s)
 	       s->h_out * s->w_out >= WINOGRAD_MIN_OUTPUT_PIXELS;
 }
 
+/* The convolution whose forward is the backward-data of `s` (3x3, stride 1,
+ * pad 1): channels swapped, same image size. */
+static struct conv_shape transposed(const struct conv_shape *s)
+{
+	struct conv_shape t = *s;
+	t.c_in = s->c_out;
+	t.c_out = s->c_in;
+	t.h_in = s->h_out;
+	t.w_in = s->w_out;
+	conv_shape_finish(&t);
+	return t;
+}
+
+/* Descriptors of `s`'s tensors; weights in whatever layout oneDNN prefers. */
+struct conv_mds {
+	dnnl_memory_desc_t src, dst, weights, bias;
+	dnnl_dims_t strides, pad;
+};
+
+static void conv_mds_init(struct conv_mds *m, const struct conv_shape *s)
+{
+	activation_md(&m->src, s->n, s->c_in, s->h_in, s->w_in, s->blocked);
+	activation_md(&m->dst, s->n, s->c_out, s->h_out, s->w_out, s->blocked);
+	dnnl_dims_t wdims = {s->c_out, s->c_in, s->k, s->k};
+	dnnl_memory_desc_init_by_tag(&m->weights, 4, wdims, dnnl_f32, dnnl_format_tag_any);
+	dnnl_dims_t bdims = {s->c_out};
+	dnnl_memory_desc_init_by_tag(&m->bias, 1, bdims, dnnl_f32, dnnl_a);
+	m->strides[0] = m->strides[1] = s->stride;
+	m->pad[0] = m->pad[1] = s->pad;
+}
+
 /*
- * Forward and backward-data descriptors for `s` with weights in whatever
- * layout oneDNN prefers.  The forward one is a forward_training desc
- * because oneDNN wants one as the backward's hint; it runs the same kernels.
- * Scratch memory is ours (user mode) so plans never allocate while running
- * and two threads never share a library-owned scratchpad.
+ * The primitive descriptor of `desc`: oneDNN's first choice, or the first
+ * implementation that runs on weights laid out as `prefer` (when given and
+ * one does), so plans for other batch sizes share the model's packed
+ * weights instead of a private copy (Winograd has two kernels, 4x3 and 2x3,
+ * with different weight layouts).
  */
-static int conv_descs_create_alg(struct conv_descs *d, const struct conv_shape *s, bool bias,
-                                 unsigned epilogue, dnnl_alg_kind_t alg, struct igs_error *err)
+static dnnl_status_t pick_impl(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t desc,
+                               const_dnnl_primitive_attr_t attr,
+                               const_dnnl_primitive_desc_t hint,
+                               const dnnl_memory_desc_t *prefer)
+{
+	dnnl_primitive_desc_iterator_t it;
+	dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, engine(), hint);
+	if (st != dnnl_success)
+		return st;
+	*pd = NULL;
+	do {
+		dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+		if (!cand)
+			continue;
+		bool wanted = prefer && dnnl_memory_desc_equal(
+		                            dnnl_primitive_desc_query_md(cand, dnnl_query_weights_md, 0),
+		                            prefer);
+		if (!*pd || wanted) {
+			if (*pd)
+				dnnl_primitive_desc_destroy(*pd);
+			*pd = cand;
+		} else {
+			dnnl_primitive_desc_destroy(cand);
+		}
+		if (wanted || !prefer)
+			break;
+	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+	dnnl_primitive_desc_iterator_destroy(it);
+	return *pd ? dnnl_success : dnnl_unimplemented;
+}
+
+/*
+ * A forward convolution descriptor.  Scratch memory is ours (user mode) so
+ * plans never allocate while running and two threads never share a
+ * library-owned scratchpad.  err may be NULL (a probe).
+ */
+static int forward_desc(dnnl_primitive_desc_t *pd, const struct conv_shape *s, bool bias,
+                        unsigned epilogue, dnnl_alg_kind_t alg, dnnl_prop_kind_t prop,
+                        const dnnl_memory_desc_t *prefer, struct igs_error *err)
 {
 	int rc = 0;
 	dnnl_primitive_attr_t attr = NULL;
 	dnnl_post_ops_t ops = NULL;
-	dnnl_memory_desc_t src, dst, weights, bias_md;
-	activation_md(&src, s->n, s->c_in, s->h_in, s->w_in, s->blocked);
-	activation_md(&dst, s->n, s->c_out, s->h_out, s->w_out, s->blocked);
-	dnnl_dims_t wdims = {s->c_out, s->c_in, s->k, s->k};
-	dnnl_memory_desc_init_by_tag(&weights, 4, wdims, dnnl_f32, dnnl_format_tag_any);
-	dnnl_dims_t bdims = {s->c_out};
-	dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_a);
-	dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
-
-	*d = (struct conv_descs){0};
+	struct conv_mds m;
+	conv_mds_init(&m, s);
+	*pd = NULL;
 	TRY(dnnl_primitive_attr_create(&attr), "attribute creation");
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
 	    "scratchpad mode");
@@ -191,44 +261,76 @@ static int conv_descs_create_alg(struct conv_descs *d, const struct conv_shape *
 		TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
 		    "ReLU post-op");
 	TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "post-ops");
-
-	dnnl_convolution_desc_t fwd;
-	TRY(dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training, alg,
-	                                       &src, &weights, bias ? &bias_md : NULL, &dst,
-	                                       strides, pad, pad),
+	dnnl_convolution_desc_t desc;
+	TRY(dnnl_convolution_forward_desc_init(&desc, prop, alg, &m.src, &m.weights,
+	                                       bias ? &m.bias : NULL, &m.dst, m.strides, m.pad,
+	                                       m.pad),
 	    "forward convolution descriptor");
-	TRY(dnnl_primitive_desc_create(&d->fwd, &fwd, attr, engine(), NULL), "forward convolution");
-
-	dnnl_primitive_attr_t plain = NULL;
-	TRY(dnnl_primitive_attr_create(&plain), "attribute creation");
-	dnnl_status_t st =
-	    dnnl_primitive_attr_set_scratchpad_mode(plain, dnnl_scratchpad_mode_user);
-	dnnl_convolution_desc_t bwd;
-	if (st == dnnl_success)
-		st = dnnl_convolution_backward_data_desc_init(&bwd, alg, &src,
-		                                              &weights, &dst, strides, pad, pad);
-	if (st == dnnl_success)
-		st = dnnl_primitive_desc_create(&d->bwd, &bwd, plain, engine(), d->fwd);
-	dnnl_primitive_attr_destroy(plain);
-	TRY(st, "backward-data convolution");
+	TRY(pick_impl(pd, &desc, attr, NULL, prefer), "forward convolution");
 out:
 	if (ops)
 		dnnl_post_ops_destroy(ops);
 	if (attr)
 		dnnl_primitive_attr_destroy(attr);
-	if (rc)
-		conv_descs_free(d);
 	return rc;
 }
 
-/* Winograd where it pays and oneDNN has it for the shape, else direct. */
-static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, bool bias,
-                             unsigned epilogue, struct igs_error *err)
+/* oneDNN's direct backward_data; it wants a training forward as a hint. */
+static int backward_desc(dnnl_primitive_desc_t *pd, const struct conv_shape *s,
+                         const dnnl_memory_desc_t *prefer, struct igs_error *err)
 {
-	if (wants_winograd(s) &&
-	    conv_descs_create_alg(d, s, bias, epilogue, dnnl_convolution_winograd, NULL) == 0)
-		return 0;
-	return conv_descs_create_alg(d, s, bias, epilogue, dnnl_convolution_direct, err);
+	int rc = 0;
+	dnnl_primitive_desc_t hint = NULL;
+	dnnl_primitive_attr_t attr = NULL;
+	struct conv_mds m;
+	conv_mds_init(&m, s);
+	*pd = NULL;
+	rc = forward_desc(&hint, s, false, 0, dnnl_convolution_direct, dnnl_forward_training, NULL,
+	                  err);
+	if (rc)
+		goto out;
+	TRY(dnnl_primitive_attr_create(&attr), "attribute creation");
+	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+	    "scratchpad mode");
+	dnnl_convolution_desc_t desc;
+	TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &m.src,
+	                                             &m.weights, &m.dst, m.strides, m.pad, m.pad),
+	    "backward-data convolution descriptor");
+	TRY(pick_impl(pd, &desc, attr, hint, prefer), "backward-data convolution");
+out:
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
+	if (hint)
+		dnnl_primitive_desc_destroy(hint);
+	return rc;
+}
+
+/* The descriptors of `s`: Winograd forward and transposed forward, or direct
+ * forward and backward_data, preferring implementations that run on weights
+ * laid out as fwd_md and bwd_md (NULL: oneDNN's choice).  err may be NULL
+ * (a probe). */
+static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, bool bias,
+                             unsigned epilogue, bool winograd, const dnnl_memory_desc_t *fwd_md,
+                             const dnnl_memory_desc_t *bwd_md, struct igs_error *err)
+{
+	*d = (struct conv_descs){0};
+	int rc;
+	if (winograd) {
+		struct conv_shape t = transposed(s);
+		rc = forward_desc(&d->fwd, s, bias, epilogue, dnnl_convolution_winograd,
+		                  dnnl_forward_inference, fwd_md, err);
+		if (!rc)
+			rc = forward_desc(&d->bwd, &t, false, 0, dnnl_convolution_winograd,
+			                  dnnl_forward_inference, bwd_md, err);
+	} else {
+		rc = forward_desc(&d->fwd, s, bias, epilogue, dnnl_convolution_direct,
+		                  dnnl_forward_inference, fwd_md, err);
+		if (!rc)
+			rc = backward_desc(&d->bwd, s, bwd_md, err);
+	}
+	if (rc)
+		conv_descs_free(d);
+	return rc;
 }
 
 static const dnnl_memory_desc_t *weights_md_of(const_dnnl_primitive_desc_t pd)
@@ -306,10 +408,59 @@ enum { NARROW_MAX_C_IN = 4, NARROW_BAND_ROWS = 4 };
 
 struct conv_weights {
 	int c_in, c_out, k, stride, pad;
+	/* Both passes run as Winograd forward convolutions (wants_winograd);
+	 * bwd then holds the transposed kernel. */
+	bool winograd;
 	struct packed fwd, bwd;
+	/* Winograd only: the plain [c_out][c_in][k][k] weights, since oneDNN
+	 * cannot reorder out of a Winograd layout and a plan for another batch
+	 * may want another one. */
+	float *plain;
 	float *bias;   /* [c_out] or NULL */
 	float *narrow; /* [c_out][k][k][c_in] when c_in <= NARROW_MAX_C_IN, else NULL */
 };
+
+static void plain_md(dnnl_memory_desc_t *md, int c_out, int c_in, int k)
+{
+	dnnl_dims_t dims = {c_out, c_in, k, k};
+	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_oihw);
+}
+
+/* The kernel of the transposed convolution: channels swapped, flipped. */
+static float *transpose_kernel(const float *w, int c_out, int c_in, int k)
+{
+	const int kk = k * k;
+	float *t = malloc((size_t)c_out * c_in * kk * sizeof(float));
+	if (!t)
+		return NULL;
+	for (int o = 0; o < c_out; o++)
+		for (int i = 0; i < c_in; i++)
+			for (int j = 0; j < kk; j++)
+				t[((size_t)i * c_out + o) * kk + (kk - 1 - j)] =
+				    w[((size_t)o * c_in + i) * kk + j];
+	return t;
+}
+
+/* Pack plain weights [c_out][c_in][k][k] into the layouts `d` runs on. */
+static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weight, int c_out,
+                      int c_in, int k, bool winograd, const struct conv_descs *d,
+                      struct igs_error *err)
+{
+	dnnl_memory_desc_t md;
+	plain_md(&md, c_out, c_in, k);
+	int rc = fwd ? packed_make(fwd, &md, weight, weights_md_of(d->fwd), err) : 0;
+	if (rc || !bwd)
+		return rc;
+	if (!winograd)
+		return packed_make(bwd, &md, weight, weights_md_of(d->bwd), err);
+	float *t = transpose_kernel(weight, c_out, c_in, k);
+	if (!t)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
+	plain_md(&md, c_in, c_out, k);
+	rc = packed_make(bwd, &md, t, weights_md_of(d->bwd), err);
+	free(t);
+	return rc;
+}
 
 int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
                         const struct conv_shape *shape, struct igs_error *err)
@@ -329,16 +480,23 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	*w = (struct conv_weights){
 	    .c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride, .pad = s.pad};
 	struct conv_descs d = {0};
-	rc = conv_descs_create(&d, &s, bias != NULL, 0, err);
-	if (!rc) {
-		dnnl_memory_desc_t plain;
-		dnnl_dims_t wdims = {s.c_out, s.c_in, s.k, s.k};
-		dnnl_memory_desc_init_by_tag(&plain, 4, wdims, dnnl_f32, dnnl_oihw);
-		rc = packed_make(&w->fwd, &plain, weight, weights_md_of(d.fwd), err);
-		if (!rc)
-			rc = packed_make(&w->bwd, &plain, weight, weights_md_of(d.bwd), err);
-	}
+	/* Winograd when the shape wants it and oneDNN has it (with the bias). */
+	w->winograd =
+	    wants_winograd(&s) && conv_descs_create(&d, &s, bias != NULL, 0, true, NULL, NULL, NULL) == 0;
+	if (!w->winograd)
+		rc = conv_descs_create(&d, &s, bias != NULL, 0, false, NULL, NULL, err);
+	if (!rc)
+		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->winograd, &d,
+		                err);
 	conv_descs_free(&d);
+	const size_t plain_bytes = (size_t)s.c_out * s.c_in * s.k * s.k * sizeof(float);
+	if (!rc && w->winograd) {
+		w->plain = malloc(plain_bytes);
+		if (!w->plain)
+			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
+		else
+			memcpy(w->plain, weight, plain_bytes);
+	}
 	if (!rc && s.c_in <= NARROW_MAX_C_IN) {
 		const int kk = s.k * s.k;
 		w->narrow = malloc((size_t)s.c_out * kk * s.c_in * sizeof(float));
@@ -372,6 +530,7 @@ void conv_weights_free(struct conv_weights **wp)
 		return;
 	free(w->fwd.data);
 	free(w->bwd.data);
+	free(w->plain);
 	free(w->bias);
 	free(w->narrow);
 	free(w);
@@ -380,8 +539,8 @@ void conv_weights_free(struct conv_weights **wp)
 
 size_t conv_weights_bytes(const struct conv_weights *w)
 {
-	size_t narrow = w->narrow ? (size_t)w->c_out * w->k * w->k * w->c_in * sizeof(float) : 0;
-	return w->fwd.bytes + w->bwd.bytes + narrow +
+	const size_t kernel = (size_t)w->c_out * w->k * w->k * w->c_in * sizeof(float);
+	return w->fwd.bytes + w->bwd.bytes + (w->narrow ? kernel : 0) + (w->plain ? kernel : 0) +
 	       (w->bias ? (size_t)w->c_out * sizeof(float) : 0);
 }
 
@@ -401,6 +560,7 @@ struct conv_plan {
 	int threads;         /* omp_get_max_threads() at creation */
 	const float *narrow; /* weights for narrow_backward, or NULL */
 	struct runner fwd, bwd;
+	bool bwd_is_forward; /* bwd is a forward convolution (Winograd, conv_weights) */
 	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
 	dnnl_stream_t stream;
 };
@@ -433,17 +593,29 @@ void conv_plan_free(struct conv_plan **pp)
 
 /*
  * The weights the primitive `pd` runs on: the shared ones when their layout
- * is the one it wants, else a private reorder of them into `own`.
+ * is the one it wants, else a private copy in that layout: reordered from
+ * the shared ones, or packed anew from the plain ones for Winograd (whose
+ * layouts oneDNN cannot reorder out of).  `backward`: the bwd weights.
  */
-static int weights_for(const_dnnl_primitive_desc_t pd, const struct packed *shared,
-                       struct packed *own, const float **data, struct igs_error *err)
+static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights *w,
+                       bool backward, struct packed *own, const float **data,
+                       struct igs_error *err)
 {
+	const struct packed *shared = backward ? &w->bwd : &w->fwd;
 	const dnnl_memory_desc_t *want = weights_md_of(pd);
 	if (dnnl_memory_desc_equal(want, &shared->md)) {
 		*data = shared->data;
 		return 0;
 	}
-	int rc = packed_make(own, &shared->md, shared->data, want, err);
+	int rc;
+	if (w->plain) {
+		struct conv_descs d = {.fwd = backward ? NULL : (dnnl_primitive_desc_t)pd,
+		                       .bwd = backward ? (dnnl_primitive_desc_t)pd : NULL};
+		rc = pack_plain(backward ? NULL : own, backward ? own : NULL, w->plain, w->c_out,
+		                w->c_in, w->k, w->winograd, &d, err);
+	} else {
+		rc = packed_make(own, &shared->md, shared->data, want, err);
+	}
 	*data = own->data;
 	return rc;
 }
@@ -509,15 +681,17 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	p->narrow = w->narrow;
 	struct conv_descs d = {0};
 	const float *fwd_w = NULL, *bwd_w = NULL;
-	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, err);
+	p->bwd_is_forward = w->winograd;
+	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, w->winograd, &w->fwd.md,
+	                       &w->bwd.md, err);
 	if (!rc)
-		rc = weights_for(d.fwd, &w->fwd, &p->own_fwd, &fwd_w, err);
+		rc = weights_for(d.fwd, w, false, &p->own_fwd, &fwd_w, err);
 	if (!rc)
-		rc = weights_for(d.bwd, &w->bwd, &p->own_bwd, &bwd_w, err);
+		rc = weights_for(d.bwd, w, true, &p->own_bwd, &bwd_w, err);
 	if (!rc)
 		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, err);
 	if (!rc)
-		rc = runner_create(&p->bwd, d.bwd, false, bwd_w, NULL, err);
+		rc = runner_create(&p->bwd, d.bwd, w->winograd, bwd_w, NULL, err);
 	if (!rc) {
 		dnnl_status_t st =
 		    dnnl_stream_create(&p->stream, engine(), dnnl_stream_default_flags);
@@ -661,6 +835,8 @@ void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float
 {
 	if (use_narrow(p))
 		narrow_backward(p, d_in, d_out, scratch);
+	else if (p->bwd_is_forward)
+		run(p, &p->bwd, DNNL_ARG_SRC, d_out, DNNL_ARG_DST, d_in, scratch);
 	else
 		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, scratch);
 }

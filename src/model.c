@@ -396,6 +396,11 @@ static void describe_architecture(struct model *m)
 
 /* ===== public ============================================================= */
 
+/* The batch the packed weights' layouts are chosen for: attribution's
+ * batch of path points (service.c's cap), where the time goes.  Plans for
+ * other batches use the same layouts where oneDNN has a kernel for them. */
+enum { PACK_BATCH = 4 };
+
 /*
  * Hand one convolution to the backend (conv.h), which keeps its own copy of
  * the weights in the layouts its kernels want; the plain copy is dropped.
@@ -403,7 +408,7 @@ static void describe_architecture(struct model *m)
  */
 static int pack_conv(struct conv_params *c, int *h, bool blocked, struct igs_error *err)
 {
-	struct conv_shape s = {.n = 1, .c_in = c->c_in, .h_in = *h, .w_in = *h, .c_out = c->c_out,
+	struct conv_shape s = {.n = PACK_BATCH, .c_in = c->c_in, .h_in = *h, .w_in = *h, .c_out = c->c_out,
 	                       .k = c->k, .stride = c->stride, .pad = c->pad, .blocked = blocked};
 	conv_shape_finish(&s);
 	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, err);
