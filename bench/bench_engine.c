@@ -98,16 +98,26 @@ int main(int argc, char **argv)
 	qsort(times, (size_t)reps, sizeof(double), cmp_double);
 	double forward_median = reps ? times[reps / 2] : 0;
 
-	/* IG-shaped: `points` path points, forward + backward, `batch` at a time. */
+	/* IG-shaped: `points` path points from a gray image to the input,
+	 * forward + backward, `batch` at a time, by position as attribution
+	 * runs them (net_forward_path). */
 	for (int i = 0; i < batch; i++)
 		d_logits[(size_t)i * classes] = 1;
+	float *gray = malloc(per_image * sizeof(float)), *alpha = malloc(batch * sizeof(float));
+	for (size_t i = 0; i < per_image; i++)
+		gray[i] = 127.5f;
 	double t0 = now();
+	net_path_start(wsb, pixels, gray);
 	for (int done = 0; done < points; done += batch) {
 		int n = points - done < batch ? points - done : batch;
-		net_forward(wsb, pixels, n, logits);
+		for (int i = 0; i < n; i++)
+			alpha[i] = (float)(done + i + 0.5) / (float)points;
+		net_forward_path(wsb, alpha, n, logits);
 		net_backward(wsb, d_logits, grad);
 	}
 	double ig_ms = (now() - t0) * 1e3;
+	free(gray);
+	free(alpha);
 	printf("{\"arch\": \"%s\", \"input_size\": %d, \"threads\": %d, "
 	       "\"forward_batch1_ms_median\": %.2f, "
 	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",

@@ -133,14 +133,30 @@ static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *g
 	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static int net_oracle_path_start(void *ctx, const float *x, const float *baseline,
+                                 struct igs_error *err)
+{
+	int rc = net_path_start(ctx, x, baseline);
+	return rc ? igs_fail(err, rc, "network path setup failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_forward_path(void *ctx, const float *alpha, int n, float *logits,
+                                   struct igs_error *err)
+{
+	int rc = net_forward_path(ctx, alpha, n, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
 void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
 {
 	const struct model_info *info = model_get_info(m);
-	o->ctx = ws;
-	o->size = info->input_size;
-	o->classes = info->classes;
-	o->forward = net_oracle_forward;
-	o->backward = net_oracle_backward;
+	*o = (struct grad_oracle){.ctx = ws,
+	                          .size = info->input_size,
+	                          .classes = info->classes,
+	                          .forward = net_oracle_forward,
+	                          .backward = net_oracle_backward,
+	                          .path_start = net_oracle_path_start,
+	                          .forward_path = net_oracle_forward_path};
 }
 
 void attr_result_free(struct attr_result *r)
@@ -166,6 +182,8 @@ struct run {
 	const float *x;              /* the input (caller's) */
 	const float *base;           /* the baseline */
 	float *rows;                 /* [batch][n] path inputs */
+	bool by_position;            /* the oracle's forward_path, set up for x and the baseline */
+	float *positions;            /* [batch] alpha of each row, by_position */
 	float *grad;                 /* [batch][n] */
 	float *logits, *d_logits;    /* [batch][classes] */
 	double *outputs;             /* [batch] F_t of each row */
@@ -293,13 +311,19 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			int s = (int)((e0 + b) / m), k = (int)((e0 + b) % m);
 			r->row_sample[b] = s;
 			r->row_point[b] = k;
+			float a = (float)alpha[k];
+			r->positions[b] = a;
+			if (r->by_position)
+				continue;
 			sample_input(r, s);
 			float *row = r->rows + (size_t)b * r->n;
-			float a = (float)alpha[k];
 			for (size_t i = 0; i < r->n; i++)
 				row[i] = r->base[i] + a * (r->xs[i] - r->base[i]);
 		}
-		if ((rc = r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err)))
+		rc = r->by_position ? r->oracle->forward_path(r->oracle->ctx, r->positions, nb,
+		                                              r->logits, err)
+		                    : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
+		if (rc)
 			return rc;
 		for (int b = 0; b < nb; b++)
 			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
@@ -542,6 +566,7 @@ static void run_free(struct run *r)
 	free(r->outputs);
 	free(r->row_sample);
 	free(r->row_point);
+	free(r->positions);
 	free(r->xs);
 	free(r->G);
 	free(r->acc1);
@@ -585,6 +610,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.outputs = malloc(B * sizeof *r.outputs);
 	r.row_sample = malloc(B * sizeof *r.row_sample);
 	r.row_point = malloc(B * sizeof *r.row_point);
+	r.positions = malloc(B * sizeof *r.positions);
 	r.xs = malloc(r.n * sizeof *r.xs);
 	r.G = calloc(r.n, sizeof *r.G);
 	if (o->smooth != SMOOTH_NONE) {
@@ -598,7 +624,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (o->path_maps && m > 0)
 		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
-	    !r.row_sample || !r.row_point || !r.xs || !r.G ||
+	    !r.row_sample || !r.row_point || !r.positions || !r.xs || !r.G ||
 	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2)) || !out->attr || !out->logits ||
 	    !out->baseline || !out->path || (o->path_maps && m > 0 && !out->path_maps)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
@@ -643,6 +669,12 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.f_input = output_and_grad(&r, r.logits, NULL);
 	r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
 
+	/* One straight path (no SmoothGrad noise): points by position. */
+	if (oracle->path_start && oracle->forward_path && r.samples == 1) {
+		if ((rc = oracle->path_start(oracle->ctx, pixels, r.base, err)))
+			goto fail;
+		r.by_position = true;
+	}
 	r.total = m * r.samples;
 	if ((rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err)))
 		goto fail;

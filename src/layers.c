@@ -330,6 +330,35 @@ void linear_backward(float *restrict d_in, const float *restrict d_out,
 	}
 }
 
+/* ---------------------------------------------------------- path points */
+
+void path_lerp(float *restrict out, const float *restrict from, const float *restrict to,
+               const float *restrict t, int n, size_t count, bool relu)
+{
+	/* Split the values, not the points, so each thread reads its part of
+	 * the two ends once for all n points. */
+#pragma omp parallel
+	{
+		long lo, hi;
+		thread_range((long)count, &lo, &hi);
+		for (int i = 0; i < n; i++) {
+			const float b = t[i], a = 1.0f - t[i];
+			float *restrict y = out + (size_t)i * count;
+			if (relu) {
+#pragma omp simd
+				for (long j = lo; j < hi; j++) {
+					float v = a * from[j] + b * to[j];
+					y[j] = v > 0.0f ? v : 0.0f;
+				}
+			} else {
+#pragma omp simd
+				for (long j = lo; j < hi; j++)
+					y[j] = a * from[j] + b * to[j];
+			}
+		}
+	}
+}
+
 /* ---------------------------------------------------------- preprocessing */
 
 void normalize_forward(float *restrict out, const float *restrict pixels, int n, int h, int w,

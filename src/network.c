@@ -58,6 +58,12 @@ struct net_workspace {
 	float *input; /* [n][S][S][3] normalized */
 	struct conv_shape stem;
 	struct pool_shape pool;
+	/* Path points: the stem's pre-activation output for one image at the
+	 * baseline and at the input (net_path_start), and the stem plan that
+	 * computes them (no ReLU, batch 1). */
+	float *path_ends;
+	bool path_ready;
+	struct conv_plan *stem_linear;
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
 	int head_hw;
@@ -126,6 +132,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	conv_geometry(&ws->stem, &m->stem, n, S, S, false);
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
 	max_act = max_size(max_act, stem_count);
+	ws->path_ends = carve(cv, 2 * (stem_count / n));
 
 	ws->pool = (struct pool_shape){.c = m->stem.c_out,
 	                               .n = n,
@@ -201,6 +208,22 @@ static void plans_free(struct net_workspace *ws)
 {
 	for (int n = 0; ws->plans && n < ws->max_batch; n++)
 		batch_plans_free(ws, &ws->plans[n]);
+	conv_plan_free(&ws->stem_linear);
+}
+
+/* Grow the shared oneDNN scratch to what `p` needs. */
+static int fit_scratch(struct net_workspace *ws, const struct conv_plan *p, struct igs_error *err)
+{
+	size_t need = conv_plan_scratch_bytes(p);
+	if (need <= ws->scratch_bytes)
+		return 0;
+	free(ws->scratch);
+	ws->scratch_bytes = 0;
+	ws->scratch = large_alloc(need);
+	if (!ws->scratch)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch", need);
+	ws->scratch_bytes = need;
+	return 0;
 }
 
 /* The plan of `c` for `shape` (laid out for max_batch) at batch n. */
@@ -211,19 +234,7 @@ static int plan_one(struct net_workspace *ws, struct conv_plan **out, const stru
 	s.n = n;
 	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0);
 	int rc = conv_plan_create(out, c->packed, &s, epilogue, err);
-	if (rc < 0)
-		return rc;
-	size_t need = conv_plan_scratch_bytes(*out);
-	if (need > ws->scratch_bytes) {
-		free(ws->scratch);
-		ws->scratch_bytes = 0;
-		ws->scratch = large_alloc(need);
-		if (!ws->scratch)
-			return igs_fail(err, IGS_ERR_NOMEM,
-			                "out of memory for %zu bytes of scratch", need);
-		ws->scratch_bytes = need;
-	}
-	return 0;
+	return rc < 0 ? rc : fit_scratch(ws, *out, err);
 }
 
 /* Create batch n's plans (shapes from layout() with n images). */
@@ -343,6 +354,7 @@ int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err
 
 void net_workspace_release(struct net_workspace *ws)
 {
+	ws->path_ready = false;
 	release_pages(ws->arena, ws->arena_floats * sizeof(float));
 	release_pages(ws->scratch, ws->scratch_bytes);
 }
@@ -354,6 +366,8 @@ size_t net_workspace_bytes(const struct net_workspace *ws)
 		for (int i = 0; ws->plans[n].convs && i < ws->n_convs; i++)
 			if (ws->plans[n].convs[i])
 				bytes += conv_plan_private_bytes(ws->plans[n].convs[i]);
+	if (ws->stem_linear)
+		bytes += conv_plan_private_bytes(ws->stem_linear);
 	return bytes;
 }
 
@@ -469,20 +483,12 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	return out_index;
 }
 
-static int forward(struct net_workspace *ws, const float *pixels, int n, float *logits, bool keep)
+/* Everything after the stem convolution, whose output (after its ReLU) is
+ * in act[0]; ws->n is the batch. */
+static void forward_body(struct net_workspace *ws, float *logits, bool keep)
 {
 	const struct model *m = ws->model;
-	if (n < 1 || n > ws->max_batch || ws->size != m->info.input_size)
-		return IGS_ERR_BAD_OPTION;
-	int rc = net_workspace_prepare(ws, n, NULL);
-	if (rc < 0)
-		return rc;
-	set_batch(ws, n);
-	ws->masks_kept = keep;
-	const int S = ws->size;
-
-	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
-	conv_forward(ws, 0, ws->act[0], ws->input);
+	const int n = ws->n;
 	/* the stem's ReLU needs no mask: the max-pool's argmax covers it */
 	maxpool_forward(ws->act[1], ws->argmax, ws->act[0], &ws->pool);
 
@@ -500,6 +506,78 @@ static int forward(struct net_workspace *ws, const float *pixels, int n, float *
 	}
 	avgpool_forward(ws->pooled, head, &head_shape);
 	linear_forward(logits, ws->pooled, m->fc_weight, m->fc_bias, n, C, m->info.classes);
+}
+
+/* Plans for batch n, the shapes set to it; a failure is an igs code. */
+static int begin_pass(struct net_workspace *ws, int n, bool keep)
+{
+	if (n < 1 || n > ws->max_batch || ws->size != ws->model->info.input_size)
+		return IGS_ERR_BAD_OPTION;
+	int rc = net_workspace_prepare(ws, n, NULL);
+	if (rc < 0)
+		return rc;
+	set_batch(ws, n);
+	ws->masks_kept = keep;
+	return 0;
+}
+
+static int forward(struct net_workspace *ws, const float *pixels, int n, float *logits, bool keep)
+{
+	const struct model *m = ws->model;
+	int rc = begin_pass(ws, n, keep);
+	if (rc < 0)
+		return rc;
+	const int S = ws->size;
+	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
+	conv_forward(ws, 0, ws->act[0], ws->input);
+	forward_body(ws, logits, keep);
+	return 0;
+}
+
+/* Values of one image's stem output. */
+static size_t stem_count_per_image(const struct net_workspace *ws)
+{
+	return (size_t)ws->stem.c_out * ws->stem.h_out * ws->stem.w_out;
+}
+
+int net_path_start(struct net_workspace *ws, const float *x, const float *baseline)
+{
+	const struct model *m = ws->model;
+	if (ws->size != m->info.input_size)
+		return IGS_ERR_BAD_OPTION;
+	omp_set_num_threads(ws->threads);
+	ws->path_ready = false;
+	struct conv_shape one = ws->stem;
+	one.n = 1;
+	if (!ws->stem_linear) {
+		int rc = conv_plan_create(&ws->stem_linear, m->stem.packed, &one, 0, NULL);
+		if (rc == 0)
+			rc = fit_scratch(ws, ws->stem_linear, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	const int S = ws->size;
+	const float *ends[2] = {baseline, x};
+	for (int i = 0; i < 2; i++) {
+		normalize_forward(ws->input, ends[i], 1, S, S, m->info.mean, m->info.std);
+		conv_plan_forward(ws->stem_linear, ws->path_ends + i * stem_count_per_image(ws),
+		                  ws->input, ws->scratch);
+	}
+	ws->path_ready = true;
+	return 0;
+}
+
+int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float *logits)
+{
+	if (!ws->path_ready)
+		return IGS_ERR_BAD_OPTION;
+	int rc = begin_pass(ws, n, true);
+	if (rc < 0)
+		return rc;
+	const size_t count = stem_count_per_image(ws);
+	path_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
+	          ws->model->stem.relu);
+	forward_body(ws, logits, true);
 	return 0;
 }
 

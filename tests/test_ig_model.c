@@ -164,6 +164,44 @@ START_TEST(test_timm_resnetv2)
 }
 END_TEST
 
+/* Path points by position (the network oracle's forward_path: the stem's
+ * outputs interpolated) give the attributions that points as pixels give;
+ * positions without a started path, or more than the workspace holds, are
+ * refused. */
+START_TEST(test_points_by_position_match_pixels)
+{
+	struct fixture fx;
+	fixture_open(&fx, "tv_ig");
+	size_t n = (size_t)fx.size * fx.size * 3;
+	struct request_options o;
+	case_options(&fx, "gausslegendre/gray/logit", &o);
+	struct grad_oracle by_pixels = fx.oracle;
+	by_pixels.path_start = NULL;
+	by_pixels.forward_path = NULL;
+	struct attr_result a, b;
+	ck_assert_int_eq(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &a, NULL), 0);
+	ck_assert_int_eq(attribution_run(&by_pixels, fx.pixels, &o, BATCH, NULL, &b, NULL), 0);
+	double e = rel_l2(a.attr, b.attr, n);
+	ck_assert_msg(e < 1e-5, "by position vs by pixels: relative L2 %g", e);
+	for (int k = 0; k < a.path_count; k++)
+		ck_assert_msg(fabs(a.path[k].output - b.path[k].output) <=
+		                  1e-5 * fmax(1.0, fabs(b.path[k].output)),
+		              "point %d: F %g by position, %g by pixels", k, a.path[k].output,
+		              b.path[k].output);
+	/* a position outside a started path is refused, not computed */
+	float logits[3 * 1000], alpha[1] = {0.5f};
+	struct net_workspace *fresh = NULL;
+	ck_assert_int_eq(net_workspace_create(&fresh, fx.model, 1, NULL), 0);
+	ck_assert_int_eq(net_forward_path(fresh, alpha, 1, logits), IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(net_path_start(fresh, fx.pixels, fx.pixels), 0);
+	ck_assert_int_eq(net_forward_path(fresh, alpha, 2, logits), IGS_ERR_BAD_OPTION);
+	net_workspace_free(&fresh);
+	attr_result_free(&a);
+	attr_result_free(&b);
+	fixture_close(&fx);
+}
+END_TEST
+
 /* The baselines igserve builds equal the reference script's. */
 START_TEST(test_baselines_match_reference)
 {
@@ -488,6 +526,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_torchvision_every_rule_and_baseline);
 	tcase_add_test(tc, test_timm_resnetv2);
+	tcase_add_test(tc, test_points_by_position_match_pixels);
 	tcase_add_test(tc, test_baselines_match_reference);
 	tcase_add_test(tc, test_randomizing_top_layers_changes_attributions);
 	tcase_add_test(tc, test_adaptive_on_the_engine);

@@ -361,6 +361,59 @@ static void write_resnet50(const char *path, enum model_family family)
 	free(l);
 }
 
+/*
+ * Path points by position (net_path_start, net_forward_path, the stem's
+ * outputs interpolated) against net_forward on the interpolated pixels: the
+ * same logits and input gradients up to float rounding, and no path points
+ * before net_path_start.  The workspace holds 2 images.
+ */
+static void check_path_points(const struct model *m, struct net_workspace *ws, const float *x,
+                              const float *base, const char *arch)
+{
+	enum { N = 2, CLASSES = 1000 };
+	const size_t per_image = 224 * 224 * 3;
+	const float alpha[N] = {0.3f, 1.0f};
+	float *rows = malloc(N * per_image * sizeof(float));
+	float *g_rows = malloc(N * per_image * sizeof(float));
+	float *g_path = malloc(N * per_image * sizeof(float));
+	float l_rows[N * CLASSES], l_path[N * CLASSES], d_logits[N * CLASSES] = {0};
+	for (int i = 0; i < N; i++)
+		for (size_t j = 0; j < per_image; j++)
+			rows[i * per_image + j] = base[j] + alpha[i] * (x[j] - base[j]);
+	d_logits[5] = 1;
+	d_logits[CLASSES + 900] = 1;
+
+	struct net_workspace *fresh = NULL;
+	ck_assert_int_eq(net_workspace_create(&fresh, m, 1, NULL), 0);
+	ck_assert_int_eq(net_forward_path(fresh, alpha, 1, l_path), IGS_ERR_BAD_OPTION);
+	net_workspace_free(&fresh);
+
+	ck_assert_int_eq(net_forward(ws, rows, N, l_rows), 0);
+	ck_assert_int_eq(net_backward(ws, d_logits, g_rows), 0);
+	ck_assert_int_eq(net_path_start(ws, x, base), 0);
+	ck_assert_int_eq(net_forward_path(ws, alpha, N, l_path), 0);
+	ck_assert_int_eq(net_backward(ws, d_logits, g_path), 0);
+
+	double scale = 0, worst = 0, diff = 0, norm = 0;
+	for (int i = 0; i < N * CLASSES; i++) {
+		scale = fmax(scale, fabs(l_rows[i]));
+		worst = fmax(worst, fabs((double)l_path[i] - l_rows[i]));
+	}
+	ck_assert_msg(worst <= 1e-5 * scale, "%s: path logits %g off (largest logit %g)", arch, worst,
+	              scale);
+	for (size_t j = 0; j < N * per_image; j++) {
+		diff += ((double)g_path[j] - g_rows[j]) * ((double)g_path[j] - g_rows[j]);
+		norm += (double)g_rows[j] * g_rows[j];
+	}
+	/* Rounding may flip a near-tie of the max-pool (ResNetV2 pools the
+	 * stem's raw outputs), moving one window's gradient to its neighbour:
+	 * about 4e-4 of relative L2 each; real differences would be O(1). */
+	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= 2e-3,
+	              "%s: path gradients %g relative L2 from the pixels' ones", arch,
+	              sqrt(diff / norm));
+	free(rows), free(g_rows), free(g_path);
+}
+
 START_TEST(test_full_width_resnet50)
 {
 	const enum model_family family = _i ? FAMILY_TIMM_RESNETV2 : FAMILY_TORCHVISION;
@@ -431,6 +484,8 @@ START_TEST(test_full_width_resnet50)
 	ck_assert_msg(fabs(fd - dot) <= 0.05 * fabs(dot) + 1e-6,
 	              "%s: directional derivative %g by finite differences, %g by backward", arch, fd,
 	              dot);
+
+	check_path_points(m, ws, pixels, pixels + per_image, arch);
 
 	free(moved);
 	free(v);

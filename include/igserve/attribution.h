@@ -39,6 +39,15 @@ struct grad_oracle {
 	int (*forward)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
 	int (*backward)(void *ctx, const float *d_logits, int n, float *grad,
 	                struct igs_error *err);
+	/* Optional (both NULL when not offered): path points by position.
+	 * path_start fixes the straight path from `baseline` to `x`;
+	 * forward_path then does forward for the n points baseline + alpha[i]
+	 * (x - baseline), as the network does cheaper than from their pixels
+	 * (net_forward_path). */
+	int (*path_start)(void *ctx, const float *x, const float *baseline,
+	                  struct igs_error *err);
+	int (*forward_path)(void *ctx, const float *alpha, int n, float *logits,
+	                    struct igs_error *err);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold

@@ -113,8 +113,23 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logits);
 
 /*
+ * Path points (Integrated Gradients).  The stem convolution and the input
+ * normalization before it are affine, so on the straight path
+ * x' + a (x - x') the stem's output is (1 - a) s(x') + a s(x):
+ * net_path_start computes s(x) and s(x') once, and net_forward_path runs
+ * n points from their positions a alone, skipping the stem convolution.
+ * The logits and a following net_backward are net_forward's on the
+ * interpolated pixels, up to float rounding.  The ends stay valid until the
+ * next net_path_start or net_workspace_release; other passes on the
+ * workspace in between do not disturb them.
+ */
+int net_path_start(struct net_workspace *ws, const float *x, const float *baseline);
+int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float *logits);
+
+/*
  * net_backward - gradient of sum_i sum_j d_logits[i][j] * logits[i][j]
- * with respect to the pixels of the last net_forward on `ws` (after a
+ * with respect to the pixels of the last net_forward or net_forward_path
+ * on `ws` (after a
  * net_infer, or none, it returns IGS_ERR_BAD_OPTION):
  * grad_pixels [n][size][size][3].  A one-hot d_logits row gives
  * dF_t/dx for class t.
