@@ -149,6 +149,13 @@ static void activation_md(dnnl_memory_desc_t *md, int n, int c, int h, int w, bo
 	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, blocked ? dnnl_nChw16c : dnnl_nhwc);
 }
 
+/* A ReLU mask over `s`'s output: one byte (0 or 1) per value, same layout. */
+static void mask_md_init(dnnl_memory_desc_t *md, const struct conv_shape *s)
+{
+	dnnl_dims_t dims = {s->n, s->c_out, s->h_out, s->w_out};
+	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_u8, s->blocked ? dnnl_nChw16c : dnnl_nhwc);
+}
+
 /*
  * oneDNN's Winograd F(4x4, 3x3) (jit_wino_4x3, blocked layouts only) runs a
  * 3x3 stride-1 layer in 0.5-0.7x the time of the direct kernels from 14x14
@@ -167,8 +174,16 @@ static bool wants_winograd(const struct conv_shape *s)
 	       s->h_out * s->w_out >= WINOGRAD_MIN_OUTPUT_PIXELS;
 }
 
-/* The convolution whose forward is the backward-data of `s` (3x3, stride 1,
- * pad 1): channels swapped, same image size. */
+/* A 1x1 stride-1 convolution's backward is the forward of its transposed
+ * kernel too; run so, it takes post-ops: the shortcut's gradient added in
+ * and the ReLU below applied in the same pass (CONV_BACKWARD_*). */
+static bool pointwise(const struct conv_shape *s)
+{
+	return s->k == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* The convolution whose forward is the backward-data of `s` (3x3 stride 1
+ * pad 1, or 1x1 stride 1): channels swapped, same image size. */
 static struct conv_shape transposed(const struct conv_shape *s)
 {
 	struct conv_shape t = *s;
@@ -260,6 +275,11 @@ static int forward_desc(dnnl_primitive_desc_t *pd, const struct conv_shape *s, b
 	if (epilogue & CONV_RELU)
 		TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
 		    "ReLU post-op");
+	if (epilogue & CONV_BACKWARD_MASK) {
+		dnnl_memory_desc_t mask_md;
+		mask_md_init(&mask_md, s);
+		TRY(dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &mask_md), "mask post-op");
+	}
 	TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "post-ops");
 	dnnl_convolution_desc_t desc;
 	TRY(dnnl_convolution_forward_desc_init(&desc, prop, alg, &m.src, &m.weights,
@@ -305,28 +325,29 @@ out:
 	return rc;
 }
 
-/* The descriptors of `s`: Winograd forward and transposed forward, or direct
- * forward and backward_data, preferring implementations that run on weights
- * laid out as fwd_md and bwd_md (NULL: oneDNN's choice).  err may be NULL
- * (a probe). */
+/* The descriptors of `s`: the forward (Winograd or direct) and the
+ * backward, as the transposed kernel's forward (Winograd, and 1x1 with the
+ * backward epilogue as post-ops) or oneDNN's backward_data; preferring
+ * implementations that run on weights laid out as fwd_md and bwd_md (NULL:
+ * oneDNN's choice).  err may be NULL (a probe). */
 static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, bool bias,
                              unsigned epilogue, bool winograd, const dnnl_memory_desc_t *fwd_md,
                              const dnnl_memory_desc_t *bwd_md, struct igs_error *err)
 {
 	*d = (struct conv_descs){0};
-	int rc;
-	if (winograd) {
+	const dnnl_alg_kind_t alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
+	const unsigned forward_epilogue = epilogue & (CONV_ADD_TO_OUT | CONV_RELU);
+	/* the backward's epilogue in the transposed forward's terms */
+	const unsigned backward_epilogue = (epilogue & CONV_BACKWARD_ADD ? CONV_ADD_TO_OUT : 0) |
+	                                   (epilogue & CONV_BACKWARD_MASK);
+	int rc = forward_desc(&d->fwd, s, bias, forward_epilogue, alg, dnnl_forward_inference,
+	                      fwd_md, err);
+	if (!rc && (winograd || pointwise(s))) {
 		struct conv_shape t = transposed(s);
-		rc = forward_desc(&d->fwd, s, bias, epilogue, dnnl_convolution_winograd,
-		                  dnnl_forward_inference, fwd_md, err);
-		if (!rc)
-			rc = forward_desc(&d->bwd, &t, false, 0, dnnl_convolution_winograd,
-			                  dnnl_forward_inference, bwd_md, err);
-	} else {
-		rc = forward_desc(&d->fwd, s, bias, epilogue, dnnl_convolution_direct,
-		                  dnnl_forward_inference, fwd_md, err);
-		if (!rc)
-			rc = backward_desc(&d->bwd, s, bwd_md, err);
+		rc = forward_desc(&d->bwd, &t, false, backward_epilogue, alg, dnnl_forward_inference,
+		                  bwd_md, err);
+	} else if (!rc) {
+		rc = backward_desc(&d->bwd, s, bwd_md, err);
 	}
 	if (rc)
 		conv_descs_free(d);
@@ -408,9 +429,11 @@ enum { NARROW_MAX_C_IN = 4, NARROW_BAND_ROWS = 4 };
 
 struct conv_weights {
 	int c_in, c_out, k, stride, pad;
-	/* Both passes run as Winograd forward convolutions (wants_winograd);
-	 * bwd then holds the transposed kernel. */
+	/* Both passes run as Winograd forward convolutions (wants_winograd). */
 	bool winograd;
+	/* The backward runs as the transposed kernel's forward (Winograd and
+	 * 1x1 stride 1); bwd then holds the transposed kernel. */
+	bool bwd_transposed;
 	struct packed fwd, bwd;
 	/* Winograd only: the plain [c_out][c_in][k][k] weights, since oneDNN
 	 * cannot reorder out of a Winograd layout and a plan for another batch
@@ -443,7 +466,7 @@ static float *transpose_kernel(const float *w, int c_out, int c_in, int k)
 
 /* Pack plain weights [c_out][c_in][k][k] into the layouts `d` runs on. */
 static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weight, int c_out,
-                      int c_in, int k, bool winograd, const struct conv_descs *d,
+                      int c_in, int k, bool transposed, const struct conv_descs *d,
                       struct igs_error *err)
 {
 	dnnl_memory_desc_t md;
@@ -451,7 +474,7 @@ static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weigh
 	int rc = fwd ? packed_make(fwd, &md, weight, weights_md_of(d->fwd), err) : 0;
 	if (rc || !bwd)
 		return rc;
-	if (!winograd)
+	if (!transposed)
 		return packed_make(bwd, &md, weight, weights_md_of(d->bwd), err);
 	float *t = transpose_kernel(weight, c_out, c_in, k);
 	if (!t)
@@ -485,9 +508,10 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	    wants_winograd(&s) && conv_descs_create(&d, &s, bias != NULL, 0, true, NULL, NULL, NULL) == 0;
 	if (!w->winograd)
 		rc = conv_descs_create(&d, &s, bias != NULL, 0, false, NULL, NULL, err);
+	w->bwd_transposed = w->winograd || pointwise(&s);
 	if (!rc)
-		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->winograd, &d,
-		                err);
+		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->bwd_transposed,
+		                &d, err);
 	conv_descs_free(&d);
 	const size_t plain_bytes = (size_t)s.c_out * s.c_in * s.k * s.k * sizeof(float);
 	if (!rc && w->winograd) {
@@ -537,6 +561,11 @@ void conv_weights_free(struct conv_weights **wp)
 	*wp = NULL;
 }
 
+bool conv_weights_fuse_backward(const struct conv_weights *w)
+{
+	return w->bwd_transposed && !w->winograd;
+}
+
 size_t conv_weights_bytes(const struct conv_weights *w)
 {
 	const size_t kernel = (size_t)w->c_out * w->k * w->k * w->c_in * sizeof(float);
@@ -551,6 +580,8 @@ struct runner {
 	dnnl_primitive_t prim;
 	dnnl_memory_t in, weights, out, scratch,
 	    bias; /* forward: in = src; backward: in = diff_dst */
+	dnnl_memory_t mask; /* the binary post-op's operand (CONV_BACKWARD_MASK), or NULL */
+	int mask_arg;       /* its execution argument */
 	size_t scratch_bytes;
 	const char *impl;
 };
@@ -567,7 +598,7 @@ struct conv_plan {
 
 static void runner_free(struct runner *r)
 {
-	dnnl_memory_t mems[] = {r->in, r->weights, r->out, r->scratch, r->bias};
+	dnnl_memory_t mems[] = {r->in, r->weights, r->out, r->scratch, r->bias, r->mask};
 	for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
 		if (mems[i])
 			dnnl_memory_destroy(mems[i]);
@@ -612,7 +643,7 @@ static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights
 		struct conv_descs d = {.fwd = backward ? NULL : (dnnl_primitive_desc_t)pd,
 		                       .bwd = backward ? (dnnl_primitive_desc_t)pd : NULL};
 		rc = pack_plain(backward ? NULL : own, backward ? own : NULL, w->plain, w->c_out,
-		                w->c_in, w->k, w->winograd, &d, err);
+		                w->c_in, w->k, w->bwd_transposed, &d, err);
 	} else {
 		rc = packed_make(own, &shared->md, shared->data, want, err);
 	}
@@ -628,7 +659,8 @@ static dnnl_status_t arg_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd
 }
 
 static int runner_create(struct runner *r, const_dnnl_primitive_desc_t pd, bool forward,
-                         const float *weights, const float *bias, struct igs_error *err)
+                         const float *weights, const float *bias, int mask_arg,
+                         struct igs_error *err)
 {
 	int rc = 0;
 	TRY(dnnl_primitive_create(&r->prim, pd), "convolution primitive");
@@ -646,6 +678,13 @@ static int runner_create(struct runner *r, const_dnnl_primitive_desc_t pd, bool 
 		const dnnl_memory_desc_t *bmd =
 		    dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
 		TRY(dnnl_memory_create(&r->bias, bmd, engine(), (void *)bias), "bias memory");
+	}
+	if (mask_arg) {
+		/* the binary post-op's operand: a mask shaped as the output */
+		r->mask_arg = mask_arg;
+		const dnnl_memory_desc_t *mmd = dnnl_primitive_desc_query_md(
+		    pd, dnnl_query_exec_arg_md, mask_arg);
+		TRY(dnnl_memory_create(&r->mask, mmd, engine(), DNNL_MEMORY_NONE), "mask memory");
 	}
 	const char *impl = NULL;
 	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -670,9 +709,14 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 		                "%d -> %d k%d s%d p%d",
 		                s.c_in, s.c_out, s.k, s.stride, s.pad, w->c_in, w->c_out, w->k,
 		                w->stride, w->pad);
-	if (epilogue & ~(unsigned)(CONV_ADD_TO_OUT | CONV_RELU))
+	const unsigned known = CONV_ADD_TO_OUT | CONV_RELU | CONV_BACKWARD_ADD | CONV_BACKWARD_MASK;
+	if (epilogue & ~known)
 		return igs_fail(err, IGS_ERR_INTERNAL, "unknown convolution epilogue flags 0x%x",
 		                epilogue);
+	if ((epilogue & (CONV_BACKWARD_ADD | CONV_BACKWARD_MASK)) && !conv_weights_fuse_backward(w))
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "a %dx%d stride-%d convolution's backward takes no epilogue", w->k,
+		                w->k, w->stride);
 	struct conv_plan *p = calloc(1, sizeof *p);
 	if (!p)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a convolution plan");
@@ -681,7 +725,7 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	p->narrow = w->narrow;
 	struct conv_descs d = {0};
 	const float *fwd_w = NULL, *bwd_w = NULL;
-	p->bwd_is_forward = w->winograd;
+	p->bwd_is_forward = w->bwd_transposed;
 	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, w->winograd, &w->fwd.md,
 	                       &w->bwd.md, err);
 	if (!rc)
@@ -689,9 +733,14 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	if (!rc)
 		rc = weights_for(d.bwd, w, true, &p->own_bwd, &bwd_w, err);
 	if (!rc)
-		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, err);
+		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, 0, err);
+	/* the mask multiplies after the sum when both are there */
+	const int mask_arg = epilogue & CONV_BACKWARD_MASK
+	                         ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(epilogue & CONV_BACKWARD_ADD ? 1 : 0) |
+	                               DNNL_ARG_SRC_1
+	                         : 0;
 	if (!rc)
-		rc = runner_create(&p->bwd, d.bwd, w->winograd, bwd_w, NULL, err);
+		rc = runner_create(&p->bwd, d.bwd, w->bwd_transposed, bwd_w, NULL, mask_arg, err);
 	if (!rc) {
 		dnnl_status_t st =
 		    dnnl_stream_create(&p->stream, engine(), dnnl_stream_default_flags);
@@ -751,18 +800,22 @@ const char *conv_plan_backward_impl(const struct conv_plan *p)
  * returning a result computed from garbage.
  */
 static void run(const struct conv_plan *p, const struct runner *r, int in_arg, const void *in,
-                int out_arg, void *out, void *scratch)
+                int out_arg, void *out, const uint8_t *mask, void *scratch)
 {
 	dnnl_memory_set_data_handle(r->in, (void *)in);
 	dnnl_memory_set_data_handle(r->out, out);
 	dnnl_memory_set_data_handle(r->scratch, scratch);
-	dnnl_exec_arg_t args[5] = {{in_arg, r->in},
+	dnnl_exec_arg_t args[6] = {{in_arg, r->in},
 	                           {DNNL_ARG_WEIGHTS, r->weights},
 	                           {out_arg, r->out},
 	                           {DNNL_ARG_SCRATCHPAD, r->scratch}};
 	int nargs = 4;
 	if (r->bias)
 		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, r->bias};
+	if (r->mask) {
+		dnnl_memory_set_data_handle(r->mask, (void *)mask);
+		args[nargs++] = (dnnl_exec_arg_t){r->mask_arg, r->mask};
+	}
 	dnnl_status_t st = dnnl_primitive_execute(r->prim, p->stream, nargs, args);
 	if (st == dnnl_success)
 		st = dnnl_stream_wait(p->stream);
@@ -772,7 +825,7 @@ static void run(const struct conv_plan *p, const struct runner *r, int in_arg, c
 
 void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch)
 {
-	run(p, &p->fwd, DNNL_ARG_SRC, in, DNNL_ARG_DST, out, scratch);
+	run(p, &p->fwd, DNNL_ARG_SRC, in, DNNL_ARG_DST, out, NULL, scratch);
 }
 
 /* col2im of one band: add each output pixel's columns into the taps it read. */
@@ -831,12 +884,12 @@ static void narrow_backward(const struct conv_plan *p, float *d_in, const float 
 }
 
 void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
-                             void *scratch)
+                             const uint8_t *mask, void *scratch)
 {
 	if (use_narrow(p))
 		narrow_backward(p, d_in, d_out, scratch);
 	else if (p->bwd_is_forward)
-		run(p, &p->bwd, DNNL_ARG_SRC, d_out, DNNL_ARG_DST, d_in, scratch);
+		run(p, &p->bwd, DNNL_ARG_SRC, d_out, DNNL_ARG_DST, d_in, mask, scratch);
 	else
-		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, scratch);
+		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, NULL, scratch);
 }

@@ -226,13 +226,33 @@ static int fit_scratch(struct net_workspace *ws, const struct conv_plan *p, stru
 	return 0;
 }
 
-/* The plan of `c` for `shape` (laid out for max_batch) at batch n. */
+/*
+ * Whether block b's first convolution, in the backward pass, adds the
+ * shortcut's gradient onto its output and applies the ReLU of the block's
+ * input (the previous block's output) itself: one pass less per block.
+ */
+static bool fused_entry(const struct model *m, int b)
+{
+	const struct block_params *blk = &m->blocks[b];
+	return !blk->preact && conv_weights_fuse_backward(blk->convs[0].packed);
+}
+
+/* The ReLU mask of block b's input, or NULL when it came through none. */
+static const uint8_t *input_mask(const struct net_workspace *ws, int b)
+{
+	return b > 0 ? ws->blocks[b - 1].out_mask : NULL;
+}
+
+/* The plan of `c` for `shape` (laid out for max_batch) at batch n;
+ * `backward`: CONV_BACKWARD_* flags. */
 static int plan_one(struct net_workspace *ws, struct conv_plan **out, const struct conv_params *c,
-                    const struct conv_shape *shape, int n, bool residual, struct igs_error *err)
+                    const struct conv_shape *shape, int n, bool residual, unsigned backward,
+                    struct igs_error *err)
 {
 	struct conv_shape s = *shape;
 	s.n = n;
-	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0);
+	unsigned epilogue =
+	    (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0) | backward;
 	int rc = conv_plan_create(out, c->packed, &s, epilogue, err);
 	return rc < 0 ? rc : fit_scratch(ws, *out, err);
 }
@@ -245,16 +265,20 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 	bp->convs = calloc((size_t)ws->n_convs, sizeof *bp->convs);
 	if (!bp->convs)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution plans");
-	int rc = plan_one(ws, &bp->convs[0], &m->stem, &ws->stem, n, false, err);
+	int rc = plan_one(ws, &bp->convs[0], &m->stem, &ws->stem, n, false, 0, err);
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		const struct block_buffers *bb = &ws->blocks[b];
+		const unsigned entry = !fused_entry(m, b) ? 0
+		                       : CONV_BACKWARD_ADD |
+		                             (input_mask(ws, b) ? CONV_BACKWARD_MASK : 0);
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
 			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
-			              &bb->convs[i], n, i == blk->n_convs - 1, err);
+			              &bb->convs[i], n, i == blk->n_convs - 1, i == 0 ? entry : 0,
+			              err);
 		if (blk->has_downsample && rc == 0)
 			rc = plan_one(ws, &bp->convs[conv_index(b, DOWNSAMPLE)], &blk->downsample,
-			              &bb->downsample, n, false, err);
+			              &bb->downsample, n, false, 0, err);
 	}
 	if (rc < 0)
 		batch_plans_free(ws, bp);
@@ -383,9 +407,10 @@ static void conv_forward(struct net_workspace *ws, int index, float *out, const 
 	conv_plan_forward(plan_of(ws, index), out, in, ws->scratch);
 }
 
-static void conv_backward(struct net_workspace *ws, int index, float *d_in, const float *d_out)
+static void conv_backward(struct net_workspace *ws, int index, float *d_in, const float *d_out,
+                          const uint8_t *mask)
 {
-	conv_plan_backward_data(plan_of(ws, index), d_in, d_out, ws->scratch);
+	conv_plan_backward_data(plan_of(ws, index), d_in, d_out, mask, ws->scratch);
 }
 
 /* Re-derive every shape for batch n (buffers stay where max_batch put them:
@@ -594,37 +619,52 @@ int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logit
 /* ===== backward =========================================================== */
 
 /*
- * block_backward - d_x = d(block)/dx^T d_out, where d_out already went back
- * through the block's output ReLU.  When x itself came out of a ReLU
- * (x_mask, the previous block's output mask), d_x goes back through it too,
- * in the same pass as the shortcut's add.  d_out is left as it was; t1, t2,
- * t3 are scratch of max_act floats.
+ * block_backward - the gradient of the block's input, d(block)/dx^T d_out,
+ * where d_out already went back through the block's output ReLU.  When x
+ * itself came out of a ReLU (x_mask, the previous block's output mask), the
+ * gradient goes back through it too, in the same pass as the shortcut's
+ * add.  Returns where the gradient is: d_x, or d_out's buffer when the
+ * first convolution added onto the identity shortcut's gradient in place
+ * (fused_entry).  t1, t2, t3 are scratch of max_act floats.
  */
-static void block_backward(struct net_workspace *ws, int b, const float *d_out, float *d_x,
-                           const uint8_t *x_mask, float *t1, float *t2, float *t3)
+static float *block_backward(struct net_workspace *ws, int b, float *d_out, float *d_x,
+                             const uint8_t *x_mask, float *t1, float *t2, float *t3)
 {
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
 	const int last = blk->n_convs - 1;
 
-	/* Down the conv chain: g_i is the gradient of convs[i]'s output. */
-	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
+	/* Down the conv chain to convs[0]'s output: g_i is the gradient of
+	 * convs[i]'s output, g the last one. */
 	const float *g = d_out;
 	float *bufs[2] = {t1, t2};
-	for (int i = last; i >= 0; i--) {
-		float *dst = i == 0 ? chain_grad : bufs[i % 2];
-		conv_backward(ws, conv_index(b, i), dst, g);
-		if (i > 0)
-			relu_backward(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
+	for (int i = last; i > 0; i--) {
+		float *dst = bufs[i % 2];
+		conv_backward(ws, conv_index(b, i), dst, g, NULL);
+		relu_backward(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
 		g = dst;
 	}
 
+	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
+	if (fused_entry(ws->model, b)) {
+		/* convs[0]'s backward adds onto the shortcut's gradient: d_out
+		 * itself (read for the last time here) or the downsample's. */
+		float *sum = d_out;
+		if (blk->has_downsample) {
+			conv_backward(ws, conv_index(b, DOWNSAMPLE), d_x, d_out, NULL);
+			sum = d_x;
+		}
+		conv_backward(ws, conv_index(b, 0), sum, g, x_mask);
+		return sum;
+	}
+
+	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
+	conv_backward(ws, conv_index(b, 0), chain_grad, g, NULL);
 	/* The shortcut's gradient joins the chain's: d_out itself, or the
 	 * downsample's (t1 is free again). */
-	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
 	const float *shortcut_grad = d_out;
 	if (blk->has_downsample) {
-		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out);
+		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out, NULL);
 		shortcut_grad = t1;
 	}
 	if (blk->preact) {
@@ -643,6 +683,7 @@ static void block_backward(struct net_workspace *ws, int b, const float *d_out, 
 	} else {
 		tensor_add(d_x, shortcut_grad, in_count);
 	}
+	return d_x;
 }
 
 int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
@@ -671,15 +712,16 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 		relu_backward(g, top->out_mask,
 		              count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
-		const uint8_t *x_mask = b > 0 ? ws->blocks[b - 1].out_mask : NULL;
-		block_backward(ws, b, g, spare, x_mask, ws->act[2], ws->act[3], ws->act[4]);
-		float *t = g;
-		g = spare;
-		spare = t;
+		float *d_x = block_backward(ws, b, g, spare, input_mask(ws, b), ws->act[2],
+		                            ws->act[3], ws->act[4]);
+		if (d_x == spare) {
+			spare = g;
+			g = d_x;
+		}
 	}
 	/* g: gradient of the max-pool output. */
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
-	conv_backward(ws, 0, g, spare);
+	conv_backward(ws, 0, g, spare, NULL);
 	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
 	return 0;
 }

@@ -311,18 +311,38 @@ static void run_forward(const struct conv_plan *p, const struct conv_shape *s, f
 	free(bin), free(bout);
 }
 
-static void run_backward(const struct conv_plan *p, const struct conv_shape *s, float *d_in,
-                         const float *d_out, void *scratch)
+/* conv_plan_backward_data on NHWC arrays; `mask` (or NULL) one byte per
+ * value of d_in, NHWC too. */
+static void run_backward_masked(const struct conv_plan *p, const struct conv_shape *s,
+                                float *d_in, const float *d_out, const uint8_t *mask,
+                                void *scratch)
 {
 	if (!s->blocked) {
-		conv_plan_backward_data(p, d_in, d_out, scratch);
+		conv_plan_backward_data(p, d_in, d_out, mask, scratch);
 		return;
 	}
 	float *bout = to_layout(d_out, s->n, s->c_out, s->h_out, s->w_out, true);
 	float *bin = to_layout(d_in, s->n, s->c_in, s->h_in, s->w_in, true);
-	conv_plan_backward_data(p, bin, bout, scratch);
+	uint8_t *bmask = NULL;
+	if (mask) {
+		size_t count = (size_t)s->n * s->c_in * s->h_in * s->w_in;
+		bmask = malloc(count);
+		for (int b = 0; b < s->n; b++)
+			for (int y = 0; y < s->h_in; y++)
+				for (int x = 0; x < s->w_in; x++)
+					for (int ch = 0; ch < s->c_in; ch++)
+						bmask[blocked_index(s->c_in, s->h_in, s->w_in, b, y, x,
+						                    ch)] = mask[in_index(s, b, y, x, ch)];
+	}
+	conv_plan_backward_data(p, bin, bout, bmask, scratch);
 	from_layout(d_in, bin, s->n, s->c_in, s->h_in, s->w_in, true);
-	free(bin), free(bout);
+	free(bin), free(bout), free(bmask);
+}
+
+static void run_backward(const struct conv_plan *p, const struct conv_shape *s, float *d_in,
+                         const float *d_out, void *scratch)
+{
+	run_backward_masked(p, s, d_in, d_out, NULL, scratch);
 }
 
 /* Forward of `p` (epilogue `epi`) against the naive loop; `res` is what out
@@ -771,6 +791,74 @@ START_TEST(test_bad_shapes_refused)
 }
 END_TEST
 
+/* 1x1 stride-1 plans run their backward as a forward convolution with the
+ * CONV_BACKWARD_* epilogue: d_in = mask ? conv^T(d_out) + d_in : 0, against
+ * the transposed loop; other kernels refuse the epilogue. */
+START_TEST(test_backward_epilogue)
+{
+	const struct conv_shape shapes[] = {
+	    CONV(2, 24, 7, 9, 40, 1, 1, 0),
+	    CONVB(3, 32, 6, 5, 64, 1, 1, 0),
+	    CONVB(1, 64, 14, 14, 16, 1, 1, 0),
+	};
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		struct conv_shape s = shapes[t];
+		conv_shape_finish(&s);
+		size_t n_in = in_count(&s), n_out = out_count(&s);
+		float *w = random_weights(&s), *d_out = frandom(n_out, 1.0f);
+		float *prior = frandom(n_in, 1.0f), *d_in = outalloc(n_in);
+		double *ref = dalloc(n_in);
+		uint8_t *mask = malloc(n_in);
+		for (size_t i = 0; i < n_in; i++)
+			mask[i] = frand() > 0.0f;
+		struct conv_weights *cw = weights_ok(w, NULL, &s);
+		ck_assert(conv_weights_fuse_backward(cw));
+		naive_backward(ref, d_out, w, &s);
+		const unsigned epis[] = {CONV_BACKWARD_ADD, CONV_BACKWARD_MASK,
+		                         CONV_BACKWARD_ADD | CONV_BACKWARD_MASK};
+		for (size_t e = 0; e < 3; e++) {
+			struct conv_plan *p = plan_ok(cw, &s, CONV_RELU | epis[e]);
+			void *scratch = scratch_alloc(p);
+			memcpy(d_in, prior, n_in * sizeof(float));
+			bool add = epis[e] & CONV_BACKWARD_ADD, masked = epis[e] & CONV_BACKWARD_MASK;
+			run_backward_masked(p, &s, d_in, d_out, masked ? mask : NULL, scratch);
+			double *want = dalloc(n_in);
+			for (size_t i = 0; i < n_in; i++)
+				want[i] = masked && !mask[i] ? 0.0 : ref[i] + (add ? prior[i] : 0.0);
+			char what[160], tag[64];
+			snprintf(tag, sizeof tag, "backward epilogue add %d mask %d", add, masked);
+			describe(what, sizeof what, &s, tag);
+			assert_close(d_in, want, n_in, 1e-5, what);
+			for (size_t i = 0; masked && i < n_in; i++)
+				ck_assert_msg(mask[i] || d_in[i] == 0.0f, "%s: %zu not masked", what, i);
+			assert_guard(d_in, n_in, what);
+			free(want), free(scratch);
+			conv_plan_free(&p);
+		}
+		conv_weights_free(&cw);
+		free(w), free(d_out), free(prior), free(d_in), free(ref), free(mask);
+	}
+
+	/* 3x3 and strided 1x1 backwards are no forward convolution */
+	const struct conv_shape others[] = {CONVB(1, 16, 8, 8, 16, 3, 1, 1),
+	                                    CONV(1, 16, 8, 8, 16, 3, 2, 1),
+	                                    CONV(1, 16, 8, 8, 32, 1, 2, 0)};
+	for (size_t t = 0; t < sizeof others / sizeof others[0]; t++) {
+		struct conv_shape s = others[t];
+		conv_shape_finish(&s);
+		float *w = random_weights(&s);
+		struct conv_weights *cw = weights_ok(w, NULL, &s);
+		ck_assert(!conv_weights_fuse_backward(cw));
+		struct conv_plan *p = NULL;
+		struct igs_error err = {0};
+		assert_refused(conv_plan_create(&p, cw, &s, CONV_BACKWARD_ADD, &err), p, &err,
+		               "backward epilogue on a kernel without one");
+		conv_weights_free(&cw);
+		free(w);
+	}
+}
+END_TEST
+
 /* On AVX-512 (where oneDNN has it) a blocked 3x3 stride-1 layer of 14x14
  * outputs or more runs by Winograd both ways, 7x7 ones and NHWC ones
  * directly; the weights of a batch of 4 serve a batch of 1 unless oneDNN
@@ -851,6 +939,7 @@ int main(void)
 	tcase_add_test(tc, test_bad_shapes_refused);
 	tcase_add_test(tc, test_queries);
 	tcase_add_test(tc, test_winograd_chosen);
+	tcase_add_test(tc, test_backward_epilogue);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "igserve/error.h"
 
@@ -40,10 +41,14 @@ enum { CONV_BLOCK = 16 }; /* channels per block of a blocked activation */
 /* Fill h_out and w_out from the other fields. */
 void conv_shape_finish(struct conv_shape *s);
 
-/* What the forward pass does after the convolution and the bias. */
+/* What the forward pass does after the convolution and the bias, and the
+ * backward pass after conv^T (the latter only for weights that
+ * conv_weights_fuse_backward). */
 enum conv_epilogue {
 	CONV_ADD_TO_OUT = 1 << 0, /* out = conv(in) + bias + out (a residual already in out) */
 	CONV_RELU = 1 << 1,       /* then out = max(0, out) */
+	CONV_BACKWARD_ADD = 1 << 2,  /* d_in = conv^T(d_out) + d_in (a gradient already in d_in) */
+	CONV_BACKWARD_MASK = 1 << 3, /* then d_in = mask ? d_in : 0 (a ReLU's backward) */
 };
 
 /*
@@ -60,6 +65,10 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 void conv_weights_free(struct conv_weights **w);
 /* Bytes the reordered weights occupy (both layouts). */
 size_t conv_weights_bytes(const struct conv_weights *w);
+/* Whether plans of these weights take the CONV_BACKWARD_* epilogues: 1x1
+ * stride-1 convolutions, whose backward runs as a forward convolution with
+ * the transposed kernel (and oneDNN's post-ops). */
+bool conv_weights_fuse_backward(const struct conv_weights *w);
 
 /* conv_plan_create - primitives for `shape` (h_out/w_out filled), `epilogue`
  * a set of enum conv_epilogue flags. */
@@ -83,11 +92,14 @@ void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, v
 
 /*
  * conv_plan_backward_data - d_in [n][h_in][w_in][c_in] = conv^T(d_out), the
- * gradient of sum(d_out * conv(in)) with respect to in (no epilogue: the
- * caller masks d_out by the ReLU first).  Overwrites d_in.
+ * gradient of sum(d_out * conv(in)) with respect to in (the forward's
+ * epilogue is not in it: the caller masks d_out by its ReLU first), then the
+ * plan's CONV_BACKWARD_* epilogue: added to d_in, and masked by `mask`
+ * (one byte per value of d_in, same layout; NULL without CONV_BACKWARD_MASK).
+ * Without CONV_BACKWARD_ADD it overwrites d_in.
  */
 void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
-                             void *scratch);
+                             const uint8_t *mask, void *scratch);
 
 /* The backend and the instruction set its kernels use, for the startup log:
  * "oneDNN 2.6.3, avx512_core". */
