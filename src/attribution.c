@@ -320,9 +320,9 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			for (size_t i = 0; i < r->n; i++)
 				row[i] = r->base[i] + a * (r->xs[i] - r->base[i]);
 		}
-		rc = r->by_position ? r->oracle->forward_path(r->oracle->ctx, r->positions, nb,
-		                                              r->logits, err)
-		                    : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
+		rc = r->by_position
+		         ? r->oracle->forward_path(r->oracle->ctx, r->positions, nb, r->logits, err)
+		         : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
 		if (rc)
 			return rc;
 		for (int b = 0; b < nb; b++)

@@ -110,9 +110,10 @@ static int check_shape(const struct conv_shape *s, struct igs_error *err)
 		    "stride %d, pad %d, input %dx%d",
 		    s->n, s->c_in, s->c_out, s->k, s->stride, s->pad, s->h_in, s->w_in);
 	if (s->blocked && (s->c_in % CONV_BLOCK || s->c_out % CONV_BLOCK))
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "a blocked convolution needs channels in multiples of %d, got %d -> %d",
-		                CONV_BLOCK, s->c_in, s->c_out);
+		return igs_fail(
+		    err, IGS_ERR_BAD_OPTION,
+		    "a blocked convolution needs channels in multiples of %d, got %d -> %d",
+		    CONV_BLOCK, s->c_in, s->c_out);
 	struct conv_shape t = *s;
 	conv_shape_finish(&t);
 	if (t.h_out < 1 || t.w_out < 1 || s->h_in + 2 * s->pad < s->k ||
@@ -221,8 +222,7 @@ static void conv_mds_init(struct conv_mds *m, const struct conv_shape *s)
  * with different weight layouts).
  */
 static dnnl_status_t pick_impl(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t desc,
-                               const_dnnl_primitive_attr_t attr,
-                               const_dnnl_primitive_desc_t hint,
+                               const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
                                const dnnl_memory_desc_t *prefer)
 {
 	dnnl_primitive_desc_iterator_t it;
@@ -234,9 +234,9 @@ static dnnl_status_t pick_impl(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d
 		dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
 		if (!cand)
 			continue;
-		bool wanted = prefer && dnnl_memory_desc_equal(
-		                            dnnl_primitive_desc_query_md(cand, dnnl_query_weights_md, 0),
-		                            prefer);
+		bool wanted = prefer && dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(
+		                                                   cand, dnnl_query_weights_md, 0),
+		                                               prefer);
 		if (!*pd || wanted) {
 			if (*pd)
 				dnnl_primitive_desc_destroy(*pd);
@@ -338,14 +338,14 @@ static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, b
 	const dnnl_alg_kind_t alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
 	const unsigned forward_epilogue = epilogue & (CONV_ADD_TO_OUT | CONV_RELU);
 	/* the backward's epilogue in the transposed forward's terms */
-	const unsigned backward_epilogue = (epilogue & CONV_BACKWARD_ADD ? CONV_ADD_TO_OUT : 0) |
-	                                   (epilogue & CONV_BACKWARD_MASK);
+	const unsigned backward_epilogue =
+	    (epilogue & CONV_BACKWARD_ADD ? CONV_ADD_TO_OUT : 0) | (epilogue & CONV_BACKWARD_MASK);
 	int rc = forward_desc(&d->fwd, s, bias, forward_epilogue, alg, dnnl_forward_inference,
 	                      fwd_md, err);
 	if (!rc && (winograd || pointwise(s))) {
 		struct conv_shape t = transposed(s);
-		rc = forward_desc(&d->bwd, &t, false, backward_epilogue, alg, dnnl_forward_inference,
-		                  bwd_md, err);
+		rc = forward_desc(&d->bwd, &t, false, backward_epilogue, alg,
+		                  dnnl_forward_inference, bwd_md, err);
 	} else if (!rc) {
 		rc = backward_desc(&d->bwd, s, bwd_md, err);
 	}
@@ -504,8 +504,8 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	    .c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride, .pad = s.pad};
 	struct conv_descs d = {0};
 	/* Winograd when the shape wants it and oneDNN has it (with the bias). */
-	w->winograd =
-	    wants_winograd(&s) && conv_descs_create(&d, &s, bias != NULL, 0, true, NULL, NULL, NULL) == 0;
+	w->winograd = wants_winograd(&s) &&
+	              conv_descs_create(&d, &s, bias != NULL, 0, true, NULL, NULL, NULL) == 0;
 	if (!w->winograd)
 		rc = conv_descs_create(&d, &s, bias != NULL, 0, false, NULL, NULL, err);
 	w->bwd_transposed = w->winograd || pointwise(&s);
@@ -579,7 +579,7 @@ size_t conv_weights_bytes(const struct conv_weights *w)
 struct runner {
 	dnnl_primitive_t prim;
 	dnnl_memory_t in, weights, out, scratch,
-	    bias; /* forward: in = src; backward: in = diff_dst */
+	    bias;           /* forward: in = src; backward: in = diff_dst */
 	dnnl_memory_t mask; /* the binary post-op's operand (CONV_BACKWARD_MASK), or NULL */
 	int mask_arg;       /* its execution argument */
 	size_t scratch_bytes;
@@ -591,7 +591,7 @@ struct conv_plan {
 	int threads;         /* omp_get_max_threads() at creation */
 	const float *narrow; /* weights for narrow_backward, or NULL */
 	struct runner fwd, bwd;
-	bool bwd_is_forward; /* bwd is a forward convolution (Winograd, conv_weights) */
+	bool bwd_is_forward;            /* bwd is a forward convolution (Winograd, conv_weights) */
 	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
 	dnnl_stream_t stream;
 };
@@ -628,9 +628,8 @@ void conv_plan_free(struct conv_plan **pp)
  * the shared ones, or packed anew from the plain ones for Winograd (whose
  * layouts oneDNN cannot reorder out of).  `backward`: the bwd weights.
  */
-static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights *w,
-                       bool backward, struct packed *own, const float **data,
-                       struct igs_error *err)
+static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights *w, bool backward,
+                       struct packed *own, const float **data, struct igs_error *err)
 {
 	const struct packed *shared = backward ? &w->bwd : &w->fwd;
 	const dnnl_memory_desc_t *want = weights_md_of(pd);
@@ -682,8 +681,8 @@ static int runner_create(struct runner *r, const_dnnl_primitive_desc_t pd, bool 
 	if (mask_arg) {
 		/* the binary post-op's operand: a mask shaped as the output */
 		r->mask_arg = mask_arg;
-		const dnnl_memory_desc_t *mmd = dnnl_primitive_desc_query_md(
-		    pd, dnnl_query_exec_arg_md, mask_arg);
+		const dnnl_memory_desc_t *mmd =
+		    dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, mask_arg);
 		TRY(dnnl_memory_create(&r->mask, mmd, engine(), DNNL_MEMORY_NONE), "mask memory");
 	}
 	const char *impl = NULL;
@@ -735,10 +734,11 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	if (!rc)
 		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, 0, err);
 	/* the mask multiplies after the sum when both are there */
-	const int mask_arg = epilogue & CONV_BACKWARD_MASK
-	                         ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(epilogue & CONV_BACKWARD_ADD ? 1 : 0) |
-	                               DNNL_ARG_SRC_1
-	                         : 0;
+	const int mask_arg =
+	    epilogue & CONV_BACKWARD_MASK
+	        ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(epilogue & CONV_BACKWARD_ADD ? 1 : 0) |
+	              DNNL_ARG_SRC_1
+	        : 0;
 	if (!rc)
 		rc = runner_create(&p->bwd, d.bwd, w->bwd_transposed, bwd_w, NULL, mask_arg, err);
 	if (!rc) {

@@ -56,8 +56,8 @@ void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 		dst[i] += src[i];
 }
 
-void tensor_add_masked(float *restrict dst, const float *restrict src,
-                       const uint8_t *restrict mask, size_t count)
+void tensor_add_masked(float *restrict dst, const float *restrict src, const uint8_t *restrict mask,
+                       size_t count)
 {
 #pragma omp parallel for simd schedule(static)
 	for (size_t i = 0; i < count; i++) {

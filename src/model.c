@@ -408,8 +408,15 @@ enum { PACK_BATCH = 4 };
  */
 static int pack_conv(struct conv_params *c, int *h, bool blocked, struct igs_error *err)
 {
-	struct conv_shape s = {.n = PACK_BATCH, .c_in = c->c_in, .h_in = *h, .w_in = *h, .c_out = c->c_out,
-	                       .k = c->k, .stride = c->stride, .pad = c->pad, .blocked = blocked};
+	struct conv_shape s = {.n = PACK_BATCH,
+	                       .c_in = c->c_in,
+	                       .h_in = *h,
+	                       .w_in = *h,
+	                       .c_out = c->c_out,
+	                       .k = c->k,
+	                       .stride = c->stride,
+	                       .pad = c->pad,
+	                       .blocked = blocked};
 	conv_shape_finish(&s);
 	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, err);
 	if (rc < 0)

@@ -251,8 +251,7 @@ static int plan_one(struct net_workspace *ws, struct conv_plan **out, const stru
 {
 	struct conv_shape s = *shape;
 	s.n = n;
-	unsigned epilogue =
-	    (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0) | backward;
+	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0) | backward;
 	int rc = conv_plan_create(out, c->packed, &s, epilogue, err);
 	return rc < 0 ? rc : fit_scratch(ws, *out, err);
 }
@@ -269,9 +268,10 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		const struct block_buffers *bb = &ws->blocks[b];
-		const unsigned entry = !fused_entry(m, b) ? 0
-		                       : CONV_BACKWARD_ADD |
-		                             (input_mask(ws, b) ? CONV_BACKWARD_MASK : 0);
+		const unsigned entry =
+		    !fused_entry(m, b)
+		        ? 0
+		        : CONV_BACKWARD_ADD | (input_mask(ws, b) ? CONV_BACKWARD_MASK : 0);
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
 			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
 			              &bb->convs[i], n, i == blk->n_convs - 1, i == 0 ? entry : 0,

@@ -116,12 +116,12 @@ static const struct conv_shape conv_cases[] = {
     CONV(1, 3, 4, 5, 8, 7, 2, 3),    /* stem on an input smaller than the kernel */
     CONV(2, 5, 2, 3, 6, 3, 1, 2),    /* pad > k/2: taps that only ever see padding */
     /* blocked: 28x28 and more outputs of a 3x3 stride 1 go by Winograd */
-    CONVB(2, 16, 28, 28, 32, 3, 1, 1),  /* Winograd, 16 -> 32 */
-    CONVB(1, 32, 29, 30, 16, 3, 1, 1),  /* Winograd, sides off the 4x4 tile grid */
-    CONVB(3, 64, 9, 7, 64, 3, 1, 1),    /* direct 3x3 */
-    CONVB(1, 64, 10, 9, 32, 3, 2, 1),   /* strided 3x3 */
-    CONVB(3, 16, 7, 10, 32, 1, 2, 0),   /* downsample */
-    CONVB(2, 32, 8, 8, 64, 1, 1, 0),    /* pointwise */
+    CONVB(2, 16, 28, 28, 32, 3, 1, 1), /* Winograd, 16 -> 32 */
+    CONVB(1, 32, 29, 30, 16, 3, 1, 1), /* Winograd, sides off the 4x4 tile grid */
+    CONVB(3, 64, 9, 7, 64, 3, 1, 1),   /* direct 3x3 */
+    CONVB(1, 64, 10, 9, 32, 3, 2, 1),  /* strided 3x3 */
+    CONVB(3, 16, 7, 10, 32, 1, 2, 0),  /* downsample */
+    CONVB(2, 32, 8, 8, 64, 1, 1, 0),   /* pointwise */
 };
 #define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -236,8 +236,8 @@ static void naive_backward(double *d_in, const float *d_out, const float *w,
 
 static void describe(char *buf, size_t size, const struct conv_shape *s, const char *what)
 {
-	snprintf(buf, size, "n%d %dx%dx%d -> %d k%d s%d p%d%s: %s", s->n, s->c_in, s->h_in,
-	         s->w_in, s->c_out, s->k, s->stride, s->pad, s->blocked ? " blocked" : "", what);
+	snprintf(buf, size, "n%d %dx%dx%d -> %d k%d s%d p%d%s: %s", s->n, s->c_in, s->h_in, s->w_in,
+	         s->c_out, s->k, s->stride, s->pad, s->blocked ? " blocked" : "", what);
 }
 
 static struct conv_weights *weights_ok(const float *w, const float *bias,
@@ -279,7 +279,8 @@ static float *to_layout(const float *nhwc, int n, int c, int h, int w, bool bloc
 			for (int x = 0; x < w; x++)
 				for (int ch = 0; ch < c; ch++) {
 					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
-					t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i] = nhwc[i];
+					t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i] =
+					    nhwc[i];
 				}
 	return t;
 }
@@ -291,7 +292,8 @@ static void from_layout(float *nhwc, const float *t, int n, int c, int h, int w,
 			for (int x = 0; x < w; x++)
 				for (int ch = 0; ch < c; ch++) {
 					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
-					nhwc[i] = t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i];
+					nhwc[i] =
+					    t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i];
 				}
 }
 
@@ -313,9 +315,8 @@ static void run_forward(const struct conv_plan *p, const struct conv_shape *s, f
 
 /* conv_plan_backward_data on NHWC arrays; `mask` (or NULL) one byte per
  * value of d_in, NHWC too. */
-static void run_backward_masked(const struct conv_plan *p, const struct conv_shape *s,
-                                float *d_in, const float *d_out, const uint8_t *mask,
-                                void *scratch)
+static void run_backward_masked(const struct conv_plan *p, const struct conv_shape *s, float *d_in,
+                                const float *d_out, const uint8_t *mask, void *scratch)
 {
 	if (!s->blocked) {
 		conv_plan_backward_data(p, d_in, d_out, mask, scratch);
@@ -331,8 +332,9 @@ static void run_backward_masked(const struct conv_plan *p, const struct conv_sha
 			for (int y = 0; y < s->h_in; y++)
 				for (int x = 0; x < s->w_in; x++)
 					for (int ch = 0; ch < s->c_in; ch++)
-						bmask[blocked_index(s->c_in, s->h_in, s->w_in, b, y, x,
-						                    ch)] = mask[in_index(s, b, y, x, ch)];
+						bmask[blocked_index(s->c_in, s->h_in, s->w_in, b, y,
+						                    x, ch)] =
+						    mask[in_index(s, b, y, x, ch)];
 	}
 	conv_plan_backward_data(p, bin, bout, bmask, scratch);
 	from_layout(d_in, bin, s->n, s->c_in, s->h_in, s->w_in, true);
@@ -572,10 +574,8 @@ static void run_threads(float *out, float *d_in, const struct conv_weights *cw,
 
 /* Big enough that oneDNN splits the work between the threads. */
 static const struct conv_shape thread_cases[] = {
-    CONV(2, 64, 28, 28, 64, 3, 1, 1),
-    CONV(2, 3, 56, 56, 64, 7, 2, 3),
-    CONV(2, 64, 28, 28, 128, 1, 2, 0),
-    CONVB(2, 64, 28, 28, 64, 3, 1, 1), /* Winograd */
+    CONV(2, 64, 28, 28, 64, 3, 1, 1),   CONV(2, 3, 56, 56, 64, 7, 2, 3),
+    CONV(2, 64, 28, 28, 128, 1, 2, 0),  CONVB(2, 64, 28, 28, 64, 3, 1, 1), /* Winograd */
     CONVB(2, 64, 28, 28, 128, 1, 2, 0),
 };
 #define N_THREAD_CASES ((int)(sizeof thread_cases / sizeof thread_cases[0]))
@@ -820,17 +820,20 @@ START_TEST(test_backward_epilogue)
 			struct conv_plan *p = plan_ok(cw, &s, CONV_RELU | epis[e]);
 			void *scratch = scratch_alloc(p);
 			memcpy(d_in, prior, n_in * sizeof(float));
-			bool add = epis[e] & CONV_BACKWARD_ADD, masked = epis[e] & CONV_BACKWARD_MASK;
+			bool add = epis[e] & CONV_BACKWARD_ADD,
+			     masked = epis[e] & CONV_BACKWARD_MASK;
 			run_backward_masked(p, &s, d_in, d_out, masked ? mask : NULL, scratch);
 			double *want = dalloc(n_in);
 			for (size_t i = 0; i < n_in; i++)
-				want[i] = masked && !mask[i] ? 0.0 : ref[i] + (add ? prior[i] : 0.0);
+				want[i] =
+				    masked && !mask[i] ? 0.0 : ref[i] + (add ? prior[i] : 0.0);
 			char what[160], tag[64];
 			snprintf(tag, sizeof tag, "backward epilogue add %d mask %d", add, masked);
 			describe(what, sizeof what, &s, tag);
 			assert_close(d_in, want, n_in, 1e-5, what);
 			for (size_t i = 0; masked && i < n_in; i++)
-				ck_assert_msg(mask[i] || d_in[i] == 0.0f, "%s: %zu not masked", what, i);
+				ck_assert_msg(mask[i] || d_in[i] == 0.0f, "%s: %zu not masked",
+				              what, i);
 			assert_guard(d_in, n_in, what);
 			free(want), free(scratch);
 			conv_plan_free(&p);

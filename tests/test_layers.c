@@ -192,8 +192,8 @@ END_TEST
 static const struct pool_shape pool_cases[] = {
     /*   c, n, h_in, w_in, k, stride, pad */
     POOL(3, 2, 9, 12, 3, 2, 1), /* ResNet's stem pool */
-    POOL(2, 1, 8, 6, 2, 2, 0), POOL(4, 3, 5, 7, 3, 1, 1),
-    POOL(1, 2, 2, 3, 3, 2, 1), /* windows mostly padding */
+    POOL(2, 1, 8, 6, 2, 2, 0),   POOL(4, 3, 5, 7, 3, 1, 1),
+    POOL(1, 2, 2, 3, 3, 2, 1),   /* windows mostly padding */
     POOL(32, 2, 9, 12, 3, 2, 1), /* two channel blocks (blocked output) */
 };
 #define N_POOL_CASES (sizeof pool_cases / sizeof pool_cases[0])
@@ -426,7 +426,8 @@ static void to_blocked(float *dst, const float *src, int n, int c, int hw, int B
 	for (int i = 0; i < n; i++)
 		for (int p = 0; p < hw; p++)
 			for (int ch = 0; ch < c; ch++)
-				dst[blocked_index(c, hw, B, i, p, ch)] = src[((size_t)i * hw + p) * c + ch];
+				dst[blocked_index(c, hw, B, i, p, ch)] =
+				    src[((size_t)i * hw + p) * c + ch];
 }
 
 /* Blocked kernels compute what the NHWC ones (checked above against the
@@ -495,9 +496,11 @@ START_TEST(test_blocked_maxpool)
 			sb.out_block = B;
 			const int hw = s.h_out * s.w_out;
 			size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
-			float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *out_b = falloc(n_out);
+			float *in = frandom(n_in, 1.0f), *out = falloc(n_out),
+			      *out_b = falloc(n_out);
 			float *conv = falloc(n_out), *d_out = frandom(n_out, 1.0f);
-			float *d_out_b = falloc(n_out), *d_in = falloc(n_in), *d_in_b = falloc(n_in);
+			float *d_out_b = falloc(n_out), *d_in = falloc(n_in),
+			      *d_in_b = falloc(n_in);
 			int32_t *am = malloc(n_out * sizeof(int32_t)),
 			        *am_b = malloc(n_out * sizeof(int32_t));
 			maxpool_forward(out, am, in, &s);
@@ -749,7 +752,8 @@ START_TEST(test_maxpool_after_relu)
 		size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
 		float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *out_r = falloc(n_out);
 		float *d_out = frandom(n_out, 1.0f), *d_in = falloc(n_in), *d_in_r = falloc(n_in);
-		int32_t *am = malloc(n_out * sizeof(int32_t)), *am_r = malloc(n_out * sizeof(int32_t));
+		int32_t *am = malloc(n_out * sizeof(int32_t)),
+		        *am_r = malloc(n_out * sizeof(int32_t));
 		uint8_t *mask = malloc(n_in);
 		for (size_t i = 0; i < n_in; i++)
 			in[i] = in[i] > 0.0f ? in[i] : 0.0f; /* a ReLU's output: many zeros */

@@ -399,8 +399,8 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 		scale = fmax(scale, fabs(l_rows[i]));
 		worst = fmax(worst, fabs((double)l_path[i] - l_rows[i]));
 	}
-	ck_assert_msg(worst <= 1e-5 * scale, "%s: path logits %g off (largest logit %g)", arch, worst,
-	              scale);
+	ck_assert_msg(worst <= 1e-5 * scale, "%s: path logits %g off (largest logit %g)", arch,
+	              worst, scale);
 	for (size_t j = 0; j < N * per_image; j++) {
 		diff += ((double)g_path[j] - g_rows[j]) * ((double)g_path[j] - g_rows[j]);
 		norm += (double)g_rows[j] * g_rows[j];

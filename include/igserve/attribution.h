@@ -44,8 +44,7 @@ struct grad_oracle {
 	 * forward_path then does forward for the n points baseline + alpha[i]
 	 * (x - baseline), as the network does cheaper than from their pixels
 	 * (net_forward_path). */
-	int (*path_start)(void *ctx, const float *x, const float *baseline,
-	                  struct igs_error *err);
+	int (*path_start)(void *ctx, const float *x, const float *baseline, struct igs_error *err);
 	int (*forward_path)(void *ctx, const float *alpha, int n, float *logits,
 	                    struct igs_error *err);
 };

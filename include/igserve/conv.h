@@ -45,8 +45,8 @@ void conv_shape_finish(struct conv_shape *s);
  * backward pass after conv^T (the latter only for weights that
  * conv_weights_fuse_backward). */
 enum conv_epilogue {
-	CONV_ADD_TO_OUT = 1 << 0, /* out = conv(in) + bias + out (a residual already in out) */
-	CONV_RELU = 1 << 1,       /* then out = max(0, out) */
+	CONV_ADD_TO_OUT = 1 << 0,    /* out = conv(in) + bias + out (a residual already in out) */
+	CONV_RELU = 1 << 1,          /* then out = max(0, out) */
 	CONV_BACKWARD_ADD = 1 << 2,  /* d_in = conv^T(d_out) + d_in (a gradient already in d_in) */
 	CONV_BACKWARD_MASK = 1 << 3, /* then d_in = mask ? d_in : 0 (a ReLU's backward) */
 };

@@ -96,8 +96,8 @@ void linear_backward(float *d_in, const float *d_out, const float *weight, int n
  * j < count, then max(0, .) when relu: points on a straight path (exactly
  * `from` at t = 0 and `to` at t = 1).
  */
-void path_lerp(float *out, const float *from, const float *to, const float *t, int n,
-               size_t count, bool relu);
+void path_lerp(float *out, const float *from, const float *to, const float *t, int n, size_t count,
+               bool relu);
 
 /*
  * normalize_forward - pixels [n][h][w][3] (0..255) to the network's input
