@@ -83,6 +83,13 @@ const char *conv_backend(void)
 	return backend_text;
 }
 
+bool conv_blocked_layout_fits(void)
+{
+	/* oneDNN's ISA values are sets of feature bits */
+	const unsigned avx512 = dnnl_cpu_isa_avx512_core;
+	return ((unsigned)dnnl_get_effective_cpu_isa() & avx512) == avx512;
+}
+
 /* Turn a oneDNN status into an igserve error naming the step that failed. */
 static int dnnl_fail(struct igs_error *err, dnnl_status_t st, const char *what)
 {

@@ -433,10 +433,11 @@ static bool fits_blocks(const struct conv_params *c)
 	return c->c_in % CONV_BLOCK == 0 && c->c_out % CONV_BLOCK == 0;
 }
 
-/* Blocked activations (see struct model) when every width allows them. */
+/* Blocked activations (see struct model) when the CPU suits them and every
+ * width allows them. */
 static int activation_block(const struct model *m)
 {
-	if (m->stem.c_out % CONV_BLOCK)
+	if (!conv_blocked_layout_fits() || m->stem.c_out % CONV_BLOCK)
 		return 0;
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct block_params *blk = &m->blocks[b];

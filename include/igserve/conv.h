@@ -38,6 +38,11 @@ struct conv_shape {
 
 enum { CONV_BLOCK = 16 }; /* channels per block of a blocked activation */
 
+/* Whether blocked activations suit this CPU: oneDNN's kernels for 16-channel
+ * blocks (and its Winograd) are AVX-512 ones; with AVX2 only, NHWC is the
+ * layout it runs fast. */
+bool conv_blocked_layout_fits(void);
+
 /* Fill h_out and w_out from the other fields. */
 void conv_shape_finish(struct conv_shape *s);
 
