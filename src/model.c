@@ -12,6 +12,9 @@
 #include "model_internal.h"
 
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,6 +569,12 @@ int model_load(struct model **out, const char *path, struct igs_error *err)
 		model_free(&m);
 		return rc;
 	}
+#ifdef __GLIBC__
+	/* Loading freed tens of MB of transient copies (tensors as read,
+	 * transposed kernels) that glibc keeps in the heap; hand them back so
+	 * the resident size is the model's. */
+	malloc_trim(0);
+#endif
 	*out = m;
 	return 0;
 }

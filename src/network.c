@@ -38,7 +38,10 @@ struct block_buffers {
 	struct conv_shape downsample;
 };
 
-enum { N_ACT = 5 }; /* rotating activation buffers; the most one block needs */
+/* Rotating activation buffers: the most one block needs.  A block takes its
+ * input, its output, two hidden ones and, with pre-activation (ResNetV2),
+ * one for relu(norm1(x)); the backward pass the same count. */
+enum { N_ACT = 5 };
 
 /* The convolution plans of one batch size, in the order conv_index() gives. */
 struct batch_plans {
@@ -70,6 +73,7 @@ struct net_workspace {
 	float *pooled;     /* [n][features] */
 	float *d_pooled;   /* [n][features] */
 	float *act[N_ACT]; /* activations forward, gradients backward; max_act floats */
+	int n_act;         /* how many this model uses: N_ACT with pre-activation, else 4 */
 	size_t max_act;
 
 	int n_convs;               /* stem + every block conv + downsamples */
@@ -118,6 +122,14 @@ static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int
 	                         .stride = c->stride,
 	                         .pad = c->pad};
 	conv_shape_finish(s);
+}
+
+static bool uses_preactivation(const struct model *m)
+{
+	for (int b = 0; b < m->n_blocks; b++)
+		if (m->blocks[b].preact)
+			return true;
+	return m->has_final_norm;
 }
 
 /* Lay out every buffer for batch `n`; returns the float count. */
@@ -180,7 +192,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	ws->pooled = carve(cv, (size_t)n * m->info.features);
 	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
 	ws->max_act = max_act;
-	for (int i = 0; i < N_ACT; i++)
+	ws->n_act = uses_preactivation(m) ? N_ACT : N_ACT - 1;
+	for (int i = 0; i < ws->n_act; i++)
 		ws->act[i] = carve(cv, max_act);
 	return cv->used;
 }
@@ -453,11 +466,12 @@ static size_t count_of(const struct conv_shape *s)
 
 /*
  * The activation buffers a block uses besides its input act[x]: the
- * pre-activation, the output, and the two hidden ones, in that order.
+ * output, the two hidden ones and (with pre-activation) the
+ * pre-activation, in that order.
  */
-static void block_buffers_for(int x, int out[4])
+static void block_buffers_for(const struct net_workspace *ws, int x, int out[4])
 {
-	for (int i = 0, k = 0; i < N_ACT; i++)
+	for (int i = 0, k = 0; i < ws->n_act; i++)
 		if (i != x)
 			out[k++] = i;
 }
@@ -475,13 +489,14 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	const struct block_params *blk = &ws->model->blocks[b];
 	struct block_buffers *bb = &ws->blocks[b];
 	int use[4];
-	block_buffers_for(x, use);
+	block_buffers_for(ws, x, use);
 	/* The shortcut goes into the output first and the last conv adds onto
 	 * it.  An identity shortcut is the input itself, so the output is
 	 * written over the input, which nothing reads after the first conv. */
-	const int out_index = blk->has_downsample ? use[1] : x;
-	float *in = ws->act[x], *pre = ws->act[use[0]], *out = ws->act[out_index];
-	float *hidden[2] = {ws->act[use[2]], ws->act[use[3]]};
+	const int out_index = blk->has_downsample ? use[0] : x;
+	float *in = ws->act[x], *out = ws->act[out_index];
+	float *hidden[2] = {ws->act[use[1]], ws->act[use[2]]};
+	float *pre = blk->preact ? ws->act[use[3]] : NULL;
 
 	const float *chain_in = in;
 	if (blk->preact) {
@@ -524,7 +539,7 @@ static void forward_body(struct net_workspace *ws, float *logits, bool keep)
 	const float *head = ws->act[x];
 	const struct act_shape head_shape = act_of(ws, C, ws->head_hw);
 	if (m->has_final_norm) {
-		float *act = ws->act[(x + 1) % N_ACT];
+		float *act = ws->act[(x + 1) % ws->n_act];
 		affine_relu_forward(act, keep ? ws->head_mask : NULL, head, m->final_norm.scale,
 		                    m->final_norm.shift, &head_shape);
 		head = act;
@@ -625,7 +640,8 @@ int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logit
  * gradient goes back through it too, in the same pass as the shortcut's
  * add.  Returns where the gradient is: d_x, or d_out's buffer when the
  * first convolution added onto the identity shortcut's gradient in place
- * (fused_entry).  t1, t2, t3 are scratch of max_act floats.
+ * (fused_entry).  t1, t2, t3 are scratch of max_act floats (t3 is used, and
+ * only there, with pre-activation).
  */
 static float *block_backward(struct net_workspace *ws, int b, float *d_out, float *d_x,
                              const uint8_t *x_mask, float *t1, float *t2, float *t3)
@@ -712,6 +728,7 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 		relu_backward(g, top->out_mask,
 		              count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
+		/* act[4] exists (and is needed) only with pre-activation */
 		float *d_x = block_backward(ws, b, g, spare, input_mask(ws, b), ws->act[2],
 		                            ws->act[3], ws->act[4]);
 		if (d_x == spare) {
