@@ -136,7 +136,7 @@ static int check_shape(const struct conv_shape *s, struct igs_error *err)
 /*
  * What a plan runs: a forward_inference convolution, and for the backward
  * pass either oneDNN's backward_data or, with Winograd, a forward_inference
- * of the transposed convolution (see wants_winograd).
+ * of the transposed convolution (see winograd_shape).
  */
 struct conv_descs {
 	dnnl_primitive_desc_t fwd, bwd;
@@ -171,15 +171,21 @@ static void mask_md_init(dnnl_memory_desc_t *md, const struct conv_shape *s)
  * primitive: its training forward and its backward_data are slower (at 7x7
  * by 2x).  The backward of a 3x3 stride-1 pad-1 convolution is itself such
  * a convolution, with the kernel flipped and the channels swapped, so it
- * runs as one.  Winograd weights are 4x larger (36 values per 3x3 kernel),
- * so the 7x7 layers (9.4 MB of weights each in ResNet-50) stay direct.
+ * runs as one.
+ *
+ * Winograd weights are 4x larger (36 values per 3x3 kernel) and each
+ * direction needs its own, so where layers are wide it is spent where it
+ * pays most per byte: the forward from 14x14 outputs up (predictions and
+ * path points), the backward from 28x28 up.  In ResNet-50 the 14x14 layers'
+ * Winograd backward would cost 35 MB more for 3% of an attribution, and the
+ * 7x7 layers (9.4 MB of weights each) stay direct both ways.
  */
-enum { WINOGRAD_MIN_OUTPUT_PIXELS = 14 * 14 };
+enum { WINOGRAD_FORWARD_MIN_PIXELS = 14 * 14, WINOGRAD_BACKWARD_MIN_PIXELS = 28 * 28 };
 
-static bool wants_winograd(const struct conv_shape *s)
+static bool winograd_shape(const struct conv_shape *s, int min_output_pixels)
 {
 	return s->blocked && s->k == 3 && s->stride == 1 && s->pad == 1 &&
-	       s->h_out * s->w_out >= WINOGRAD_MIN_OUTPUT_PIXELS;
+	       s->h_out * s->w_out >= min_output_pixels;
 }
 
 /* A 1x1 stride-1 convolution's backward is the forward of its transposed
@@ -201,6 +207,19 @@ static struct conv_shape transposed(const struct conv_shape *s)
 	t.w_in = s->w_out;
 	conv_shape_finish(&t);
 	return t;
+}
+
+/* Which kernels a convolution's two passes run (chosen with its weights). */
+struct conv_algos {
+	bool winograd_fwd; /* the forward by Winograd */
+	bool winograd_bwd; /* the backward by Winograd, as the transposed forward */
+};
+
+/* The backward runs as the transposed kernel's forward: Winograd, and 1x1
+ * stride 1 (with post-ops). */
+static bool algos_backward_transposed(const struct conv_algos *a, const struct conv_shape *s)
+{
+	return a->winograd_bwd || pointwise(s);
 }
 
 /* Descriptors of `s`'s tensors; weights in whatever layout oneDNN prefers. */
@@ -338,20 +357,24 @@ out:
  * implementations that run on weights laid out as fwd_md and bwd_md (NULL:
  * oneDNN's choice).  err may be NULL (a probe). */
 static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, bool bias,
-                             unsigned epilogue, bool winograd, const dnnl_memory_desc_t *fwd_md,
-                             const dnnl_memory_desc_t *bwd_md, struct igs_error *err)
+                             unsigned epilogue, const struct conv_algos *algos,
+                             const dnnl_memory_desc_t *fwd_md, const dnnl_memory_desc_t *bwd_md,
+                             struct igs_error *err)
 {
 	*d = (struct conv_descs){0};
-	const dnnl_alg_kind_t alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
 	const unsigned forward_epilogue = epilogue & (CONV_ADD_TO_OUT | CONV_RELU);
 	/* the backward's epilogue in the transposed forward's terms */
 	const unsigned backward_epilogue =
 	    (epilogue & CONV_BACKWARD_ADD ? CONV_ADD_TO_OUT : 0) | (epilogue & CONV_BACKWARD_MASK);
-	int rc = forward_desc(&d->fwd, s, bias, forward_epilogue, alg, dnnl_forward_inference,
-	                      fwd_md, err);
-	if (!rc && (winograd || pointwise(s))) {
+	int rc =
+	    forward_desc(&d->fwd, s, bias, forward_epilogue,
+	                 algos->winograd_fwd ? dnnl_convolution_winograd : dnnl_convolution_direct,
+	                 dnnl_forward_inference, fwd_md, err);
+	if (!rc && algos_backward_transposed(algos, s)) {
 		struct conv_shape t = transposed(s);
-		rc = forward_desc(&d->bwd, &t, false, backward_epilogue, alg,
+		rc = forward_desc(&d->bwd, &t, false, backward_epilogue,
+		                  algos->winograd_bwd ? dnnl_convolution_winograd
+		                                      : dnnl_convolution_direct,
 		                  dnnl_forward_inference, bwd_md, err);
 	} else if (!rc) {
 		rc = backward_desc(&d->bwd, s, bwd_md, err);
@@ -436,15 +459,14 @@ enum { NARROW_MAX_C_IN = 4, NARROW_BAND_ROWS = 4 };
 
 struct conv_weights {
 	int c_in, c_out, k, stride, pad;
-	/* Both passes run as Winograd forward convolutions (wants_winograd). */
-	bool winograd;
-	/* The backward runs as the transposed kernel's forward (Winograd and
-	 * 1x1 stride 1); bwd then holds the transposed kernel. */
+	struct conv_algos algos;
+	/* The backward runs as the transposed kernel's forward
+	 * (algos_backward_transposed); bwd then holds the transposed kernel. */
 	bool bwd_transposed;
 	struct packed fwd, bwd;
-	/* Winograd only: the plain [c_out][c_in][k][k] weights, since oneDNN
-	 * cannot reorder out of a Winograd layout and a plan for another batch
-	 * may want another one. */
+	/* With Winograd only: the plain [c_out][c_in][k][k] weights, since
+	 * oneDNN cannot reorder out of a Winograd layout and a plan for another
+	 * batch may want another one. */
 	float *plain;
 	float *bias;   /* [c_out] or NULL */
 	float *narrow; /* [c_out][k][k][c_in] when c_in <= NARROW_MAX_C_IN, else NULL */
@@ -510,18 +532,22 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	*w = (struct conv_weights){
 	    .c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride, .pad = s.pad};
 	struct conv_descs d = {0};
-	/* Winograd when the shape wants it and oneDNN has it (with the bias). */
-	w->winograd = wants_winograd(&s) &&
-	              conv_descs_create(&d, &s, bias != NULL, 0, true, NULL, NULL, NULL) == 0;
-	if (!w->winograd)
-		rc = conv_descs_create(&d, &s, bias != NULL, 0, false, NULL, NULL, err);
-	w->bwd_transposed = w->winograd || pointwise(&s);
+	/* Winograd where the shape wants it and oneDNN has it (with the bias). */
+	w->algos =
+	    (struct conv_algos){.winograd_fwd = winograd_shape(&s, WINOGRAD_FORWARD_MIN_PIXELS),
+	                        .winograd_bwd = winograd_shape(&s, WINOGRAD_BACKWARD_MIN_PIXELS)};
+	if ((w->algos.winograd_fwd || w->algos.winograd_bwd) &&
+	    conv_descs_create(&d, &s, bias != NULL, 0, &w->algos, NULL, NULL, NULL) != 0)
+		w->algos = (struct conv_algos){0};
+	if (!d.fwd)
+		rc = conv_descs_create(&d, &s, bias != NULL, 0, &w->algos, NULL, NULL, err);
+	w->bwd_transposed = algos_backward_transposed(&w->algos, &s);
 	if (!rc)
 		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->bwd_transposed,
 		                &d, err);
 	conv_descs_free(&d);
 	const size_t plain_bytes = (size_t)s.c_out * s.c_in * s.k * s.k * sizeof(float);
-	if (!rc && w->winograd) {
+	if (!rc && (w->algos.winograd_fwd || w->algos.winograd_bwd)) {
 		w->plain = malloc(plain_bytes);
 		if (!w->plain)
 			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
@@ -570,7 +596,7 @@ void conv_weights_free(struct conv_weights **wp)
 
 bool conv_weights_fuse_backward(const struct conv_weights *w)
 {
-	return w->bwd_transposed && !w->winograd;
+	return w->bwd_transposed && !w->algos.winograd_bwd;
 }
 
 size_t conv_weights_bytes(const struct conv_weights *w)
@@ -732,8 +758,8 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	struct conv_descs d = {0};
 	const float *fwd_w = NULL, *bwd_w = NULL;
 	p->bwd_is_forward = w->bwd_transposed;
-	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, w->winograd, &w->fwd.md,
-	                       &w->bwd.md, err);
+	rc = conv_descs_create(&d, &s, w->bias != NULL, epilogue, &w->algos, &w->fwd.md, &w->bwd.md,
+	                       err);
 	if (!rc)
 		rc = weights_for(d.fwd, w, false, &p->own_fwd, &fwd_w, err);
 	if (!rc)
