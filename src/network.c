@@ -2,7 +2,7 @@
  * network.c - forward and backward-to-input passes over a loaded model.
  *
  * Activations are NHWC ([N][H][W][C]) up to the stem's max-pool, then
- * blocked ([N][C/16][H][W][16]) when the model's widths allow
+ * blocked ([N][C/16][H][W][16]) when the model's widths and the CPU allow
  * (model->act_block), else NHWC again; convolutions run on oneDNN through
  * conv.h, every other layer through layers.h, all on the calling thread's
  * OpenMP team (ws->threads).
@@ -10,9 +10,11 @@
  * The backward pass to the input needs no weight gradients, so it needs
  * nothing of the forward's activations but where each ReLU was open and
  * where each max-pool window took its maximum.  The forward pass therefore
- * keeps one byte per ReLU output (a mask) and the argmax, and runs its float
- * activations through five rotating buffers, which the backward pass then
- * reuses for its gradients.  Everything is carved from one allocation sized
+ * keeps one byte per ReLU output (a mask; the stem's ReLU is in the max-pool's
+ * argmax instead) and the argmax, and runs its float activations through
+ * four or five rotating buffers, which the backward pass then reuses for its
+ * gradients.  Path points (IG) can skip the stem convolution, which is
+ * affine in the pixels: net_path_start / net_forward_path.  Everything is carved from one allocation sized
  * at workspace creation for the largest batch; convolution plans are created
  * once per batch size, on first use (or by net_workspace_prepare).
  */
