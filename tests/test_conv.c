@@ -263,38 +263,12 @@ static struct conv_plan *plan_ok(const struct conv_weights *cw, const struct con
 }
 
 /* Blocked shapes run on blocked copies of the NHWC arrays the tests keep. */
-static size_t blocked_index(int c, int h, int w, int b, int y, int x, int ch)
+static float *blocked_copy(const float *nhwc, int n, int c, int h, int w)
 {
-	return ((((size_t)b * (c / CONV_BLOCK) + ch / CONV_BLOCK) * h + y) * w + x) * CONV_BLOCK +
-	       ch % CONV_BLOCK;
-}
-
-static float *to_layout(const float *nhwc, int n, int c, int h, int w, bool blocked)
-{
-	size_t count = (size_t)n * c * h * w;
-	float *t = malloc(count * sizeof(float));
+	float *t = malloc((size_t)n * c * h * w * sizeof(float));
 	ck_assert_ptr_nonnull(t);
-	for (int b = 0; b < n; b++)
-		for (int y = 0; y < h; y++)
-			for (int x = 0; x < w; x++)
-				for (int ch = 0; ch < c; ch++) {
-					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
-					t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i] =
-					    nhwc[i];
-				}
+	to_blocked(t, nhwc, n, c, h * w, CONV_BLOCK);
 	return t;
-}
-
-static void from_layout(float *nhwc, const float *t, int n, int c, int h, int w, bool blocked)
-{
-	for (int b = 0; b < n; b++)
-		for (int y = 0; y < h; y++)
-			for (int x = 0; x < w; x++)
-				for (int ch = 0; ch < c; ch++) {
-					size_t i = (((size_t)b * h + y) * w + x) * c + ch;
-					nhwc[i] =
-					    t[blocked ? blocked_index(c, h, w, b, y, x, ch) : i];
-				}
 }
 
 /* conv_plan_forward on NHWC arrays whatever the plan's layout (out holds
@@ -306,10 +280,10 @@ static void run_forward(const struct conv_plan *p, const struct conv_shape *s, f
 		conv_plan_forward(p, out, in, scratch);
 		return;
 	}
-	float *bin = to_layout(in, s->n, s->c_in, s->h_in, s->w_in, true);
-	float *bout = to_layout(out, s->n, s->c_out, s->h_out, s->w_out, true);
+	float *bin = blocked_copy(in, s->n, s->c_in, s->h_in, s->w_in);
+	float *bout = blocked_copy(out, s->n, s->c_out, s->h_out, s->w_out);
 	conv_plan_forward(p, bout, bin, scratch);
-	from_layout(out, bout, s->n, s->c_out, s->h_out, s->w_out, true);
+	from_blocked(out, bout, s->n, s->c_out, s->h_out * s->w_out, CONV_BLOCK);
 	free(bin), free(bout);
 }
 
@@ -322,22 +296,21 @@ static void run_backward_masked(const struct conv_plan *p, const struct conv_sha
 		conv_plan_backward_data(p, d_in, d_out, mask, scratch);
 		return;
 	}
-	float *bout = to_layout(d_out, s->n, s->c_out, s->h_out, s->w_out, true);
-	float *bin = to_layout(d_in, s->n, s->c_in, s->h_in, s->w_in, true);
+	const int hw_in = s->h_in * s->w_in;
+	float *bout = blocked_copy(d_out, s->n, s->c_out, s->h_out, s->w_out);
+	float *bin = blocked_copy(d_in, s->n, s->c_in, s->h_in, s->w_in);
 	uint8_t *bmask = NULL;
 	if (mask) {
-		size_t count = (size_t)s->n * s->c_in * s->h_in * s->w_in;
-		bmask = malloc(count);
+		bmask = malloc((size_t)s->n * s->c_in * hw_in);
 		for (int b = 0; b < s->n; b++)
-			for (int y = 0; y < s->h_in; y++)
-				for (int x = 0; x < s->w_in; x++)
-					for (int ch = 0; ch < s->c_in; ch++)
-						bmask[blocked_index(s->c_in, s->h_in, s->w_in, b, y,
-						                    x, ch)] =
-						    mask[in_index(s, b, y, x, ch)];
+			for (int px = 0; px < hw_in; px++)
+				for (int ch = 0; ch < s->c_in; ch++)
+					bmask[blocked_index(s->c_in, hw_in, CONV_BLOCK, b, px,
+					                    ch)] =
+					    mask[((size_t)b * hw_in + px) * s->c_in + ch];
 	}
 	conv_plan_backward_data(p, bin, bout, bmask, scratch);
-	from_layout(d_in, bin, s->n, s->c_in, s->h_in, s->w_in, true);
+	from_blocked(d_in, bin, s->n, s->c_in, hw_in, CONV_BLOCK);
 	free(bin), free(bout), free(bmask);
 }
 

@@ -415,21 +415,6 @@ END_TEST
 
 /* ---------------------------------------------------------- blocked layout */
 
-/* [n][hw][c] -> [n][c/B][hw][B] (the layout struct act_shape calls blocked). */
-static size_t blocked_index(int c, int hw, int B, int i, int p, int ch)
-{
-	return (((size_t)i * (c / B) + ch / B) * hw + p) * B + ch % B;
-}
-
-static void to_blocked(float *dst, const float *src, int n, int c, int hw, int B)
-{
-	for (int i = 0; i < n; i++)
-		for (int p = 0; p < hw; p++)
-			for (int ch = 0; ch < c; ch++)
-				dst[blocked_index(c, hw, B, i, p, ch)] =
-				    src[((size_t)i * hw + p) * c + ch];
-}
-
 /* Blocked kernels compute what the NHWC ones (checked above against the
  * formulas) compute, value for value, only elsewhere in memory; 3 threads
  * split 32 channels across block boundaries. */

@@ -1,6 +1,6 @@
 /*
- * test_random.h - seeded data and small numeric helpers shared by the
- * kernel tests (test_layers.c, test_conv.c).  Each test program is one
+ * test_random.h - seeded data and small numeric and layout helpers shared
+ * by the kernel tests (test_layers.c, test_conv.c).  Each test program is one
  * translation unit, so the generator's state is per program.
  */
 #ifndef IGSERVE_TEST_RANDOM_H
@@ -57,6 +57,32 @@ static inline double dot(const float *a, const float *b, size_t count)
 	for (size_t i = 0; i < count; i++)
 		s += (double)a[i] * b[i];
 	return s;
+}
+
+/* Where channel ch of pixel p of image i lies in the blocked layout
+ * [n][c/B][hw][B] (conv.h's and layers.h's), c a multiple of B. */
+static inline size_t blocked_index(int c, int hw, int B, int i, int p, int ch)
+{
+	return (((size_t)i * (c / B) + ch / B) * hw + p) * B + ch % B;
+}
+
+/* NHWC [n][hw][c] into the blocked layout, and back. */
+static inline void to_blocked(float *dst, const float *nhwc, int n, int c, int hw, int B)
+{
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < hw; p++)
+			for (int ch = 0; ch < c; ch++)
+				dst[blocked_index(c, hw, B, i, p, ch)] =
+				    nhwc[((size_t)i * hw + p) * c + ch];
+}
+
+static inline void from_blocked(float *nhwc, const float *src, int n, int c, int hw, int B)
+{
+	for (int i = 0; i < n; i++)
+		for (int p = 0; p < hw; p++)
+			for (int ch = 0; ch < c; ch++)
+				nhwc[((size_t)i * hw + p) * c + ch] =
+				    src[blocked_index(c, hw, B, i, p, ch)];
 }
 
 #endif
