@@ -244,6 +244,68 @@ void maxpool_backward(float *restrict d_in, const float *restrict d_out,
 	}
 }
 
+/* images whose partial inner products a thread keeps at once */
+enum { SUM_GROUP = 16 };
+
+void maxpool_backward_sum(float *restrict acc, double *restrict dots, const float *restrict d_out,
+                          const int32_t *restrict argmax, const float *restrict weight,
+                          const float *restrict probe, const float *restrict from,
+                          const float *restrict to, const struct pool_shape *s)
+{
+	const int C = s->c;
+	const struct act_shape os = pool_out(s);
+	const size_t image_in = (size_t)s->h_in * s->w_in * C;
+	for (int i = 0; i < 2 * s->n; i++)
+		dots[i] = 0.0;
+#pragma omp parallel
+	{
+		long c_lo, c_hi;
+		thread_range(C, &c_lo, &c_hi);
+		const int L = run_length(&os);
+		const int nth = omp_get_num_threads();
+		/* images in groups, so this thread's partial sums fit its stack */
+		for (int n0 = 0; n0 < os.n; n0 += SUM_GROUP) {
+			const int n1 = os.n - n0 < SUM_GROUP ? os.n : n0 + SUM_GROUP;
+			double mine[2 * SUM_GROUP] = {0};
+			/* Pixel by pixel, all images at once: the images' maxima
+			 * mostly fall on the same inputs, so acc, probe, from and
+			 * to are read once from memory for all of them. */
+			for (int c0 = (int)(c_lo / L) * L; c0 < c_hi; c0 += L) {
+				const int lo = c_lo > c0 ? (int)(c_lo - c0) : 0;
+				const int hi = c_hi < c0 + L ? (int)(c_hi - c0) : L;
+				for (int p = 0; p < os.hw; p++)
+					for (int n = n0; n < n1; n++) {
+						const float w = weight[n];
+						const size_t first = (size_t)n * image_in;
+						const size_t o0 = act_index(&os, n, p, c0);
+						float unit = 0.0f, along = 0.0f;
+						for (int c = lo; c < hi; c++) {
+							int32_t a = argmax[o0 + c];
+							if (a < 0)
+								continue;
+							size_t j = (size_t)a - first;
+							float g = d_out[o0 + c];
+							acc[j] += w * g;
+							unit += g * probe[j];
+							along += g * (to[j] - from[j]);
+						}
+						/* float within a pixel's run, double across */
+						mine[2 * (n - n0)] += unit;
+						mine[2 * (n - n0) + 1] += along;
+					}
+			}
+			/* Threads add their parts in thread order (ordered, one
+			 * iteration each), so the sums do not vary between runs. */
+#pragma omp for ordered schedule(static, 1)
+			for (int t = 0; t < nth; t++) {
+#pragma omp ordered
+				for (int i = 2 * n0; i < 2 * n1; i++)
+					dots[i] += mine[i - 2 * n0];
+			}
+		}
+	}
+}
+
 void avgpool_forward(float *restrict out, const float *restrict in, const struct act_shape *s)
 {
 	const int c = s->c, hw = s->hw;

@@ -767,6 +767,95 @@ START_TEST(test_maxpool_after_relu)
 }
 END_TEST
 
+/*
+ * maxpool_backward_sum against the naive pool's argmax and a transposed
+ * loop: the weighted sum of the images' input gradients (added onto what
+ * acc held) and each image's inner products with a probe and with to -
+ * from.  Cases: the pool shapes, NHWC and blocked, after a ReLU or not, 18
+ * images (more than one group of partial sums), 1 to 3 threads, and the
+ * same sums on every run.
+ */
+static void check_maxpool_sum(struct pool_shape s, int threads, const char *what)
+{
+	pool_shape_finish(&s);
+	omp_set_num_threads(threads);
+	const int hw_out = s.h_out * s.w_out;
+	const size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
+	const size_t image = n_in / (size_t)s.n;
+	float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *d_out = frandom(n_out, 1.0f);
+	float *d_out_layout = falloc(n_out), *weight = frandom((size_t)s.n, 1.0f);
+	float *probe = frandom(image, 1.0f), *from = frandom(image, 2.0f),
+	      *to = frandom(image, 2.0f);
+	float *acc = frandom(image, 1.0f), *acc2 = falloc(image);
+	int32_t *am = malloc(n_out * sizeof(int32_t)), *am_ref = malloc(n_out * sizeof(int32_t));
+	double *ref_out = dalloc(n_out), *ref_acc = dalloc(image);
+	double *dots = dalloc(2 * (size_t)s.n), *dots2 = dalloc(2 * (size_t)s.n);
+	double *ref_dots = dalloc(2 * (size_t)s.n), *scale = dalloc(2 * (size_t)s.n);
+
+	naive_maxpool(ref_out, am_ref, NULL, in, &s);
+	for (size_t j = 0; j < image; j++)
+		ref_acc[j] = acc[j];
+	memcpy(acc2, acc, image * sizeof(float));
+	for (size_t o = 0; o < n_out; o++) {
+		const int i = (int)(o / (n_out / (size_t)s.n));
+		if (am_ref[o] < 0 || (s.after_relu && ref_out[o] <= 0.0))
+			continue; /* padding only, or a ReLU that passed nothing */
+		const size_t j = (size_t)am_ref[o] - (size_t)i * image;
+		const double g = d_out[o];
+		ref_acc[j] += (double)weight[i] * g;
+		ref_dots[2 * i] += g * probe[j];
+		ref_dots[2 * i + 1] += g * ((double)to[j] - from[j]);
+		scale[2 * i] += fabs(g * probe[j]);
+		scale[2 * i + 1] += fabs(g * ((double)to[j] - from[j]));
+	}
+
+	maxpool_forward(out, am, in, &s);
+	if (s.out_block)
+		to_blocked(d_out_layout, d_out, s.n, s.c, hw_out, s.out_block);
+	else
+		memcpy(d_out_layout, d_out, n_out * sizeof(float));
+	maxpool_backward_sum(acc, dots, d_out_layout, am, weight, probe, from, to, &s);
+	assert_close(acc, ref_acc, image, 1e-5, what);
+	for (int k = 0; k < 2 * s.n; k++)
+		ck_assert_msg(fabs(dots[k] - ref_dots[k]) <= 1e-6 * (1.0 + scale[k]),
+		              "%s: image %d, sum %d: %.9g, expected %.9g", what, k / 2, k % 2,
+		              dots[k], ref_dots[k]);
+	maxpool_backward_sum(acc2, dots2, d_out_layout, am, weight, probe, from, to, &s);
+	ck_assert_mem_eq(dots2, dots, 2 * (size_t)s.n * sizeof(double));
+
+	free(in), free(out), free(d_out), free(d_out_layout), free(weight), free(probe);
+	free(from), free(to), free(acc), free(acc2), free(am), free(am_ref), free(ref_out);
+	free(ref_acc), free(dots), free(dots2), free(ref_dots), free(scale);
+}
+
+START_TEST(test_maxpool_backward_sum)
+{
+	char what[120];
+	for (size_t t = 0; t < N_POOL_CASES; t++)
+		for (int relu = 0; relu < 2; relu++)
+			for (int threads = 1; threads <= 3; threads++) {
+				struct pool_shape s = pool_cases[t];
+				s.after_relu = relu;
+				snprintf(what, sizeof what, "pool case %zu, relu %d, %d threads", t,
+				         relu, threads);
+				check_maxpool_sum(s, threads, what);
+				if (s.c % 16 == 0) {
+					s.out_block = 16;
+					strcat(what, ", blocked");
+					check_maxpool_sum(s, threads, what);
+				}
+			}
+	/* more images than one group of partial sums */
+	struct pool_shape many = pool_cases[4];
+	many.n = 18;
+	many.out_block = 16;
+	check_maxpool_sum(many, 2, "18 images, blocked");
+	many.out_block = 0;
+	many.after_relu = true;
+	check_maxpool_sum(many, 3, "18 images, NHWC, relu");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("layers");
@@ -782,6 +871,7 @@ int main(void)
 	tcase_add_test(tc, test_blocked_maxpool);
 	tcase_add_test(tc, test_tensor_add_masked);
 	tcase_add_test(tc, test_maxpool_after_relu);
+	tcase_add_test(tc, test_maxpool_backward_sum);
 	tcase_add_test(tc, test_linear);
 	tcase_add_test(tc, test_normalize);
 	tcase_add_test(tc, test_tensor_add);

@@ -76,6 +76,18 @@ void maxpool_forward(float *out, int32_t *argmax, const float *in, const struct 
 void maxpool_backward(float *d_in, const float *d_out, const int32_t *argmax,
                       const struct pool_shape *s);
 
+/*
+ * maxpool_backward_sum - the path's form of maxpool_backward (IG): the n
+ * images' input gradients d_i are not written but summed,
+ *   acc[j] += sum_i weight[i] d_i[j]      (acc: one input image),
+ * and each is reduced to two inner products with one-image vectors:
+ *   dots[2i] = sum_j d_i[j] probe[j],  dots[2i+1] = sum_j d_i[j] (to[j] - from[j]).
+ * The sums are the same from run to run.
+ */
+void maxpool_backward_sum(float *acc, double *dots, const float *d_out, const int32_t *argmax,
+                          const float *weight, const float *probe, const float *from,
+                          const float *to, const struct pool_shape *s);
+
 /* Global average pool: in (shape s) -> out [n][c]. */
 void avgpool_forward(float *out, const float *in, const struct act_shape *s);
 /* d_in (shape s) = d_out[n][c] / hw */
