@@ -14,9 +14,9 @@
  * argmax instead) and the argmax, and runs its float activations through
  * four or five rotating buffers, which the backward pass then reuses for its
  * gradients.  Path points (IG) can skip the stem convolution, which is
- * affine in the pixels: net_path_start / net_forward_path.  Everything is carved from one allocation sized
- * at workspace creation for the largest batch; convolution plans are created
- * once per batch size, on first use (or by net_workspace_prepare).
+ * affine in the pixels: net_path_start / net_forward_path.  Everything is carved from one
+ * allocation sized at workspace creation for the largest batch; convolution plans are created once
+ * per batch size, on first use (or by net_workspace_prepare).
  */
 #include "model_internal.h"
 
@@ -68,6 +68,11 @@ struct net_workspace {
 	 * computes them (no ReLU, batch 1). */
 	float *path_ends;
 	bool path_ready;
+	bool on_path; /* the last forward was net_forward_path */
+	/* net_backward_path: the stem's output response to raising every
+	 * pixel value by one, and the weighted sum of the path's gradients of
+	 * the stem's output (one image each). */
+	float *path_unit, *path_sum;
 	struct conv_plan *stem_linear;
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
@@ -147,6 +152,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
 	max_act = max_size(max_act, stem_count);
 	ws->path_ends = carve(cv, 2 * (stem_count / n));
+	ws->path_unit = carve(cv, stem_count / n);
+	ws->path_sum = carve(cv, stem_count / n);
 
 	ws->pool = (struct pool_shape){.c = m->stem.c_out,
 	                               .n = n,
@@ -560,6 +567,7 @@ static int begin_pass(struct net_workspace *ws, int n, bool keep)
 		return rc;
 	set_batch(ws, n);
 	ws->masks_kept = keep;
+	ws->on_path = false;
 	return 0;
 }
 
@@ -589,6 +597,7 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 		return IGS_ERR_BAD_OPTION;
 	omp_set_num_threads(ws->threads);
 	ws->path_ready = false;
+	ws->on_path = false;
 	struct conv_shape one = ws->stem;
 	one.n = 1;
 	if (!ws->stem_linear) {
@@ -599,12 +608,24 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 			return rc;
 	}
 	const int S = ws->size;
+	const size_t count = stem_count_per_image(ws), values = (size_t)3 * S * S;
 	const float *ends[2] = {baseline, x};
 	for (int i = 0; i < 2; i++) {
 		normalize_forward(ws->input, ends[i], 1, S, S, m->info.mean, m->info.std);
-		conv_plan_forward(ws->stem_linear, ws->path_ends + i * stem_count_per_image(ws),
-		                  ws->input, ws->scratch);
+		conv_plan_forward(ws->stem_linear, ws->path_ends + i * count, ws->input,
+		                  ws->scratch);
 	}
+	/* The unit response: the stem is affine, s(p + 1) - s(p) is the same
+	 * for every p; taken between normalized inputs 0 and 255 / (255 std)
+	 * (pixel steps of 255, exact to float rounding of the bias) / 255. */
+	memset(ws->input, 0, values * sizeof *ws->input);
+	conv_plan_forward(ws->stem_linear, ws->path_sum, ws->input, ws->scratch);
+	for (size_t i = 0; i < values; i++)
+		ws->input[i] = 1.0f / m->info.std[i % 3];
+	conv_plan_forward(ws->stem_linear, ws->path_unit, ws->input, ws->scratch);
+	for (size_t j = 0; j < count; j++)
+		ws->path_unit[j] = (ws->path_unit[j] - ws->path_sum[j]) / 255.0f;
+	memset(ws->path_sum, 0, count * sizeof *ws->path_sum);
 	ws->path_ready = true;
 	return 0;
 }
@@ -620,6 +641,7 @@ int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float 
 	path_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
 	          ws->model->stem.relu);
 	forward_body(ws, logits, true);
+	ws->on_path = true;
 	return 0;
 }
 
@@ -704,13 +726,15 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 	return d_x;
 }
 
-int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
+/*
+ * From d_logits back to the max-pool's output: returns the buffer holding
+ * that gradient and sets *spare to a free one of the same size.
+ */
+static float *backward_body(struct net_workspace *ws, const float *d_logits, float **spare_out)
 {
-	if (ws->n < 1 || !ws->masks_kept)
-		return IGS_ERR_BAD_OPTION;
 	omp_set_num_threads(ws->threads);
 	const struct model *m = ws->model;
-	const int n = ws->n, C = m->info.features, S = ws->size;
+	const int n = ws->n, C = m->info.features;
 
 	/* The forward's activations are dead: their buffers hold gradients now. */
 	linear_backward(ws->d_pooled, d_logits, m->fc_weight, n, C, m->info.classes);
@@ -738,9 +762,47 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 			g = d_x;
 		}
 	}
-	/* g: gradient of the max-pool output. */
+	*spare_out = spare;
+	return g;
+}
+
+int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels)
+{
+	if (ws->n < 1 || !ws->masks_kept)
+		return IGS_ERR_BAD_OPTION;
+	const struct model *m = ws->model;
+	float *spare;
+	float *g = backward_body(ws, d_logits, &spare);
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
 	conv_backward(ws, 0, g, spare, NULL);
-	normalize_backward(grad_pixels, g, n, S, S, m->info.std);
+	normalize_backward(grad_pixels, g, ws->n, ws->size, ws->size, m->info.std);
+	return 0;
+}
+
+int net_backward_path(struct net_workspace *ws, const float *d_logits, const float *weight,
+                      double *sums)
+{
+	if (!ws->on_path || !ws->path_ready)
+		return IGS_ERR_BAD_OPTION;
+	float *spare;
+	const float *g = backward_body(ws, d_logits, &spare);
+	const float *from = ws->path_ends, *to = from + stem_count_per_image(ws);
+	maxpool_backward_sum(ws->path_sum, sums, g, ws->argmax, weight, ws->path_unit, from, to,
+	                     &ws->pool);
+	return 0;
+}
+
+int net_path_gradient(struct net_workspace *ws, float *grad_pixels)
+{
+	if (!ws->path_ready)
+		return IGS_ERR_BAD_OPTION;
+	int rc = net_workspace_prepare(ws, 1, NULL);
+	if (rc < 0)
+		return rc;
+	const struct model *m = ws->model;
+	const int S = ws->size;
+	conv_plan_backward_data(ws->plans[0].convs[0], ws->input, ws->path_sum, NULL, ws->scratch);
+	normalize_backward(grad_pixels, ws->input, 1, S, S, m->info.std);
+	memset(ws->path_sum, 0, stem_count_per_image(ws) * sizeof *ws->path_sum);
 	return 0;
 }

@@ -69,10 +69,10 @@ static const struct {
 	enum block_kind block;
 	int blocks[4];
 } variants[] = {
-	{"tv_basic", FAMILY_TORCHVISION, BLOCK_BASIC, {2, 1, 1, 1}},
-	{"tv_bottleneck", FAMILY_TORCHVISION, BLOCK_BOTTLENECK, {1, 2, 1, 1}},
-	{"timm_bottleneck", FAMILY_TIMM_RESNETV2, BLOCK_BOTTLENECK, {1, 2, 1, 1}},
-	{"timm_basic", FAMILY_TIMM_RESNETV2, BLOCK_BASIC, {1, 1, 2, 1}},
+    {"tv_basic", FAMILY_TORCHVISION, BLOCK_BASIC, {2, 1, 1, 1}},
+    {"tv_bottleneck", FAMILY_TORCHVISION, BLOCK_BOTTLENECK, {1, 2, 1, 1}},
+    {"timm_bottleneck", FAMILY_TIMM_RESNETV2, BLOCK_BOTTLENECK, {1, 2, 1, 1}},
+    {"timm_basic", FAMILY_TIMM_RESNETV2, BLOCK_BASIC, {1, 1, 2, 1}},
 };
 
 static void compare_with_pytorch(int _i, int threads);
@@ -185,7 +185,7 @@ static void compare_with_pytorch(int _i, int threads)
 
 struct thread_job {
 	const struct model *model;
-	const float *pixels;     /* [3][64][64][3] */
+	const float *pixels; /* [3][64][64][3] */
 	float logits[30];
 	float grad[64 * 64 * 3];
 	int rc;
@@ -217,7 +217,8 @@ START_TEST(test_threads_share_a_model)
 	ck_assert_int_eq(model_load(&m, fixture("timm_bottleneck.safetensors"), NULL), 0);
 	ck_assert_int_eq(model_set_input_size(m, 64, NULL), 0);
 	struct st_file *cf = NULL;
-	ck_assert_int_eq(safetensors_open(&cf, fixture("timm_bottleneck.case.safetensors"), NULL), 0);
+	ck_assert_int_eq(safetensors_open(&cf, fixture("timm_bottleneck.case.safetensors"), NULL),
+	                 0);
 	float *pixels = case_tensor(cf, "pixels", NULL);
 
 	struct thread_job jobs[4];
@@ -277,8 +278,8 @@ static void add_tensor(struct tensor_list *l, const char *name, int ndim, const 
 		data[j] = uniform ? mean + spread * (float)(2 * rng_uniform() - 1)
 		                  : mean + spread * rng_normal();
 	snprintf(l->names[i], sizeof l->names[i], "%s", name);
-	l->t[i] = (struct st_write_tensor){.name = l->names[i], .ndim = ndim, .data = data,
-	                                   .dtype = ST_F32};
+	l->t[i] = (struct st_write_tensor){
+	    .name = l->names[i], .ndim = ndim, .data = data, .dtype = ST_F32};
 	memcpy(l->t[i].shape, shape, (size_t)ndim * sizeof(int64_t));
 	l->data[i] = data;
 }
@@ -330,15 +331,17 @@ static void write_resnet50(const char *path, enum model_family family)
 				}
 				snprintf(name, sizeof name, "%s.conv%d.weight", p, k + 1);
 				/* Keep the residual stream from growing over 16 blocks. */
-				add_conv(l, name, widths[k][0], widths[k][1], widths[k][2], k == 2 ? 0.3f : 1);
+				add_conv(l, name, widths[k][0], widths[k][1], widths[k][2],
+				         k == 2 ? 0.3f : 1);
 				if (tv) {
 					snprintf(name, sizeof name, "%s.bn%d", p, k + 1);
 					add_bn(l, name, widths[k][0]);
 				}
 			}
 			if (b == 0) {
-				snprintf(name, sizeof name, tv ? "%s.downsample.0.weight"
-				                               : "%s.downsample.conv.weight", p);
+				snprintf(
+				    name, sizeof name,
+				    tv ? "%s.downsample.0.weight" : "%s.downsample.conv.weight", p);
 				add_conv(l, name, out, c_in, 1, 1);
 				if (tv) {
 					snprintf(name, sizeof name, "%s.downsample.1", p);
@@ -365,7 +368,10 @@ static void write_resnet50(const char *path, enum model_family family)
  * Path points by position (net_path_start, net_forward_path, the stem's
  * outputs interpolated) against net_forward on the interpolated pixels: the
  * same logits and input gradients up to float rounding, and no path points
- * before net_path_start.  The workspace holds 2 images.
+ * before net_path_start.  Their gradients summed before the stem
+ * (net_backward_path, net_path_gradient) against the weighted sum of the
+ * points' own pixel gradients, and the per-point sums against loops over
+ * those.  The workspace holds 2 images.
  */
 static void check_path_points(const struct model *m, struct net_workspace *ws, const float *x,
                               const float *base, const char *arch)
@@ -390,6 +396,9 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 
 	ck_assert_int_eq(net_forward(ws, rows, N, l_rows), 0);
 	ck_assert_int_eq(net_backward(ws, d_logits, g_rows), 0);
+	const float weight[N] = {0.25f, -1.5f};
+	double sums[2 * N];
+	ck_assert_int_eq(net_backward_path(ws, d_logits, weight, sums), IGS_ERR_BAD_OPTION);
 	ck_assert_int_eq(net_path_start(ws, x, base), 0);
 	ck_assert_int_eq(net_forward_path(ws, alpha, N, l_path), 0);
 	ck_assert_int_eq(net_backward(ws, d_logits, g_path), 0);
@@ -411,7 +420,43 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= 2e-3,
 	              "%s: path gradients %g relative L2 from the pixels' ones", arch,
 	              sqrt(diff / norm));
-	free(rows), free(g_rows), free(g_path);
+
+	/* summed before the stem: against g_path, the same points' gradients */
+	float *g_sum = malloc(per_image * sizeof(float));
+	ck_assert_int_eq(net_forward_path(ws, alpha, N, l_path), 0);
+	ck_assert_int_eq(net_backward_path(ws, d_logits, weight, sums), 0);
+	ck_assert_int_eq(net_path_gradient(ws, g_sum), 0);
+	diff = norm = 0;
+	for (size_t j = 0; j < per_image; j++) {
+		double want =
+		    weight[0] * (double)g_path[j] + weight[1] * (double)g_path[per_image + j];
+		diff += (g_sum[j] - want) * (g_sum[j] - want);
+		norm += want * want;
+	}
+	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= 1e-5,
+	              "%s: summed path gradient %g relative L2 from the points' sum", arch,
+	              sqrt(diff / norm));
+	for (int i = 0; i < N; i++) {
+		const float *g = g_path + i * per_image;
+		double sum = 0, along = 0, sum_abs = 0, along_abs = 0;
+		for (size_t j = 0; j < per_image; j++) {
+			sum += g[j];
+			sum_abs += fabs(g[j]);
+			along += ((double)x[j] - base[j]) * g[j];
+			along_abs += fabs(((double)x[j] - base[j]) * g[j]);
+		}
+		ck_assert_msg(fabs(sums[2 * i] - sum) <= 1e-5 * sum_abs,
+		              "%s: point %d: gradient sum %.9g, loop %.9g", arch, i, sums[2 * i],
+		              sum);
+		ck_assert_msg(fabs(sums[2 * i + 1] - along) <= 1e-5 * along_abs,
+		              "%s: point %d: dF/dalpha %.9g, loop %.9g", arch, i, sums[2 * i + 1],
+		              along);
+	}
+	/* the sum started over */
+	ck_assert_int_eq(net_path_gradient(ws, g_sum), 0);
+	for (size_t j = 0; j < per_image; j++)
+		ck_assert_float_eq(g_sum[j], 0.0f);
+	free(rows), free(g_rows), free(g_path), free(g_sum);
 }
 
 START_TEST(test_full_width_resnet50)
@@ -482,8 +527,8 @@ START_TEST(test_full_width_resnet50)
 	}
 	ck_assert_msg(norm > 0, "gradient is zero");
 	ck_assert_msg(fabs(fd - dot) <= 0.05 * fabs(dot) + 1e-6,
-	              "%s: directional derivative %g by finite differences, %g by backward", arch, fd,
-	              dot);
+	              "%s: directional derivative %g by finite differences, %g by backward", arch,
+	              fd, dot);
 
 	check_path_points(m, ws, pixels, pixels + per_image, arch);
 
@@ -518,8 +563,8 @@ static void rewrite_fixture(const char *path, const char *drop, const char *rena
 			continue;
 		data[k] = malloc((size_t)t->numel * sizeof(float) + 4);
 		ck_assert_int_eq(safetensors_read_f32(t, data[k], NULL), 0);
-		out[k] = (struct st_write_tensor){.name = t->name, .ndim = t->ndim, .data = data[k],
-		                                  .dtype = ST_F32};
+		out[k] = (struct st_write_tensor){
+		    .name = t->name, .ndim = t->ndim, .data = data[k], .dtype = ST_F32};
 		memcpy(out[k].shape, t->shape, sizeof t->shape);
 		if (rename_from && !strcmp(t->name, rename_from))
 			out[k].name = rename_to;
@@ -661,11 +706,13 @@ START_TEST(test_cli_refuses_broken_files)
 	expect_cli_failure(path, image);
 
 	snprintf(path, sizeof path, "%s/range.safetensors", tmpdir);
-	write_header_file(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
+	write_header_file(path, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+	                  8);
 	expect_cli_failure(path, image);
 
 	snprintf(path, sizeof path, "%s/dtype.safetensors", tmpdir);
-	write_header_file(path, "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+	write_header_file(path, "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+	                  8);
 	expect_cli_failure(path, image);
 
 	snprintf(path, sizeof path, "%s/missing.safetensors", tmpdir);

@@ -27,20 +27,20 @@ enum block_kind { BLOCK_BASIC, BLOCK_BOTTLENECK };
 struct model_info {
 	enum model_family family;
 	enum block_kind block;
-	char arch[48];            /* "resnet50", "resnetv2_50", "resnet18", or "resnet-custom" */
-	const char *family_name;  /* "torchvision" or "timm_resnetv2" */
-	int depth;                /* 18, 34, 50, 101, 152, or the layer count of a custom one */
+	char arch[48];           /* "resnet50", "resnetv2_50", "resnet18", or "resnet-custom" */
+	const char *family_name; /* "torchvision" or "timm_resnetv2" */
+	int depth;               /* 18, 34, 50, 101, 152, or the layer count of a custom one */
 	int stages;
 	int blocks[MODEL_MAX_STAGES];
-	int widths[MODEL_MAX_STAGES];   /* output channels of each stage */
+	int widths[MODEL_MAX_STAGES]; /* output channels of each stage */
 	int stem_width;
 	int classes;
-	int features;             /* channels into the classifier */
-	int input_size;           /* 224 */
-	float mean[3], std[3];    /* on the 0..1 scale */
-	char sha256[65];          /* of the weights file */
+	int features;          /* channels into the classifier */
+	int input_size;        /* 224 */
+	float mean[3], std[3]; /* on the 0..1 scale */
+	char sha256[65];       /* of the weights file */
 	char path[4096];
-	size_t parameters;        /* count after folding */
+	size_t parameters; /* count after folding */
 };
 
 struct model;
@@ -135,5 +135,26 @@ int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float 
  * dF_t/dx for class t.
  */
 int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pixels);
+
+/*
+ * The path's gradients summed before the stem (IG).  The stem convolution
+ * and the normalization are affine in the pixels, so the weighted sum of the
+ * points' pixel gradients is the stem's backward of the weighted sum of
+ * their stem-output gradients: one backward of one image per path instead
+ * of one per point.
+ *
+ * net_backward_path - after net_forward_path of n points, their backward
+ * down to the stem's output, adding weight[i] times point i's gradient
+ * there into a sum the workspace keeps, and writing for point i
+ *   sums[2i]     = sum_j dF_i/dx_j                (over every pixel value)
+ *   sums[2i + 1] = sum_j (x_j - x'_j) dF_i/dx_j   (dF_i/dalpha)
+ * where F_i = sum_c d_logits[i][c] logit_c, as net_backward.
+ * net_path_gradient - grad_pixels [size][size][3] = the sum's pixel
+ * gradient, sum_i weight_i dF_i/dx; the sum starts over from zero.  It also
+ * starts over at net_path_start.
+ */
+int net_backward_path(struct net_workspace *ws, const float *d_logits, const float *weight,
+                      double *sums);
+int net_path_gradient(struct net_workspace *ws, float *grad_pixels);
 
 #endif
