@@ -147,6 +147,20 @@ static int net_oracle_forward_path(void *ctx, const float *alpha, int n, float *
 	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static int net_oracle_backward_path(void *ctx, const float *d_logits, int n, const float *weight,
+                                    double *sums, struct igs_error *err)
+{
+	(void)n; /* the batch of the last forward_path */
+	int rc = net_backward_path(ctx, d_logits, weight, sums);
+	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_path_gradient(void *ctx, float *grad, struct igs_error *err)
+{
+	int rc = net_path_gradient(ctx, grad);
+	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
 void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
 {
 	const struct model_info *info = model_get_info(m);
@@ -156,7 +170,9 @@ void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct
 	                          .forward = net_oracle_forward,
 	                          .backward = net_oracle_backward,
 	                          .path_start = net_oracle_path_start,
-	                          .forward_path = net_oracle_forward_path};
+	                          .forward_path = net_oracle_forward_path,
+	                          .backward_path = net_oracle_backward_path,
+	                          .path_gradient = net_oracle_path_gradient};
 }
 
 void attr_result_free(struct attr_result *r)
@@ -183,7 +199,10 @@ struct run {
 	const float *base;           /* the baseline */
 	float *rows;                 /* [batch][n] path inputs */
 	bool by_position;            /* the oracle's forward_path, set up for x and the baseline */
+	bool summed;                 /* ... and its backward_path: G comes from path_gradient */
 	float *positions;            /* [batch] alpha of each row, by_position */
+	float *row_weight;           /* [batch] w_k of each row, summed */
+	double *row_sums;            /* [batch][2] backward_path's sums */
 	float *grad;                 /* [batch][n] */
 	float *logits, *d_logits;    /* [batch][classes] */
 	double *outputs;             /* [batch] F_t of each row */
@@ -293,8 +312,9 @@ static void finish_sample(struct run *r, int s)
 
 /*
  * Evaluate `m` points (alpha, weight) for each of r->samples samples,
- * `batch` rows per oracle call.  Accumulates w_k dF/dx into G; with
- * SmoothGrad each finished sample is folded into acc1/acc2.  table[m] and
+ * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
+ * point, or summed by the oracle and added at the end); with SmoothGrad
+ * each finished sample is folded into acc1/acc2.  table[m] and
  * maps[m][hw] (may be NULL) receive the per-point rows, averaged over
  * samples; they must be zeroed by the caller.
  */
@@ -325,20 +345,30 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		         : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
 		if (rc)
 			return rc;
-		for (int b = 0; b < nb; b++)
+		for (int b = 0; b < nb; b++) {
 			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
 			                                r->d_logits + (size_t)b * r->classes);
-		if ((rc = r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err)))
+			r->row_weight[b] = (float)weight[r->row_point[b]];
+		}
+		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
+		                                          r->row_weight, r->row_sums, err)
+		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
+		if (rc)
 			return rc;
 		for (int b = 0; b < nb; b++) {
 			int s = r->row_sample[b], k = r->row_point[b];
 			const float *restrict g = r->grad + (size_t)b * r->n;
 			double w = weight[k], gsum = 0, deriv = 0;
-			sample_input(r, s);
-			for (size_t i = 0; i < r->n; i++) {
-				r->G[i] += w * g[i];
-				gsum += g[i];
-				deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+			if (r->summed) {
+				gsum = r->row_sums[2 * b];
+				deriv = r->row_sums[2 * b + 1];
+			} else {
+				sample_input(r, s);
+				for (size_t i = 0; i < r->n; i++) {
+					r->G[i] += w * g[i];
+					gsum += g[i];
+					deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+				}
 			}
 			double inv = 1.0 / r->samples;
 			struct attr_point *p = &table[k];
@@ -364,6 +394,13 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		report_progress(r);
 		if (r->job && r->job->yield)
 			r->job->yield(r->job->yield_ctx);
+	}
+	if (r->summed) {
+		/* the points' weighted gradient, all at once */
+		if ((rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err)))
+			return rc;
+		for (size_t i = 0; i < r->n; i++)
+			r->G[i] += r->grad[i];
 	}
 	return 0;
 }
@@ -567,6 +604,8 @@ static void run_free(struct run *r)
 	free(r->row_sample);
 	free(r->row_point);
 	free(r->positions);
+	free(r->row_weight);
+	free(r->row_sums);
 	free(r->xs);
 	free(r->G);
 	free(r->acc1);
@@ -611,6 +650,8 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.row_sample = malloc(B * sizeof *r.row_sample);
 	r.row_point = malloc(B * sizeof *r.row_point);
 	r.positions = malloc(B * sizeof *r.positions);
+	r.row_weight = malloc(B * sizeof *r.row_weight);
+	r.row_sums = malloc(2 * B * sizeof *r.row_sums);
 	r.xs = malloc(r.n * sizeof *r.xs);
 	r.G = calloc(r.n, sizeof *r.G);
 	if (o->smooth != SMOOTH_NONE) {
@@ -624,9 +665,10 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (o->path_maps && m > 0)
 		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
-	    !r.row_sample || !r.row_point || !r.positions || !r.xs || !r.G ||
-	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2)) || !out->attr || !out->logits ||
-	    !out->baseline || !out->path || (o->path_maps && m > 0 && !out->path_maps)) {
+	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
+	    !r.xs || !r.G || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2)) || !out->attr ||
+	    !out->logits || !out->baseline || !out->path ||
+	    (o->path_maps && m > 0 && !out->path_maps)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -674,6 +716,9 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		if ((rc = oracle->path_start(oracle->ctx, pixels, r.base, err)))
 			goto fail;
 		r.by_position = true;
+		/* per-point maps need each point's pixel gradient */
+		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
+		           o->smooth == SMOOTH_NONE;
 	}
 	r.total = m * r.samples;
 	if ((rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err)))

@@ -164,10 +164,37 @@ START_TEST(test_timm_resnetv2)
 }
 END_TEST
 
+/* Whether two runs' path tables agree: F, sum of the gradient and
+ * dF/dalpha at every point, each within rel of its column's largest
+ * magnitude (a sum near zero is as exact as its terms, not as itself). */
+static void check_same_path(const struct attr_result *a, const struct attr_result *b, double rel,
+                            const char *what)
+{
+	ck_assert_int_eq(a->path_count, b->path_count);
+	double scale[3] = {0};
+	for (int k = 0; k < b->path_count; k++) {
+		const struct attr_point *q = &b->path[k];
+		scale[0] = fmax(scale[0], fabs(q->output));
+		scale[1] = fmax(scale[1], fabs(q->gradient_sum));
+		scale[2] = fmax(scale[2], fabs(q->path_derivative));
+	}
+	for (int k = 0; k < a->path_count; k++) {
+		const struct attr_point *p = &a->path[k], *q = &b->path[k];
+		ck_assert_double_eq(p->alpha, q->alpha);
+		const double got[3] = {p->output, p->gradient_sum, p->path_derivative};
+		const double want[3] = {q->output, q->gradient_sum, q->path_derivative};
+		for (int i = 0; i < 3; i++)
+			ck_assert_msg(fabs(got[i] - want[i]) <= rel * scale[i],
+			              "%s, point %d, column %d: %.9g against %.9g", what, k, i,
+			              got[i], want[i]);
+	}
+}
+
 /* Path points by position (the network oracle's forward_path: the stem's
- * outputs interpolated) give the attributions that points as pixels give;
- * positions without a started path, or more than the workspace holds, are
- * refused. */
+ * outputs interpolated) give the attributions that points as pixels give,
+ * whether the points' gradients are summed before the stem (backward_path,
+ * the default) or each goes back to its pixels; positions without a
+ * started path, or more than the workspace holds, are refused. */
 START_TEST(test_points_by_position_match_pixels)
 {
 	struct fixture fx;
@@ -175,19 +202,23 @@ START_TEST(test_points_by_position_match_pixels)
 	size_t n = (size_t)fx.size * fx.size * 3;
 	struct request_options o;
 	case_options(&fx, "gausslegendre/gray/logit", &o);
-	struct grad_oracle by_pixels = fx.oracle;
+	struct grad_oracle per_point = fx.oracle, by_pixels = fx.oracle;
+	ck_assert(fx.oracle.backward_path != NULL);
+	per_point.backward_path = NULL;
+	per_point.path_gradient = NULL;
 	by_pixels.path_start = NULL;
 	by_pixels.forward_path = NULL;
-	struct attr_result a, b;
+	struct attr_result a, b, c;
 	ck_assert_int_eq(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &a, NULL), 0);
 	ck_assert_int_eq(attribution_run(&by_pixels, fx.pixels, &o, BATCH, NULL, &b, NULL), 0);
+	ck_assert_int_eq(attribution_run(&per_point, fx.pixels, &o, BATCH, NULL, &c, NULL), 0);
 	double e = rel_l2(a.attr, b.attr, n);
 	ck_assert_msg(e < 1e-5, "by position vs by pixels: relative L2 %g", e);
-	for (int k = 0; k < a.path_count; k++)
-		ck_assert_msg(fabs(a.path[k].output - b.path[k].output) <=
-		                  1e-5 * fmax(1.0, fabs(b.path[k].output)),
-		              "point %d: F %g by position, %g by pixels", k, a.path[k].output,
-		              b.path[k].output);
+	e = rel_l2(a.attr, c.attr, n);
+	ck_assert_msg(e < 1e-5, "summed vs per point: relative L2 %g", e);
+	check_same_path(&a, &b, 1e-5, "summed vs by pixels");
+	check_same_path(&a, &c, 1e-5, "summed vs per point");
+	ck_assert_double_eq_tol(a.sum, c.sum, 1e-5 * fabs(c.sum));
 	/* a position outside a started path is refused, not computed */
 	float logits[3 * 1000], alpha[1] = {0.5f};
 	struct net_workspace *fresh = NULL;
@@ -198,6 +229,7 @@ START_TEST(test_points_by_position_match_pixels)
 	net_workspace_free(&fresh);
 	attr_result_free(&a);
 	attr_result_free(&b);
+	attr_result_free(&c);
 	fixture_close(&fx);
 }
 END_TEST
@@ -343,6 +375,20 @@ START_TEST(test_adaptive_on_the_engine)
 	ck_assert(r.converged);
 	ck_assert_double_le(r.relative_error, 0.005);
 	ck_assert_int_gt(r.steps, 4);
+	/* the rounds' gradients summed before the stem (the default) or point
+	 * by point: the same refinement */
+	struct grad_oracle per_point = fx.oracle;
+	per_point.backward_path = NULL;
+	per_point.path_gradient = NULL;
+	struct attr_result q;
+	ck_assert_int_eq(attribution_run(&per_point, fx.pixels, &o, BATCH, NULL, &q, NULL), 0);
+	ck_assert_int_eq(q.steps, r.steps);
+	ck_assert_int_eq(q.evaluations, r.evaluations);
+	size_t n = (size_t)fx.size * fx.size * 3;
+	double e = rel_l2(r.attr, q.attr, n);
+	ck_assert_msg(e < 1e-5, "adaptive, summed vs per point: relative L2 %g", e);
+	check_same_path(&r, &q, 1e-5, "adaptive, summed vs per point");
+	attr_result_free(&q);
 	attr_result_free(&r);
 	fixture_close(&fx);
 }

@@ -47,6 +47,15 @@ struct grad_oracle {
 	int (*path_start)(void *ctx, const float *x, const float *baseline, struct igs_error *err);
 	int (*forward_path)(void *ctx, const float *alpha, int n, float *logits,
 	                    struct igs_error *err);
+	/* Optional with the two above: the path's gradients summed inside the
+	 * oracle (net_backward_path).  backward_path does backward for the n
+	 * points of the last forward_path, adding weight[i] times point i's
+	 * gradient into a sum it keeps, and writes sums[2i] = sum_j dF_i/dx_j
+	 * and sums[2i + 1] = sum_j (x_j - x'_j) dF_i/dx_j; path_gradient then
+	 * writes that sum to grad [size][size][3] and starts it over. */
+	int (*backward_path)(void *ctx, const float *d_logits, int n, const float *weight,
+	                     double *sums, struct igs_error *err);
+	int (*path_gradient)(void *ctx, float *grad, struct igs_error *err);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold
