@@ -4,9 +4,14 @@
  * in batches), on a model file.  Prints one JSON object.
  *
  *   bench_engine MODEL.safetensors [--forward-reps N] [--ig-points N] [--batch B] [--threads T]
- *                [--input-size S]
+ *                [--input-size S] [--ig-backward summed|per-point]
+ *
+ * --ig-backward: the path's gradients summed before the stem, as attribution
+ * runs them (net_backward_path, the default), or each point's backward to
+ * its pixels (net_backward), for comparison.
  */
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +38,12 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_engine MODEL [--forward-reps N] [--ig-points N] "
-		                "[--batch B] [--threads T] [--input-size S]\n");
+		                "[--batch B] [--threads T] [--input-size S] "
+		                "[--ig-backward summed|per-point]\n");
 		return 2;
 	}
 	int reps = 20, points = 50, batch = 4, threads = 2, input_size = 0;
+	const char *ig_backward = "summed";
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--forward-reps"))
 			reps = atoi(argv[i + 1]);
@@ -48,6 +55,14 @@ int main(int argc, char **argv)
 			threads = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--input-size"))
 			input_size = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--ig-backward"))
+			ig_backward = argv[i + 1];
+	}
+	const bool summed = strcmp(ig_backward, "per-point") != 0;
+	if (summed && strcmp(ig_backward, "summed") != 0) {
+		fprintf(stderr, "bench_engine: --ig-backward is summed or per-point, not %s\n",
+		        ig_backward);
+		return 2;
 	}
 	/* OpenMP splits every layer; OpenBLAS (the classifier only) runs single-threaded. */
 	openblas_set_num_threads(1);
@@ -75,6 +90,7 @@ int main(int argc, char **argv)
 	    /* Kernels for every batch size the runs use are compiled up front,
 	     * as the server does at startup. */
 	    net_workspace_prepare(wsb, batch, &err) < 0 ||
+	    net_workspace_prepare(wsb, 1, &err) < 0 ||
 	    (points % batch && net_workspace_prepare(wsb, points % batch, &err) < 0)) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
@@ -104,24 +120,36 @@ int main(int argc, char **argv)
 	for (int i = 0; i < batch; i++)
 		d_logits[(size_t)i * classes] = 1;
 	float *gray = malloc(per_image * sizeof(float)), *alpha = malloc(batch * sizeof(float));
+	float *weight = malloc(batch * sizeof(float));
+	double *sums = malloc(2 * batch * sizeof(double));
 	for (size_t i = 0; i < per_image; i++)
 		gray[i] = 127.5f;
 	double t0 = now();
 	net_path_start(wsb, pixels, gray);
 	for (int done = 0; done < points; done += batch) {
 		int n = points - done < batch ? points - done : batch;
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			alpha[i] = (float)(done + i + 0.5) / (float)points;
+			weight[i] = 1.0f / (float)points;
+		}
 		net_forward_path(wsb, alpha, n, logits);
-		net_backward(wsb, d_logits, grad);
+		if (summed)
+			net_backward_path(wsb, d_logits, weight, sums);
+		else
+			net_backward(wsb, d_logits, grad);
 	}
+	if (summed)
+		net_path_gradient(wsb, grad);
 	double ig_ms = (now() - t0) * 1e3;
 	free(gray);
 	free(alpha);
+	free(weight);
+	free(sums);
 	printf("{\"arch\": \"%s\", \"input_size\": %d, \"threads\": %d, "
 	       "\"forward_batch1_ms_median\": %.2f, "
-	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_ms\": %.1f, \"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",
-	       info->arch, S, threads, forward_median, points, batch, ig_ms,
+	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_backward\": \"%s\", \"ig_ms\": %.1f, "
+	       "\"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",
+	       info->arch, S, threads, forward_median, points, batch, ig_backward, ig_ms,
 	       (double)net_workspace_bytes(wsb) / (1 << 20), t_prepare * 1e3);
 	free(times);
 	free(pixels);
