@@ -77,11 +77,12 @@ struct net_workspace {
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
 	int head_hw;
-	float *pooled;     /* [n][features] */
-	float *d_pooled;   /* [n][features] */
-	float *act[N_ACT]; /* activations forward, gradients backward; max_act floats */
-	int n_act;         /* how many this model uses: N_ACT with pre-activation, else 4 */
-	size_t max_act;
+	float *pooled;   /* [n][features] */
+	float *d_pooled; /* [n][features] */
+	/* activations forward, gradients backward: act[0] and act[1] hold
+	 * any activation, the rest (see layout) may be smaller */
+	float *act[N_ACT];
+	int n_act; /* how many this model uses: N_ACT with pre-activation, else 4 */
 
 	int n_convs;               /* stem + every block conv + downsamples */
 	struct batch_plans *plans; /* [max_batch]; index n-1 */
@@ -139,6 +140,17 @@ static bool uses_preactivation(const struct model *m)
 	return m->has_final_norm;
 }
 
+/*
+ * Whether block b's first convolution, in the backward pass, adds the
+ * shortcut's gradient onto its output and applies the ReLU of the block's
+ * input (the previous block's output) itself: one pass less per block.
+ */
+static bool fused_entry(const struct model *m, int b)
+{
+	const struct block_params *blk = &m->blocks[b];
+	return !blk->preact && conv_weights_fuse_backward(blk->convs[0].packed);
+}
+
 /* Lay out every buffer for batch `n`; returns the float count. */
 static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 {
@@ -172,6 +184,10 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 
 	int h = ws->pool.h_out, w = ws->pool.w_out;
 	size_t in_count = pool_count;
+	/* What act[2] and act[3] must hold without pre-activation: the hidden
+	 * activations (and their gradients), and a downsample's input gradient
+	 * when the first convolution's backward cannot add onto it in place. */
+	size_t max_hidden = 0;
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		struct block_buffers *bb = &ws->blocks[b];
@@ -184,11 +200,15 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			ww = bb->convs[i].w_out;
 			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
 			max_act = max_size(max_act, count);
-			if (i < blk->n_convs - 1)
+			if (i < blk->n_convs - 1) {
 				bb->hidden_mask[i] = carve_mask(cv, count);
-			else
+				max_hidden = max_size(max_hidden, count);
+			} else {
 				out_count = count;
+			}
 		}
+		if (blk->has_downsample && !fused_entry(m, b))
+			max_hidden = max_size(max_hidden, in_count);
 		if (blk->has_downsample)
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w, blocked);
 		bb->out_mask = blk->relu_out ? carve_mask(cv, out_count) : NULL;
@@ -200,10 +220,15 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	ws->head_mask = m->has_final_norm ? carve_mask(cv, in_count) : NULL;
 	ws->pooled = carve(cv, (size_t)n * m->info.features);
 	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
-	ws->max_act = max_act;
-	ws->n_act = uses_preactivation(m) ? N_ACT : N_ACT - 1;
+	/* Without pre-activation a block's input and output rotate through
+	 * act[0] and act[1], its hidden activations stay in act[2] and act[3]
+	 * (block_buffers_for), and so do the backward's (block_backward's t1,
+	 * t2): those two need only hold the hidden sizes, in ResNet-50 half the
+	 * largest.  Pre-activation rotates all five. */
+	const bool preact = uses_preactivation(m);
+	ws->n_act = preact ? N_ACT : N_ACT - 1;
 	for (int i = 0; i < ws->n_act; i++)
-		ws->act[i] = carve(cv, max_act);
+		ws->act[i] = carve(cv, i < 2 || preact ? max_act : max_hidden);
 	return cv->used;
 }
 
@@ -246,17 +271,6 @@ static int fit_scratch(struct net_workspace *ws, const struct conv_plan *p, stru
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch", need);
 	ws->scratch_bytes = need;
 	return 0;
-}
-
-/*
- * Whether block b's first convolution, in the backward pass, adds the
- * shortcut's gradient onto its output and applies the ReLU of the block's
- * input (the previous block's output) itself: one pass less per block.
- */
-static bool fused_entry(const struct model *m, int b)
-{
-	const struct block_params *blk = &m->blocks[b];
-	return !blk->preact && conv_weights_fuse_backward(blk->convs[0].packed);
 }
 
 /* The ReLU mask of block b's input, or NULL when it came through none. */
@@ -476,7 +490,8 @@ static size_t count_of(const struct conv_shape *s)
 /*
  * The activation buffers a block uses besides its input act[x]: the
  * output, the two hidden ones and (with pre-activation) the
- * pre-activation, in that order.
+ * pre-activation, in that order.  Without pre-activation x is 0 or 1, so
+ * the hidden ones are act[2] and act[3] (which layout sizes for them).
  */
 static void block_buffers_for(const struct net_workspace *ws, int x, int out[4])
 {
@@ -664,7 +679,7 @@ int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logit
  * gradient goes back through it too, in the same pass as the shortcut's
  * add.  Returns where the gradient is: d_x, or d_out's buffer when the
  * first convolution added onto the identity shortcut's gradient in place
- * (fused_entry).  t1, t2, t3 are scratch of max_act floats (t3 is used, and
+ * (fused_entry).  t1, t2, t3 are scratch (t3 is used, and
  * only there, with pre-activation).
  */
 static float *block_backward(struct net_workspace *ws, int b, float *d_out, float *d_x,
