@@ -175,12 +175,12 @@ static void mask_md_init(dnnl_memory_desc_t *md, const struct conv_shape *s)
  *
  * Winograd weights are 4x larger (36 values per 3x3 kernel) and each
  * direction needs its own, so where layers are wide it is spent where it
- * pays most per byte: the forward from 14x14 outputs up (predictions and
- * path points), the backward from 28x28 up.  In ResNet-50 the 14x14 layers'
- * Winograd backward would cost 35 MB more for 3% of an attribution, and the
- * 7x7 layers (9.4 MB of weights each) stay direct both ways.
+ * pays most per byte: both directions from 14x14 outputs up (in ResNet-50
+ * the 14x14 layers' backward costs 35 MB for 2-3% of an attribution); the
+ * 7x7 layers (9.4 MB of Winograd weights each way, 113 MB in all) stay
+ * direct.
  */
-enum { WINOGRAD_FORWARD_MIN_PIXELS = 14 * 14, WINOGRAD_BACKWARD_MIN_PIXELS = 28 * 28 };
+enum { WINOGRAD_FORWARD_MIN_PIXELS = 14 * 14, WINOGRAD_BACKWARD_MIN_PIXELS = 14 * 14 };
 
 static bool winograd_shape(const struct conv_shape *s, int min_output_pixels)
 {

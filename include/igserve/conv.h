@@ -4,8 +4,8 @@
  * Activations are NHWC ([n][h][w][c], channels innermost), or blocked
  * ([n][c/16][h][w][16], oneDNN's nChw16c) when the shape says so: the two
  * layouts oneDNN's kernels run at the cores' peak on, and blocked is the one
- * its Winograd kernels take (3x3 stride-1 layers: the forward from 14x14
- * outputs up, the backward from 28x28 up, in 0.5-0.7x the direct time).
+ * its Winograd kernels take (3x3 stride-1 layers from 14x14 outputs up,
+ * both directions, in 0.5-0.8x the direct time).
  * Weights come in as PyTorch stores them, [c_out][c_in][k][k], and are
  * reordered once (at model load) into the layouts oneDNN picks for the
  * forward and the backward kernels.  A backward runs as oneDNN's
