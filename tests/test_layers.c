@@ -540,18 +540,33 @@ static void check_linear(int n, int threads)
 		assert_close(out, ref, (size_t)n * classes, 1e-5, what);
 	}
 
-	for (int i = 0; i < n * c; i++)
-		d_in[i] = NAN;
+	/* dense d_out, then one or two classes per image (a logit's gradient) */
+	float *d_sparse = falloc((size_t)n * classes);
+	for (int i = 0; i < n * classes; i++)
+		d_sparse[i] = 0.0f;
+	for (int b = 0; b < n; b++) {
+		d_sparse[b * classes + (3 * b) % classes] = 1.0f;
+		if (b % 2)
+			d_sparse[b * classes + classes - 1] = -0.5f;
+	}
+	for (int sparse = 0; sparse < 2; sparse++) {
+		const float *g = sparse ? d_sparse : d_out;
+		for (int i = 0; i < n * c; i++)
+			d_in[i] = NAN;
+		linear_backward(d_in, g, w, n, c, classes);
+		for (int b = 0; b < n; b++)
+			for (int i = 0; i < c; i++) {
+				double acc = 0.0;
+				for (int j = 0; j < classes; j++)
+					acc += (double)g[b * classes + j] * w[j * c + i];
+				ref[b * c + i] = acc;
+			}
+		snprintf(what, sizeof what, "linear_backward n=%d, %d threads%s", n, threads,
+		         sparse ? ", one-hot rows" : "");
+		assert_close(d_in, ref, (size_t)n * c, 1e-5, what);
+	}
+	free(d_sparse);
 	linear_backward(d_in, d_out, w, n, c, classes);
-	for (int b = 0; b < n; b++)
-		for (int i = 0; i < c; i++) {
-			double acc = 0.0;
-			for (int j = 0; j < classes; j++)
-				acc += (double)d_out[b * classes + j] * w[j * c + i];
-			ref[b * c + i] = acc;
-		}
-	snprintf(what, sizeof what, "linear_backward n=%d, %d threads", n, threads);
-	assert_close(d_in, ref, (size_t)n * c, 1e-5, what);
 
 	/* adjoint of the linear part */
 	linear_forward(out, in, w, NULL, n, c, classes);
@@ -567,6 +582,7 @@ START_TEST(test_linear)
 	for (int threads = 1; threads <= 3; threads += 2) {
 		check_linear(1, threads);
 		check_linear(3, threads);
+		check_linear(6, threads); /* more rows than one pass over the weights takes */
 	}
 }
 END_TEST
