@@ -14,6 +14,9 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void pool_shape_finish(struct pool_shape *s)
 {
@@ -47,6 +50,64 @@ void relu_backward(float *restrict d, const uint8_t *restrict mask, size_t count
 #pragma omp parallel for simd schedule(static)
 	for (size_t i = 0; i < count; i++)
 		d[i] = mask[i] ? d[i] : 0.0f;
+}
+
+/* Bit masks: GCC does not vectorize the packing of 8 compares into a byte,
+ * so SSE2 (every x86-64) does it with movemask; other CPUs take the loop. */
+
+/* One byte of mask bits from 8 values. */
+static inline uint8_t positive_bits(const float *x)
+{
+#ifdef __SSE2__
+	const __m128 zero = _mm_setzero_ps();
+	const int lo = _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x), zero));
+	const int hi = _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(x + 4), zero));
+	return (uint8_t)(lo | hi << 4);
+#else
+	unsigned m = 0;
+	for (int k = 0; k < 8; k++)
+		m |= (unsigned)(x[k] > 0.0f) << k;
+	return (uint8_t)m;
+#endif
+}
+
+/* 8 values kept where their bit is set, zeroed elsewhere. */
+static inline void keep_bits(float *d, uint8_t bits)
+{
+#ifdef __SSE2__
+	const __m128i lo = _mm_set_epi32(8, 4, 2, 1), hi = _mm_set_epi32(128, 64, 32, 16);
+	const __m128i m = _mm_set1_epi32(bits);
+	const __m128 keep_lo = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(m, lo), lo));
+	const __m128 keep_hi = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(m, hi), hi));
+	_mm_storeu_ps(d, _mm_and_ps(_mm_loadu_ps(d), keep_lo));
+	_mm_storeu_ps(d + 4, _mm_and_ps(_mm_loadu_ps(d + 4), keep_hi));
+#else
+	for (int k = 0; k < 8; k++)
+		d[k] = bits >> k & 1 ? d[k] : 0.0f;
+#endif
+}
+
+void relu_mask_bits(uint8_t *restrict bits, const float *restrict x, size_t count)
+{
+	const size_t whole = count / 8;
+#pragma omp parallel for schedule(static)
+	for (size_t b = 0; b < whole; b++)
+		bits[b] = positive_bits(x + 8 * b);
+	if (count % 8) {
+		float last[8] = {0};
+		memcpy(last, x + 8 * whole, count % 8 * sizeof(float));
+		bits[whole] = positive_bits(last);
+	}
+}
+
+void relu_backward_bits(float *restrict d, const uint8_t *restrict bits, size_t count)
+{
+	const size_t whole = count / 8;
+#pragma omp parallel for schedule(static)
+	for (size_t b = 0; b < whole; b++)
+		keep_bits(d + 8 * b, bits[b]);
+	for (size_t i = 8 * whole; i < count; i++)
+		d[i] = bits[whole] >> (i % 8) & 1 ? d[i] : 0.0f;
 }
 
 void tensor_add(float *restrict dst, const float *restrict src, size_t count)

@@ -10,13 +10,16 @@
  * The backward pass to the input needs no weight gradients, so it needs
  * nothing of the forward's activations but where each ReLU was open and
  * where each max-pool window took its maximum.  The forward pass therefore
- * keeps one byte per ReLU output (a mask; the stem's ReLU is in the max-pool's
- * argmax instead) and the argmax, and runs its float activations through
- * four or five rotating buffers, which the backward pass then reuses for its
- * gradients.  Path points (IG) can skip the stem convolution, which is
- * affine in the pixels: net_path_start / net_forward_path.  Everything is carved from one
- * allocation sized at workspace creation for the largest batch; convolution plans are created once
- * per batch size, on first use (or by net_workspace_prepare).
+ * keeps a mask per ReLU output (one bit inside a block, one byte at block
+ * outputs, which oneDNN multiplies by in the backward; the stem's ReLU is in
+ * the max-pool's argmax instead) and the argmax, and runs its float
+ * activations through four or five rotating buffers, which the backward
+ * pass then reuses for its gradients.  Path points (IG) can skip the stem
+ * convolution, which is affine in the pixels (net_path_start,
+ * net_forward_path), and sum their gradients before it (net_backward_path).
+ * Everything is carved from one allocation sized at workspace creation for
+ * the largest batch; convolution plans are created once per batch size, on
+ * first use (or by net_workspace_prepare).
  */
 #include "model_internal.h"
 
@@ -34,7 +37,7 @@
 /* Masks are 1 where the ReLU let its input through. */
 struct block_buffers {
 	uint8_t *preact_mask;    /* relu(norm1(x)) > 0, preact blocks only */
-	uint8_t *hidden_mask[2]; /* outputs of convs[0..n_convs-2] > 0 */
+	uint8_t *hidden_mask[2]; /* outputs of convs[0..n_convs-2] > 0, as bits */
 	uint8_t *out_mask;       /* block output > 0, when the block ends in a ReLU */
 	struct conv_shape convs[3];
 	struct conv_shape downsample;
@@ -201,7 +204,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
 			max_act = max_size(max_act, count);
 			if (i < blk->n_convs - 1) {
-				bb->hidden_mask[i] = carve_mask(cv, count);
+				bb->hidden_mask[i] = carve_mask(cv, (count + 7) / 8);
 				max_hidden = max_size(max_hidden, count);
 			} else {
 				out_count = count;
@@ -539,8 +542,8 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? out : hidden[i];
 		conv_forward(ws, conv_index(b, i), dst, h);
-		if (!last)
-			keep_mask(bb->hidden_mask[i], dst, count_of(&bb->convs[i]), keep);
+		if (!last && keep)
+			relu_mask_bits(bb->hidden_mask[i], dst, count_of(&bb->convs[i]));
 		h = dst;
 	}
 	keep_mask(bb->out_mask, out, out_count, keep);
@@ -696,7 +699,7 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 	for (int i = last; i > 0; i--) {
 		float *dst = bufs[i % 2];
 		conv_backward(ws, conv_index(b, i), dst, g, NULL);
-		relu_backward(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
+		relu_backward_bits(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
 		g = dst;
 	}
 

@@ -116,6 +116,39 @@ START_TEST(test_relu_backward)
 }
 END_TEST
 
+/* The bit masks against the formula: counts off the byte grid, NaN and
+ * signed zeros (not positive), 1 to 3 threads. */
+START_TEST(test_relu_bits)
+{
+	const size_t counts[] = {1, 7, 8, 9, 1003, 4096};
+	for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++)
+		for (int threads = 1; threads <= 3; threads++) {
+			const size_t count = counts[t];
+			omp_set_num_threads(threads);
+			float *x = frandom(count, 1.0f), *d = frandom(count, 1.0f);
+			float *d0 = falloc(count);
+			uint8_t *bits = malloc((count + 7) / 8);
+			x[0] = 0.0f;
+			if (count > 2) {
+				x[1] = -0.0f;
+				x[2] = NAN;
+			}
+			memcpy(d0, d, count * sizeof(float));
+			relu_mask_bits(bits, x, count);
+			for (size_t i = 0; i < count; i++)
+				ck_assert_msg((bits[i / 8] >> (i % 8) & 1) == (x[i] > 0.0f),
+				              "count %zu, %d threads: bit %zu", count, threads, i);
+			relu_backward_bits(d, bits, count);
+			for (size_t i = 0; i < count; i++)
+				ck_assert_msg(d[i] == (x[i] > 0.0f ? d0[i] : 0.0f),
+				              "count %zu, %d threads: d[%zu] = %g", count, threads,
+				              i, (double)d[i]);
+			free(x), free(d), free(d0), free(bits);
+		}
+	omp_set_num_threads(1);
+}
+END_TEST
+
 START_TEST(test_affine_relu)
 {
 	const int channels = 5;
@@ -879,6 +912,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, reseed, NULL);
 	tcase_add_test(tc, test_shapes_finish);
 	tcase_add_test(tc, test_relu_backward);
+	tcase_add_test(tc, test_relu_bits);
 	tcase_add_test(tc, test_affine_relu);
 	tcase_add_test(tc, test_maxpool_forward);
 	tcase_add_test(tc, test_maxpool_backward);
