@@ -1131,7 +1131,9 @@ START_TEST(test_deadline)
 
 	/* Adaptive IG answers at the deadline with its best result (once its
 	 * first rule is complete), or at max_steps: not converged either way. */
-	q.path = "/attribute?tolerance=1e-9&max_steps=" SLOW_STEPS "&deadline_ms=1500";
+	/* (a 4-point first rule, complete long before the deadline even on a
+	 * loaded machine) */
+	q.path = "/attribute?steps=4&tolerance=1e-9&max_steps=" SLOW_STEPS "&deadline_ms=1500";
 	http(port, &q, &r);
 	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
 	cJSON *doc = cJSON_Parse(r.body);
@@ -1339,9 +1341,10 @@ START_TEST(test_sigterm_drain)
 	server_spawn(&s, extra);
 	size_t png_len;
 	void *png = make_png(64, 64, 11, &png_len);
-	/* One request that runs 1.5 s (adaptive IG answers 200 at its deadline)
-	 * and a short one queued behind it. */
-	struct request work = {.path = "/attribute?tolerance=1e-9&max_steps=4096&deadline_ms=1500",
+	/* One request that runs 1.5 s (adaptive IG answers 200 at its deadline,
+	 * its 4-point first rule long done) and a short one queued behind it. */
+	struct request work = {.path = "/attribute?steps=4&tolerance=1e-9&max_steps=4096&"
+	                               "deadline_ms=1500",
 	                       .image = png,
 	                       .image_len = png_len};
 	struct request work2 = {.path = "/attribute?steps=64", .image = png, .image_len = png_len};
