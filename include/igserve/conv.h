@@ -5,7 +5,9 @@
  * ([n][c/16][h][w][16], oneDNN's nChw16c) when the shape says so: the two
  * layouts oneDNN's kernels run at the cores' peak on, and blocked is the one
  * its Winograd kernels take (3x3 stride-1 layers from 14x14 outputs up,
- * both directions, in 0.5-0.8x the direct time).
+ * both directions, in 0.5-0.8x the direct time; F(2x2,3x3) for forwards of
+ * one image, whose weights are half the size).  Strided 1x1 convolutions
+ * run as pointwise ones on the pixels they read.
  * Weights come in as PyTorch stores them, [c_out][c_in][k][k], and are
  * reordered once (at model load) into the layouts oneDNN picks for the
  * forward and the backward kernels.  A backward runs as oneDNN's
