@@ -88,19 +88,37 @@ static int blur(const float *restrict src, float *restrict dst, int size, double
 	return 0;
 }
 
+/* Whether the baseline is one value everywhere, and which. */
+static bool constant_baseline(enum baseline_kind kind, float *value)
+{
+	switch (kind) {
+	case BASELINE_GRAY:
+		*value = 127.5f;
+		return true;
+	case BASELINE_BLACK:
+		*value = 0.0f;
+		return true;
+	case BASELINE_WHITE:
+		*value = 255.0f;
+		return true;
+	default:
+		return false;
+	}
+}
+
 int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
                          int size, float *out, struct igs_error *err)
 {
 	size_t n = (size_t)size * size * 3;
+	float v;
 	switch (kind) {
 	case BASELINE_GRAY:
 	case BASELINE_BLACK:
-	case BASELINE_WHITE: {
-		float v = kind == BASELINE_GRAY ? 127.5f : kind == BASELINE_BLACK ? 0.0f : 255.0f;
+	case BASELINE_WHITE:
+		constant_baseline(kind, &v);
 		for (size_t i = 0; i < n; i++)
 			out[i] = v;
 		return 0;
-	}
 	case BASELINE_BLUR:
 		return blur(x, out, size, blur_sigma, err);
 	case BASELINE_NOISE: {
@@ -147,6 +165,12 @@ static int net_oracle_forward_path(void *ctx, const float *alpha, int n, float *
 	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static int net_oracle_constant_logits(void *ctx, float value, float *logits, struct igs_error *err)
+{
+	int rc = net_constant_logits(ctx, value, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
 static int net_oracle_backward_path(void *ctx, const float *d_logits, int n, const float *weight,
                                     double *sums, struct igs_error *err)
 {
@@ -172,7 +196,8 @@ void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct
 	                          .path_start = net_oracle_path_start,
 	                          .forward_path = net_oracle_forward_path,
 	                          .backward_path = net_oracle_backward_path,
-	                          .path_gradient = net_oracle_path_gradient};
+	                          .path_gradient = net_oracle_path_gradient,
+	                          .constant_logits = net_oracle_constant_logits};
 }
 
 void attr_result_free(struct attr_result *r)
@@ -687,9 +712,15 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		goto fail;
 
 	/* F at the input and at the baseline (and the target, from the input);
-	 * logits has room for two rows whatever the batch */
+	 * logits has room for two rows whatever the batch.  A constant
+	 * baseline's logits the oracle may have from an earlier run. */
 	memcpy(r.rows, pixels, r.n * sizeof *r.rows);
-	if (B >= 2) {
+	float constant;
+	if (oracle->constant_logits && constant_baseline(bk, &constant)) {
+		rc = oracle->forward(oracle->ctx, r.rows, 1, r.logits, err);
+		if (!rc)
+			rc = oracle->constant_logits(oracle->ctx, constant, r.logits + C, err);
+	} else if (B >= 2) {
 		memcpy(r.rows + r.n, r.base, r.n * sizeof *r.rows);
 		rc = oracle->forward(oracle->ctx, r.rows, 2, r.logits, err);
 	} else {

@@ -48,6 +48,9 @@ struct block_buffers {
  * one for relu(norm1(x)); the backward pass the same count. */
 enum { N_ACT = 5 };
 
+/* Constant images whose logits a workspace keeps: gray, black, white. */
+enum { N_CONSTANT = 3 };
+
 /* The convolution plans of one batch size, in the order conv_index() gives. */
 struct batch_plans {
 	struct conv_plan **convs;
@@ -86,6 +89,14 @@ struct net_workspace {
 	 * any activation, the rest (see layout) may be smaller */
 	float *act[N_ACT];
 	int n_act; /* how many this model uses: N_ACT with pre-activation, else 4 */
+
+	/* net_constant_logits: the logits of constant images, by pixel value */
+	struct {
+		float value;
+		bool ready;
+	} constant[N_CONSTANT];
+	float *constant_logits; /* [N_CONSTANT][classes] */
+	int constant_next;      /* the slot the next new value takes */
 
 	int n_convs;               /* stem + every block conv + downsamples */
 	struct batch_plans *plans; /* [max_batch]; index n-1 */
@@ -356,8 +367,9 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
 	ws->n_convs = 1 + 4 * m->n_blocks;
 	ws->blocks = calloc((size_t)m->n_blocks, sizeof *ws->blocks);
 	ws->plans = calloc((size_t)max_batch, sizeof *ws->plans);
+	ws->constant_logits = malloc((size_t)N_CONSTANT * m->info.classes * sizeof(float));
 	struct carver count = {0};
-	if (ws->blocks && ws->plans)
+	if (ws->blocks && ws->plans && ws->constant_logits)
 		ws->arena_floats = layout(ws, &count, max_batch);
 	if (ws->arena_floats)
 		ws->arena = large_alloc(ws->arena_floats * sizeof(float));
@@ -383,6 +395,7 @@ void net_workspace_free(struct net_workspace **wsp)
 	free(ws->scratch);
 	free(ws->arena);
 	free(ws->blocks);
+	free(ws->constant_logits);
 	free(ws);
 	*wsp = NULL;
 }
@@ -671,6 +684,34 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logits)
 {
 	return forward(ws, pixels, n, logits, false);
+}
+
+int net_constant_logits(struct net_workspace *ws, float value, float *logits)
+{
+	const int classes = ws->model->info.classes;
+	for (int i = 0; i < N_CONSTANT; i++)
+		if (ws->constant[i].ready && ws->constant[i].value == value) {
+			memcpy(logits, ws->constant_logits + (size_t)i * classes,
+			       (size_t)classes * sizeof *logits);
+			return 0;
+		}
+	const size_t values = (size_t)3 * ws->size * ws->size;
+	float *pixels = malloc(values * sizeof *pixels);
+	if (!pixels)
+		return IGS_ERR_NOMEM;
+	for (size_t i = 0; i < values; i++)
+		pixels[i] = value;
+	int rc = net_infer(ws, pixels, 1, logits);
+	free(pixels);
+	if (rc < 0)
+		return rc;
+	const int slot = ws->constant_next;
+	ws->constant_next = (slot + 1) % N_CONSTANT;
+	ws->constant[slot].value = value;
+	ws->constant[slot].ready = true;
+	memcpy(ws->constant_logits + (size_t)slot * classes, logits,
+	       (size_t)classes * sizeof *logits);
+	return 0;
 }
 
 /* ===== backward =========================================================== */

@@ -234,6 +234,41 @@ START_TEST(test_points_by_position_match_pixels)
 }
 END_TEST
 
+/* A constant baseline's logits come from the oracle's kept ones
+ * (constant_logits): the same F(x') and attributions as a forward of the
+ * baseline image gives, run after run. */
+START_TEST(test_constant_baseline_logits)
+{
+	struct fixture fx;
+	fixture_open(&fx, "tv_ig");
+	size_t n = (size_t)fx.size * fx.size * 3;
+	ck_assert(fx.oracle.constant_logits != NULL);
+	struct grad_oracle plain = fx.oracle;
+	plain.constant_logits = NULL;
+	static const enum baseline_kind kinds[] = {BASELINE_GRAY, BASELINE_BLACK, BASELINE_WHITE,
+	                                           BASELINE_GRAY};
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		struct request_options o;
+		case_options(&fx, "gausslegendre/gray/logit", &o);
+		o.baseline = kinds[k];
+		struct attr_result a, b;
+		ck_assert_int_eq(attribution_run(&fx.oracle, fx.pixels, &o, BATCH, NULL, &a, NULL),
+		                 0);
+		ck_assert_int_eq(attribution_run(&plain, fx.pixels, &o, BATCH, NULL, &b, NULL), 0);
+		ck_assert_msg(fabs(a.f_baseline - b.f_baseline) <=
+		                  1e-5 * fmax(1.0, fabs(b.f_baseline)),
+		              "baseline %d: F(x') %.9g kept, %.9g computed", (int)kinds[k],
+		              a.f_baseline, b.f_baseline);
+		ck_assert_double_eq_tol(a.f_input, b.f_input, 1e-5 * fmax(1.0, fabs(b.f_input)));
+		double e = rel_l2(a.attr, b.attr, n);
+		ck_assert_msg(e < 1e-5, "baseline %d: attributions %g apart", (int)kinds[k], e);
+		attr_result_free(&a);
+		attr_result_free(&b);
+	}
+	fixture_close(&fx);
+}
+END_TEST
+
 /* The baselines igserve builds equal the reference script's. */
 START_TEST(test_baselines_match_reference)
 {
@@ -573,6 +608,7 @@ int main(void)
 	tcase_add_test(tc, test_torchvision_every_rule_and_baseline);
 	tcase_add_test(tc, test_timm_resnetv2);
 	tcase_add_test(tc, test_points_by_position_match_pixels);
+	tcase_add_test(tc, test_constant_baseline_logits);
 	tcase_add_test(tc, test_baselines_match_reference);
 	tcase_add_test(tc, test_randomizing_top_layers_changes_attributions);
 	tcase_add_test(tc, test_adaptive_on_the_engine);

@@ -169,6 +169,21 @@ static void compare_with_pytorch(int _i, int threads)
 	ck_assert_int_eq(memcmp(again, logits, sizeof again), 0);
 	ck_assert_int_eq(net_backward(ws, d_logits, grad), IGS_ERR_BAD_OPTION);
 
+	/* Constant images' logits are net_infer's, kept: four values cycle
+	 * through the three slots, and each answer, kept or computed anew,
+	 * is the one the image gives. */
+	const float values[] = {127.5f, 0.0f, 255.0f, 127.5f, 50.0f, 0.0f, 127.5f};
+	for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+		for (size_t j = 0; j < per_image; j++)
+			pixels[j] = values[v];
+		float want[10], got[10];
+		ck_assert_int_eq(net_infer(ws, pixels, 1, want), 0);
+		ck_assert_int_eq(net_constant_logits(ws, values[v], got), 0);
+		ck_assert_msg(!memcmp(got, want, sizeof got), "%s: constant %g: logits differ",
+		              variants[_i].name, (double)values[v]);
+	}
+	ck_assert_int_eq(net_backward(ws, d_logits, grad), IGS_ERR_BAD_OPTION);
+
 	net_workspace_free(&ws);
 	ck_assert_ptr_null(ws);
 	free(grad);

@@ -56,6 +56,10 @@ struct grad_oracle {
 	int (*backward_path)(void *ctx, const float *d_logits, int n, const float *weight,
 	                     double *sums, struct igs_error *err);
 	int (*path_gradient)(void *ctx, float *grad, struct igs_error *err);
+	/* Optional: logits [classes] of an image whose every pixel value is
+	 * `value` (the gray, black and white baselines), which the oracle may
+	 * keep between runs (net_constant_logits). */
+	int (*constant_logits)(void *ctx, float value, float *logits, struct igs_error *err);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold

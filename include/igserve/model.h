@@ -113,6 +113,15 @@ int net_forward(struct net_workspace *ws, const float *pixels, int n, float *log
 int net_infer(struct net_workspace *ws, const float *pixels, int n, float *logits);
 
 /*
+ * net_constant_logits - logits [classes] of one image whose every pixel
+ * value is `value` (a constant baseline: gray, black, white), computed by
+ * net_infer the first time and kept in the workspace (the last three
+ * values), since every attribution from that baseline asks for them.  Like
+ * net_infer it leaves nothing for a net_backward.
+ */
+int net_constant_logits(struct net_workspace *ws, float value, float *logits);
+
+/*
  * Path points (Integrated Gradients).  The stem convolution and the input
  * normalization before it are affine, so on the straight path
  * x' + a (x - x') the stem's output is (1 - a) s(x') + a s(x):
