@@ -245,10 +245,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
 	rc = attribution_run(&oracle, pixels, o, s->max_batch, job, &res, err);
-	/* An attribution fills the whole workspace; hand its pages back so an
-	 * idle worker holds only the model (re-faulting them costs ~2% of an
-	 * IG-50, bench/README.md). */
-	net_workspace_release(w->ws);
+	/* (the worker pool hands the workspace's pages back once the worker is
+	 * idle: service_worker_idle) */
 	if (rc)
 		goto done;
 	double attribution_ms = service_ms_since(t0);

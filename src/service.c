@@ -136,6 +136,11 @@ int service_worker_warm_up(struct service_worker *w, struct igs_error *err)
 	return rc;
 }
 
+void service_worker_idle(struct service_worker *w)
+{
+	net_workspace_release(w->ws);
+}
+
 void service_worker_free(struct service_worker **wp)
 {
 	struct service_worker *w = *wp;
@@ -166,7 +171,8 @@ cJSON *service_model_info_json(const struct service *s)
 	const struct model_info *info = model_get_info(s->model);
 	cJSON *o = service_model_json(s);
 	cJSON_AddNumberToObject(o, "depth", info->depth);
-	cJSON_AddStringToObject(o, "block", info->block == BLOCK_BOTTLENECK ? "bottleneck" : "basic");
+	cJSON_AddStringToObject(o, "block",
+	                        info->block == BLOCK_BOTTLENECK ? "bottleneck" : "basic");
 	cJSON_AddNumberToObject(o, "input_size", info->input_size);
 	cJSON *pre = cJSON_AddObjectToObject(o, "preprocessing");
 	const double mean[3] = {info->mean[0], info->mean[1], info->mean[2]};

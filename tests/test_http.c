@@ -1442,6 +1442,68 @@ START_TEST(test_drain_timeout)
 }
 END_TEST
 
+/* A field of /proc/PID/status in kB ("VmRSS:", "VmHWM:"), or -1. */
+static long status_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kib = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, field, strlen(field)))
+			kib = strtol(line + strlen(field), NULL, 10);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* An attribution fills the worker's workspace (about 50 MB at 512x512 for
+ * the fixture); once the worker has been idle a moment its pages go back to
+ * the system, and the next request computes the same.  (The request's own
+ * buffers are freed as it answers, so the drop is measured from what the
+ * process holds after the answer, or at ready if the release came first.) */
+START_TEST(test_idle_worker_releases_pages)
+{
+	static const char *const extra[] = {"--workers", "1", "--input-size", "512", NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	size_t png_len;
+	void *png = make_png(64, 64, 17, &png_len);
+	struct request q = {
+	    .path = "/attribute?steps=8&heatmaps=none", .image = png, .image_len = png_len};
+	const long ready = status_kib(s.pid, "VmRSS:");
+	struct reply first, again;
+	http(s.port, &q, &first);
+	ck_assert_int_eq(first.status, 200);
+	const long after = status_kib(s.pid, "VmRSS:");
+	const long held = (after > ready ? after : ready) - 15 * 1024;
+	long rss;
+	const double t0 = now_s();
+	while ((rss = status_kib(s.pid, "VmRSS:")) > held && now_s() - t0 < 10)
+		sleep_s(0.1);
+	ck_assert_msg(ready > 0 && rss <= held,
+	              "VmRSS %ld kB after 10 s idle (%ld at ready, %ld after the answer)", rss,
+	              ready, after);
+	http(s.port, &q, &again);
+	ck_assert_int_eq(again.status, 200);
+	cJSON *a = cJSON_Parse(first.body), *b = cJSON_Parse(again.body);
+	ck_assert(cJSON_Compare(cJSON_GetObjectItem(a, "completeness"),
+	                        cJSON_GetObjectItem(b, "completeness"), true));
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	reply_free(&first);
+	reply_free(&again);
+	kill(s.pid, SIGTERM);
+	int status = 0;
+	while (waitpid(s.pid, &status, WNOHANG) == 0 && now_s() - t0 < 30)
+		sleep_s(0.02);
+	s.pid = 0;
+	assert_clean_log(s.log_path);
+	unlink(s.log_path);
+	free(png);
+}
+END_TEST
+
 /* A raw TCP connection to the server, for clients curl would not be. */
 static int tcp_connect(int port)
 {
@@ -1708,6 +1770,7 @@ static Suite *http_suite(void)
 	tcase_add_test(own, test_predict_between_chunks);
 	tcase_add_test(own, test_sigterm_drain);
 	tcase_add_test(own, test_drain_timeout);
+	tcase_add_test(own, test_idle_worker_releases_pages);
 	tcase_add_test(own, test_slow_clients);
 	tcase_add_test(own, test_not_ready);
 	tcase_add_test(own, test_serve_help_and_bad_flags);

@@ -31,7 +31,10 @@ enum attr_method {
 };
 
 enum quad_rule {
-	RULE_GAUSS_LEGENDRE, RULE_RIEMANN_LEFT, RULE_RIEMANN_RIGHT, RULE_RIEMANN_MIDDLE,
+	RULE_GAUSS_LEGENDRE,
+	RULE_RIEMANN_LEFT,
+	RULE_RIEMANN_RIGHT,
+	RULE_RIEMANN_MIDDLE,
 	RULE_RIEMANN_TRAPEZOID,
 };
 
@@ -42,35 +45,35 @@ enum smooth_kind { SMOOTH_NONE, SMOOTH_GRAD, SMOOTH_GRAD_SQ, SMOOTH_VARGRAD };
 enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY };
 
 #define HEATMAP_NORMALIZED (1u << 0)
-#define HEATMAP_DEVIATION  (1u << 1)
-#define HEATMAP_MAGNITUDE  (1u << 2)
-#define HEATMAP_OVERLAY    (1u << 3)
-#define HEATMAP_CHANNEL_R  (1u << 4)
-#define HEATMAP_CHANNEL_G  (1u << 5)
-#define HEATMAP_CHANNEL_B  (1u << 6)
+#define HEATMAP_DEVIATION (1u << 1)
+#define HEATMAP_MAGNITUDE (1u << 2)
+#define HEATMAP_OVERLAY (1u << 3)
+#define HEATMAP_CHANNEL_R (1u << 4)
+#define HEATMAP_CHANNEL_G (1u << 5)
+#define HEATMAP_CHANNEL_B (1u << 6)
 #define HEATMAP_OVERLAY_FULL (1u << 7) /* overlay at the upload's own resolution */
 #define HEATMAP_DEFAULT 0x7fu          /* the seven the contract lists */
 
 struct request_options {
-	int top_k;                  /* 5 */
-	enum resize_mode resize;    /* letterbox */
-	int target;                 /* -1: top-1 */
-	enum attr_method method;    /* integrated gradients */
-	enum quad_rule rule;        /* gausslegendre */
-	int steps;                  /* 50 */
-	enum baseline_kind baseline;/* gray */
-	double blur_sigma;          /* 10 (input pixels) */
-	unsigned long long seed;    /* 0: noise baseline and SmoothGrad seed */
-	double tolerance;           /* <= 0: off */
-	int max_steps;              /* 512 */
-	unsigned heatmaps;          /* HEATMAP_* mask */
-	bool raw_npy;               /* attributions_npy in the JSON */
-	bool path_maps;             /* per-path-point gradient maps */
-	enum output_kind output;    /* logit */
-	enum smooth_kind smooth;    /* none */
-	int smooth_samples;         /* 0 */
-	double smooth_sigma;        /* 0.15 (fraction of the 0..255 range) */
-	int deadline_ms;            /* 0: the server default */
+	int top_k;                   /* 5 */
+	enum resize_mode resize;     /* letterbox */
+	int target;                  /* -1: top-1 */
+	enum attr_method method;     /* integrated gradients */
+	enum quad_rule rule;         /* gausslegendre */
+	int steps;                   /* 50 */
+	enum baseline_kind baseline; /* gray */
+	double blur_sigma;           /* 10 (input pixels) */
+	unsigned long long seed;     /* 0: noise baseline and SmoothGrad seed */
+	double tolerance;            /* <= 0: off */
+	int max_steps;               /* 512 */
+	unsigned heatmaps;           /* HEATMAP_* mask */
+	bool raw_npy;                /* attributions_npy in the JSON */
+	bool path_maps;              /* per-path-point gradient maps */
+	enum output_kind output;     /* logit */
+	enum smooth_kind smooth;     /* none */
+	int smooth_samples;          /* 0 */
+	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
+	int deadline_ms;             /* 0: the server default */
 };
 
 /* Defaults as listed above. */
@@ -92,8 +95,8 @@ const char *baseline_name(enum baseline_kind b);
 /* ---- job control: progress, deadline, cancellation ---- */
 
 struct job_control {
-	atomic_bool cancelled;      /* set by the HTTP layer when the client leaves */
-	double deadline;            /* CLOCK_MONOTONIC seconds; 0: none */
+	atomic_bool cancelled; /* set by the HTTP layer when the client leaves */
+	double deadline;       /* CLOCK_MONOTONIC seconds; 0: none */
 	/* Called from the worker thread after each chunk of path points. */
 	void (*progress)(void *ctx, int points_done, int points_total, double relative_error);
 	void *progress_ctx;
@@ -110,16 +113,16 @@ double igs_now(void);
 
 struct service_config {
 	const char *model_path;
-	const char *labels_path;    /* NULL: built in */
+	const char *labels_path; /* NULL: built in */
 	bool custom_normalization;
 	float mean[3], std[3];
 	struct image_limits limits;
-	int max_steps_cap;          /* ceiling for steps and max_steps (4096) */
-	size_t memory_budget;       /* bytes for one attribution's workspace (0: 1 GiB) */
-	int blas_threads;           /* threads OpenBLAS may use inside one request */
-	int input_size;             /* 0: the model's default (224) */
-	int threads;                /* OpenMP threads per worker (network passes); 0: 1 */
-	int max_batch;              /* 0: from memory_budget (at most 4) */
+	int max_steps_cap;    /* ceiling for steps and max_steps (4096) */
+	size_t memory_budget; /* bytes for one attribution's workspace (0: 1 GiB) */
+	int blas_threads;     /* threads OpenBLAS may use inside one request */
+	int input_size;       /* 0: the model's default (224) */
+	int threads;          /* OpenMP threads per worker (network passes); 0: 1 */
+	int max_batch;        /* 0: from memory_budget (at most 4) */
 };
 
 struct service;
@@ -143,6 +146,15 @@ void service_worker_free(struct service_worker **w);
  * thread count).
  */
 int service_worker_warm_up(struct service_worker *w, struct igs_error *err);
+
+/*
+ * service_worker_idle - hand the worker's workspace pages back to the
+ * system (an attribution fills the whole workspace), so an idle worker
+ * holds only the model.  The worker pool calls it once a worker has been
+ * idle for a second after an attribution; anything the worker runs next
+ * gets fresh zero pages.
+ */
+void service_worker_idle(struct service_worker *w);
 
 /*
  * service_predict - decode, fit, forward; *out receives the /predict JSON
