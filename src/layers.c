@@ -322,7 +322,7 @@ void maxpool_backward_sum(float *restrict acc, double *restrict dots, const floa
 	{
 		long c_lo, c_hi;
 		thread_range(C, &c_lo, &c_hi);
-		const int L = run_length(&os);
+		const int L = run_length(&os), step = os.block ? L : C;
 		const int nth = omp_get_num_threads();
 		/* images in groups, so this thread's partial sums fit its stack */
 		for (int n0 = 0; n0 < os.n; n0 += SUM_GROUP) {
@@ -334,11 +334,15 @@ void maxpool_backward_sum(float *restrict acc, double *restrict dots, const floa
 			for (int c0 = (int)(c_lo / L) * L; c0 < c_hi; c0 += L) {
 				const int lo = c_lo > c0 ? (int)(c_lo - c0) : 0;
 				const int hi = c_hi < c0 + L ? (int)(c_hi - c0) : L;
+				/* where each image's run starts; pixels are `step` apart */
+				size_t base[SUM_GROUP];
+				for (int n = n0; n < n1; n++)
+					base[n - n0] = act_index(&os, n, 0, c0);
 				for (int p = 0; p < os.hw; p++)
 					for (int n = n0; n < n1; n++) {
 						const float w = weight[n];
 						const size_t first = (size_t)n * image_in;
-						const size_t o0 = act_index(&os, n, p, c0);
+						const size_t o0 = base[n - n0] + (size_t)p * step;
 						float unit = 0.0f, along = 0.0f;
 						for (int c = lo; c < hi; c++) {
 							int32_t a = argmax[o0 + c];
