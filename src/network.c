@@ -79,6 +79,7 @@ struct net_workspace {
 	 * pixel value by one, and the weighted sum of the path's gradients of
 	 * the stem's output (one image each). */
 	float *path_unit, *path_sum;
+	bool unit_ready; /* path_unit holds the response (until the pages go back) */
 	struct conv_plan *stem_linear;
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
@@ -270,6 +271,7 @@ static void plans_free(struct net_workspace *ws)
 	for (int n = 0; ws->plans && n < ws->max_batch; n++)
 		batch_plans_free(ws, &ws->plans[n]);
 	conv_plan_free(&ws->stem_linear);
+	ws->unit_ready = false; /* made by stem_linear */
 }
 
 /* Grow the shared oneDNN scratch to what `p` needs. */
@@ -431,6 +433,7 @@ int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err
 void net_workspace_release(struct net_workspace *ws)
 {
 	ws->path_ready = false;
+	ws->unit_ready = false;
 	release_pages(ws->arena, ws->arena_floats * sizeof(float));
 	release_pages(ws->scratch, ws->scratch_bytes);
 }
@@ -646,16 +649,21 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 		conv_plan_forward(ws->stem_linear, ws->path_ends + i * count, ws->input,
 		                  ws->scratch);
 	}
-	/* The unit response: the stem is affine, s(p + 1) - s(p) is the same
-	 * for every p; taken between normalized inputs 0 and 255 / (255 std)
-	 * (pixel steps of 255, exact to float rounding of the bias) / 255. */
-	memset(ws->input, 0, values * sizeof *ws->input);
-	conv_plan_forward(ws->stem_linear, ws->path_sum, ws->input, ws->scratch);
-	for (size_t i = 0; i < values; i++)
-		ws->input[i] = 1.0f / m->info.std[i % 3];
-	conv_plan_forward(ws->stem_linear, ws->path_unit, ws->input, ws->scratch);
-	for (size_t j = 0; j < count; j++)
-		ws->path_unit[j] = (ws->path_unit[j] - ws->path_sum[j]) / 255.0f;
+	/* The unit response, a property of the model, once per workspace (and
+	 * again after its pages went back): the stem is affine, s(p + 1) - s(p)
+	 * is the same for every p; taken between normalized inputs 0 and
+	 * 255 / (255 std) (pixel steps of 255, exact to float rounding of the
+	 * bias) / 255.  path_sum serves as scratch for s(0). */
+	if (!ws->unit_ready) {
+		memset(ws->input, 0, values * sizeof *ws->input);
+		conv_plan_forward(ws->stem_linear, ws->path_sum, ws->input, ws->scratch);
+		for (size_t i = 0; i < values; i++)
+			ws->input[i] = 1.0f / m->info.std[i % 3];
+		conv_plan_forward(ws->stem_linear, ws->path_unit, ws->input, ws->scratch);
+		for (size_t j = 0; j < count; j++)
+			ws->path_unit[j] = (ws->path_unit[j] - ws->path_sum[j]) / 255.0f;
+		ws->unit_ready = true;
+	}
 	memset(ws->path_sum, 0, count * sizeof *ws->path_sum);
 	ws->path_ready = true;
 	return 0;

@@ -471,6 +471,19 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 	ck_assert_int_eq(net_path_gradient(ws, g_sum), 0);
 	for (size_t j = 0; j < per_image; j++)
 		ck_assert_float_eq(g_sum[j], 0.0f);
+	/* a second path on the workspace (the stem's unit response kept, and
+	 * made again after the pages went back) gives the same sums */
+	for (int round = 0; round < 2; round++) {
+		double again[2 * N];
+		if (round)
+			net_workspace_release(ws);
+		ck_assert_int_eq(net_path_start(ws, x, base), 0);
+		ck_assert_int_eq(net_forward_path(ws, alpha, N, l_path), 0);
+		ck_assert_int_eq(net_backward_path(ws, d_logits, weight, again), 0);
+		ck_assert_msg(!memcmp(again, sums, sizeof again), "%s: path %d: sums differ", arch,
+		              round + 2);
+		ck_assert_int_eq(net_path_gradient(ws, g_sum), 0);
+	}
 	free(rows), free(g_rows), free(g_path), free(g_sum);
 }
 
