@@ -203,9 +203,14 @@ static bool pointwise(const struct conv_shape *s)
  * 1x1 kernels (ResNet's downsamples) run at 210-260 GFLOP/s where the
  * pointwise ones reach 350; the gather and scatter are memory passes.
  */
+static bool subsampled_kernel(int k, int stride, int pad)
+{
+	return k == 1 && stride > 1 && pad == 0;
+}
+
 static bool subsampled(const struct conv_shape *s)
 {
-	return s->k == 1 && s->stride > 1 && s->pad == 0;
+	return subsampled_kernel(s->k, s->stride, s->pad);
 }
 
 /* The shape oneDNN runs for `s`: itself, or for a subsampled convolution
@@ -646,8 +651,8 @@ void conv_weights_free(struct conv_weights **wp)
 bool conv_weights_fuse_backward(const struct conv_weights *w)
 {
 	/* a subsampled backward ends in the scatter, after any post-op */
-	const bool scatters = w->k == 1 && w->stride > 1 && w->pad == 0;
-	return w->bwd_transposed && !w->algos.winograd_bwd && !scatters;
+	return w->bwd_transposed && !w->algos.winograd_bwd &&
+	       !subsampled_kernel(w->k, w->stride, w->pad);
 }
 
 size_t conv_weights_bytes(const struct conv_weights *w)
