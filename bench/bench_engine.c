@@ -4,11 +4,13 @@
  * in batches), on a model file.  Prints one JSON object.
  *
  *   bench_engine MODEL.safetensors [--forward-reps N] [--ig-points N] [--batch B] [--threads T]
- *                [--input-size S] [--ig-backward summed|per-point]
+ *                [--input-size S] [--ig-backward summed|per-point] [--precision P]
  *
  * --ig-backward: the path's gradients summed before the stem, as attribution
  * runs them (net_backward_path, the default), or each point's backward to
  * its pixels (net_backward), for comparison.
+ * --precision: the convolutions' arithmetic, auto (default), fp32 or bf16x3
+ * (conv.h).
  */
 #include <cblas.h>
 #include <stdbool.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "igserve/conv.h"
 #include "igserve/model.h"
 
 void openblas_set_num_threads(int);
@@ -37,13 +40,14 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: bench_engine MODEL [--forward-reps N] [--ig-points N] "
-		                "[--batch B] [--threads T] [--input-size S] "
-		                "[--ig-backward summed|per-point]\n");
+		fprintf(stderr,
+		        "usage: bench_engine MODEL [--forward-reps N] [--ig-points N] "
+		        "[--batch B] [--threads T] [--input-size S] "
+		        "[--ig-backward summed|per-point] [--precision auto|fp32|bf16x3]\n");
 		return 2;
 	}
 	int reps = 20, points = 50, batch = 4, threads = 2, input_size = 0;
-	const char *ig_backward = "summed";
+	const char *ig_backward = "summed", *precision = "auto";
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--forward-reps"))
 			reps = atoi(argv[i + 1]);
@@ -57,6 +61,8 @@ int main(int argc, char **argv)
 			input_size = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--ig-backward"))
 			ig_backward = argv[i + 1];
+		else if (!strcmp(argv[i], "--precision"))
+			precision = argv[i + 1];
 	}
 	const bool summed = strcmp(ig_backward, "per-point") != 0;
 	if (summed && strcmp(ig_backward, "summed") != 0) {
@@ -67,6 +73,18 @@ int main(int argc, char **argv)
 	/* OpenMP splits every layer; OpenBLAS (the classifier only) runs single-threaded. */
 	openblas_set_num_threads(1);
 	struct igs_error err = {0};
+	const enum conv_precision arith = !strcmp(precision, "fp32")     ? CONV_PRECISION_FP32
+	                                  : !strcmp(precision, "bf16x3") ? CONV_PRECISION_BF16X3
+	                                                                 : CONV_PRECISION_AUTO;
+	if (arith == CONV_PRECISION_AUTO && strcmp(precision, "auto") != 0) {
+		fprintf(stderr, "bench_engine: --precision is auto, fp32 or bf16x3, not %s\n",
+		        precision);
+		return 2;
+	}
+	if (conv_set_precision(arith, &err) < 0) {
+		fprintf(stderr, "bench_engine: %s\n", err.message);
+		return 1;
+	}
 	struct model *m = NULL;
 	if (model_load(&m, argv[1], &err) < 0) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
@@ -145,12 +163,12 @@ int main(int argc, char **argv)
 	free(alpha);
 	free(weight);
 	free(sums);
-	printf("{\"arch\": \"%s\", \"input_size\": %d, \"threads\": %d, "
+	printf("{\"arch\": \"%s\", \"precision\": \"%s\", \"input_size\": %d, \"threads\": %d, "
 	       "\"forward_batch1_ms_median\": %.2f, "
 	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_backward\": \"%s\", \"ig_ms\": %.1f, "
 	       "\"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",
-	       info->arch, S, threads, forward_median, points, batch, ig_backward, ig_ms,
-	       (double)net_workspace_bytes(wsb) / (1 << 20), t_prepare * 1e3);
+	       info->arch, conv_precision_name(), S, threads, forward_median, points, batch,
+	       ig_backward, ig_ms, (double)net_workspace_bytes(wsb) / (1 << 20), t_prepare * 1e3);
 	free(times);
 	free(pixels);
 	free(grad);

@@ -12,6 +12,7 @@
 #include "igserve/memory.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -83,11 +84,58 @@ const char *conv_backend(void)
 	return backend_text;
 }
 
+/* oneDNN's ISA values are sets of feature bits. */
+static bool cpu_has(dnnl_cpu_isa_t isa)
+{
+	return ((unsigned)dnnl_get_effective_cpu_isa() & (unsigned)isa) == (unsigned)isa;
+}
+
+/*
+ * Split bf16 (CONV_PRECISION_BF16X3): a float x is hi + lo, two bfloat16s
+ * (hi = x rounded to 8 significant bits, lo = the remainder rounded), and
+ * x*w is taken as hi_x*hi_w + lo_x*hi_w + hi_x*lo_w, each product exact
+ * and summed in float32 by the AMX units.  What is dropped (lo_x*lo_w and
+ * the remainders' own rounding) is below 2^-16 of each product, about 100
+ * times float32's rounding of one product: logits and gradients stay
+ * within 1e-5 of float32 ones (tests/test_conv.c, test_model.c), where
+ * PyTorch's own default on GPUs (TF32, 10-bit products) is 100 times
+ * coarser still.  The three products run as one convolution over three
+ * times the input channels ([hi | lo | hi] against [W_hi | W_hi | W_lo]),
+ * 2-3x faster than the float32 kernels on this CPU (bench/README.md).
+ */
+static enum conv_precision precision = CONV_PRECISION_AUTO;
+
+static bool amx_available(void)
+{
+	return cpu_has(dnnl_cpu_isa_avx512_core_amx);
+}
+
+int conv_set_precision(enum conv_precision p, struct igs_error *err)
+{
+	if (p == CONV_PRECISION_BF16X3 && !amx_available())
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "precision bf16x3 needs a CPU with AMX (bf16 tiles); this one has "
+		                "%s: use fp32 or auto",
+		                isa_name(dnnl_get_effective_cpu_isa()));
+	precision = p;
+	return 0;
+}
+
+bool conv_split_bf16(void)
+{
+	return precision == CONV_PRECISION_BF16X3 ||
+	       (precision == CONV_PRECISION_AUTO && amx_available());
+}
+
+const char *conv_precision_name(void)
+{
+	return conv_split_bf16() ? "bf16x3" : "fp32";
+}
+
 bool conv_blocked_layout_fits(void)
 {
-	/* oneDNN's ISA values are sets of feature bits */
-	const unsigned avx512 = dnnl_cpu_isa_avx512_core;
-	return ((unsigned)dnnl_get_effective_cpu_isa() & avx512) == avx512;
+	/* AMX's kernels take NHWC only */
+	return cpu_has(dnnl_cpu_isa_avx512_core) && !conv_split_bf16();
 }
 
 /* Turn a oneDNN status into an igserve error naming the step that failed. */
@@ -132,6 +180,74 @@ static int check_shape(const struct conv_shape *s, struct igs_error *err)
 }
 
 /* ------------------------------------------------------- primitive descs */
+
+/* Inputs of at most this many channels have their own backward (narrow_backward). */
+enum { NARROW_MAX_C_IN = 4, NARROW_BAND_ROWS = 4 };
+
+/* A split bf16 tensor has three parts per float tensor: [hi | lo | hi]
+ * along the channels of each pixel; its weights [W_hi | W_hi | W_lo]. */
+enum { SPLIT_PARTS = 3 };
+
+static inline uint16_t bf16_round(float x)
+{
+	uint32_t u;
+	memcpy(&u, &x, sizeof u);
+	u += 0x7fffu + ((u >> 16) & 1u); /* to nearest, ties to even */
+	return (uint16_t)(u >> 16);
+}
+
+static inline float bf16_value(uint16_t h)
+{
+	const uint32_t u = (uint32_t)h << 16;
+	float x;
+	memcpy(&x, &u, sizeof x);
+	return x;
+}
+
+/* The split of one float as bf16 (hi, lo). */
+static inline void split_one(float x, uint16_t *hi, uint16_t *lo)
+{
+	*hi = bf16_round(x);
+	*lo = bf16_round(x - bf16_value(*hi));
+}
+
+/* The same for 16 floats, by AVX512-BF16's conversion (to nearest even, as
+ * bf16_round); only called where AMX runs, whose CPUs all have it. */
+__attribute__((target("avx512f,avx512bf16"))) static inline void
+split_16(const float *x, uint16_t *hi_a, uint16_t *lo, uint16_t *hi_b)
+{
+	const __m512 v = _mm512_loadu_ps(x);
+	const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+	const __m512 hi_value =
+	    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+	const __m256i low = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hi_value));
+	_mm256_storeu_si256((__m256i *)hi_a, hi);
+	_mm256_storeu_si256((__m256i *)hi_b, hi);
+	_mm256_storeu_si256((__m256i *)lo, low);
+}
+
+/* dst [rows][3c] = the split of src [rows][c]: parts hi, lo, hi for
+ * activations; with `weights` hi, hi, lo, so that against each other the
+ * products are hi*hi + lo*hi + hi*lo. */
+static void split_rows(uint16_t *dst, const float *src, size_t rows, int c, bool weights,
+                       int threads)
+{
+	const int lo_part = weights ? 2 : 1, hi_part = weights ? 1 : 2;
+	const bool vector = amx_available();
+#pragma omp parallel for schedule(static) num_threads(threads)
+	for (size_t r = 0; r < rows; r++) {
+		const float *x = src + r * c;
+		uint16_t *d = dst + r * SPLIT_PARTS * c;
+		int i = 0;
+		if (vector)
+			for (; i + 16 <= c; i += 16)
+				split_16(x + i, d + i, d + lo_part * c + i, d + hi_part * c + i);
+		for (; i < c; i++) {
+			split_one(x[i], d + i, d + lo_part * c + i);
+			d[hi_part * c + i] = d[i];
+		}
+	}
+}
 
 /*
  * What a plan runs: a forward_inference convolution, and for the backward
@@ -244,13 +360,31 @@ static struct conv_shape transposed(const struct conv_shape *s)
 struct conv_algos {
 	bool winograd_fwd; /* the forward by Winograd */
 	bool winograd_bwd; /* the backward by Winograd, as the transposed forward */
+	bool split;        /* split bf16 (conv_split_bf16): the forward, and the backward
+	                      when it runs as the transposed forward */
 };
 
-/* The backward runs as the transposed kernel's forward: Winograd, and 1x1
- * stride 1 (with post-ops). */
+/* Split bf16 for every convolution but the narrow ones (the stem's RGB
+ * input), whose forward runs on two images per request and whose backward
+ * has its own kernel. */
+static bool split_shape(const struct conv_shape *s)
+{
+	return conv_split_bf16() && !s->blocked && s->c_in > NARROW_MAX_C_IN;
+}
+
+/* A stride-1 convolution padded to keep its size: its transposed kernel's
+ * forward is its backward. */
+static bool same_size(const struct conv_shape *s)
+{
+	return s->stride == 1 && s->k % 2 == 1 && s->pad == s->k / 2;
+}
+
+/* The backward runs as the transposed kernel's forward: Winograd, 1x1
+ * stride 1 (with post-ops), and every same-size kernel in split bf16
+ * (oneDNN 2.6 has no bf16 backward_data on AMX). */
 static bool algos_backward_transposed(const struct conv_algos *a, const struct conv_shape *s)
 {
-	return a->winograd_bwd || pointwise(s);
+	return a->winograd_bwd || pointwise(s) || (a->split && same_size(s));
 }
 
 /* Descriptors of `s`'s tensors; weights in whatever layout oneDNN prefers. */
@@ -259,12 +393,20 @@ struct conv_mds {
 	dnnl_dims_t strides, pad;
 };
 
-static void conv_mds_init(struct conv_mds *m, const struct conv_shape *s)
+/* `split`: the source as split bf16, three times its channels (NHWC). */
+static void conv_mds_init(struct conv_mds *m, const struct conv_shape *s, bool split)
 {
-	activation_md(&m->src, s->n, s->c_in, s->h_in, s->w_in, s->blocked);
+	const int c_in = split ? SPLIT_PARTS * s->c_in : s->c_in;
+	const dnnl_data_type_t type = split ? dnnl_bf16 : dnnl_f32;
+	if (split) {
+		dnnl_dims_t dims = {s->n, c_in, s->h_in, s->w_in};
+		dnnl_memory_desc_init_by_tag(&m->src, 4, dims, dnnl_bf16, dnnl_nhwc);
+	} else {
+		activation_md(&m->src, s->n, s->c_in, s->h_in, s->w_in, s->blocked);
+	}
 	activation_md(&m->dst, s->n, s->c_out, s->h_out, s->w_out, s->blocked);
-	dnnl_dims_t wdims = {s->c_out, s->c_in, s->k, s->k};
-	dnnl_memory_desc_init_by_tag(&m->weights, 4, wdims, dnnl_f32, dnnl_format_tag_any);
+	dnnl_dims_t wdims = {s->c_out, c_in, s->k, s->k};
+	dnnl_memory_desc_init_by_tag(&m->weights, 4, wdims, type, dnnl_format_tag_any);
 	dnnl_dims_t bdims = {s->c_out};
 	dnnl_memory_desc_init_by_tag(&m->bias, 1, bdims, dnnl_f32, dnnl_a);
 	m->strides[0] = m->strides[1] = s->stride;
@@ -340,14 +482,14 @@ static dnnl_status_t pick_impl(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d
  * NULL (a probe).
  */
 static int forward_desc(dnnl_primitive_desc_t *pd, const struct conv_shape *s, bool bias,
-                        unsigned epilogue, dnnl_alg_kind_t alg, dnnl_prop_kind_t prop,
+                        unsigned epilogue, dnnl_alg_kind_t alg, dnnl_prop_kind_t prop, bool split,
                         const dnnl_memory_desc_t *prefer, bool lean, struct igs_error *err)
 {
 	int rc = 0;
 	dnnl_primitive_attr_t attr = NULL;
 	dnnl_post_ops_t ops = NULL;
 	struct conv_mds m;
-	conv_mds_init(&m, s);
+	conv_mds_init(&m, s, split);
 	*pd = NULL;
 	TRY(dnnl_primitive_attr_create(&attr), "attribute creation");
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
@@ -386,10 +528,10 @@ static int backward_desc(dnnl_primitive_desc_t *pd, const struct conv_shape *s,
 	dnnl_primitive_desc_t hint = NULL;
 	dnnl_primitive_attr_t attr = NULL;
 	struct conv_mds m;
-	conv_mds_init(&m, s);
+	conv_mds_init(&m, s, false);
 	*pd = NULL;
-	rc = forward_desc(&hint, s, false, 0, dnnl_convolution_direct, dnnl_forward_training, NULL,
-	                  false, err);
+	rc = forward_desc(&hint, s, false, 0, dnnl_convolution_direct, dnnl_forward_training, false,
+	                  NULL, false, err);
 	if (rc)
 		goto out;
 	TRY(dnnl_primitive_attr_create(&attr), "attribute creation");
@@ -424,16 +566,16 @@ static int conv_descs_create(struct conv_descs *d, const struct conv_shape *s, b
 	const unsigned backward_epilogue =
 	    (epilogue & CONV_BACKWARD_ADD ? CONV_ADD_TO_OUT : 0) | (epilogue & CONV_BACKWARD_MASK);
 	/* lean_winograd for a forward of one image */
-	int rc =
-	    forward_desc(&d->fwd, s, bias, forward_epilogue,
-	                 algos->winograd_fwd ? dnnl_convolution_winograd : dnnl_convolution_direct,
-	                 dnnl_forward_inference, fwd_md, s->n == 1 && algos->winograd_fwd, err);
+	int rc = forward_desc(
+	    &d->fwd, s, bias, forward_epilogue,
+	    algos->winograd_fwd ? dnnl_convolution_winograd : dnnl_convolution_direct,
+	    dnnl_forward_inference, algos->split, fwd_md, s->n == 1 && algos->winograd_fwd, err);
 	if (!rc && algos_backward_transposed(algos, s)) {
 		struct conv_shape t = transposed(s);
 		rc = forward_desc(&d->bwd, &t, false, backward_epilogue,
 		                  algos->winograd_bwd ? dnnl_convolution_winograd
 		                                      : dnnl_convolution_direct,
-		                  dnnl_forward_inference, bwd_md, false, err);
+		                  dnnl_forward_inference, algos->split, bwd_md, false, err);
 	} else if (!rc) {
 		rc = backward_desc(&d->bwd, s, bwd_md, err);
 	}
@@ -508,7 +650,6 @@ static int packed_make(struct packed *p, const dnnl_memory_desc_t *from_md, cons
  * columns are then added into the image (col2im), each thread on its own
  * images.  Weights for it: [c_out][k][k][c_in].
  */
-enum { NARROW_MAX_C_IN = 4, NARROW_BAND_ROWS = 4 };
 
 struct conv_weights {
 	int c_in, c_out, k, stride, pad;
@@ -531,6 +672,27 @@ static void plain_md(dnnl_memory_desc_t *md, int c_out, int c_in, int k)
 	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_oihw);
 }
 
+/* Reorder plain weights [c_out][c_in][k][k] into `to_md`; with `split`,
+ * their split bf16 [c_out][3 c_in][k][k] (W_hi, W_hi, W_lo). */
+static int packed_make_plain(struct packed *p, const float *weight, int c_out, int c_in, int k,
+                             bool split, const dnnl_memory_desc_t *to_md, struct igs_error *err)
+{
+	dnnl_memory_desc_t md;
+	if (!split) {
+		plain_md(&md, c_out, c_in, k);
+		return packed_make(p, &md, weight, to_md, err);
+	}
+	uint16_t *halves = malloc((size_t)c_out * SPLIT_PARTS * c_in * k * k * sizeof(uint16_t));
+	if (!halves)
+		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
+	split_rows(halves, weight, (size_t)c_out, c_in * k * k, true, 1);
+	dnnl_dims_t dims = {c_out, SPLIT_PARTS * c_in, k, k};
+	dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_bf16, dnnl_oihw);
+	int rc = packed_make(p, &md, halves, to_md, err);
+	free(halves);
+	return rc;
+}
+
 /* The kernel of the transposed convolution: channels swapped, flipped. */
 static float *transpose_kernel(const float *w, int c_out, int c_in, int k)
 {
@@ -546,23 +708,24 @@ static float *transpose_kernel(const float *w, int c_out, int c_in, int k)
 	return t;
 }
 
-/* Pack plain weights [c_out][c_in][k][k] into the layouts `d` runs on. */
+/* Pack plain weights [c_out][c_in][k][k] into the layouts `d` runs on:
+ * split bf16 for the forward and the transposed backward with `split`. */
 static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weight, int c_out,
-                      int c_in, int k, bool transposed, const struct conv_descs *d,
+                      int c_in, int k, bool transposed, bool split, const struct conv_descs *d,
                       struct igs_error *err)
 {
-	dnnl_memory_desc_t md;
-	plain_md(&md, c_out, c_in, k);
-	int rc = fwd ? packed_make(fwd, &md, weight, weights_md_of(d->fwd), err) : 0;
+	int rc =
+	    fwd ? packed_make_plain(fwd, weight, c_out, c_in, k, split, weights_md_of(d->fwd), err)
+	        : 0;
 	if (rc || !bwd)
 		return rc;
 	if (!transposed)
-		return packed_make(bwd, &md, weight, weights_md_of(d->bwd), err);
+		return packed_make_plain(bwd, weight, c_out, c_in, k, false, weights_md_of(d->bwd),
+		                         err);
 	float *t = transpose_kernel(weight, c_out, c_in, k);
 	if (!t)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
-	plain_md(&md, c_in, c_out, k);
-	rc = packed_make(bwd, &md, t, weights_md_of(d->bwd), err);
+	rc = packed_make_plain(bwd, t, c_in, c_out, k, split, weights_md_of(d->bwd), err);
 	free(t);
 	return rc;
 }
@@ -588,17 +751,18 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	/* Winograd where the shape wants it and oneDNN has it (with the bias). */
 	w->algos =
 	    (struct conv_algos){.winograd_fwd = winograd_shape(&s, WINOGRAD_FORWARD_MIN_PIXELS),
-	                        .winograd_bwd = winograd_shape(&s, WINOGRAD_BACKWARD_MIN_PIXELS)};
+	                        .winograd_bwd = winograd_shape(&s, WINOGRAD_BACKWARD_MIN_PIXELS),
+	                        .split = split_shape(&s)};
 	if ((w->algos.winograd_fwd || w->algos.winograd_bwd) &&
 	    conv_descs_create(&d, &s, bias != NULL, 0, &w->algos, NULL, NULL, NULL) != 0)
-		w->algos = (struct conv_algos){0};
+		w->algos = (struct conv_algos){.split = w->algos.split};
 	const struct conv_shape ks = kernel_shape(&s);
 	if (!d.fwd)
 		rc = conv_descs_create(&d, &ks, bias != NULL, 0, &w->algos, NULL, NULL, err);
 	w->bwd_transposed = algos_backward_transposed(&w->algos, &ks);
 	if (!rc)
 		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->bwd_transposed,
-		                &d, err);
+		                w->algos.split, &d, err);
 	conv_descs_free(&d);
 	const size_t plain_bytes = (size_t)s.c_out * s.c_in * s.k * s.k * sizeof(float);
 	if (!rc && (w->algos.winograd_fwd || w->algos.winograd_bwd)) {
@@ -651,8 +815,7 @@ void conv_weights_free(struct conv_weights **wp)
 bool conv_weights_fuse_backward(const struct conv_weights *w)
 {
 	/* a subsampled backward ends in the scatter, after any post-op */
-	return w->bwd_transposed && !w->algos.winograd_bwd &&
-	       !subsampled_kernel(w->k, w->stride, w->pad);
+	return w->bwd_transposed && w->k == 1 && !subsampled_kernel(w->k, w->stride, w->pad);
 }
 
 size_t conv_weights_bytes(const struct conv_weights *w)
@@ -681,9 +844,12 @@ struct conv_plan {
 	const float *narrow; /* weights for narrow_backward, or NULL */
 	struct runner fwd, bwd;
 	bool bwd_is_forward; /* bwd is a forward convolution (Winograd, conv_weights) */
-	/* subsampled(): the gathered input or the gradient to scatter, at the
-	 * start of the scratch (tmp_bytes, 4 KiB-aligned); oneDNN's after it */
-	size_t tmp_bytes;
+	/* The scratch: first, for subsampled(), the gathered input or the
+	 * gradient to scatter (tmp_bytes); then, in split bf16, the split
+	 * source of the primitive running (split_bytes); then oneDNN's.  Both
+	 * 4 KiB-aligned. */
+	size_t tmp_bytes, split_bytes;
+	bool split_fwd, split_bwd;      /* each primitive's source is split bf16 */
 	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
 	dnnl_stream_t stream;
 };
@@ -714,6 +880,11 @@ void conv_plan_free(struct conv_plan **pp)
 	*pp = NULL;
 }
 
+static size_t page_round(size_t bytes)
+{
+	return (bytes + 4095) & ~(size_t)4095;
+}
+
 /*
  * The weights the primitive `pd` runs on: the shared ones when their layout
  * is the one it wants, else a private copy in that layout: reordered from
@@ -734,7 +905,7 @@ static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights
 		struct conv_descs d = {.fwd = backward ? NULL : (dnnl_primitive_desc_t)pd,
 		                       .bwd = backward ? (dnnl_primitive_desc_t)pd : NULL};
 		rc = pack_plain(backward ? NULL : own, backward ? own : NULL, w->plain, w->c_out,
-		                w->c_in, w->k, w->bwd_transposed, &d, err);
+		                w->c_in, w->k, w->bwd_transposed, w->algos.split, &d, err);
 	} else {
 		rc = packed_make(own, &shared->md, shared->data, want, err);
 	}
@@ -818,9 +989,16 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	const float *fwd_w = NULL, *bwd_w = NULL;
 	p->bwd_is_forward = w->bwd_transposed;
 	if (subsampled(&s))
-		p->tmp_bytes = ((size_t)s.n * s.h_out * s.w_out * s.c_in * sizeof(float) + 4095) &
-		               ~(size_t)4095;
+		p->tmp_bytes = page_round((size_t)s.n * s.h_out * s.w_out * s.c_in * sizeof(float));
 	const struct conv_shape ks = kernel_shape(&s);
+	p->split_fwd = w->algos.split;
+	p->split_bwd = w->algos.split && w->bwd_transposed;
+	const size_t fwd_values = (size_t)ks.n * ks.h_in * ks.w_in * ks.c_in;
+	const size_t bwd_values = (size_t)s.n * s.h_out * s.w_out * s.c_out;
+	const size_t split_values = p->split_bwd && bwd_values > fwd_values ? bwd_values
+	                            : p->split_fwd                          ? fwd_values
+	                                                                    : 0;
+	p->split_bytes = page_round(split_values * SPLIT_PARTS * sizeof(uint16_t));
 	rc = conv_descs_create(&d, &ks, w->bias != NULL, epilogue, &w->algos, &w->fwd.md,
 	                       &w->bwd.md, err);
 	if (!rc)
@@ -870,7 +1048,7 @@ size_t conv_plan_scratch_bytes(const struct conv_plan *p)
 	                                                           : p->bwd.scratch_bytes;
 	if (use_narrow(p) && narrow_scratch_floats(p) * sizeof(float) > bytes)
 		bytes = narrow_scratch_floats(p) * sizeof(float);
-	return p->tmp_bytes + bytes;
+	return p->tmp_bytes + p->split_bytes + bytes;
 }
 
 size_t conv_plan_private_bytes(const struct conv_plan *p)
@@ -997,15 +1175,36 @@ static void scatter_strided(float *restrict d_in, const float *restrict tmp,
 	}
 }
 
+/* The source a primitive runs on: `values` floats of `c` channels per
+ * pixel, split into the scratch's split part when `split`. */
+static const void *source(const struct conv_plan *p, const float *values, size_t count, int c,
+                          bool split, char *scratch)
+{
+	if (!split)
+		return values;
+	uint16_t *halves = (uint16_t *)(scratch + p->tmp_bytes);
+	split_rows(halves, values, count / c, c, false, p->threads);
+	return halves;
+}
+
+/* oneDNN's part of the scratch. */
+static void *dnnl_scratch(const struct conv_plan *p, void *scratch)
+{
+	return (char *)scratch + p->tmp_bytes + p->split_bytes;
+}
+
 void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch)
 {
+	const struct conv_shape *s = &p->shape;
+	size_t count = (size_t)s->n * s->h_in * s->w_in * s->c_in;
 	if (p->tmp_bytes) {
 		float *tmp = scratch;
 		gather_strided(tmp, in, p);
 		in = tmp;
-		scratch = (char *)scratch + p->tmp_bytes;
+		count = (size_t)s->n * s->h_out * s->w_out * s->c_in;
 	}
-	run(p, &p->fwd, DNNL_ARG_SRC, in, DNNL_ARG_DST, out, NULL, scratch);
+	run(p, &p->fwd, DNNL_ARG_SRC, source(p, in, count, s->c_in, p->split_fwd, scratch),
+	    DNNL_ARG_DST, out, NULL, dnnl_scratch(p, scratch));
 }
 
 /* col2im of one band: add each output pixel's columns into the taps it read. */
@@ -1066,16 +1265,22 @@ static void narrow_backward(const struct conv_plan *p, float *d_in, const float 
 void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
                              const uint8_t *mask, void *scratch)
 {
+	const struct conv_shape *s = &p->shape;
+	const size_t count = (size_t)s->n * s->h_out * s->w_out * s->c_out;
 	if (use_narrow(p)) {
 		narrow_backward(p, d_in, d_out, scratch);
 	} else if (p->tmp_bytes) {
 		float *tmp = scratch;
-		run(p, &p->bwd, DNNL_ARG_SRC, d_out, DNNL_ARG_DST, tmp, NULL,
-		    (char *)scratch + p->tmp_bytes);
+		run(p, &p->bwd, DNNL_ARG_SRC,
+		    source(p, d_out, count, s->c_out, p->split_bwd, scratch), DNNL_ARG_DST, tmp,
+		    NULL, dnnl_scratch(p, scratch));
 		scatter_strided(d_in, tmp, p);
 	} else if (p->bwd_is_forward) {
-		run(p, &p->bwd, DNNL_ARG_SRC, d_out, DNNL_ARG_DST, d_in, mask, scratch);
+		run(p, &p->bwd, DNNL_ARG_SRC,
+		    source(p, d_out, count, s->c_out, p->split_bwd, scratch), DNNL_ARG_DST, d_in,
+		    mask, dnnl_scratch(p, scratch));
 	} else {
-		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, NULL, scratch);
+		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, NULL,
+		    dnnl_scratch(p, scratch));
 	}
 }

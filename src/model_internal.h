@@ -54,8 +54,8 @@ struct model {
 	float *fc_weight;                /* [classes][features] */
 	float *fc_bias;                  /* [classes] */
 	/* Activations after the stem's max-pool are blocked by this many
-	 * channels (conv.h's CONV_BLOCK) when every width is a multiple of it,
-	 * else NHWC (0). */
+	 * channels (conv.h's CONV_BLOCK) when every width is a multiple of it
+	 * and conv_blocked_layout_fits(), else NHWC (0). */
 	int act_block;
 };
 

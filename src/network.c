@@ -2,8 +2,9 @@
  * network.c - forward and backward-to-input passes over a loaded model.
  *
  * Activations are NHWC ([N][H][W][C]) up to the stem's max-pool, then
- * blocked ([N][C/16][H][W][16]) when the model's widths and the CPU allow
- * (model->act_block), else NHWC again; convolutions run on oneDNN through
+ * blocked ([N][C/16][H][W][16]) when the model's widths, the CPU and the
+ * arithmetic allow (model->act_block; split bf16 runs on NHWC), else NHWC
+ * again; convolutions run on oneDNN through
  * conv.h, every other layer through layers.h, all on the calling thread's
  * OpenMP team (ws->threads).
  *

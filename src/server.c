@@ -1097,6 +1097,7 @@ int server_start(struct server **out, struct service *s, const struct server_con
 	cJSON_AddNumberToObject(doc, "port", srv->port);
 	cJSON_AddNumberToObject(doc, "workers", cfg->workers);
 	cJSON_AddStringToObject(doc, "engine", conv_backend());
+	cJSON_AddStringToObject(doc, "precision", conv_precision_name());
 	log_line(srv, doc);
 
 	/* Readiness: the self-check runs on a worker like any job. */

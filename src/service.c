@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "igserve/conv.h"
 #include "igserve/image.h"
 #include "igserve/labels.h"
 
@@ -191,6 +192,7 @@ cJSON *service_model_info_json(const struct service *s)
 		cJSON_AddItemToArray(stages, st);
 	}
 	cJSON_AddNumberToObject(o, "max_batch", s->max_batch);
+	cJSON_AddStringToObject(o, "precision", conv_precision_name());
 	return o;
 }
 

@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "igserve/cli.h"
+#include "igserve/conv.h"
 #include "igserve/http_request.h"
 
 /* ================================================================ */
@@ -637,6 +638,8 @@ START_TEST(test_get_endpoints)
 	ck_assert_int_eq(cJSON_GetObjectItem(doc, "classes")->valueint, 10);
 	ck_assert_int_eq(cJSON_GetObjectItem(doc, "input_size")->valueint, 64);
 	ck_assert_str_eq(cJSON_GetObjectItem(doc, "family")->valuestring, "torchvision");
+	/* --precision auto: what this process picks on the same CPU */
+	ck_assert_str_eq(cJSON_GetObjectItem(doc, "precision")->valuestring, conv_precision_name());
 	char sha[65];
 	snprintf(sha, sizeof sha, "%s", cJSON_GetObjectItem(doc, "sha256")->valuestring);
 	cJSON_Delete(doc);

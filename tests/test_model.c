@@ -6,8 +6,10 @@
  *    (tests/fixtures/make_engine_fixtures.py).  Logits within 1e-4 of the
  *    largest logit, gradients within 1e-2 relative L2.
  * 2. Full width: random resnet50 / resnetv2_50 weights written by this test
- *    in both namings, loaded, run forward and backward; the gradient is
- *    checked against a central finite difference along random directions.
+ *    in both namings, loaded, run forward and backward; in float32 the
+ *    gradient is checked against a central finite difference along random
+ *    directions, in split bf16 (conv.h) logits and gradients against the
+ *    float32 ones of the same weights.
  * 3. Loader refusals: names and shapes that are not a ResNet, and the CLI's
  *    exit status and message for broken weights files.
  */
@@ -22,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "igserve/conv.h"
 #include "igserve/model.h"
 #include "igserve/safetensors.h"
 
@@ -386,10 +389,13 @@ static void write_resnet50(const char *path, enum model_family family)
  * before net_path_start.  Their gradients summed before the stem
  * (net_backward_path, net_path_gradient) against the weighted sum of the
  * points' own pixel gradients, and the per-point sums against loops over
- * those.  The workspace holds 2 images.
+ * those.  The workspace holds 2 images.  `grad_tol`: the relative L2
+ * allowed between the two ways to the points' pixel gradients (ReLUs and
+ * max-pool windows near a tie flip with rounding, more often with split
+ * bf16's coarser rounding).
  */
 static void check_path_points(const struct model *m, struct net_workspace *ws, const float *x,
-                              const float *base, const char *arch)
+                              const float *base, const char *arch, double grad_tol)
 {
 	enum { N = 2, CLASSES = 1000 };
 	const size_t per_image = 224 * 224 * 3;
@@ -432,7 +438,7 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 	/* Rounding may flip a near-tie of the max-pool (ResNetV2 pools the
 	 * stem's raw outputs), moving one window's gradient to its neighbour:
 	 * about 4e-4 of relative L2 each; real differences would be O(1). */
-	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= 2e-3,
+	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= grad_tol,
 	              "%s: path gradients %g relative L2 from the pixels' ones", arch,
 	              sqrt(diff / norm));
 
@@ -499,7 +505,11 @@ START_TEST(test_full_width_resnet50)
 
 	struct igs_error err = {0};
 	struct model *m = NULL;
+	/* float32 arithmetic: the finite differences and the path checks below
+	 * measure the backward's mathematics, not rounding */
+	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_FP32, NULL), 0);
 	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_AUTO, NULL), 0);
 	const struct model_info *info = model_get_info(m);
 	ck_assert_str_eq(info->arch, arch);
 	ck_assert_int_eq(info->depth, 50);
@@ -558,7 +568,7 @@ START_TEST(test_full_width_resnet50)
 	              "%s: directional derivative %g by finite differences, %g by backward", arch,
 	              fd, dot);
 
-	check_path_points(m, ws, pixels, pixels + per_image, arch);
+	check_path_points(m, ws, pixels, pixels + per_image, arch, 2e-3);
 
 	free(moved);
 	free(v);
@@ -568,6 +578,83 @@ START_TEST(test_full_width_resnet50)
 	free(grad);
 	net_workspace_free(&ws);
 	model_free(&m);
+	remove_tmpdir();
+}
+END_TEST
+
+/*
+ * Split bf16 against float32 on the same full-width weights: logits within
+ * 1e-4 of the largest (measured ~5e-6), input gradients within 2e-2
+ * relative L2 (measured 6-7e-3: ReLUs near zero that flip with the coarser
+ * rounding), and the path points' checks.  Needs a CPU with AMX; the CI
+ * machines have it.
+ */
+START_TEST(test_full_width_split_bf16)
+{
+	const enum model_family family = _i ? FAMILY_TIMM_RESNETV2 : FAMILY_TORCHVISION;
+	const char *arch = _i ? "resnetv2_50" : "resnet50";
+	struct igs_error err = {0};
+	if (conv_set_precision(CONV_PRECISION_BF16X3, &err) != 0) {
+		printf("test_full_width_split_bf16: not run: %s\n", err.message);
+		return;
+	}
+	char path[400];
+	make_tmpdir();
+	snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, arch);
+	rng_state = 0x51ed270b27a3c9e1ull + (uint64_t)_i;
+	write_resnet50(path, family);
+	struct model *split = NULL, *exact = NULL;
+	ck_assert_msg(model_load(&split, path, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_FP32, NULL), 0);
+	ck_assert_msg(model_load(&exact, path, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_AUTO, NULL), 0);
+
+	enum { N = 2, CLASSES = 1000 };
+	const size_t per_image = 224 * 224 * 3;
+	float *pixels = malloc(N * per_image * sizeof(float));
+	for (size_t i = 0; i < N * per_image; i++)
+		pixels[i] = (float)(255 * rng_uniform());
+	struct net_workspace *ws_split = NULL, *ws_exact = NULL;
+	ck_assert_int_eq(net_workspace_create(&ws_split, split, N, &err), 0);
+	ck_assert_int_eq(net_workspace_create(&ws_exact, exact, N, &err), 0);
+	ck_assert_int_eq(net_workspace_set_threads(ws_split, 2, &err), 0);
+	float l_split[N * CLASSES], l_exact[N * CLASSES], d_logits[N * CLASSES] = {0};
+	float *g_split = malloc(N * per_image * sizeof(float));
+	float *g_exact = malloc(N * per_image * sizeof(float));
+	ck_assert_int_eq(net_forward(ws_split, pixels, N, l_split), 0);
+	ck_assert_int_eq(net_forward(ws_exact, pixels, N, l_exact), 0);
+	double scale = 0, worst = 0;
+	for (int i = 0; i < N * CLASSES; i++) {
+		scale = fmax(scale, fabs(l_exact[i]));
+		worst = fmax(worst, fabs((double)l_split[i] - l_exact[i]));
+	}
+	printf("%s: split bf16 logits within %.2g of float32's (largest %.3g)\n", arch, worst,
+	       scale);
+	ck_assert_msg(worst > 0, "%s: split bf16 logits equal float32's: not split?", arch);
+	ck_assert_msg(worst <= 1e-4 * scale, "%s: split bf16 logits %g off (largest %g)", arch,
+	              worst, scale);
+	d_logits[7] = 1;
+	d_logits[CLASSES + 993] = 1;
+	ck_assert_int_eq(net_backward(ws_split, d_logits, g_split), 0);
+	ck_assert_int_eq(net_backward(ws_exact, d_logits, g_exact), 0);
+	double diff = 0, norm = 0;
+	for (size_t j = 0; j < N * per_image; j++) {
+		diff += ((double)g_split[j] - g_exact[j]) * ((double)g_split[j] - g_exact[j]);
+		norm += (double)g_exact[j] * g_exact[j];
+	}
+	printf("%s: split bf16 gradients %.2g relative L2 from float32's\n", arch,
+	       sqrt(diff / norm));
+	ck_assert_msg(norm > 0 && sqrt(diff / norm) <= 2e-2,
+	              "%s: split bf16 gradients %g relative L2 from float32's", arch,
+	              sqrt(diff / norm));
+	check_path_points(split, ws_split, pixels, pixels + per_image, arch, 1e-2);
+	free(pixels);
+	free(g_split);
+	free(g_exact);
+	net_workspace_free(&ws_split);
+	net_workspace_free(&ws_exact);
+	model_free(&split);
+	model_free(&exact);
 	remove_tmpdir();
 }
 END_TEST
@@ -687,6 +774,34 @@ static void expect_cli_failure(const char *model_path, const char *image)
 	              model_path);
 }
 
+/* An unknown --precision is refused, by name, before the model loads. */
+static void expect_precision_refused(const char *image)
+{
+	const char *bin = getenv("IGSERVE_BINARY");
+	ck_assert_ptr_nonnull(bin);
+	char log[512];
+	snprintf(log, sizeof log, "%s/stderr.txt", tmpdir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
+			_exit(99);
+		execl(bin, bin, "predict", "--precision", "fast", "--model",
+		      fixture("tv_basic.safetensors"), image, (char *)NULL);
+		_exit(98);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	FILE *f = fopen(log, "r");
+	char text[2048] = {0};
+	size_t len = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[len] = '\0';
+	ck_assert_msg(strstr(text, "--precision") && strstr(text, "'fast'"),
+	              "stderr '%s' does not name the flag and its value", text);
+}
+
 static void write_bytes(const char *path, const void *data, size_t len)
 {
 	FILE *f = fopen(path, "wb");
@@ -754,6 +869,8 @@ START_TEST(test_cli_refuses_broken_files)
 	snprintf(path, sizeof path, "%s/family.safetensors", tmpdir);
 	rewrite_fixture(path, NULL, "fc.weight", "classifier.weight", NULL);
 	expect_cli_failure(path, image);
+
+	expect_precision_refused(image);
 	remove_tmpdir();
 }
 END_TEST
@@ -773,6 +890,7 @@ int main(void)
 	TCase *full = tcase_create("full-width");
 	tcase_set_timeout(full, 600);
 	tcase_add_loop_test(full, test_full_width_resnet50, 0, 2);
+	tcase_add_loop_test(full, test_full_width_split_bf16, 0, 2);
 	suite_add_tcase(s, full);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -56,7 +56,7 @@ void flags_print_help(const char *command, const char *synopsis, const struct fl
  * cli_model_config turns the parsed values into a service_config (model
  * path defaulted by cli_default_model_path, mean/std validated).
  */
-#define CLI_MODEL_FLAG_COUNT 7
+#define CLI_MODEL_FLAG_COUNT 8
 struct service_config;
 struct cli_model_options {
 	const char *model;
@@ -65,6 +65,7 @@ struct cli_model_options {
 	const char *mean, *std;   /* "R,G,B" on the 0..1 scale */
 	size_t max_bytes;
 	size_t max_pixels;
+	const char *precision;    /* "auto", "fp32", "bf16x3" (conv.h) */
 };
 void cli_model_options_init(struct cli_model_options *o);
 size_t cli_model_flags(struct flag *flags, struct cli_model_options *o);

@@ -42,9 +42,28 @@ struct conv_shape {
 
 enum { CONV_BLOCK = 16 }; /* channels per block of a blocked activation */
 
+/*
+ * The arithmetic of the convolutions (set before weights are created; the
+ * weights keep what they were made with):
+ *   CONV_PRECISION_FP32    float32 products and sums;
+ *   CONV_PRECISION_BF16X3  split bfloat16: each float as the sum of two
+ *                          bfloat16s, three of the four products taken (the
+ *                          one dropped is below 2^-16 of the product) and
+ *                          summed in float32, on the CPU's AMX units; within
+ *                          1e-5 of float32 results, 2-3x faster.  Stem and
+ *                          classifier stay float32.
+ *   CONV_PRECISION_AUTO    bf16x3 where the CPU has AMX, else fp32 (default).
+ * conv_set_precision fails for bf16x3 on a CPU without AMX.
+ */
+enum conv_precision { CONV_PRECISION_AUTO, CONV_PRECISION_FP32, CONV_PRECISION_BF16X3 };
+int conv_set_precision(enum conv_precision p, struct igs_error *err);
+/* Whether new weights are split bf16, and its name ("bf16x3" or "fp32"). */
+bool conv_split_bf16(void);
+const char *conv_precision_name(void);
+
 /* Whether blocked activations suit this CPU: oneDNN's kernels for 16-channel
  * blocks (and its Winograd) are AVX-512 ones; with AVX2 only, NHWC is the
- * layout it runs fast. */
+ * layout it runs fast, and so it is for AMX (split bf16). */
 bool conv_blocked_layout_fits(void);
 
 /* Fill h_out and w_out from the other fields. */
