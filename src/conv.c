@@ -417,8 +417,8 @@ static void conv_mds_init(struct conv_mds *m, const struct conv_shape *s, bool s
  * The primitive descriptor of `desc`: oneDNN's first choice, or the first
  * implementation that runs on weights laid out as `prefer` (when given and
  * one does), so plans for other batch sizes share the model's packed
- * weights instead of a private copy (Winograd has two kernels, 4x3 and 2x3,
- * with different weight layouts).
+ * weights instead of a copy in another layout (Winograd has two kernels,
+ * 4x3 and 2x3, with different weight layouts).
  */
 static const dnnl_memory_desc_t *weights_md_of(const_dnnl_primitive_desc_t pd)
 {
@@ -430,9 +430,9 @@ static const dnnl_memory_desc_t *weights_md_of(const_dnnl_primitive_desc_t pd)
  * for a 256-channel layer in F(4x4,3x3) layout, streamed from memory at
  * ~23 GB/s, made it 0.78 ms in a forward pass against 0.29 with the weights
  * in cache.  oneDNN's F(2x2,3x3) kernel, which runs only one image, reads
- * 4.2 MB; a batch-1 forward (predictions) takes it, on a private copy of
- * the weights (22 MB in ResNet-50), and a whole forward gets 1-1.5 ms
- * faster.  Backwards and batches keep the shared F(4x4,3x3) weights.
+ * 4.2 MB; a batch-1 forward (predictions) takes it, on a copy of the
+ * weights in its layout (22 MB in ResNet-50, one for all workers), and a
+ * whole forward gets 1-1.5 ms faster.  Backwards and batches keep the shared F(4x4,3x3) weights.
  */
 static bool lean_winograd(const_dnnl_primitive_desc_t pd)
 {
@@ -664,6 +664,25 @@ struct conv_weights {
 	float *plain;
 	float *bias;   /* [c_out] or NULL */
 	float *narrow; /* [c_out][k][k][c_in] when c_in <= NARROW_MAX_C_IN, else NULL */
+	struct other_layouts *others;
+};
+
+/*
+ * Weights in a layout other than fwd's or bwd's, made for the first plan
+ * that runs on it (another batch size, an epilogue only another kernel
+ * takes) and kept with the weights, so every plan that wants the layout
+ * shares one copy: the servers' workspaces prepare batches 1-4 in every
+ * worker, and a copy per plan was 120 MB in split bf16's ResNet-50.
+ */
+struct other_layout {
+	struct packed packed;
+	bool backward;
+	struct other_layout *next;
+};
+
+struct other_layouts {
+	pthread_mutex_t lock; /* plans are made on the workers' threads */
+	struct other_layout *head;
 };
 
 static void plain_md(dnnl_memory_desc_t *md, int c_out, int c_in, int k)
@@ -731,22 +750,36 @@ static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weigh
 }
 
 int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
-                        const struct conv_shape *shape, struct igs_error *err)
+                        const struct conv_shape *shape, unsigned backward, struct igs_error *err)
 {
 	*out = NULL;
 	struct conv_shape s = *shape;
 	int rc = check_shape(&s, err);
 	if (rc)
 		return rc;
+	if ((backward & ~(unsigned)(CONV_BACKWARD_ADD | CONV_BACKWARD_MASK)) ||
+	    (backward && !conv_kernel_fuses_backward(s.k, s.stride, s.pad)))
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "backward epilogue 0x%x for a %dx%d stride-%d convolution",
+		                backward, s.k, s.k, s.stride);
 	conv_shape_finish(&s);
 	if (!engine())
 		return igs_fail(err, IGS_ERR_INTERNAL, "oneDNN could not create a CPU engine");
 
 	struct conv_weights *w = calloc(1, sizeof *w);
-	if (!w)
+	struct other_layouts *others = calloc(1, sizeof *others);
+	if (!w || !others) {
+		free(w);
+		free(others);
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
-	*w = (struct conv_weights){
-	    .c_in = s.c_in, .c_out = s.c_out, .k = s.k, .stride = s.stride, .pad = s.pad};
+	}
+	pthread_mutex_init(&others->lock, NULL);
+	*w = (struct conv_weights){.c_in = s.c_in,
+	                           .c_out = s.c_out,
+	                           .k = s.k,
+	                           .stride = s.stride,
+	                           .pad = s.pad,
+	                           .others = others};
 	struct conv_descs d = {0};
 	/* Winograd where the shape wants it and oneDNN has it (with the bias). */
 	w->algos =
@@ -754,11 +787,11 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	                        .winograd_bwd = winograd_shape(&s, WINOGRAD_BACKWARD_MIN_PIXELS),
 	                        .split = split_shape(&s)};
 	if ((w->algos.winograd_fwd || w->algos.winograd_bwd) &&
-	    conv_descs_create(&d, &s, bias != NULL, 0, &w->algos, NULL, NULL, NULL) != 0)
+	    conv_descs_create(&d, &s, bias != NULL, backward, &w->algos, NULL, NULL, NULL) != 0)
 		w->algos = (struct conv_algos){.split = w->algos.split};
 	const struct conv_shape ks = kernel_shape(&s);
 	if (!d.fwd)
-		rc = conv_descs_create(&d, &ks, bias != NULL, 0, &w->algos, NULL, NULL, err);
+		rc = conv_descs_create(&d, &ks, bias != NULL, backward, &w->algos, NULL, NULL, err);
 	w->bwd_transposed = algos_backward_transposed(&w->algos, &ks);
 	if (!rc)
 		rc = pack_plain(&w->fwd, &w->bwd, weight, s.c_out, s.c_in, s.k, w->bwd_transposed,
@@ -808,21 +841,38 @@ void conv_weights_free(struct conv_weights **wp)
 	free(w->plain);
 	free(w->bias);
 	free(w->narrow);
+	for (struct other_layout *o = w->others->head, *next; o; o = next) {
+		next = o->next;
+		free(o->packed.data);
+		free(o);
+	}
+	pthread_mutex_destroy(&w->others->lock);
+	free(w->others);
 	free(w);
 	*wp = NULL;
 }
 
-bool conv_weights_fuse_backward(const struct conv_weights *w)
+bool conv_kernel_fuses_backward(int k, int stride, int pad)
 {
 	/* a subsampled backward ends in the scatter, after any post-op */
-	return w->bwd_transposed && w->k == 1 && !subsampled_kernel(w->k, w->stride, w->pad);
+	return k == 1 && stride == 1 && pad == 0;
+}
+
+bool conv_weights_fuse_backward(const struct conv_weights *w)
+{
+	return w->bwd_transposed && conv_kernel_fuses_backward(w->k, w->stride, w->pad);
 }
 
 size_t conv_weights_bytes(const struct conv_weights *w)
 {
 	const size_t kernel = (size_t)w->c_out * w->k * w->k * w->c_in * sizeof(float);
-	return w->fwd.bytes + w->bwd.bytes + (w->narrow ? kernel : 0) + (w->plain ? kernel : 0) +
-	       (w->bias ? (size_t)w->c_out * sizeof(float) : 0);
+	size_t bytes = w->fwd.bytes + w->bwd.bytes + (w->narrow ? kernel : 0) +
+	               (w->plain ? kernel : 0) + (w->bias ? (size_t)w->c_out * sizeof(float) : 0);
+	pthread_mutex_lock(&w->others->lock);
+	for (const struct other_layout *o = w->others->head; o; o = o->next)
+		bytes += o->packed.bytes;
+	pthread_mutex_unlock(&w->others->lock);
+	return bytes;
 }
 
 /* ------------------------------------------------------------------ plans */
@@ -849,8 +899,8 @@ struct conv_plan {
 	 * source of the primitive running (split_bytes); then oneDNN's.  Both
 	 * 4 KiB-aligned. */
 	size_t tmp_bytes, split_bytes;
-	bool split_fwd, split_bwd;      /* each primitive's source is split bf16 */
-	struct packed own_fwd, own_bwd; /* private copies when this shape wants other layouts */
+	bool split_fwd, split_bwd; /* each primitive's source is split bf16 */
+	size_t other_bytes;        /* of the weights' other layouts this plan runs on */
 	dnnl_stream_t stream;
 };
 
@@ -872,8 +922,6 @@ void conv_plan_free(struct conv_plan **pp)
 		return;
 	runner_free(&p->fwd);
 	runner_free(&p->bwd);
-	free(p->own_fwd.data);
-	free(p->own_bwd.data);
 	if (p->stream)
 		dnnl_stream_destroy(p->stream);
 	free(p);
@@ -887,29 +935,54 @@ static size_t page_round(size_t bytes)
 
 /*
  * The weights the primitive `pd` runs on: the shared ones when their layout
- * is the one it wants, else a private copy in that layout: reordered from
- * the shared ones, or packed anew from the plain ones for Winograd (whose
- * layouts oneDNN cannot reorder out of).  `backward`: the bwd weights.
+ * is the one it wants, else the copy in that layout (struct other_layouts),
+ * made on first use: reordered from the shared ones, or packed anew from
+ * the plain ones for Winograd (whose layouts oneDNN cannot reorder out
+ * of).  `backward`: the bwd weights.  *bytes: the copy's size, 0 shared.
  */
 static int weights_for(const_dnnl_primitive_desc_t pd, const struct conv_weights *w, bool backward,
-                       struct packed *own, const float **data, struct igs_error *err)
+                       const float **data, size_t *bytes, struct igs_error *err)
 {
 	const struct packed *shared = backward ? &w->bwd : &w->fwd;
 	const dnnl_memory_desc_t *want = weights_md_of(pd);
+	*bytes = 0;
 	if (dnnl_memory_desc_equal(want, &shared->md)) {
 		*data = shared->data;
 		return 0;
 	}
-	int rc;
-	if (w->plain) {
-		struct conv_descs d = {.fwd = backward ? NULL : (dnnl_primitive_desc_t)pd,
-		                       .bwd = backward ? (dnnl_primitive_desc_t)pd : NULL};
-		rc = pack_plain(backward ? NULL : own, backward ? own : NULL, w->plain, w->c_out,
-		                w->c_in, w->k, w->bwd_transposed, w->algos.split, &d, err);
-	} else {
-		rc = packed_make(own, &shared->md, shared->data, want, err);
+	int rc = 0;
+	struct other_layouts *others = w->others;
+	pthread_mutex_lock(&others->lock);
+	struct other_layout *o = others->head;
+	while (o && !(o->backward == backward && dnnl_memory_desc_equal(want, &o->packed.md)))
+		o = o->next;
+	if (!o) {
+		o = calloc(1, sizeof *o);
+		if (!o) {
+			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
+		} else if (w->plain) {
+			struct conv_descs d = {.fwd = backward ? NULL : (dnnl_primitive_desc_t)pd,
+			                       .bwd = backward ? (dnnl_primitive_desc_t)pd : NULL};
+			rc = pack_plain(backward ? NULL : &o->packed, backward ? &o->packed : NULL,
+			                w->plain, w->c_out, w->c_in, w->k, w->bwd_transposed,
+			                w->algos.split, &d, err);
+		} else {
+			rc = packed_make(&o->packed, &shared->md, shared->data, want, err);
+		}
+		if (rc) {
+			free(o);
+			o = NULL;
+		} else {
+			o->backward = backward;
+			o->next = others->head;
+			others->head = o;
+		}
 	}
-	*data = own->data;
+	if (o) {
+		*data = o->packed.data;
+		*bytes = o->packed.bytes;
+	}
+	pthread_mutex_unlock(&others->lock);
 	return rc;
 }
 
@@ -1001,10 +1074,12 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	p->split_bytes = page_round(split_values * SPLIT_PARTS * sizeof(uint16_t));
 	rc = conv_descs_create(&d, &ks, w->bias != NULL, epilogue, &w->algos, &w->fwd.md,
 	                       &w->bwd.md, err);
+	size_t fwd_other = 0, bwd_other = 0;
 	if (!rc)
-		rc = weights_for(d.fwd, w, false, &p->own_fwd, &fwd_w, err);
+		rc = weights_for(d.fwd, w, false, &fwd_w, &fwd_other, err);
 	if (!rc)
-		rc = weights_for(d.bwd, w, true, &p->own_bwd, &bwd_w, err);
+		rc = weights_for(d.bwd, w, true, &bwd_w, &bwd_other, err);
+	p->other_bytes = fwd_other + bwd_other;
 	if (!rc)
 		rc = runner_create(&p->fwd, d.fwd, true, fwd_w, w->bias, 0, err);
 	/* the mask multiplies after the sum when both are there */
@@ -1051,9 +1126,9 @@ size_t conv_plan_scratch_bytes(const struct conv_plan *p)
 	return p->tmp_bytes + p->split_bytes + bytes;
 }
 
-size_t conv_plan_private_bytes(const struct conv_plan *p)
+size_t conv_plan_other_layout_bytes(const struct conv_plan *p)
 {
-	return p->own_fwd.bytes + p->own_bwd.bytes;
+	return p->other_bytes;
 }
 
 const char *conv_plan_forward_impl(const struct conv_plan *p)

@@ -409,7 +409,8 @@ enum { PACK_BATCH = 4 };
  * the weights in the layouts its kernels want; the plain copy is dropped.
  * `h` is the side of the convolution's input at the default input size.
  */
-static int pack_conv(struct conv_params *c, int *h, bool blocked, struct igs_error *err)
+static int pack_conv(struct conv_params *c, int *h, bool blocked, unsigned backward,
+                     struct igs_error *err)
 {
 	struct conv_shape s = {.n = PACK_BATCH,
 	                       .c_in = c->c_in,
@@ -421,7 +422,7 @@ static int pack_conv(struct conv_params *c, int *h, bool blocked, struct igs_err
 	                       .pad = c->pad,
 	                       .blocked = blocked};
 	conv_shape_finish(&s);
-	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, err);
+	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, backward, err);
 	if (rc < 0)
 		return rc;
 	free(c->weight);
@@ -453,20 +454,33 @@ static int activation_block(const struct model *m)
 	return CONV_BLOCK;
 }
 
-/* Pack every convolution, walking the network's geometry at the default size. */
+unsigned block_entry_backward(const struct model *m, int b)
+{
+	const struct block_params *blk = &m->blocks[b];
+	const struct conv_params *c = &blk->convs[0];
+	if (blk->preact || !conv_kernel_fuses_backward(c->k, c->stride, c->pad))
+		return 0;
+	/* the input came through a ReLU: the previous block's output one */
+	const bool masked = b > 0 && m->blocks[b - 1].relu_out;
+	return CONV_BACKWARD_ADD | (masked ? CONV_BACKWARD_MASK : 0);
+}
+
+/* Pack every convolution, walking the network's geometry at the default
+ * size, each for the backward epilogue its plans take. */
 static int pack_convs(struct model *m, struct igs_error *err)
 {
 	int h = m->info.input_size;
 	const bool blocked = m->act_block != 0;
-	int rc = pack_conv(&m->stem, &h, false, err);
+	int rc = pack_conv(&m->stem, &h, false, 0, err);
 	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool */
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		struct block_params *blk = &m->blocks[b];
 		int ds = h;
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
-			rc = pack_conv(&blk->convs[i], &h, blocked, err);
+			rc = pack_conv(&blk->convs[i], &h, blocked,
+			               i == 0 ? block_entry_backward(m, b) : 0, err);
 		if (rc == 0 && blk->has_downsample)
-			rc = pack_conv(&blk->downsample, &ds, blocked, err);
+			rc = pack_conv(&blk->downsample, &ds, blocked, 0, err);
 	}
 	return rc;
 }

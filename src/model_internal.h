@@ -59,4 +59,13 @@ struct model {
 	int act_block;
 };
 
+/*
+ * The CONV_BACKWARD_* epilogue of block b's first convolution: in the
+ * backward pass it adds the shortcut's gradient onto its output and applies
+ * the ReLU of the block's input (the previous block's output, when that
+ * ends in one) itself, one pass less per block.  Where the convolution
+ * takes no post-ops (not 1x1 stride 1) or the block pre-activates, 0.
+ */
+unsigned block_entry_backward(const struct model *m, int b);
+
 #endif

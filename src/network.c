@@ -156,15 +156,11 @@ static bool uses_preactivation(const struct model *m)
 	return m->has_final_norm;
 }
 
-/*
- * Whether block b's first convolution, in the backward pass, adds the
- * shortcut's gradient onto its output and applies the ReLU of the block's
- * input (the previous block's output) itself: one pass less per block.
- */
+/* Whether block b's first convolution's backward adds the shortcut's
+ * gradient and applies the input's ReLU (block_entry_backward). */
 static bool fused_entry(const struct model *m, int b)
 {
-	const struct block_params *blk = &m->blocks[b];
-	return !blk->preact && conv_weights_fuse_backward(blk->convs[0].packed);
+	return block_entry_backward(m, b) != 0;
 }
 
 /* Lay out every buffer for batch `n`; returns the float count. */
@@ -321,10 +317,7 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		const struct block_buffers *bb = &ws->blocks[b];
-		const unsigned entry =
-		    !fused_entry(m, b)
-		        ? 0
-		        : CONV_BACKWARD_ADD | (input_mask(ws, b) ? CONV_BACKWARD_MASK : 0);
+		const unsigned entry = block_entry_backward(m, b);
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
 			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
 			              &bb->convs[i], n, i == blk->n_convs - 1, i == 0 ? entry : 0,
@@ -441,14 +434,8 @@ void net_workspace_release(struct net_workspace *ws)
 
 size_t net_workspace_bytes(const struct net_workspace *ws)
 {
-	size_t bytes = ws->arena_floats * sizeof(float) + ws->scratch_bytes + sizeof *ws;
-	for (int n = 0; n < ws->max_batch; n++)
-		for (int i = 0; ws->plans[n].convs && i < ws->n_convs; i++)
-			if (ws->plans[n].convs[i])
-				bytes += conv_plan_private_bytes(ws->plans[n].convs[i]);
-	if (ws->stem_linear)
-		bytes += conv_plan_private_bytes(ws->stem_linear);
-	return bytes;
+	/* weights in other layouts that plans asked for belong to the model */
+	return ws->arena_floats * sizeof(float) + ws->scratch_bytes + sizeof *ws;
 }
 
 /* ===== forward ============================================================ */

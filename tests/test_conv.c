@@ -243,15 +243,22 @@ static void describe(char *buf, size_t size, const struct conv_shape *s, const c
 	         s->c_out, s->k, s->stride, s->pad, s->blocked ? " blocked" : "", what);
 }
 
-static struct conv_weights *weights_ok(const float *w, const float *bias,
-                                       const struct conv_shape *s)
+/* Weights packed for plans with the CONV_BACKWARD_* epilogue `backward`. */
+static struct conv_weights *weights_for_epilogue(const float *w, const float *bias,
+                                                 const struct conv_shape *s, unsigned backward)
 {
 	struct conv_weights *cw = NULL;
 	struct igs_error err = {0};
-	int rc = conv_weights_create(&cw, w, bias, s, &err);
+	int rc = conv_weights_create(&cw, w, bias, s, backward, &err);
 	ck_assert_msg(rc == 0, "conv_weights_create: %d %s", rc, err.message);
 	ck_assert_ptr_nonnull(cw);
 	return cw;
+}
+
+static struct conv_weights *weights_ok(const float *w, const float *bias,
+                                       const struct conv_shape *s)
+{
+	return weights_for_epilogue(w, bias, s, 0);
 }
 
 static struct conv_plan *plan_ok(const struct conv_weights *cw, const struct conv_shape *s,
@@ -505,7 +512,7 @@ static void other_shape_case(int t)
 	struct conv_weights *cw = weights_ok(w, bias, &rep);
 	for (size_t e = 0; e < sizeof epilogues / sizeof epilogues[0]; e += 3) {
 		struct conv_plan *p = plan_ok(cw, &s, epilogues[e]);
-		size_t private_bytes = conv_plan_private_bytes(p); /* either is right */
+		size_t private_bytes = conv_plan_other_layout_bytes(p); /* either is right */
 		(void)private_bytes;
 		char what[200], tag[100];
 		snprintf(tag, sizeof tag, "weights for n1 %dx%d, forward epilogue %u", rep.h_in,
@@ -693,10 +700,28 @@ START_TEST(test_bad_shapes_refused)
 		struct igs_error err = {0};
 		char what[120];
 		snprintf(what, sizeof what, "conv_weights_create, %s", bad_weights[t].what);
-		assert_refused(conv_weights_create(&cw, w, bias, &s, &err), cw, &err, what);
+		assert_refused(conv_weights_create(&cw, w, bias, &s, 0, &err), cw, &err, what);
 		/* and without an error to fill */
-		ck_assert_int_lt(conv_weights_create(&cw, w, bias, &s, NULL), 0);
+		ck_assert_int_lt(conv_weights_create(&cw, w, bias, &s, 0, NULL), 0);
 		ck_assert_ptr_null(cw);
+	}
+	/* a backward epilogue for a kernel that takes none, or unknown flags */
+	const struct {
+		struct conv_shape s;
+		unsigned backward;
+	} bad_epilogues[] = {
+	    {CONV(1, 16, 8, 8, 16, 3, 1, 1), CONV_BACKWARD_ADD},
+	    {CONV(1, 16, 8, 8, 32, 1, 2, 0), CONV_BACKWARD_MASK},
+	    {CONV(1, 16, 8, 8, 32, 1, 1, 0), CONV_RELU},
+	};
+	for (size_t t = 0; t < sizeof bad_epilogues / sizeof bad_epilogues[0]; t++) {
+		struct conv_shape s = bad_epilogues[t].s;
+		conv_shape_finish(&s);
+		struct conv_weights *cw = NULL;
+		struct igs_error err = {0};
+		assert_refused(
+		    conv_weights_create(&cw, w, bias, &s, bad_epilogues[t].backward, &err), cw,
+		    &err, "conv_weights_create with a backward epilogue it cannot take");
 	}
 
 	/* Plans: good weights, then shapes that are no convolution or not
@@ -838,6 +863,45 @@ START_TEST(test_backward_epilogue)
 }
 END_TEST
 
+/*
+ * Plans that want the weights in another layout (another epilogue, another
+ * batch) share one copy, kept with the weights: however many plans, the
+ * weights grow by one copy per layout; weights packed for the epilogue need
+ * none for it.
+ */
+START_TEST(test_other_layouts_shared)
+{
+	struct conv_shape s = CONV(4, 48, 14, 14, 192, 1, 1, 0);
+	conv_shape_finish(&s);
+	const unsigned entry = CONV_BACKWARD_ADD | CONV_BACKWARD_MASK;
+	float *w = random_weights(&s);
+	struct conv_weights *cw = weights_ok(w, NULL, &s);
+	const size_t before = conv_weights_bytes(cw);
+	struct conv_plan *plans[3];
+	for (int i = 0; i < 3; i++) {
+		struct conv_shape t = s;
+		t.n = i == 1 ? 1 : 4;
+		plans[i] = plan_ok(cw, &t, entry);
+	}
+	const size_t other = conv_plan_other_layout_bytes(plans[0]);
+	ck_assert_uint_eq(conv_plan_other_layout_bytes(plans[2]), other);
+	const size_t grown = conv_weights_bytes(cw) - before;
+	ck_assert_msg(grown == other + conv_plan_other_layout_bytes(plans[1]) || grown == other,
+	              "weights grew by %zu for copies of %zu and %zu bytes", grown, other,
+	              conv_plan_other_layout_bytes(plans[1]));
+	for (int i = 0; i < 3; i++)
+		conv_plan_free(&plans[i]);
+	conv_weights_free(&cw);
+
+	cw = weights_for_epilogue(w, NULL, &s, entry);
+	struct conv_plan *p = plan_ok(cw, &s, entry);
+	ck_assert_uint_eq(conv_plan_other_layout_bytes(p), 0);
+	conv_plan_free(&p);
+	conv_weights_free(&cw);
+	free(w);
+}
+END_TEST
+
 /* On AVX-512 (where oneDNN has it) a blocked 3x3 stride-1 layer runs both
  * directions by Winograd from 14x14 outputs up; 7x7 ones and NHWC ones run
  * directly.  The weights packed for a batch of 4
@@ -869,7 +933,7 @@ START_TEST(test_winograd_chosen)
 			              "case %d batch %d: forward %s, backward %s", t, n,
 			              conv_plan_forward_impl(p), conv_plan_backward_impl(p));
 			if (n == 4)
-				ck_assert_uint_eq(conv_plan_private_bytes(p), 0);
+				ck_assert_uint_eq(conv_plan_other_layout_bytes(p), 0);
 			conv_plan_free(&p);
 		}
 		conv_weights_free(&cw);
@@ -1037,6 +1101,7 @@ static void add_arithmetic_tests(TCase *tc)
 	tcase_add_test(tc, test_scratch_and_caller_weights);
 	tcase_add_test(tc, test_queries);
 	tcase_add_test(tc, test_backward_epilogue);
+	tcase_add_test(tc, test_other_layouts_shared);
 }
 
 int main(void)

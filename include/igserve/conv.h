@@ -81,22 +81,28 @@ enum conv_epilogue {
 
 /*
  * conv_weights_create - reorder one convolution's weights for oneDNN.
- *   weight [c_out][c_in][k][k], bias [c_out] or NULL (no bias).
- *   shape  a representative shape (the model's input size, batch 1): oneDNN
- *          picks the weight layouts for it; plans for other shapes that want
- *          other layouts reorder a private copy.
+ *   weight   [c_out][c_in][k][k], bias [c_out] or NULL (no bias).
+ *   shape    a representative shape (the model's input size and usual
+ *            batch): oneDNN picks the weight layouts for it;
+ *   backward the CONV_BACKWARD_* epilogue its plans will mostly take (0 or
+ *            a set conv_kernel_fuses_backward allows): with post-ops
+ *            oneDNN may run another kernel on another layout.
+ * Plans for other shapes or epilogues that want other layouts reorder a
+ * copy, kept with the weights and shared (conv_plan_other_layout_bytes).
  * The caller's arrays are copied; they may be freed afterwards.
  */
 struct conv_weights;
 int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
-                        const struct conv_shape *shape, struct igs_error *err);
+                        const struct conv_shape *shape, unsigned backward, struct igs_error *err);
 void conv_weights_free(struct conv_weights **w);
 /* Bytes the reordered weights occupy (both layouts). */
 size_t conv_weights_bytes(const struct conv_weights *w);
 /* Whether plans of these weights take the CONV_BACKWARD_* epilogues: 1x1
  * stride-1 convolutions, whose backward runs as a forward convolution with
- * the transposed kernel (and oneDNN's post-ops). */
+ * the transposed kernel (and oneDNN's post-ops); the same from the kernel's
+ * size, stride and padding. */
 bool conv_weights_fuse_backward(const struct conv_weights *w);
+bool conv_kernel_fuses_backward(int k, int stride, int pad);
 
 /* conv_plan_create - primitives for `shape` (h_out/w_out filled), `epilogue`
  * a set of enum conv_epilogue flags. */
@@ -108,8 +114,11 @@ void conv_plan_free(struct conv_plan **p);
 /* Scratch bytes conv_plan_forward/backward_data need (may be 0). */
 size_t conv_plan_scratch_bytes(const struct conv_plan *p);
 
-/* Bytes of private weight copies this plan made (0 when it shares). */
-size_t conv_plan_private_bytes(const struct conv_plan *p);
+/* Bytes of the weight copy in another layout that this plan runs on (0
+ * when it runs on the weights' own layouts).  Such copies belong to the
+ * weights (counted by conv_weights_bytes), one per layout, shared by every
+ * plan that wants it. */
+size_t conv_plan_other_layout_bytes(const struct conv_plan *p);
 
 /*
  * conv_plan_forward - out [n][h_out][w_out][c_out] =
