@@ -13,6 +13,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -37,20 +38,6 @@ static void thread_range(long total, long *lo, long *hi)
 /* `simd`: OpenMP's outlining drops `restrict`, and without it GCC's -O2 cost
  * model leaves three-array loops scalar; these passes are memory-bound and
  * run over every activation. */
-
-void relu_mask(uint8_t *restrict mask, const float *restrict x, size_t count)
-{
-#pragma omp parallel for simd schedule(static)
-	for (size_t i = 0; i < count; i++)
-		mask[i] = x[i] > 0.0f;
-}
-
-void relu_backward(float *restrict d, const uint8_t *restrict mask, size_t count)
-{
-#pragma omp parallel for simd schedule(static)
-	for (size_t i = 0; i < count; i++)
-		d[i] = mask[i] ? d[i] : 0.0f;
-}
 
 /* Bit masks: GCC does not vectorize the packing of 8 compares into a byte,
  * so SSE2 (every x86-64) does it with movemask; other CPUs take the loop. */
@@ -110,25 +97,48 @@ void relu_backward_bits(float *restrict d, const uint8_t *restrict bits, size_t 
 		d[i] = bits[whole] >> (i % 8) & 1 ? d[i] : 0.0f;
 }
 
+/* bits_to_bytes[b][k] is bit k of b. */
+static uint8_t bits_to_bytes[256][8];
+static pthread_once_t bits_to_bytes_once = PTHREAD_ONCE_INIT;
+
+static void bits_to_bytes_init(void)
+{
+	for (unsigned b = 0; b < 256; b++)
+		for (int k = 0; k < 8; k++)
+			bits_to_bytes[b][k] = (uint8_t)(b >> k & 1);
+}
+
+void mask_bits_expand(uint8_t *restrict bytes, const uint8_t *restrict bits, size_t count)
+{
+	pthread_once(&bits_to_bytes_once, bits_to_bytes_init);
+	const size_t whole = count / 8;
+#pragma omp parallel for schedule(static)
+	for (size_t b = 0; b < whole; b++)
+		memcpy(bytes + 8 * b, bits_to_bytes[bits[b]], 8);
+	for (size_t i = 8 * whole; i < count; i++)
+		bytes[i] = bits[whole] >> (i % 8) & 1;
+}
+
+void tensor_add_masked_bits(float *restrict dst, const float *restrict src,
+                            const uint8_t *restrict bits, size_t count)
+{
+	const size_t whole = count / 8;
+#pragma omp parallel for schedule(static)
+	for (size_t b = 0; b < whole; b++) {
+		float *d = dst + 8 * b;
+		for (int k = 0; k < 8; k++)
+			d[k] += src[8 * b + k];
+		keep_bits(d, bits[b]);
+	}
+	for (size_t i = 8 * whole; i < count; i++)
+		dst[i] = bits[whole] >> (i % 8) & 1 ? dst[i] + src[i] : 0.0f;
+}
+
 void tensor_add(float *restrict dst, const float *restrict src, size_t count)
 {
 #pragma omp parallel for simd schedule(static)
 	for (size_t i = 0; i < count; i++)
 		dst[i] += src[i];
-}
-
-void tensor_add_masked(float *restrict dst, const float *restrict src, const uint8_t *restrict mask,
-                       size_t count)
-{
-#pragma omp parallel for simd schedule(static)
-	for (size_t i = 0; i < count; i++) {
-		/* sum & (all ones or zero): GCC leaves `mask ? sum : 0` a branch */
-		float sum = dst[i] + src[i];
-		uint32_t bits;
-		memcpy(&bits, &sum, sizeof bits);
-		bits &= 0u - (uint32_t)(mask[i] != 0);
-		memcpy(&dst[i], &bits, sizeof bits);
-	}
 }
 
 /* Values of one contiguous channel run and how many runs s has. */

@@ -11,9 +11,9 @@
  * The backward pass to the input needs no weight gradients, so it needs
  * nothing of the forward's activations but where each ReLU was open and
  * where each max-pool window took its maximum.  The forward pass therefore
- * keeps a mask per ReLU output (one bit inside a block, one byte at block
- * outputs, which oneDNN multiplies by in the backward; the stem's ReLU is in
- * the max-pool's argmax instead) and the argmax, and runs its float
+ * keeps a mask per ReLU output (one bit; a block output's mask is expanded
+ * to bytes when oneDNN multiplies by it in the backward; the stem's ReLU is
+ * in the max-pool's argmax instead) and the argmax, and runs its float
  * activations through four or five rotating buffers, which the backward
  * pass then reuses for its gradients.  Path points (IG) can skip the stem
  * convolution, which is affine in the pixels (net_path_start,
@@ -39,7 +39,7 @@
 struct block_buffers {
 	uint8_t *preact_mask;    /* relu(norm1(x)) > 0, preact blocks only */
 	uint8_t *hidden_mask[2]; /* outputs of convs[0..n_convs-2] > 0, as bits */
-	uint8_t *out_mask;       /* block output > 0, when the block ends in a ReLU */
+	uint8_t *out_mask;       /* block output > 0, when the block ends in a ReLU, as bits */
 	struct conv_shape convs[3];
 	struct conv_shape downsample;
 };
@@ -84,6 +84,10 @@ struct net_workspace {
 	struct conv_plan *stem_linear;
 	struct block_buffers *blocks;
 	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
+	/* A block output mask as bytes, for the fused backward that takes it
+	 * (oneDNN's multiplication post-op); bytes for every block output were
+	 * 24 MB at 4 ResNet-50 images, the bits 3. */
+	uint8_t *entry_mask;
 	int head_hw;
 	float *pooled;   /* [n][features] */
 	float *d_pooled; /* [n][features] */
@@ -200,6 +204,8 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	 * activations (and their gradients), and a downsample's input gradient
 	 * when the first convolution's backward cannot add onto it in place. */
 	size_t max_hidden = 0;
+	/* The block inputs whose mask a fused backward multiplies by, as bytes. */
+	size_t max_entry_mask = 0;
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		struct block_buffers *bb = &ws->blocks[b];
@@ -223,13 +229,16 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 			max_hidden = max_size(max_hidden, in_count);
 		if (blk->has_downsample)
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w, blocked);
-		bb->out_mask = blk->relu_out ? carve_mask(cv, out_count) : NULL;
+		bb->out_mask = blk->relu_out ? carve_mask(cv, (out_count + 7) / 8) : NULL;
+		if (block_entry_backward(m, b) & CONV_BACKWARD_MASK)
+			max_entry_mask = max_size(max_entry_mask, in_count);
 		h = hh;
 		w = ww;
 		in_count = out_count;
 	}
 	ws->head_hw = h * w;
 	ws->head_mask = m->has_final_norm ? carve_mask(cv, in_count) : NULL;
+	ws->entry_mask = max_entry_mask ? carve_mask(cv, max_entry_mask) : NULL;
 	ws->pooled = carve(cv, (size_t)n * m->info.features);
 	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
 	/* Without pre-activation a block's input and output rotate through
@@ -507,11 +516,11 @@ static void block_buffers_for(const struct net_workspace *ws, int x, int out[4])
 			out[k++] = i;
 }
 
-/* Masks are made only when a backward pass will follow. */
-static void keep_mask(uint8_t *mask, const float *x, size_t count, bool keep)
+/* Masks (bits) are made only when a backward pass will follow. */
+static void keep_mask(uint8_t *bits, const float *x, size_t count, bool keep)
 {
-	if (keep && mask)
-		relu_mask(mask, x, count);
+	if (keep && bits)
+		relu_mask_bits(bits, x, count);
 }
 
 /* One residual block on act[x]; returns the index of its output buffer. */
@@ -749,7 +758,9 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 			conv_backward(ws, conv_index(b, DOWNSAMPLE), d_x, d_out, NULL);
 			sum = d_x;
 		}
-		conv_backward(ws, conv_index(b, 0), sum, g, x_mask);
+		if (x_mask)
+			mask_bits_expand(ws->entry_mask, x_mask, in_count);
+		conv_backward(ws, conv_index(b, 0), sum, g, x_mask ? ws->entry_mask : NULL);
 		return sum;
 	}
 
@@ -772,9 +783,9 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 		if (!blk->has_downsample)
 			tensor_add(d_x, shortcut_grad, in_count);
 		if (x_mask)
-			relu_backward(d_x, x_mask, in_count);
+			relu_backward_bits(d_x, x_mask, in_count);
 	} else if (x_mask) {
-		tensor_add_masked(d_x, shortcut_grad, x_mask, in_count);
+		tensor_add_masked_bits(d_x, shortcut_grad, x_mask, in_count);
 	} else {
 		tensor_add(d_x, shortcut_grad, in_count);
 	}
@@ -806,8 +817,8 @@ static float *backward_body(struct net_workspace *ws, const float *d_logits, flo
 	 * into the next block's backward (x_mask). */
 	const struct block_buffers *top = &ws->blocks[m->n_blocks - 1];
 	if (top->out_mask)
-		relu_backward(g, top->out_mask,
-		              count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
+		relu_backward_bits(g, top->out_mask,
+		                   count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
 		/* act[4] exists (and is needed) only with pre-activation */
 		float *d_x = block_backward(ws, b, g, spare, input_mask(ws, b), ws->act[2],

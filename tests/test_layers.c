@@ -95,27 +95,6 @@ END_TEST
 
 /* ------------------------------------------------------------ elementwise */
 
-START_TEST(test_relu_backward)
-{
-	enum { COUNT = 1001 };
-	float *d = frandom(COUNT, 1.0f), *out = frandom(COUNT, 1.0f);
-	float *d0 = falloc(COUNT);
-	uint8_t *mask = malloc(COUNT);
-	out[3] = 0.0f; /* exactly at the kink: the gradient is taken as 0 */
-	out[4] = -0.0f;
-	memcpy(d0, d, COUNT * sizeof(float));
-	relu_mask(mask, out, COUNT);
-	for (int i = 0; i < COUNT; i++)
-		ck_assert_int_eq(mask[i], out[i] > 0.0f);
-	relu_backward(d, mask, COUNT);
-	for (int i = 0; i < COUNT; i++)
-		ck_assert_float_eq(d[i], out[i] > 0.0f ? d0[i] : 0.0f);
-	ck_assert_float_eq(d[3], 0.0f);
-	ck_assert_float_eq(d[4], 0.0f);
-	free(d), free(out), free(d0), free(mask);
-}
-END_TEST
-
 /* The bit masks against the formula: counts off the byte grid, NaN and
  * signed zeros (not positive), 1 to 3 threads. */
 START_TEST(test_relu_bits)
@@ -143,7 +122,15 @@ START_TEST(test_relu_bits)
 				ck_assert_msg(d[i] == (x[i] > 0.0f ? d0[i] : 0.0f),
 				              "count %zu, %d threads: d[%zu] = %g", count, threads,
 				              i, (double)d[i]);
-			free(x), free(d), free(d0), free(bits);
+			/* and as bytes, for oneDNN's multiplication post-op */
+			uint8_t *bytes = malloc(count + 1);
+			bytes[count] = 0xee;
+			mask_bits_expand(bytes, bits, count);
+			for (size_t i = 0; i < count; i++)
+				ck_assert_msg(bytes[i] == (x[i] > 0.0f),
+				              "count %zu: byte %zu is %d", count, i, bytes[i]);
+			ck_assert_uint_eq(bytes[count], 0xee);
+			free(x), free(d), free(d0), free(bits), free(bytes);
 		}
 	omp_set_num_threads(1);
 }
@@ -707,9 +694,13 @@ static void run_all_kernels(float *out, int threads)
 	affine_relu_backward(o + n_in, x, mask, scale, &as, 0);
 	o += 2 * n_in;
 	memcpy(o, x, n_in * sizeof(float));
-	relu_mask(mask, g, n_out);
-	relu_backward(o, mask, n_out);
+	relu_mask_bits(mask, g, n_out);
+	relu_backward_bits(o, mask, n_out);
 	tensor_add(o, x, n_in);
+	tensor_add_masked_bits(o, g, mask, n_out);
+	mask_bits_expand(mask + (n_out + 7) / 8, mask, n_out);
+	for (size_t i = 0; i < n_out; i++)
+		o[i] += mask[(n_out + 7) / 8 + i];
 	o += n_in;
 	free(mask);
 	const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
@@ -751,25 +742,29 @@ START_TEST(test_tensor_add)
 END_TEST
 
 /* The add then the ReLU's backward, in one pass: exactly the two apart,
- * zeros (not -0 or NaN) where the mask is shut, on 3 threads. */
-START_TEST(test_tensor_add_masked)
+ * zeros (not -0 or NaN) where the mask is shut, on 3 threads, a count off
+ * the byte grid. */
+START_TEST(test_tensor_add_masked_bits)
 {
 	enum { COUNT = 1003 };
 	omp_set_num_threads(3);
 	float *a = frandom(COUNT, 1.0f), *b = frandom(COUNT, 1.0f), *x = frandom(COUNT, 1.0f);
 	float *two = falloc(COUNT);
-	uint8_t *mask = malloc(COUNT);
+	uint8_t *bits = malloc((COUNT + 7) / 8);
 	a[7] = -0.0f, b[7] = -0.0f, x[7] = 1.0f; /* -0 + -0 passes as -0 */
 	a[8] = INFINITY, x[8] = -1.0f;           /* shut: 0, not inf * 0 */
-	relu_mask(mask, x, COUNT);
+	x[COUNT - 1] = 1.0f;                     /* the tail: one open, one shut */
+	x[COUNT - 2] = -1.0f;
+	relu_mask_bits(bits, x, COUNT);
 	memcpy(two, a, COUNT * sizeof(float));
 	tensor_add(two, b, COUNT);
-	relu_backward(two, mask, COUNT);
-	tensor_add_masked(a, b, mask, COUNT);
+	relu_backward_bits(two, bits, COUNT);
+	tensor_add_masked_bits(a, b, bits, COUNT);
 	ck_assert_mem_eq(a, two, COUNT * sizeof(float));
 	ck_assert(signbit(a[7]) && a[7] == 0.0f);
 	ck_assert(a[8] == 0.0f && !signbit(a[8]));
-	free(a), free(b), free(x), free(two), free(mask);
+	ck_assert(a[COUNT - 2] == 0.0f && a[COUNT - 1] != 0.0f);
+	free(a), free(b), free(x), free(two), free(bits);
 	omp_set_num_threads(1);
 }
 END_TEST
@@ -796,7 +791,7 @@ START_TEST(test_maxpool_after_relu)
 			for (int x = 0; x < 2; x++)
 				for (int c = 0; c < s.c; c++)
 					in[((size_t)y * s.w_in + x) * s.c + c] = 0.0f;
-		relu_mask(mask, in, n_in);
+		relu_mask_bits(mask, in, n_in);
 		maxpool_forward(out, am, in, &s);
 		maxpool_forward(out_r, am_r, in, &sr);
 		ck_assert_mem_eq(out_r, out, n_out * sizeof(float));
@@ -806,7 +801,7 @@ START_TEST(test_maxpool_after_relu)
 			shut += am_r[o] < 0;
 		}
 		maxpool_backward(d_in, d_out, am, &s);
-		relu_backward(d_in, mask, n_in);
+		relu_backward_bits(d_in, mask, n_in);
 		maxpool_backward(d_in_r, d_out, am_r, &sr);
 		ck_assert_mem_eq(d_in_r, d_in, n_in * sizeof(float));
 		ck_assert_uint_gt(shut, 0);
@@ -911,7 +906,6 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_checked_fixture(tc, reseed, NULL);
 	tcase_add_test(tc, test_shapes_finish);
-	tcase_add_test(tc, test_relu_backward);
 	tcase_add_test(tc, test_relu_bits);
 	tcase_add_test(tc, test_affine_relu);
 	tcase_add_test(tc, test_maxpool_forward);
@@ -919,7 +913,7 @@ int main(void)
 	tcase_add_test(tc, test_avgpool);
 	tcase_add_test(tc, test_blocked_affine_and_avgpool);
 	tcase_add_test(tc, test_blocked_maxpool);
-	tcase_add_test(tc, test_tensor_add_masked);
+	tcase_add_test(tc, test_tensor_add_masked_bits);
 	tcase_add_test(tc, test_maxpool_after_relu);
 	tcase_add_test(tc, test_maxpool_backward_sum);
 	tcase_add_test(tc, test_linear);

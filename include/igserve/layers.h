@@ -23,22 +23,21 @@
 #include <stdint.h>
 
 /*
- * relu_mask - mask[i] = x[i] > 0: all the backward pass needs of a ReLU's
- * output, in a quarter of its memory.
+ * relu_mask_bits - bit i % 8 of bits[i / 8] = x[i] > 0, (count + 7) / 8
+ * bytes: all the backward pass needs of a ReLU's output, in a 32nd of its
+ * memory.  relu_backward_bits - d[i] = that bit ? d[i] : 0, in place.
  */
-void relu_mask(uint8_t *mask, const float *x, size_t count);
-/* relu_backward - d[i] = mask[i] ? d[i] : 0, in place. */
-void relu_backward(float *d, const uint8_t *mask, size_t count);
-/* The same with one bit per value, (count + 7) / 8 bytes: bit i % 8 of
- * bits[i / 8] is x[i] > 0.  An eighth of the memory, and as fast. */
 void relu_mask_bits(uint8_t *bits, const float *x, size_t count);
 void relu_backward_bits(float *d, const uint8_t *bits, size_t count);
+/* mask_bits_expand - bytes[i] = bit i of `bits` (0 or 1): a bit mask as
+ * the byte mask oneDNN's multiplication post-op takes. */
+void mask_bits_expand(uint8_t *bytes, const uint8_t *bits, size_t count);
 
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
-/* tensor_add_masked - dst[i] = mask[i] ? dst[i] + src[i] : 0: a sum of
+/* tensor_add_masked_bits - dst[i] = bit i ? dst[i] + src[i] : 0: a sum of
  * gradients that then goes back through a ReLU, in one pass. */
-void tensor_add_masked(float *dst, const float *src, const uint8_t *mask, size_t count);
+void tensor_add_masked_bits(float *dst, const float *src, const uint8_t *bits, size_t count);
 
 /* An activation of n images of hw pixels and c channels: NHWC when block
  * is 0, else [n][c/block][hw][block] (c a multiple of block). */
