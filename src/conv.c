@@ -9,6 +9,7 @@
  * primitives created once per workspace.
  */
 #include "igserve/conv.h"
+#include "igserve/layers.h"
 #include "igserve/memory.h"
 
 #include <cblas.h>
@@ -211,12 +212,16 @@ static inline void split_one(float x, uint16_t *hi, uint16_t *lo)
 	*lo = bf16_round(x - bf16_value(*hi));
 }
 
-/* The same for 16 floats, by AVX512-BF16's conversion (to nearest even, as
- * bf16_round); only called where AMX runs, whose CPUs all have it. */
+/* The same for 16 floats, by AVX512-BF16's conversion (to nearest even,
+ * as bf16_round), of the values whose bit in `keep` is set (0 elsewhere);
+ * their bits of value > 0 into *positive.  Only called where AMX runs,
+ * whose CPUs all have AVX512-BF16. */
 __attribute__((target("avx512f,avx512bf16"))) static inline void
-split_16(const float *x, uint16_t *hi_a, uint16_t *lo, uint16_t *hi_b)
+split_16_masks(const float *x, uint16_t keep, uint16_t *positive, uint16_t *hi_a, uint16_t *lo,
+               uint16_t *hi_b)
 {
-	const __m512 v = _mm512_loadu_ps(x);
+	const __m512 v = _mm512_maskz_loadu_ps(keep, x);
+	*positive = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
 	const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
 	const __m512 hi_value =
 	    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
@@ -226,25 +231,66 @@ split_16(const float *x, uint16_t *hi_a, uint16_t *lo, uint16_t *hi_b)
 	_mm256_storeu_si256((__m256i *)lo, low);
 }
 
-/* dst [rows][3c] = the split of src [rows][c]: parts hi, lo, hi for
- * activations; with `weights` hi, hi, lo, so that against each other the
- * products are hi*hi + lo*hi + hi*lo. */
-static void split_rows(uint16_t *dst, const float *src, size_t rows, int c, bool weights,
-                       int threads)
+static inline bool bit_of(const uint8_t *bits, size_t i)
 {
-	const int lo_part = weights ? 2 : 1, hi_part = weights ? 1 : 2;
-	const bool vector = amx_available();
+	return bits[i / 8] >> (i % 8) & 1;
+}
+
+/*
+ * The activations' split (parts hi, lo, hi per row of c values) as it can
+ * fold the ReLU masks of the pass around it into its read of the values:
+ * `keep` (or NULL) zeroes values whose bit is clear first (a gradient
+ * through its ReLU), `positive` (or NULL) receives the bits of value > 0
+ * (a ReLU output's mask), both over the flat index row * c + channel;
+ * one of them at most.
+ */
+static void split_rows_masked(uint16_t *dst, const float *src, size_t rows, int c,
+                              const uint8_t *keep, uint8_t *positive, int threads)
+{
+	/* whole bytes of bits per 16 values: rows start on a byte */
+	const bool vector = amx_available() && c % 16 == 0;
 #pragma omp parallel for schedule(static) num_threads(threads)
 	for (size_t r = 0; r < rows; r++) {
 		const float *x = src + r * c;
 		uint16_t *d = dst + r * SPLIT_PARTS * c;
-		int i = 0;
-		if (vector)
-			for (; i + 16 <= c; i += 16)
-				split_16(x + i, d + i, d + lo_part * c + i, d + hi_part * c + i);
-		for (; i < c; i++) {
-			split_one(x[i], d + i, d + lo_part * c + i);
-			d[hi_part * c + i] = d[i];
+		const size_t flat = r * c;
+		if (vector) {
+			for (int i = 0; i < c; i += 16) {
+				const size_t byte = (flat + i) / 8;
+				const uint16_t k =
+				    keep ? (uint16_t)(keep[byte] | keep[byte + 1] << 8) : 0xffff;
+				uint16_t pos;
+				split_16_masks(x + i, k, &pos, d + i, d + c + i, d + 2 * c + i);
+				if (positive) {
+					positive[byte] = (uint8_t)pos;
+					positive[byte + 1] = (uint8_t)(pos >> 8);
+				}
+			}
+			continue;
+		}
+		for (int i = 0; i < c; i++) {
+			const float v = keep && !bit_of(keep, flat + i) ? 0.0f : x[i];
+			split_one(v, d + i, d + c + i);
+			d[2 * c + i] = d[i];
+		}
+	}
+	/* rows off the byte grid share bytes between threads: the bits in a
+	 * pass of their own */
+	if (positive && !vector)
+		relu_mask_bits(positive, src, rows * (size_t)c);
+}
+
+/* dst [c_out][3 k][...] = the split of weights [c_out][k] (k = c_in k k):
+ * parts hi, hi, lo, against the activations' hi, lo, hi the products
+ * hi*hi + lo*hi + hi*lo. */
+static void split_weights(uint16_t *dst, const float *w, size_t c_out, size_t k)
+{
+	for (size_t o = 0; o < c_out; o++) {
+		const float *x = w + o * k;
+		uint16_t *d = dst + o * SPLIT_PARTS * k;
+		for (size_t i = 0; i < k; i++) {
+			split_one(x[i], d + i, d + 2 * k + i);
+			d[k + i] = d[i];
 		}
 	}
 }
@@ -726,7 +772,7 @@ static int packed_make_plain(struct packed *p, const float *weight, int c_out, i
 	uint16_t *halves = malloc((size_t)c_out * SPLIT_PARTS * c_in * k * k * sizeof(uint16_t));
 	if (!halves)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution weights");
-	split_rows(halves, weight, (size_t)c_out, c_in * k * k, true, 1);
+	split_weights(halves, weight, (size_t)c_out, (size_t)c_in * k * k);
 	dnnl_dims_t dims = {c_out, SPLIT_PARTS * c_in, k, k};
 	dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_bf16, dnnl_oihw);
 	int rc = packed_make(p, &md, halves, to_md, err);
@@ -1272,15 +1318,16 @@ static void scatter_strided(float *restrict d_in, const float *restrict tmp,
 	}
 }
 
-/* The source a primitive runs on: `values` floats of `c` channels per
- * pixel, split into the scratch's split part when `split`. */
+/* The source a primitive runs on: `count` values of `c` channels per
+ * pixel, split into the scratch's split part when `split` (with the masks
+ * of split_rows_masked), else `values` themselves (and no masks). */
 static const void *source(const struct conv_plan *p, const float *values, size_t count, int c,
-                          bool split, char *scratch)
+                          bool split, const uint8_t *keep, uint8_t *positive, char *scratch)
 {
 	if (!split)
 		return values;
 	uint16_t *halves = (uint16_t *)(scratch + p->tmp_bytes);
-	split_rows(halves, values, count / c, c, false, p->threads);
+	split_rows_masked(halves, values, count / c, c, keep, positive, p->threads);
 	return halves;
 }
 
@@ -1290,18 +1337,30 @@ static void *dnnl_scratch(const struct conv_plan *p, void *scratch)
 	return (char *)scratch + p->tmp_bytes + p->split_bytes;
 }
 
-void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch)
+void conv_plan_forward_mask(const struct conv_plan *p, float *out, const float *in,
+                            uint8_t *in_bits, void *scratch)
 {
 	const struct conv_shape *s = &p->shape;
 	size_t count = (size_t)s->n * s->h_in * s->w_in * s->c_in;
+	/* the mask in the split's read of `in`, when the split reads all of it */
+	if (in_bits && (!p->split_fwd || p->tmp_bytes)) {
+		relu_mask_bits(in_bits, in, count);
+		in_bits = NULL;
+	}
 	if (p->tmp_bytes) {
 		float *tmp = scratch;
 		gather_strided(tmp, in, p);
 		in = tmp;
 		count = (size_t)s->n * s->h_out * s->w_out * s->c_in;
 	}
-	run(p, &p->fwd, DNNL_ARG_SRC, source(p, in, count, s->c_in, p->split_fwd, scratch),
-	    DNNL_ARG_DST, out, NULL, dnnl_scratch(p, scratch));
+	run(p, &p->fwd, DNNL_ARG_SRC,
+	    source(p, in, count, s->c_in, p->split_fwd, NULL, in_bits, scratch), DNNL_ARG_DST, out,
+	    NULL, dnnl_scratch(p, scratch));
+}
+
+void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch)
+{
+	conv_plan_forward_mask(p, out, in, NULL, scratch);
 }
 
 /* col2im of one band: add each output pixel's columns into the taps it read. */
@@ -1359,25 +1418,37 @@ static void narrow_backward(const struct conv_plan *p, float *d_in, const float 
 	}
 }
 
-void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
-                             const uint8_t *mask, void *scratch)
+void conv_plan_backward_data_masked(const struct conv_plan *p, float *d_in, float *d_out,
+                                    const uint8_t *d_out_bits, const uint8_t *mask, void *scratch)
 {
 	const struct conv_shape *s = &p->shape;
 	const size_t count = (size_t)s->n * s->h_out * s->w_out * s->c_out;
+	/* the ReLU's backward in the split's read of d_out, else in place */
+	if (d_out_bits && (!p->split_bwd || use_narrow(p))) {
+		relu_backward_bits(d_out, d_out_bits, count);
+		d_out_bits = NULL;
+	}
 	if (use_narrow(p)) {
 		narrow_backward(p, d_in, d_out, scratch);
 	} else if (p->tmp_bytes) {
 		float *tmp = scratch;
 		run(p, &p->bwd, DNNL_ARG_SRC,
-		    source(p, d_out, count, s->c_out, p->split_bwd, scratch), DNNL_ARG_DST, tmp,
-		    NULL, dnnl_scratch(p, scratch));
+		    source(p, d_out, count, s->c_out, p->split_bwd, d_out_bits, NULL, scratch),
+		    DNNL_ARG_DST, tmp, NULL, dnnl_scratch(p, scratch));
 		scatter_strided(d_in, tmp, p);
 	} else if (p->bwd_is_forward) {
 		run(p, &p->bwd, DNNL_ARG_SRC,
-		    source(p, d_out, count, s->c_out, p->split_bwd, scratch), DNNL_ARG_DST, d_in,
-		    mask, dnnl_scratch(p, scratch));
+		    source(p, d_out, count, s->c_out, p->split_bwd, d_out_bits, NULL, scratch),
+		    DNNL_ARG_DST, d_in, mask, dnnl_scratch(p, scratch));
 	} else {
 		run(p, &p->bwd, DNNL_ARG_DIFF_DST, d_out, DNNL_ARG_DIFF_SRC, d_in, NULL,
 		    dnnl_scratch(p, scratch));
 	}
+}
+
+void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
+                             const uint8_t *mask, void *scratch)
+{
+	/* without bits d_out is only read */
+	conv_plan_backward_data_masked(p, d_in, (float *)d_out, NULL, mask, scratch);
 }

@@ -459,10 +459,25 @@ static void conv_forward(struct net_workspace *ws, int index, float *out, const 
 	conv_plan_forward(plan_of(ws, index), out, in, ws->scratch);
 }
 
+/* The forward that also keeps in's ReLU mask, as bits (NULL: none). */
+static void conv_forward_mask(struct net_workspace *ws, int index, float *out, const float *in,
+                              uint8_t *in_bits)
+{
+	conv_plan_forward_mask(plan_of(ws, index), out, in, in_bits, ws->scratch);
+}
+
 static void conv_backward(struct net_workspace *ws, int index, float *d_in, const float *d_out,
                           const uint8_t *mask)
 {
 	conv_plan_backward_data(plan_of(ws, index), d_in, d_out, mask, ws->scratch);
+}
+
+/* The backward of d_out through its ReLU first (d_out_bits; NULL: none). */
+static void conv_backward_masked(struct net_workspace *ws, int index, float *d_in, float *d_out,
+                                 const uint8_t *d_out_bits, const uint8_t *mask)
+{
+	conv_plan_backward_data_masked(plan_of(ws, index), d_in, d_out, d_out_bits, mask,
+	                               ws->scratch);
 }
 
 /* Re-derive every shape for batch n (buffers stay where max_batch put them:
@@ -523,6 +538,15 @@ static void keep_mask(uint8_t *bits, const float *x, size_t count, bool keep)
 		relu_mask_bits(bits, x, count);
 }
 
+/* Block b's output mask is taken by block b + 1's first convolution as it
+ * reads its input (conv_forward_mask), which is that output unless block
+ * b + 1 pre-activates; the last block's, and those before pre-activated
+ * blocks, after the block. */
+static bool out_mask_by_next(const struct model *m, int b)
+{
+	return b + 1 < m->n_blocks && !m->blocks[b + 1].preact;
+}
+
 /* One residual block on act[x]; returns the index of its output buffer. */
 static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 {
@@ -550,16 +574,22 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	if (blk->has_downsample)
 		conv_forward(ws, conv_index(b, DOWNSAMPLE), out, chain_in);
 
+	/* Each convolution takes the ReLU mask of its input as it reads it:
+	 * the hidden activations', and the first the previous block's output
+	 * mask (out_mask_by_next). */
 	const float *h = chain_in;
 	for (int i = 0; i < blk->n_convs; i++) {
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? out : hidden[i];
-		conv_forward(ws, conv_index(b, i), dst, h);
-		if (!last && keep)
-			relu_mask_bits(bb->hidden_mask[i], dst, count_of(&bb->convs[i]));
+		uint8_t *h_bits = !keep                   ? NULL
+		                  : i > 0                 ? bb->hidden_mask[i - 1]
+		                  : b > 0 && !blk->preact ? ws->blocks[b - 1].out_mask
+		                                          : NULL;
+		conv_forward_mask(ws, conv_index(b, i), dst, h, h_bits);
 		h = dst;
 	}
-	keep_mask(bb->out_mask, out, out_count, keep);
+	if (!out_mask_by_next(ws->model, b))
+		keep_mask(bb->out_mask, out, out_count, keep);
 	return out_index;
 }
 
@@ -738,15 +768,17 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 	struct block_buffers *bb = &ws->blocks[b];
 	const int last = blk->n_convs - 1;
 
-	/* Down the conv chain to convs[0]'s output: g_i is the gradient of
-	 * convs[i]'s output, g the last one. */
-	const float *g = d_out;
+	/* Down the conv chain to convs[0]'s output: g is the gradient of
+	 * convs[i]'s output before its ReLU's backward (g_bits), which the
+	 * next convolution applies as it reads g. */
+	float *g = d_out;
+	const uint8_t *g_bits = NULL;
 	float *bufs[2] = {t1, t2};
 	for (int i = last; i > 0; i--) {
 		float *dst = bufs[i % 2];
-		conv_backward(ws, conv_index(b, i), dst, g, NULL);
-		relu_backward_bits(dst, bb->hidden_mask[i - 1], count_of(&bb->convs[i - 1]));
+		conv_backward_masked(ws, conv_index(b, i), dst, g, g_bits, NULL);
 		g = dst;
+		g_bits = bb->hidden_mask[i - 1];
 	}
 
 	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
@@ -760,12 +792,13 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 		}
 		if (x_mask)
 			mask_bits_expand(ws->entry_mask, x_mask, in_count);
-		conv_backward(ws, conv_index(b, 0), sum, g, x_mask ? ws->entry_mask : NULL);
+		conv_backward_masked(ws, conv_index(b, 0), sum, g, g_bits,
+		                     x_mask ? ws->entry_mask : NULL);
 		return sum;
 	}
 
 	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
-	conv_backward(ws, conv_index(b, 0), chain_grad, g, NULL);
+	conv_backward_masked(ws, conv_index(b, 0), chain_grad, g, g_bits, NULL);
 	/* The shortcut's gradient joins the chain's: d_out itself, or the
 	 * downsample's (t1 is free again). */
 	const float *shortcut_grad = d_out;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "igserve/conv.h"
+#include "igserve/layers.h"
 #include "test_random.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -967,6 +968,65 @@ START_TEST(test_queries)
 }
 END_TEST
 
+/*
+ * The ReLU masks a plan takes as it reads its source (conv_plan_forward_mask,
+ * conv_plan_backward_data_masked) against the separate passes: the same
+ * bits, and bit for bit the same outputs as the plan on the masked input.
+ * Channels on and off the 16 grid (the split's vector and scalar paths), a
+ * subsampled convolution (whose source is gathered first), NHWC shapes.
+ */
+START_TEST(test_masks_in_the_read)
+{
+	const struct conv_shape shapes[] = {
+	    CONV(2, 32, 7, 9, 48, 1, 1, 0),
+	    CONV(3, 24, 9, 7, 40, 3, 1, 1),
+	    CONV(2, 16, 7, 10, 32, 1, 2, 0),
+	};
+	for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+		struct conv_shape s = shapes[t];
+		conv_shape_finish(&s);
+		const size_t n_in = in_count(&s), n_out = out_count(&s);
+		float *w = random_weights(&s), *x = frandom(n_in, 1.0f), *g = frandom(n_out, 1.0f);
+		struct conv_weights *cw = weights_ok(w, NULL, &s);
+		struct conv_plan *p = plan_ok(cw, &s, 0);
+		void *scratch = scratch_alloc(p);
+		char what[160];
+		describe(what, sizeof what, &s, "masks in the read");
+
+		/* forward: in's bits, and the plain forward's output */
+		uint8_t *bits = malloc((n_in + 7) / 8), *want_bits = malloc((n_in + 7) / 8);
+		float *out = outalloc(n_out), *want = outalloc(n_out);
+		relu_mask_bits(want_bits, x, n_in);
+		conv_plan_forward(p, want, x, scratch);
+		conv_plan_forward_mask(p, out, x, bits, scratch);
+		ck_assert_msg(!memcmp(bits, want_bits, (n_in + 7) / 8), "%s: forward bits", what);
+		ck_assert_msg(!memcmp(out, want, n_out * sizeof(float)), "%s: forward", what);
+		assert_guard(out, n_out, what);
+
+		/* backward: the gradient through the mask first */
+		uint8_t *g_bits = malloc((n_out + 7) / 8);
+		float *y = frandom(n_out, 1.0f);
+		relu_mask_bits(g_bits, y, n_out);
+		float *masked = malloc(n_out * sizeof(float)),
+		      *g_copy = malloc(n_out * sizeof(float));
+		memcpy(masked, g, n_out * sizeof(float));
+		relu_backward_bits(masked, g_bits, n_out);
+		memcpy(g_copy, g, n_out * sizeof(float));
+		float *d_in = outalloc(n_in), *want_in = outalloc(n_in);
+		conv_plan_backward_data(p, want_in, masked, NULL, scratch);
+		conv_plan_backward_data_masked(p, d_in, g_copy, g_bits, NULL, scratch);
+		ck_assert_msg(!memcmp(d_in, want_in, n_in * sizeof(float)), "%s: backward", what);
+		assert_guard(d_in, n_in, what);
+
+		conv_plan_free(&p);
+		conv_weights_free(&cw);
+		free(w), free(x), free(g), free(y), free(bits), free(want_bits), free(out),
+		    free(want);
+		free(g_bits), free(masked), free(g_copy), free(d_in), free(want_in), free(scratch);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------ split bf16 */
 
 /* x rounded to bfloat16's 8 significant bits, ties to even: written apart
@@ -1102,6 +1162,7 @@ static void add_arithmetic_tests(TCase *tc)
 	tcase_add_test(tc, test_queries);
 	tcase_add_test(tc, test_backward_epilogue);
 	tcase_add_test(tc, test_other_layouts_shared);
+	tcase_add_test(tc, test_masks_in_the_read);
 }
 
 int main(void)

@@ -126,6 +126,11 @@ size_t conv_plan_other_layout_bytes(const struct conv_plan *p);
  * `scratch` holds at least conv_plan_scratch_bytes, 64-byte aligned.
  */
 void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, void *scratch);
+/* The same, and the ReLU mask of `in` as bits into in_bits (or NULL):
+ * relu_mask_bits (layers.h) of in, taken while the split bf16 source is
+ * made from it, else apart. */
+void conv_plan_forward_mask(const struct conv_plan *p, float *out, const float *in,
+                            uint8_t *in_bits, void *scratch);
 
 /*
  * conv_plan_backward_data - d_in [n][h_in][w_in][c_in] = conv^T(d_out), the
@@ -137,6 +142,11 @@ void conv_plan_forward(const struct conv_plan *p, float *out, const float *in, v
  */
 void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float *d_out,
                              const uint8_t *mask, void *scratch);
+/* The same for d_out through its ReLU first: relu_backward_bits (layers.h)
+ * by d_out_bits (or NULL), taken while the split bf16 source is made from
+ * d_out (d_out then unchanged), else in place on d_out. */
+void conv_plan_backward_data_masked(const struct conv_plan *p, float *d_in, float *d_out,
+                                    const uint8_t *d_out_bits, const uint8_t *mask, void *scratch);
 
 /* The backend and the instruction set its kernels use, for the startup log:
  * "oneDNN 2.6.3, avx512_core". */
