@@ -748,30 +748,42 @@ START_TEST(test_refuses_wrong_models)
 }
 END_TEST
 
-/* The CLI turns each refusal into a message naming the file and exit 1. */
-static void expect_cli_failure(const char *model_path, const char *image)
+/* Run `igserve predict ARGS` (at most 6), expect exit status 1, and read
+ * its stderr into text. */
+static void cli_predict_fails(const char *const *args, char *text, size_t size)
 {
 	const char *bin = getenv("IGSERVE_BINARY");
 	ck_assert_ptr_nonnull(bin);
 	char log[512];
 	snprintf(log, sizeof log, "%s/stderr.txt", tmpdir);
+	const char *argv[9] = {bin, "predict"};
+	for (int i = 0; args[i]; i++) {
+		ck_assert_int_lt(i, 6);
+		argv[2 + i] = args[i];
+	}
 	pid_t pid = fork();
 	if (pid == 0) {
 		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
 			_exit(99);
-		execl(bin, bin, "predict", "--model", model_path, image, (char *)NULL);
+		execv(bin, (char *const *)argv);
 		_exit(98);
 	}
 	int status = 0;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status), "igserve died of signal %d on %s", WTERMSIG(status),
-	              model_path);
+	ck_assert_msg(WIFEXITED(status), "igserve died of signal %d", WTERMSIG(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 1);
 	FILE *f = fopen(log, "r");
-	char text[2048] = {0};
-	size_t len = fread(text, 1, sizeof text - 1, f);
+	size_t len = fread(text, 1, size - 1, f);
 	fclose(f);
 	text[len] = '\0';
+}
+
+/* The CLI turns each refusal into a message naming the file and exit 1. */
+static void expect_cli_failure(const char *model_path, const char *image)
+{
+	char text[2048];
+	const char *args[] = {"--model", model_path, image, NULL};
+	cli_predict_fails(args, text, sizeof text);
 	ck_assert_msg(strstr(text, model_path) != NULL, "stderr '%s' does not name %s", text,
 	              model_path);
 }
@@ -779,27 +791,10 @@ static void expect_cli_failure(const char *model_path, const char *image)
 /* An unknown --precision is refused, by name, before the model loads. */
 static void expect_precision_refused(const char *image)
 {
-	const char *bin = getenv("IGSERVE_BINARY");
-	ck_assert_ptr_nonnull(bin);
-	char log[512];
-	snprintf(log, sizeof log, "%s/stderr.txt", tmpdir);
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
-			_exit(99);
-		execl(bin, bin, "predict", "--precision", "fast", "--model",
-		      fixture("tv_basic.safetensors"), image, (char *)NULL);
-		_exit(98);
-	}
-	int status = 0;
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), 1);
-	FILE *f = fopen(log, "r");
-	char text[2048] = {0};
-	size_t len = fread(text, 1, sizeof text - 1, f);
-	fclose(f);
-	text[len] = '\0';
+	char text[2048];
+	const char *args[] = {"--precision", "fast", "--model", fixture("tv_basic.safetensors"),
+	                      image,         NULL};
+	cli_predict_fails(args, text, sizeof text);
 	ck_assert_msg(strstr(text, "--precision") && strstr(text, "'fast'"),
 	              "stderr '%s' does not name the flag and its value", text);
 }
