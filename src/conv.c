@@ -478,7 +478,8 @@ static const dnnl_memory_desc_t *weights_md_of(const_dnnl_primitive_desc_t pd)
  * in cache.  oneDNN's F(2x2,3x3) kernel, which runs only one image, reads
  * 4.2 MB; a batch-1 forward (predictions) takes it, on a copy of the
  * weights in its layout (22 MB in ResNet-50, one for all workers), and a
- * whole forward gets 1-1.5 ms faster.  Backwards and batches keep the shared F(4x4,3x3) weights.
+ * whole forward gets 1-1.5 ms faster.  Backwards and batches keep the
+ * shared F(4x4,3x3) weights.
  */
 static bool lean_winograd(const_dnnl_primitive_desc_t pd)
 {
@@ -490,7 +491,7 @@ static bool lean_winograd(const_dnnl_primitive_desc_t pd)
 /*
  * Split bf16 3x3 layers run on oneDNN's older AMX kernel ("jit:"), not on
  * brgconv, its first choice: within noise of it in an attribution's pass
- * (1.5-2x slower on its own at 14x14, faster at 7x7), but brgconv keeps
+ * (up to 1.7x slower on its own at 14x14, faster at 7x7), but brgconv keeps
  * 0.5-2.7 MB of kernels per primitive (the most at 56x56), and the server's
  * peak RSS during IG-50 was 448 MiB with it, 401 without.
  */
