@@ -86,7 +86,8 @@ static int set_precision(const char *text, struct igs_error *err)
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (!strcmp(text, names[i].name))
 			return conv_set_precision(names[i].value, err);
-	return igs_fail(err, IGS_ERR_BAD_OPTION, "--precision must be auto, fp32 or bf16x3, got '%s'",
+	return igs_fail(err, IGS_ERR_BAD_OPTION,
+	                "--precision (IGSERVE_PRECISION) must be auto, fp32 or bf16x3, got '%s'",
 	                text);
 }
 
