@@ -547,6 +547,16 @@ static bool out_mask_by_next(const struct model *m, int b)
 	return b + 1 < m->n_blocks && !m->blocks[b + 1].preact;
 }
 
+/* The bits convs[i] of block b writes of its input's ReLU mask as it reads
+ * it (NULL: none): a hidden activation's, or for the first the previous
+ * block's output mask when this block takes it. */
+static uint8_t *input_bits(struct net_workspace *ws, int b, int i)
+{
+	if (i > 0)
+		return ws->blocks[b].hidden_mask[i - 1];
+	return b > 0 && out_mask_by_next(ws->model, b - 1) ? ws->blocks[b - 1].out_mask : NULL;
+}
+
 /* One residual block on act[x]; returns the index of its output buffer. */
 static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 {
@@ -581,11 +591,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	for (int i = 0; i < blk->n_convs; i++) {
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? out : hidden[i];
-		uint8_t *h_bits = !keep                   ? NULL
-		                  : i > 0                 ? bb->hidden_mask[i - 1]
-		                  : b > 0 && !blk->preact ? ws->blocks[b - 1].out_mask
-		                                          : NULL;
-		conv_forward_mask(ws, conv_index(b, i), dst, h, h_bits);
+		conv_forward_mask(ws, conv_index(b, i), dst, h, keep ? input_bits(ws, b, i) : NULL);
 		h = dst;
 	}
 	if (!out_mask_by_next(ws->model, b))
