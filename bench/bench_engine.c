@@ -19,8 +19,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "igserve/conv.h"
-#include "igserve/model.h"
+#include "conv.h"
+#include "model.h"
 
 void openblas_set_num_threads(int);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""gen_labels.py - write src/imagenet_labels.c from torchvision's class names.
+"""gen_labels.py - write src/app/imagenet_labels.c from torchvision's class names.
 
 The 1000 ImageNet-1k names come from torchvision.models._meta._IMAGENET_CATEGORIES
 (the list torchvision's weights report), in class-index order.
@@ -38,7 +38,7 @@ def main():
     for i, n in enumerate(names):
         lines.append("\t%s, /* %d */" % (c_string(n), i))
     lines.append("};")
-    out = os.path.join(ROOT, "src", "imagenet_labels.c")
+    out = os.path.join(ROOT, "src", "app", "imagenet_labels.c")
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("wrote %s (%d names)" % (out, len(names)))

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "igserve/attribution.h"
-#include "igserve/quadrature.h"
+#include "attribution.h"
+#include "quadrature.h"
 
 #define SIZE 8
 #define N (SIZE * SIZE * 3)

@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "igserve/conv.h"
-#include "igserve/layers.h"
+#include "conv.h"
+#include "layers.h"
 #include "test_random.h"
 
 /* ------------------------------------------------------------- helpers */

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "igserve/error.h"
+#include "error.h"
 
 START_TEST(test_fail_formats_and_returns_code)
 {

@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "igserve/base64.h"
-#include "igserve/heatmap.h"
-#include "igserve/npy.h"
-#include "igserve/png_encode.h"
-#include "igserve/service.h"
+#include "base64.h"
+#include "heatmap.h"
+#include "npy.h"
+#include "png_encode.h"
+#include "service.h"
 
 #define S 16
 #define HW (S * S)

@@ -32,9 +32,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "igserve/cli.h"
-#include "igserve/conv.h"
-#include "igserve/http_request.h"
+#include "cli.h"
+#include "conv.h"
+#include "http_request.h"
 
 /* ================================================================ */
 /* helpers: files, images                                            */

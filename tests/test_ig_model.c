@@ -15,13 +15,13 @@
 
 #include <unistd.h>
 
-#include "igserve/attribution.h"
-#include "igserve/base64.h"
-#include "igserve/conv.h"
-#include "igserve/model.h"
-#include "igserve/png_encode.h"
-#include "igserve/safetensors.h"
-#include "igserve/service.h"
+#include "attribution.h"
+#include "base64.h"
+#include "conv.h"
+#include "model.h"
+#include "png_encode.h"
+#include "safetensors.h"
+#include "service.h"
 
 #define BATCH 3 /* 16 points: five chunks and a remainder */
 

@@ -16,7 +16,7 @@
 #include <turbojpeg.h>
 #include <unistd.h>
 
-#include "igserve/image.h"
+#include "image.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 

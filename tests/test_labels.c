@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "igserve/labels.h"
+#include "labels.h"
 
 /* Writes `text` to a fresh temporary file; returns its path (caller frees
  * the string and unlinks the file). */

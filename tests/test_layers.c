@@ -19,8 +19,8 @@
 
 #include <omp.h>
 
-#include "igserve/conv.h"
-#include "igserve/layers.h"
+#include "conv.h"
+#include "layers.h"
 #include "test_random.h"
 
 /* ------------------------------------------------------------- helpers */

@@ -24,9 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "igserve/conv.h"
-#include "igserve/model.h"
-#include "igserve/safetensors.h"
+#include "conv.h"
+#include "model.h"
+#include "safetensors.h"
 
 static char tmpdir[256];
 

@@ -24,10 +24,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "igserve/attribution.h"
-#include "igserve/image.h"
-#include "igserve/model.h"
-#include "igserve/safetensors.h"
+#include "attribution.h"
+#include "image.h"
+#include "model.h"
+#include "safetensors.h"
 
 #define TOLERANCE_PX 15
 #define BATCH 8

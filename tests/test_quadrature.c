@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "igserve/quadrature.h"
+#include "quadrature.h"
 
 static const enum quad_rule all_rules[] = {RULE_GAUSS_LEGENDRE, RULE_RIEMANN_LEFT,
                                            RULE_RIEMANN_RIGHT, RULE_RIEMANN_MIDDLE,

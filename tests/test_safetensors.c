@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "igserve/safetensors.h"
+#include "safetensors.h"
 
 /* ======================================================================== */
 /* 1. Helpers                                                               */

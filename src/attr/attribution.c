@@ -1,0 +1,776 @@
+/*
+ * attribution.c - IG, saliency, input x gradient and SmoothGrad over a
+ * gradient oracle (see attribution.h for the math and the contract).
+ *
+ * Contents: PRNG and baselines; the network adapter; one run's state;
+ * evaluating path points in chunks; finishing samples; adaptive IG;
+ * attribution_run.
+ */
+#include "attribution.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quadrature.h"
+
+/* Per-point maps cost size*size floats each; beyond this many points they
+ * would dominate memory, so such requests are refused up front. */
+#define PATH_MAPS_MAX_POINTS 512
+
+/* ---- PRNG and baselines ---- */
+
+uint64_t attribution_splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* uniform in [0, 1) with 53 bits */
+static double uniform01(uint64_t *state)
+{
+	return (double)(attribution_splitmix64(state) >> 11) * 0x1.0p-53;
+}
+
+/*
+ * Separable Gaussian blur, edges clamped.  src, dst [size][size][3];
+ * tmp [size][size][3] scratch.  Weights exp(-d^2 / 2 sigma^2) for
+ * |d| <= ceil(3 sigma), normalized to sum 1.
+ */
+static int blur(const float *restrict src, float *restrict dst, int size, double sigma,
+                struct igs_error *err)
+{
+	if (!(sigma > 0) || sigma > 1000)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_sigma must be in (0, 1000], got %g",
+		                sigma);
+	int radius = (int)ceil(3.0 * sigma);
+	size_t n = (size_t)size * size * 3;
+	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
+	float *tmp = malloc(n * sizeof *tmp);
+	if (!kernel || !tmp) {
+		free(kernel);
+		free(tmp);
+		return igs_fail(err, IGS_ERR_NOMEM, "blur baseline: out of memory");
+	}
+	double total = 0;
+	for (int d = -radius; d <= radius; d++)
+		total += kernel[d + radius] = exp(-(double)d * d / (2.0 * sigma * sigma));
+	for (int d = 0; d <= 2 * radius; d++)
+		kernel[d] /= total;
+	/* rows: tmp[y][x] = sum_d k[d] src[y][clamp(x + d)] */
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int c = 0; c < 3; c++) {
+				double s = 0;
+				for (int d = -radius; d <= radius; d++) {
+					int xx = x + d < 0 ? 0 : x + d >= size ? size - 1 : x + d;
+					s += kernel[d + radius] *
+					     src[((size_t)y * size + xx) * 3 + c];
+				}
+				tmp[((size_t)y * size + x) * 3 + c] = (float)s;
+			}
+	/* columns */
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int c = 0; c < 3; c++) {
+				double s = 0;
+				for (int d = -radius; d <= radius; d++) {
+					int yy = y + d < 0 ? 0 : y + d >= size ? size - 1 : y + d;
+					s += kernel[d + radius] *
+					     tmp[((size_t)yy * size + x) * 3 + c];
+				}
+				dst[((size_t)y * size + x) * 3 + c] = (float)s;
+			}
+	free(kernel);
+	free(tmp);
+	return 0;
+}
+
+/* Whether the baseline is one value everywhere, and which. */
+static bool constant_baseline(enum baseline_kind kind, float *value)
+{
+	switch (kind) {
+	case BASELINE_GRAY:
+		*value = 127.5f;
+		return true;
+	case BASELINE_BLACK:
+		*value = 0.0f;
+		return true;
+	case BASELINE_WHITE:
+		*value = 255.0f;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
+                         int size, float *out, struct igs_error *err)
+{
+	size_t n = (size_t)size * size * 3;
+	float v;
+	switch (kind) {
+	case BASELINE_GRAY:
+	case BASELINE_BLACK:
+	case BASELINE_WHITE:
+		constant_baseline(kind, &v);
+		for (size_t i = 0; i < n; i++)
+			out[i] = v;
+		return 0;
+	case BASELINE_BLUR:
+		return blur(x, out, size, blur_sigma, err);
+	case BASELINE_NOISE: {
+		uint64_t state = seed;
+		for (size_t i = 0; i < n; i++)
+			out[i] = (float)(uniform01(&state) * 255.0);
+		return 0;
+	}
+	}
+	return igs_fail(err, IGS_ERR_BAD_OPTION, "baseline %d is unknown", (int)kind);
+}
+
+/* ---- the network as an oracle ---- */
+
+struct net_oracle_ctx {
+	struct net_workspace *ws;
+};
+
+static int net_oracle_forward(void *ctx, const float *pixels, int n, float *logits,
+                              struct igs_error *err)
+{
+	int rc = net_forward(ctx, pixels, n, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *grad,
+                               struct igs_error *err)
+{
+	int rc = net_backward(ctx, d_logits, grad);
+	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_path_start(void *ctx, const float *x, const float *baseline,
+                                 struct igs_error *err)
+{
+	int rc = net_path_start(ctx, x, baseline);
+	return rc ? igs_fail(err, rc, "network path setup failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_forward_path(void *ctx, const float *alpha, int n, float *logits,
+                                   struct igs_error *err)
+{
+	int rc = net_forward_path(ctx, alpha, n, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_constant_logits(void *ctx, float value, float *logits, struct igs_error *err)
+{
+	int rc = net_constant_logits(ctx, value, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_backward_path(void *ctx, const float *d_logits, int n, const float *weight,
+                                    double *sums, struct igs_error *err)
+{
+	(void)n; /* the batch of the last forward_path */
+	int rc = net_backward_path(ctx, d_logits, weight, sums);
+	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+static int net_oracle_path_gradient(void *ctx, float *grad, struct igs_error *err)
+{
+	int rc = net_path_gradient(ctx, grad);
+	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
+void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
+{
+	const struct model_info *info = model_get_info(m);
+	*o = (struct grad_oracle){.ctx = ws,
+	                          .size = info->input_size,
+	                          .classes = info->classes,
+	                          .forward = net_oracle_forward,
+	                          .backward = net_oracle_backward,
+	                          .path_start = net_oracle_path_start,
+	                          .forward_path = net_oracle_forward_path,
+	                          .backward_path = net_oracle_backward_path,
+	                          .path_gradient = net_oracle_path_gradient,
+	                          .constant_logits = net_oracle_constant_logits};
+}
+
+void attr_result_free(struct attr_result *r)
+{
+	free(r->attr);
+	free(r->logits);
+	free(r->baseline);
+	free(r->path);
+	free(r->path_maps);
+	memset(r, 0, sizeof *r);
+}
+
+/* ---- one run's state ---- */
+
+struct run {
+	const struct grad_oracle *oracle;
+	const struct request_options *o;
+	struct job_control *job;
+	int batch, size, classes, target;
+	size_t n, hw;                /* values and pixels of one image */
+	int samples;                 /* SmoothGrad samples (1 without) */
+	bool multiply_diff;          /* IG, input x gradient: attr = (x - x') * G */
+	const float *x;              /* the input (caller's) */
+	const float *base;           /* the baseline */
+	float *rows;                 /* [batch][n] path inputs */
+	bool by_position;            /* the oracle's forward_path, set up for x and the baseline */
+	bool summed;                 /* ... and its backward_path: G comes from path_gradient */
+	float *positions;            /* [batch] alpha of each row, by_position */
+	float *row_weight;           /* [batch] w_k of each row, summed */
+	double *row_sums;            /* [batch][2] backward_path's sums */
+	float *grad;                 /* [batch][n] */
+	float *logits, *d_logits;    /* [batch][classes] */
+	double *outputs;             /* [batch] F_t of each row */
+	int *row_sample, *row_point; /* [batch] */
+	float *xs;                   /* [n] the current sample's (noisy) input */
+	int xs_sample;               /* which sample xs holds, -1: none */
+	double *G;                   /* [n] sum_k w_k dF/dx of the open sample */
+	double *acc1, *acc2;         /* [n] sums of per-sample attr and attr^2 */
+	double f_input, f_baseline;
+	double running;  /* sum of w_k dF/dalpha so far (progress) */
+	int done, total; /* evaluations, for progress */
+	int evaluations;
+	bool have_result; /* adaptive: a completed round exists */
+	double best_rel;  /* its relative completeness error */
+};
+
+/* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
+ * stream seeded by (seed, s) so any sample can be regenerated alone. */
+static void sample_input(struct run *r, int s)
+{
+	if (r->xs_sample == s)
+		return;
+	r->xs_sample = s;
+	if (r->o->smooth == SMOOTH_NONE) {
+		memcpy(r->xs, r->x, r->n * sizeof *r->xs);
+		return;
+	}
+	uint64_t state =
+	    (r->o->seed ^ 0x5D1A7E5A9C0FFEE5ull) + (uint64_t)(s + 1) * 0xD1B54A32D192ED03ull;
+	double sd = r->o->smooth_sigma * 255.0;
+	for (size_t i = 0; i < r->n; i += 2) {
+		/* Box-Muller: u1 in (0, 1] keeps the log finite */
+		double u1 = 1.0 - uniform01(&state), u2 = uniform01(&state);
+		double rad = sqrt(-2.0 * log(u1)) * sd;
+		r->xs[i] = r->x[i] + (float)(rad * cos(2.0 * M_PI * u2));
+		if (i + 1 < r->n)
+			r->xs[i + 1] = r->x[i + 1] + (float)(rad * sin(2.0 * M_PI * u2));
+	}
+}
+
+/* F_t of one logits row and its gradient on the logits (d_logits row). */
+static double output_and_grad(const struct run *r, const float *logits, float *d_logits)
+{
+	int c = r->classes, t = r->target;
+	if (r->o->output == OUTPUT_LOGIT) {
+		if (d_logits) {
+			memset(d_logits, 0, (size_t)c * sizeof *d_logits);
+			d_logits[t] = 1.0f;
+		}
+		return logits[t];
+	}
+	/* softmax in double; d p_t / d z_j = p_t (delta_tj - p_j) */
+	double mx = logits[0], z = 0;
+	for (int j = 1; j < c; j++)
+		mx = fmax(mx, logits[j]);
+	for (int j = 0; j < c; j++)
+		z += exp((double)logits[j] - mx);
+	double pt = exp((double)logits[t] - mx) / z;
+	if (d_logits)
+		for (int j = 0; j < c; j++) {
+			double pj = exp((double)logits[j] - mx) / z;
+			d_logits[j] = (float)(pt * ((j == t) - pj));
+		}
+	return pt;
+}
+
+static int check_job(struct run *r, struct igs_error *err)
+{
+	if (!r->job)
+		return 0;
+	if (atomic_load(&r->job->cancelled))
+		return igs_fail(err, IGS_ERR_CANCELLED, "attribution cancelled by the client");
+	if (r->job->deadline > 0 && igs_now() > r->job->deadline)
+		return igs_fail(err, IGS_ERR_DEADLINE,
+		                "attribution deadline passed after %d of %d gradient evaluations",
+		                r->done, r->total);
+	return 0;
+}
+
+static void report_progress(struct run *r)
+{
+	if (!r->job || !r->job->progress)
+		return;
+	/* Within the first estimate: the error of the partial sum so far;
+	 * while refining: that of the last completed estimate (a half-done
+	 * refinement's partial sum says nothing). */
+	double want = r->f_input - r->f_baseline;
+	double rel = r->have_result
+	                 ? r->best_rel
+	                 : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	r->job->progress(r->job->progress_ctx, r->done, r->total, rel);
+}
+
+/* ---- evaluating path points ---- */
+
+/* attr_s = (x_s - x') * G (or G) folded into acc1/acc2; G cleared. */
+static void finish_sample(struct run *r, int s)
+{
+	sample_input(r, s);
+	for (size_t i = 0; i < r->n; i++) {
+		double a = r->multiply_diff ? ((double)r->xs[i] - r->base[i]) * r->G[i] : r->G[i];
+		r->acc1[i] += a;
+		r->acc2[i] += a * a;
+		r->G[i] = 0;
+	}
+}
+
+/*
+ * Evaluate `m` points (alpha, weight) for each of r->samples samples,
+ * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
+ * point, or summed by the oracle and added at the end); with SmoothGrad
+ * each finished sample is folded into acc1/acc2.  table[m] and
+ * maps[m][hw] (may be NULL) receive the per-point rows, averaged over
+ * samples; they must be zeroed by the caller.
+ */
+static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
+                       struct attr_point *table, float *maps, struct igs_error *err)
+{
+	long total = (long)m * r->samples;
+	int rc;
+	for (long e0 = 0; e0 < total; e0 += r->batch) {
+		if ((rc = check_job(r, err)))
+			return rc;
+		int nb = (int)(total - e0 < r->batch ? total - e0 : r->batch);
+		for (int b = 0; b < nb; b++) {
+			int s = (int)((e0 + b) / m), k = (int)((e0 + b) % m);
+			r->row_sample[b] = s;
+			r->row_point[b] = k;
+			float a = (float)alpha[k];
+			r->positions[b] = a;
+			if (r->by_position)
+				continue;
+			sample_input(r, s);
+			float *row = r->rows + (size_t)b * r->n;
+			for (size_t i = 0; i < r->n; i++)
+				row[i] = r->base[i] + a * (r->xs[i] - r->base[i]);
+		}
+		rc = r->by_position
+		         ? r->oracle->forward_path(r->oracle->ctx, r->positions, nb, r->logits, err)
+		         : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
+		if (rc)
+			return rc;
+		for (int b = 0; b < nb; b++) {
+			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
+			                                r->d_logits + (size_t)b * r->classes);
+			r->row_weight[b] = (float)weight[r->row_point[b]];
+		}
+		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
+		                                          r->row_weight, r->row_sums, err)
+		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
+		if (rc)
+			return rc;
+		for (int b = 0; b < nb; b++) {
+			int s = r->row_sample[b], k = r->row_point[b];
+			const float *restrict g = r->grad + (size_t)b * r->n;
+			double w = weight[k], gsum = 0, deriv = 0;
+			if (r->summed) {
+				gsum = r->row_sums[2 * b];
+				deriv = r->row_sums[2 * b + 1];
+			} else {
+				sample_input(r, s);
+				for (size_t i = 0; i < r->n; i++) {
+					r->G[i] += w * g[i];
+					gsum += g[i];
+					deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+				}
+			}
+			double inv = 1.0 / r->samples;
+			struct attr_point *p = &table[k];
+			p->alpha = alpha[k];
+			p->weight = w;
+			p->output += r->outputs[b] * inv;
+			p->gradient_sum += gsum * inv;
+			p->path_derivative += deriv * inv;
+			r->running += w * deriv * inv;
+			if (maps) {
+				float *map = maps + (size_t)k * r->hw;
+				for (size_t px = 0; px < r->hw; px++)
+					map[px] +=
+					    (float)((fabsf(g[3 * px]) + fabsf(g[3 * px + 1]) +
+					             fabsf(g[3 * px + 2])) *
+					            inv);
+			}
+			if (r->acc1 && k == m - 1)
+				finish_sample(r, s);
+		}
+		r->done += nb;
+		r->evaluations += nb;
+		report_progress(r);
+		if (r->job && r->job->yield)
+			r->job->yield(r->job->yield_ctx);
+	}
+	if (r->summed) {
+		/* the points' weighted gradient, all at once */
+		if ((rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err)))
+			return rc;
+		for (size_t i = 0; i < r->n; i++)
+			r->G[i] += r->grad[i];
+	}
+	return 0;
+}
+
+/* ---- finishing ---- */
+
+/* attr from G (one sample) or from acc1/acc2 (SmoothGrad), then the
+ * completeness report (sum in double over the float attributions). */
+static void finish_attr(struct run *r, struct attr_result *out)
+{
+	if (!r->acc1) {
+		sample_input(r, 0);
+		for (size_t i = 0; i < r->n; i++)
+			out->attr[i] =
+			    (float)(r->multiply_diff ? ((double)r->xs[i] - r->base[i]) * r->G[i]
+			                             : r->G[i]);
+	} else {
+		double inv = 1.0 / r->samples;
+		for (size_t i = 0; i < r->n; i++) {
+			double mean = r->acc1[i] * inv, sq = r->acc2[i] * inv;
+			double v = r->o->smooth == SMOOTH_GRAD      ? mean
+			           : r->o->smooth == SMOOTH_GRAD_SQ ? sq
+			                                            : fmax(sq - mean * mean, 0.0);
+			out->attr[i] = (float)v;
+		}
+	}
+	double sum = 0;
+	for (size_t i = 0; i < r->n; i++)
+		sum += out->attr[i];
+	double want = r->f_input - r->f_baseline;
+	out->sum = sum;
+	out->f_input = r->f_input;
+	out->f_baseline = r->f_baseline;
+	out->delta = sum - want;
+	/* relative to |F(x) - F(x')|; absolute when that difference vanishes
+	 * (x' == x), so the number stays finite */
+	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+}
+
+/* Merge two alpha-sorted tables (and their maps) into dst. */
+static void merge_points(const struct attr_point *a, const float *amaps, int na,
+                         const struct attr_point *b, const float *bmaps, int nb,
+                         struct attr_point *dst, float *dmaps, size_t hw)
+{
+	int i = 0, j = 0;
+	for (int k = 0; k < na + nb; k++) {
+		bool take_a = j >= nb || (i < na && a[i].alpha < b[j].alpha);
+		dst[k] = take_a ? a[i] : b[j];
+		if (dmaps)
+			memcpy(dmaps + (size_t)k * hw,
+			       take_a ? amaps + (size_t)i * hw : bmaps + (size_t)j * hw,
+			       hw * sizeof *dmaps);
+		if (take_a)
+			i++;
+		else
+			j++;
+	}
+}
+
+/* ---- adaptive IG ---- */
+
+/*
+ * Refine the rule (quadrature_refinement) until relative_error <= tolerance
+ * or the next rule would exceed max_steps.  Each round evaluates only the
+ * new nodes when the rule is nested; out holds the last completed round,
+ * so a deadline mid-round returns it with converged = false.
+ */
+static int refine(struct run *r, int m, struct attr_result *out, struct igs_error *err)
+{
+	const struct request_options *o = r->o;
+	int rc = 0;
+	while (!(out->relative_error <= o->tolerance)) {
+		struct quad_refinement ref;
+		quadrature_refinement(o->rule, m, &ref);
+		if (ref.next_m > o->max_steps || ref.next_m > QUADRATURE_MAX_POINTS)
+			break;
+		size_t np = (size_t)ref.new_points;
+		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
+		struct attr_point *nt = calloc(np, sizeof *nt);
+		struct attr_point *merged = calloc((size_t)ref.next_m, sizeof *merged);
+		float *nmaps = NULL, *mmaps = NULL;
+		if (out->path_maps) {
+			nmaps = calloc(np * r->hw, sizeof *nmaps);
+			mmaps = ref.reuse_scale > 0
+			            ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps)
+			            : NULL;
+		}
+		if (!na || !nw || !nt || !merged || (out->path_maps && !nmaps) ||
+		    (out->path_maps && ref.reuse_scale > 0 && !mmaps)) {
+			rc = igs_fail(err, IGS_ERR_NOMEM, "adaptive IG: out of memory at %d points",
+			              ref.next_m);
+			goto round_done;
+		}
+		if ((rc = quadrature_refine_nodes(o->rule, m, na, nw, err)))
+			goto round_done;
+		/* reuse: G and the running sum scale by r; otherwise start over */
+		for (size_t i = 0; i < r->n; i++)
+			r->G[i] *= ref.reuse_scale;
+		r->running *= ref.reuse_scale;
+		r->total += ref.new_points;
+		rc = eval_points(r, na, nw, ref.new_points, nt, nmaps, err);
+		if (rc == IGS_ERR_DEADLINE) {
+			out->deadline_hit = true;
+			rc = 0;
+			goto round_done;
+		}
+		if (rc)
+			goto round_done;
+		if (ref.reuse_scale > 0) {
+			for (int k = 0; k < out->path_count; k++)
+				out->path[k].weight *= ref.reuse_scale;
+			merge_points(out->path, out->path_maps, out->path_count, nt, nmaps,
+			             ref.new_points, merged, mmaps, r->hw);
+			free(out->path);
+			out->path = merged;
+			merged = NULL;
+			if (out->path_maps) {
+				free(out->path_maps);
+				out->path_maps = mmaps;
+				mmaps = NULL;
+			}
+		} else {
+			free(out->path);
+			out->path = nt;
+			nt = NULL;
+			if (out->path_maps) {
+				free(out->path_maps);
+				out->path_maps = nmaps;
+				nmaps = NULL;
+			}
+		}
+		out->path_count = ref.next_m;
+		m = ref.next_m;
+		out->steps = m;
+		finish_attr(r, out);
+		r->best_rel = out->relative_error;
+		report_progress(r);
+	round_done:
+		free(na);
+		free(nw);
+		free(nt);
+		free(merged);
+		free(nmaps);
+		free(mmaps);
+		if (rc || out->deadline_hit)
+			break;
+	}
+	out->converged = out->relative_error <= o->tolerance;
+	return rc;
+}
+
+/* ---- attribution_run ---- */
+
+static int check_options(const struct grad_oracle *oracle, const struct request_options *o,
+                         int batch, struct igs_error *err)
+{
+	if (batch < 1)
+		return igs_fail(err, IGS_ERR_INTERNAL, "attribution batch must be >= 1, got %d",
+		                batch);
+	if (oracle->size < 1 || oracle->classes < 1)
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "gradient oracle has no input or no classes");
+	if (o->target < -1 || o->target >= oracle->classes)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "target %d is out of range 0..%d",
+		                o->target, oracle->classes - 1);
+	if (o->smooth != SMOOTH_NONE) {
+		if (o->smooth_samples < 1 || o->smooth_samples > QUADRATURE_MAX_POINTS)
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "smoothgrad_samples must be 1..%d with smoothgrad, got %d",
+			                QUADRATURE_MAX_POINTS, o->smooth_samples);
+		if (!(o->smooth_sigma >= 0) || o->smooth_sigma > 10)
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "smoothgrad_sigma must be in [0, 10], got %g",
+			                o->smooth_sigma);
+	}
+	bool ig = o->method == ATTR_INTEGRATED_GRADIENTS;
+	bool adaptive = ig && o->tolerance > 0;
+	if (adaptive && o->smooth != SMOOTH_NONE)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "tolerance (adaptive IG) cannot be combined with smoothgrad");
+	if (o->path_maps) {
+		int points =
+		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
+		if (points > PATH_MAPS_MAX_POINTS)
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "path_maps allows at most %d path points, the request may use "
+			    "%d (lower steps or max_steps)",
+			    PATH_MAPS_MAX_POINTS, points);
+	}
+	return 0;
+}
+
+static void run_free(struct run *r)
+{
+	free(r->rows);
+	free(r->grad);
+	free(r->logits);
+	free(r->d_logits);
+	free(r->outputs);
+	free(r->row_sample);
+	free(r->row_point);
+	free(r->positions);
+	free(r->row_weight);
+	free(r->row_sums);
+	free(r->xs);
+	free(r->G);
+	free(r->acc1);
+	free(r->acc2);
+}
+
+int attribution_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct request_options *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	int rc = check_options(oracle, o, batch, err);
+	if (rc)
+		return rc;
+	bool ig = o->method == ATTR_INTEGRATED_GRADIENTS;
+	struct run r = {
+	    .oracle = oracle,
+	    .o = o,
+	    .job = job,
+	    .batch = batch,
+	    .size = oracle->size,
+	    .classes = oracle->classes,
+	    .n = (size_t)oracle->size * oracle->size * 3,
+	    .hw = (size_t)oracle->size * oracle->size,
+	    .samples = o->smooth == SMOOTH_NONE ? 1 : o->smooth_samples,
+	    .multiply_diff = o->method != ATTR_SALIENCY,
+	    .x = pixels,
+	    .xs_sample = -1,
+	};
+	/* saliency and input x gradient are one point at alpha = 1 from a
+	 * black baseline: x * grad is IG's one-step right Riemann sum */
+	enum quad_rule rule = ig ? o->rule : RULE_RIEMANN_RIGHT;
+	int m = ig ? o->steps : 1;
+	size_t B = (size_t)batch, C = (size_t)r.classes;
+	double *alpha = malloc(sizeof *alpha * (size_t)(m > 0 ? m : 1));
+	double *weight = malloc(sizeof *weight * (size_t)(m > 0 ? m : 1));
+	r.rows = malloc(B * r.n * sizeof *r.rows);
+	r.grad = malloc(B * r.n * sizeof *r.grad);
+	r.logits = malloc((B < 2 ? 2 : B) * C * sizeof *r.logits);
+	r.d_logits = malloc(B * C * sizeof *r.d_logits);
+	r.outputs = malloc(B * sizeof *r.outputs);
+	r.row_sample = malloc(B * sizeof *r.row_sample);
+	r.row_point = malloc(B * sizeof *r.row_point);
+	r.positions = malloc(B * sizeof *r.positions);
+	r.row_weight = malloc(B * sizeof *r.row_weight);
+	r.row_sums = malloc(2 * B * sizeof *r.row_sums);
+	r.xs = malloc(r.n * sizeof *r.xs);
+	r.G = calloc(r.n, sizeof *r.G);
+	if (o->smooth != SMOOTH_NONE) {
+		r.acc1 = calloc(r.n, sizeof *r.acc1);
+		r.acc2 = calloc(r.n, sizeof *r.acc2);
+	}
+	out->attr = malloc(r.n * sizeof *out->attr);
+	out->logits = malloc(C * sizeof *out->logits);
+	out->baseline = malloc(r.n * sizeof *out->baseline);
+	out->path = calloc((size_t)(m > 0 ? m : 1), sizeof *out->path);
+	if (o->path_maps && m > 0)
+		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
+	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
+	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
+	    !r.xs || !r.G || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2)) || !out->attr ||
+	    !out->logits || !out->baseline || !out->path ||
+	    (o->path_maps && m > 0 && !out->path_maps)) {
+		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
+		              batch);
+		goto fail;
+	}
+	if ((rc = quadrature_nodes(rule, m, alpha, weight, err)))
+		goto fail;
+	enum baseline_kind bk = ig ? o->baseline : BASELINE_BLACK;
+	if ((rc = attribution_baseline(bk, o->blur_sigma, o->seed, pixels, r.size, out->baseline,
+	                               err)))
+		goto fail;
+	r.base = out->baseline;
+	out->size = r.size;
+	out->classes = r.classes;
+	out->adaptive = ig && o->tolerance > 0;
+	if ((rc = check_job(&r, err)))
+		goto fail;
+
+	/* F at the input and at the baseline (and the target, from the input);
+	 * logits has room for two rows whatever the batch.  A constant
+	 * baseline's logits the oracle may have from an earlier run. */
+	memcpy(r.rows, pixels, r.n * sizeof *r.rows);
+	float constant;
+	if (oracle->constant_logits && constant_baseline(bk, &constant)) {
+		rc = oracle->forward(oracle->ctx, r.rows, 1, r.logits, err);
+		if (!rc)
+			rc = oracle->constant_logits(oracle->ctx, constant, r.logits + C, err);
+	} else if (B >= 2) {
+		memcpy(r.rows + r.n, r.base, r.n * sizeof *r.rows);
+		rc = oracle->forward(oracle->ctx, r.rows, 2, r.logits, err);
+	} else {
+		rc = oracle->forward(oracle->ctx, r.rows, 1, r.logits, err);
+		if (!rc)
+			rc = oracle->forward(oracle->ctx, r.base, 1, r.logits + C, err);
+	}
+	if (rc)
+		goto fail;
+	memcpy(out->logits, r.logits, C * sizeof *out->logits);
+	int target = o->target;
+	if (target < 0) {
+		target = 0;
+		for (int j = 1; j < r.classes; j++)
+			if (out->logits[j] > out->logits[target])
+				target = j;
+	}
+	r.target = out->target = target;
+	r.f_input = output_and_grad(&r, r.logits, NULL);
+	r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
+
+	/* One straight path (no SmoothGrad noise): points by position. */
+	if (oracle->path_start && oracle->forward_path && r.samples == 1) {
+		if ((rc = oracle->path_start(oracle->ctx, pixels, r.base, err)))
+			goto fail;
+		r.by_position = true;
+		/* per-point maps need each point's pixel gradient */
+		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
+		           o->smooth == SMOOTH_NONE;
+	}
+	r.total = m * r.samples;
+	if ((rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err)))
+		goto fail;
+	out->path_count = m;
+	out->steps = m;
+	finish_attr(&r, out);
+	out->converged = true;
+	r.have_result = true;
+	r.best_rel = out->relative_error;
+	if (out->adaptive && (rc = refine(&r, m, out, err)))
+		goto fail;
+	out->evaluations = r.evaluations;
+	free(alpha);
+	free(weight);
+	run_free(&r);
+	return 0;
+fail:
+	free(alpha);
+	free(weight);
+	run_free(&r);
+	attr_result_free(out);
+	return rc;
+}

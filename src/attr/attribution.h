@@ -1,0 +1,134 @@
+/*
+ * attribution.h - Integrated Gradients, saliency, input x gradient and
+ * SmoothGrad, written against a gradient oracle so the same code runs the
+ * real network, a linear model (attr == (x - x') * w exactly) and a
+ * quadratic one (completeness) in the tests.
+ *
+ * Integrated Gradients (Sundararajan et al. 2017, eq. 1), in pixel space:
+ *   attr_i = (x_i - x'_i) * sum_k w_k * dF_t(x' + a_k (x - x'))/dx_i
+ * with (a_k, w_k) from quadrature.h.  F_t is the target's logit, or its
+ * softmax probability with output=probability, whose gradient on the
+ * logits is p_t (e_t - p) (passed to the oracle's backward as d_logits).
+ *
+ * Memory is bounded by design: path points go through the oracle in
+ * chunks of at most `batch` images; the weighted gradient sum is
+ * accumulated in double over [size][size][3]; nothing grows with steps
+ * except the per-point table (and the optional per-point maps).
+ */
+#ifndef IGSERVE_ATTRIBUTION_H
+#define IGSERVE_ATTRIBUTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model.h"
+#include "service.h"
+
+/*
+ * A gradient oracle: forward then backward on the same batch, as
+ * net_forward / net_backward.  `pixels` is [n][size][size][3] (0..255),
+ * `logits` [n][classes]; backward receives d_logits [n][classes] and
+ * writes grad [n][size][size][3] = sum_j d_logits[i][j] dlogit_ij/dx_i.
+ * Both return 0 or a negative igs_code (and fill err).
+ */
+struct grad_oracle {
+	void *ctx;
+	int size;
+	int classes;
+	int (*forward)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
+	int (*backward)(void *ctx, const float *d_logits, int n, float *grad,
+	                struct igs_error *err);
+	/* Optional (both NULL when not offered): path points by position.
+	 * path_start fixes the straight path from `baseline` to `x`;
+	 * forward_path then does forward for the n points baseline + alpha[i]
+	 * (x - baseline), as the network does cheaper than from their pixels
+	 * (net_forward_path). */
+	int (*path_start)(void *ctx, const float *x, const float *baseline, struct igs_error *err);
+	int (*forward_path)(void *ctx, const float *alpha, int n, float *logits,
+	                    struct igs_error *err);
+	/* Optional with the two above: the path's gradients summed inside the
+	 * oracle (net_backward_path).  backward_path does backward for the n
+	 * points of the last forward_path, adding weight[i] times point i's
+	 * gradient into a sum it keeps, and writes sums[2i] = sum_j dF_i/dx_j
+	 * and sums[2i + 1] = sum_j (x_j - x'_j) dF_i/dx_j; path_gradient then
+	 * writes that sum to grad [size][size][3] and starts it over. */
+	int (*backward_path)(void *ctx, const float *d_logits, int n, const float *weight,
+	                     double *sums, struct igs_error *err);
+	int (*path_gradient)(void *ctx, float *grad, struct igs_error *err);
+	/* Optional: logits [classes] of an image whose every pixel value is
+	 * `value` (the gray, black and white baselines), which the oracle may
+	 * keep between runs (net_constant_logits). */
+	int (*constant_logits)(void *ctx, float value, float *logits, struct igs_error *err);
+};
+
+/* The network as an oracle: forward/backward through `ws` (which must hold
+ * at least the batch attribution_run is given).  Nothing is owned; `o` is
+ * valid while m and ws are. */
+void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws);
+
+/* One row of the path table: the numbers the original notebook printed
+ * for every step.  With SmoothGrad the rows average over the samples. */
+struct attr_point {
+	double alpha;           /* position on the path x' + alpha (x - x') */
+	double weight;          /* quadrature weight in the final rule */
+	double output;          /* F_t there: logit (or probability) */
+	double gradient_sum;    /* sum_i dF_t/dx_i there */
+	double path_derivative; /* dF_t/dalpha = sum_i (x_i - x'_i) dF_t/dx_i */
+};
+
+struct attr_result {
+	float *attr;     /* [size][size][3] */
+	float *logits;   /* [classes]: the input's logits (for predictions) */
+	float *baseline; /* [size][size][3]: the baseline used (pixel space) */
+	int size, classes;
+	int target; /* resolved: the top-1 class when the option was -1 */
+	double sum, f_input, f_baseline, delta, relative_error; /* completeness */
+	struct attr_point *path;                                /* [path_count], increasing alpha */
+	int path_count;
+	/* [path_count][size][size]: sum over channels of |dF_t/dx| at each
+	 * point (only with path_maps; NULL otherwise) */
+	float *path_maps;
+	int steps;         /* points of the final rule */
+	int evaluations;   /* gradient evaluations spent in all */
+	bool adaptive;     /* tolerance was on */
+	bool converged;    /* relative_error <= tolerance (true when off) */
+	bool deadline_hit; /* adaptive IG stopped at the deadline */
+};
+
+void attr_result_free(struct attr_result *r);
+
+/*
+ * attribution_baseline - the baseline image x' in pixel space,
+ * [size][size][3]: gray 127.5, black 0, white 255, blur (separable
+ * Gaussian of x with `blur_sigma` pixels, edges clamped), noise (uniform
+ * 0..255 from splitmix64 seeded with `seed`, one draw per value in HWC
+ * order: u = (next() >> 11) * 2^-53 * 255).  `out` is caller-owned and must
+ * not alias x.
+ */
+int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
+                         int size, float *out, struct igs_error *err);
+
+/* splitmix64 (Steele et al. 2014): the PRNG of the noise baseline and of
+ * SmoothGrad, exposed for tests. */
+uint64_t attribution_splitmix64(uint64_t *state);
+
+/*
+ * attribution_run - attributions of `pixels` ([size][size][3], 0..255,
+ * caller-owned) for the options in `o` (method, rule, steps, baseline,
+ * blur_sigma, seed, tolerance, max_steps, output, smooth*, target,
+ * path_maps), evaluating at most `batch` images per oracle call.
+ *
+ * `job` may be NULL.  Between chunks the function reports progress and
+ * checks job->cancelled (IGS_ERR_CANCELLED) and job->deadline
+ * (IGS_ERR_DEADLINE; adaptive IG instead returns the last completed
+ * refinement with converged = false and deadline_hit = true).
+ *
+ * On success *out owns its arrays (free with attr_result_free); on error
+ * *out is left empty.
+ */
+int attribution_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct request_options *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * quadrature.c - the five IG rules on [0, 1] and their refinement plan
+ * (see quadrature.h for the formulas and why each plan was chosen).
+ */
+#include "quadrature.h"
+
+#include <math.h>
+
+static const char *rule_label(enum quad_rule rule)
+{
+	switch (rule) {
+	case RULE_GAUSS_LEGENDRE:
+		return "gausslegendre";
+	case RULE_RIEMANN_LEFT:
+		return "riemann_left";
+	case RULE_RIEMANN_RIGHT:
+		return "riemann_right";
+	case RULE_RIEMANN_MIDDLE:
+		return "riemann_middle";
+	case RULE_RIEMANN_TRAPEZOID:
+		return "riemann_trapezoid";
+	}
+	return "unknown";
+}
+
+int quadrature_min_points(enum quad_rule rule)
+{
+	return rule == RULE_RIEMANN_TRAPEZOID ? 2 : 1;
+}
+
+int quadrature_exact_degree(enum quad_rule rule, int m)
+{
+	switch (rule) {
+	case RULE_GAUSS_LEGENDRE:
+		return 2 * m - 1;
+	case RULE_RIEMANN_MIDDLE:
+	case RULE_RIEMANN_TRAPEZOID:
+		return 1;
+	case RULE_RIEMANN_LEFT:
+	case RULE_RIEMANN_RIGHT:
+		return 0;
+	}
+	return 0;
+}
+
+/* P_m'(x) by the three-term recurrence of the Legendre polynomials; *p
+ * receives P_m(x). */
+static double legendre_derivative(int m, double x, double *p)
+{
+	double p0 = 1.0, p1 = x;
+	for (int j = 1; j < m; j++) {
+		double p2 = ((2.0 * j + 1.0) * x * p1 - j * p0) / (j + 1.0);
+		p0 = p1;
+		p1 = p2;
+	}
+	/* p1 = P_m(x), p0 = P_{m-1}(x) */
+	*p = p1;
+	return m * (x * p1 - p0) / (x * x - 1.0);
+}
+
+/*
+ * Gauss-Legendre on [-1, 1] by Newton's method on P_m, started from the
+ * Tricomi-like guess cos(pi (i + 3/4) / (m + 1/2)) (Numerical Recipes'
+ * gauleg).  Only the upper half is iterated; the rule is symmetric.
+ * z[m], v[m] increasing.
+ */
+static void gauss_legendre(int m, double *z, double *v)
+{
+	int half = (m + 1) / 2;
+	for (int i = 0; i < half; i++) {
+		double x = cos(M_PI * (i + 0.75) / (m + 0.5)), p = 0;
+		for (int iter = 0; iter < 100; iter++) {
+			double dp = legendre_derivative(m, x, &p);
+			double dx = p / dp;
+			x -= dx;
+			if (fabs(dx) <= 1e-16 * fmax(1.0, fabs(x)))
+				break;
+		}
+		/* The derivative at the converged node gives the weight. */
+		double dp = legendre_derivative(m, x, &p);
+		double w = 2.0 / ((1.0 - x * x) * dp * dp);
+		/* i-th largest node goes to the top, its mirror to the bottom. */
+		z[m - 1 - i] = x;
+		v[m - 1 - i] = w;
+		z[i] = -x;
+		v[i] = w;
+	}
+	if (m % 2 == 1)
+		z[m / 2] = 0.0; /* exactly, not a Newton residue */
+}
+
+int quadrature_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
+                     struct igs_error *err)
+{
+	if (m < quadrature_min_points(rule) || m > QUADRATURE_MAX_POINTS)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "steps for %s must be %d..%d, got %d",
+		                rule_label(rule), quadrature_min_points(rule),
+		                QUADRATURE_MAX_POINTS, m);
+	switch (rule) {
+	case RULE_GAUSS_LEGENDRE:
+		gauss_legendre(m, alpha, weight);
+		for (int k = 0; k < m; k++) {
+			/* (1 + z)/2 written as (1 - |z|)/2 on the lower half keeps
+			 * the mirror nodes exactly symmetric: a_k + a_{m-1-k} = 1. */
+			double z = alpha[k];
+			alpha[k] = z < 0 ? 0.5 * (1.0 + z) : 1.0 - 0.5 * (1.0 - z);
+			weight[k] *= 0.5;
+		}
+		break;
+	case RULE_RIEMANN_LEFT:
+		for (int k = 0; k < m; k++) {
+			alpha[k] = (double)k / m;
+			weight[k] = 1.0 / m;
+		}
+		break;
+	case RULE_RIEMANN_RIGHT:
+		for (int k = 0; k < m; k++) {
+			alpha[k] = (double)(k + 1) / m;
+			weight[k] = 1.0 / m;
+		}
+		break;
+	case RULE_RIEMANN_MIDDLE:
+		for (int k = 0; k < m; k++) {
+			alpha[k] = (k + 0.5) / m;
+			weight[k] = 1.0 / m;
+		}
+		break;
+	case RULE_RIEMANN_TRAPEZOID:
+		for (int k = 0; k < m; k++) {
+			alpha[k] = (double)k / (m - 1);
+			weight[k] = 1.0 / (m - 1);
+		}
+		weight[0] *= 0.5;
+		weight[m - 1] *= 0.5;
+		break;
+	default:
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "quadrature rule %d is unknown",
+		                (int)rule);
+	}
+	return 0;
+}
+
+void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *out)
+{
+	switch (rule) {
+	case RULE_RIEMANN_LEFT:
+	case RULE_RIEMANN_RIGHT:
+		out->next_m = 2 * m;
+		out->reuse_scale = 0.5;
+		out->new_points = m;
+		break;
+	case RULE_RIEMANN_TRAPEZOID:
+		out->next_m = 2 * m - 1;
+		out->reuse_scale = 0.5;
+		out->new_points = m - 1;
+		break;
+	case RULE_RIEMANN_MIDDLE:
+		out->next_m = 3 * m;
+		out->reuse_scale = 1.0 / 3.0;
+		out->new_points = 2 * m;
+		break;
+	case RULE_GAUSS_LEGENDRE:
+	default:
+		out->next_m = 2 * m;
+		out->reuse_scale = 0.0;
+		out->new_points = 2 * m;
+		break;
+	}
+}
+
+int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
+                            struct igs_error *err)
+{
+	struct quad_refinement ref;
+	quadrature_refinement(rule, m, &ref);
+	if (m < quadrature_min_points(rule) || ref.next_m > QUADRATURE_MAX_POINTS)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "%s cannot be refined from %d points within %d points",
+		                rule_label(rule), m, QUADRATURE_MAX_POINTS);
+	switch (rule) {
+	case RULE_RIEMANN_LEFT:
+	case RULE_RIEMANN_RIGHT:
+		/* odd numerators over 2m */
+		for (int k = 0; k < m; k++) {
+			alpha[k] = (2.0 * k + 1.0) / (2.0 * m);
+			weight[k] = 1.0 / (2.0 * m);
+		}
+		return 0;
+	case RULE_RIEMANN_TRAPEZOID:
+		/* midpoints of the m-1 old intervals, interior weight of the new rule */
+		for (int k = 0; k < m - 1; k++) {
+			alpha[k] = (k + 0.5) / (m - 1);
+			weight[k] = 1.0 / (2.0 * (m - 1));
+		}
+		return 0;
+	case RULE_RIEMANN_MIDDLE: {
+		/* (j + 0.5)/(3m) for j not = 1 mod 3 (those are the old midpoints) */
+		int n = 0;
+		for (int j = 0; j < 3 * m; j++) {
+			if (j % 3 == 1)
+				continue;
+			alpha[n] = (j + 0.5) / (3.0 * m);
+			weight[n] = 1.0 / (3.0 * m);
+			n++;
+		}
+		return 0;
+	}
+	case RULE_GAUSS_LEGENDRE:
+	default:
+		return quadrature_nodes(rule, ref.next_m, alpha, weight, err);
+	}
+}

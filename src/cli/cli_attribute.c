@@ -1,0 +1,164 @@
+/*
+ * cli_attribute.c - `igserve attribute`: the /attribute JSON of one image
+ * on stdout; --out DIR writes the heatmaps as PNG files, --raw FILE the
+ * attributions as .npy.  Long runs report progress on stderr.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "service.h"
+
+static void on_progress(void *ctx, int done, int total, double relative_error)
+{
+	(void)ctx;
+	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n", done,
+	        total, relative_error);
+}
+
+int cli_attribute(int argc, char **argv)
+{
+	struct cli_model_options mo;
+	struct request_options ro;
+	cli_model_options_init(&mo);
+	request_options_init(&ro);
+	const char *raw_path = NULL, *out_dir = NULL;
+	size_t memory_budget = 0;
+	int batch = 0;
+	int threads = cli_default_threads();
+
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 25];
+	size_t n = cli_model_flags(flags, &mo);
+#define OPT(name, metavar, help)                                                                   \
+	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
+	OPT("target", "N", "class to explain (default: the top-1 prediction)");
+	OPT("method", "M",
+	    "gausslegendre (default), riemann_left, riemann_right, riemann_middle, "
+	    "riemann_trapezoid, saliency or input_x_gradient");
+	OPT("steps", "N", "path points of the quadrature rule (50)");
+	OPT("baseline", "B", "gray (default), black, white, blur or noise");
+	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10)");
+	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
+	OPT("tolerance", "T",
+	    "refine until the relative completeness error is at most T (default: off)");
+	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
+	OPT("output", "O", "explain the logit (default) or the probability");
+	OPT("smoothgrad", "KIND", "none (default), smoothgrad, smoothgrad_sq or vargrad");
+	OPT("smoothgrad-samples", "N", "noisy samples for SmoothGrad");
+	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");
+	OPT("heatmaps", "LIST",
+	    "comma-separated maps: normalized, deviation, magnitude, overlay, overlay_full, "
+	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
+	    "overlay_full)");
+	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
+#undef OPT
+	flags[n++] = (struct flag){"raw",
+	                           FLAG_STRING,
+	                           &raw_path,
+	                           "FILE",
+	                           "write the attributions as .npy (float32 [H, W, 3])",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"out",
+	                           FLAG_STRING,
+	                           &out_dir,
+	                           "DIR",
+	                           "write the heatmaps as PNG files into DIR (created if missing)",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){
+	    "path-maps", FLAG_BOOL, &ro.path_maps, NULL, "also draw |gradient| at every path point",
+	    NULL,        NULL};
+	flags[n++] = (struct flag){"memory-budget",
+	                           FLAG_SIZE,
+	                           &memory_budget,
+	                           "BYTES",
+	                           "workspace for the path points run at once (1G)",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"batch",
+	                           FLAG_INT,
+	                           &batch,
+	                           "N",
+	                           "path points per forward pass (default: from --memory-budget)",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"threads", FLAG_INT, &threads, "N",
+	                           "compute threads (default: the number of cores)", NULL, NULL};
+
+	const char *synopsis =
+	    "[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
+	    "[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE";
+	const char *images[2];
+	size_t count = 0;
+	struct igs_error err = {0};
+	int rc = flags_parse("attribute", synopsis, flags, n, argc, argv, images, 2, &count, &err);
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s\n", err.message);
+		return 2;
+	}
+	if (count != 1) {
+		fprintf(stderr,
+		        "igserve attribute: give exactly one image\nusage: igserve attribute %s\n",
+		        synopsis);
+		return 2;
+	}
+	if (batch < 0) {
+		fprintf(stderr, "igserve attribute: --batch must be >= 1\n");
+		return 2;
+	}
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "igserve attribute: --threads must be 1..64, got %d\n", threads);
+		return 2;
+	}
+	if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+		fprintf(stderr, "igserve attribute: %s: cannot create: %s\n", out_dir,
+		        strerror(errno));
+		return 1;
+	}
+
+	struct service_config cfg = {0};
+	struct service *svc = NULL;
+	struct service_worker *worker = NULL;
+	rc = cli_model_config(&mo, &cfg, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s\n", err.message);
+		return 1;
+	}
+	cfg.memory_budget = memory_budget;
+	cfg.max_batch = batch;
+	if (cli_open_service("attribute", &cfg, threads, &svc, &worker) != 0)
+		return 1;
+
+	struct job_control job = {0};
+	atomic_init(&job.cancelled, false);
+	long evaluations = (long)ro.steps * (ro.smooth != SMOOTH_NONE ? ro.smooth_samples : 1);
+	if (isatty(STDERR_FILENO) || evaluations > 64 || ro.tolerance > 0)
+		job.progress = on_progress;
+
+	unsigned char *bytes = NULL;
+	size_t len = 0;
+	cJSON *out = NULL;
+	rc = cli_read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
+	if (rc == 0)
+		rc =
+		    service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
+	free(bytes);
+	if (rc < 0) {
+		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
+		cli_print_error_json(images[0], &err);
+	} else {
+		cli_print_json(out);
+		cJSON_Delete(out);
+	}
+	fflush(stdout);
+	service_worker_free(&worker);
+	service_close(&svc);
+	return rc < 0 ? 1 : 0;
+}

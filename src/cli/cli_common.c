@@ -1,0 +1,282 @@
+/*
+ * cli_common.c - what predict, attribute and serve share on the command
+ * line: the model flags and the default model.
+ */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include <sched.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "conv.h"
+#include "service.h"
+
+#ifndef IGSERVE_SOURCE_ROOT
+#define IGSERVE_SOURCE_ROOT "."
+#endif
+#ifndef IGSERVE_DATADIR
+#define IGSERVE_DATADIR "/usr/local/share/igserve"
+#endif
+
+#define IMAGENET_WEIGHTS "resnet50.tv_in1k.safetensors"
+#define DEMO_MODEL "models/demo/shapes-resnet.safetensors"
+
+void cli_model_options_init(struct cli_model_options *o)
+{
+	*o = (struct cli_model_options){.max_bytes = IMAGE_DEFAULT_MAX_BYTES,
+	                                .max_pixels = (size_t)IMAGE_DEFAULT_MAX_PIXELS};
+}
+
+size_t cli_model_flags(struct flag *f, struct cli_model_options *o)
+{
+	const struct flag add[CLI_MODEL_FLAG_COUNT] = {
+		{"model", FLAG_STRING, &o->model, "FILE",
+		 "weights (.safetensors); default: fetched ImageNet weights, else the demo model",
+		 NULL, NULL},
+		{"labels", FLAG_STRING, &o->labels, "FILE",
+		 "class names, one per line (default: built-in ImageNet names, or labels.txt beside "
+		 "the model)",
+		 NULL, NULL},
+		{"input-size", FLAG_INT, &o->input_size, "N", "model input size in pixels (default 224)",
+		 NULL, NULL},
+		{"mean", FLAG_STRING, &o->mean, "R,G,B",
+		 "normalization mean on the 0..1 scale (default: the family's)", NULL, NULL},
+		{"std", FLAG_STRING, &o->std, "R,G,B",
+		 "normalization std on the 0..1 scale (default: the family's)", NULL, NULL},
+		{"max-bytes", FLAG_SIZE, &o->max_bytes, "BYTES", "largest accepted image file (16M)",
+		 NULL, NULL},
+		{"max-pixels", FLAG_SIZE, &o->max_pixels, "N",
+		 "largest accepted decoded image, width x height (40000000)", NULL, NULL},
+		{"precision", FLAG_STRING, &o->precision, "P",
+		 "convolution arithmetic: auto (default: bf16x3 on CPUs with AMX, else fp32), fp32, "
+		 "or bf16x3 (split bfloat16 on AMX: logits within 5e-6 of fp32's, faster)",
+		 NULL, NULL},
+	};
+	memcpy(f, add, sizeof add);
+	return CLI_MODEL_FLAG_COUNT;
+}
+
+static int parse_triple(const char *name, const char *text, float out[3], struct igs_error *err)
+{
+	char *end;
+	const char *p = text;
+	for (int i = 0; i < 3; i++) {
+		out[i] = strtof(p, &end);
+		if (end == p || (i < 2 && *end != ',') || (i == 2 && *end))
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "--%s must be three numbers R,G,B on the 0..1 scale, got '%s'", name,
+			                text);
+		p = end + 1;
+	}
+	return 0;
+}
+
+/* --precision: process-wide, set before the model's weights are packed. */
+static int set_precision(const char *text, struct igs_error *err)
+{
+	static const struct {
+		const char *name;
+		enum conv_precision value;
+	} names[] = {{"auto", CONV_PRECISION_AUTO},
+	             {"fp32", CONV_PRECISION_FP32},
+	             {"bf16x3", CONV_PRECISION_BF16X3}};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(text, names[i].name))
+			return conv_set_precision(names[i].value, err);
+	return igs_fail(err, IGS_ERR_BAD_OPTION,
+	                "--precision (IGSERVE_PRECISION) must be auto, fp32 or bf16x3, got '%s'",
+	                text);
+}
+
+int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
+                     struct igs_error *err)
+{
+	if (o->precision) {
+		int rc = set_precision(o->precision, err);
+		if (rc < 0)
+			return rc;
+	}
+	cfg->model_path = o->model ? o->model : cli_default_model_path();
+	if (!cfg->model_path)
+		return igs_fail(err, IGS_ERR_IO,
+		                "no model: pass --model FILE (or set IGSERVE_MODEL), run "
+		                "scripts/fetch-weights, or keep %s",
+		                DEMO_MODEL);
+	cfg->labels_path = o->labels;
+	cfg->input_size = o->input_size;
+	cfg->limits.max_bytes = o->max_bytes;
+	cfg->limits.max_pixels = o->max_pixels;
+	if (o->mean || o->std) {
+		if (!o->mean || !o->std)
+			return igs_fail(err, IGS_ERR_BAD_OPTION, "--mean and --std go together");
+		int rc = parse_triple("mean", o->mean, cfg->mean, err);
+		if (rc == 0)
+			rc = parse_triple("std", o->std, cfg->std, err);
+		if (rc < 0)
+			return rc;
+		for (int c = 0; c < 3; c++)
+			if (!(cfg->std[c] > 0))
+				return igs_fail(err, IGS_ERR_BAD_OPTION, "--std values must be positive");
+		cfg->custom_normalization = true;
+	}
+	return 0;
+}
+
+/* OpenBLAS's own control (openblas-pthread's cblas.h declares it). */
+void openblas_set_num_threads(int num_threads);
+
+/*
+ * A container limited to 2 CPUs still sees every CPU of the host in its
+ * affinity mask, and threads beyond the quota only wait for their turn.
+ */
+int cli_cgroup_cpu_limit(const char *root)
+{
+	char path[4096];
+	long long quota = -1, period = 0;
+	snprintf(path, sizeof path, "%s/cpu.max", root);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		char q[32];
+		if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0)
+			quota = atoll(q);
+		fclose(f);
+	} else if (snprintf(path, sizeof path, "%s/cpu/cpu.cfs_quota_us", root) > 0 &&
+	           (f = fopen(path, "r"))) {
+		if (fscanf(f, "%lld", &quota) != 1)
+			quota = -1;
+		fclose(f);
+		snprintf(path, sizeof path, "%s/cpu/cpu.cfs_period_us", root);
+		if ((f = fopen(path, "r"))) {
+			if (fscanf(f, "%lld", &period) != 1)
+				period = 0;
+			fclose(f);
+		}
+	}
+	if (quota <= 0 || period <= 0)
+		return 0;
+	return (int)((quota + period - 1) / period);
+}
+
+int cli_default_threads(void)
+{
+	int cpus = 0;
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		cpus = CPU_COUNT(&set);
+	if (cpus == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cpus = n > 0 ? (int)n : 1;
+	}
+	int limit = cli_cgroup_cpu_limit("/sys/fs/cgroup");
+	return limit > 0 && limit < cpus ? limit : cpus;
+}
+
+void cli_use_compute_threads(int threads)
+{
+	openblas_set_num_threads(threads > 1 ? 1 : cli_default_threads());
+}
+
+int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err)
+{
+	return request_options_set(ctx, name, value, 0, err);
+}
+
+void cli_print_json(const cJSON *doc)
+{
+	char *text = cJSON_PrintUnformatted(doc);
+	if (text)
+		puts(text);
+	free(text);
+}
+
+void cli_print_error_json(const char *image, const struct igs_error *err)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
+	cJSON_AddStringToObject(e, "message", err->message);
+	cJSON_AddStringToObject(root, "image", image);
+	cli_print_json(root);
+	cJSON_Delete(root);
+}
+
+int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
+                  struct igs_error *err)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	long n = -1;
+	int rc = 0;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	else if (max_bytes && (size_t)n > max_bytes)
+		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
+		              path, n, max_bytes);
+	else if (!(*out = malloc((size_t)n + 1)))
+		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
+	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
+		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
+	fclose(f);
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+int cli_open_service(const char *command, struct service_config *cfg, int threads,
+                     struct service **svc, struct service_worker **worker)
+{
+	struct igs_error err = {0};
+	*svc = NULL;
+	*worker = NULL;
+	cfg->threads = threads;
+	cli_use_compute_threads(threads);
+	int rc = service_open(svc, cfg, &err);
+	if (rc == 0)
+		rc = service_worker_create(worker, *svc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve %s: %s\n", command, err.message);
+		service_close(svc);
+		return 1;
+	}
+	const struct model_info *info = model_get_info(service_model(*svc));
+	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s, %s arithmetic\n",
+	        info->arch, info->family_name, info->classes, info->sha256, info->path,
+	        conv_precision_name());
+	return 0;
+}
+
+static bool readable(const char *path)
+{
+	return access(path, R_OK) == 0;
+}
+
+const char *cli_default_model_path(void)
+{
+	static char path[4200];
+	const char *dir = getenv("IGSERVE_WEIGHTS_DIR");
+	const char *candidates[][2] = {
+		{dir, IMAGENET_WEIGHTS},
+		{"weights", IMAGENET_WEIGHTS},
+		{IGSERVE_SOURCE_ROOT "/weights", IMAGENET_WEIGHTS},
+		{".", DEMO_MODEL},
+		{IGSERVE_SOURCE_ROOT, DEMO_MODEL},
+		{IGSERVE_DATADIR, DEMO_MODEL},
+	};
+	for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+		if (!candidates[i][0])
+			continue;
+		snprintf(path, sizeof path, "%s/%s", candidates[i][0], candidates[i][1]);
+		if (readable(path))
+			return path;
+	}
+	return NULL;
+}

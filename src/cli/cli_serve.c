@@ -1,0 +1,250 @@
+/*
+ * cli_serve.c - `igserve serve`: flags, model, the HTTP server, signals.
+ *
+ * SIGTERM / SIGINT start a drain: /readyz and new model requests answer
+ * 503, requests in flight get up to --drain-timeout seconds to finish, then
+ * the process exits with status 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "server.h"
+#include "service.h"
+
+/* OpenBLAS's own control (cblas.h of openblas-pthread declares it). */
+void openblas_set_num_threads(int num_threads);
+
+/*
+ * Signals.  SIGTERM and SIGINT are blocked in the main thread before any
+ * thread of ours starts (they inherit the mask), and the main thread takes
+ * them with sigtimedwait.  OpenBLAS starts its threads before main() with
+ * the signals unblocked, so a handler stays installed too: should the
+ * kernel hand a signal to one of them, the handler forwards it through a
+ * pipe instead of the default action killing the process mid-request.
+ */
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(signal_pipe[1], &b, 1) < 0) {
+		/* nothing to do: a pending byte already wakes the main thread */
+	}
+	errno = saved;
+}
+
+static int install_signals(sigset_t *set)
+{
+	if (pipe(signal_pipe) != 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		fcntl(signal_pipe[i], F_SETFL, O_NONBLOCK);
+		fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC);
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error return, not death */
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	return pthread_sigmask(SIG_BLOCK, set, NULL) == 0 ? 0 : -1;
+}
+
+/* Block until SIGTERM or SIGINT arrives; returns its number. */
+static int wait_signal(const sigset_t *set)
+{
+	for (;;) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+		int sig = sigtimedwait(set, NULL, &ts);
+		if (sig > 0)
+			return sig;
+		unsigned char b;
+		if (read(signal_pipe[0], &b, 1) == 1)
+			return b;
+	}
+}
+
+static int set_log_format(void *ctx, const char *name, const char *value, struct igs_error *err)
+{
+	bool *log_text = ctx;
+	if (!strcmp(value, "json"))
+		*log_text = false;
+	else if (!strcmp(value, "text"))
+		*log_text = true;
+	else
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "--log-format must be json or text, got '%s'", value);
+	return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct cli_model_options mo;
+	cli_model_options_init(&mo);
+	const int cores = cli_default_threads(); /* the CPUs this process may use */
+	struct server_config sc = {
+	    .host = "0.0.0.0",
+	    .port = 8080,
+	    /* The workers' OpenMP threads add up to the cores: with one thread
+	     * more, libgomp stops spinning between parallel regions and every
+	     * region sleeps and wakes its threads (~15% of a forward pass).
+	     * Below 4 cores one worker uses them all; predictions that arrive
+	     * during an explanation run between its chunks of path points
+	     * (worker_pool.c).  From 4 cores, two workers keep one free for
+	     * predictions. */
+	    .workers = cores >= 4 ? 2 : 1,
+	    .queue_size = 32,
+	    .attribute_queue_size = 8,
+	    .max_body_bytes = 16u << 20,
+	    .max_connections = 256,
+	    .idle_timeout_s = 30,
+	    .connection_memory = 64u << 10,
+	    .http_threads = 2,
+	    .deadline_ms = 120000,
+	    .max_steps_cap = 4096,
+	};
+	double drain_timeout = 25;
+	size_t memory_budget = 1u << 30;
+	int blas_threads = 0;
+	int worker_threads = 0; /* 0: the cores shared by the workers */
+	int interleave = 1;
+
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 22];
+	size_t n = cli_model_flags(flags, &mo);
+	const struct flag serve_flags[] = {
+	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
+	     NULL, NULL},
+	    {"port", FLAG_INT, &sc.port, "PORT",
+	     "TCP port (8080; 0 picks a free port, logged at startup)", NULL, NULL},
+	    {"workers", FLAG_INT, &sc.workers, "N",
+	     "requests computed at once (1 below 4 cores, else 2)", NULL, NULL},
+	    {"interleave-predictions", FLAG_INT, &interleave, "0|1",
+	     "when every worker is busy, run waiting predictions between an attribution's "
+	     "chunks of path points (1)",
+	     NULL, NULL},
+	    {"queue-size", FLAG_INT, &sc.queue_size, "N",
+	     "predict jobs waiting for a worker before 429 (32)", NULL, NULL},
+	    {"attribute-queue-size", FLAG_INT, &sc.attribute_queue_size, "N",
+	     "attribute jobs waiting for a worker before 429 (8)", NULL, NULL},
+	    {"max-body-bytes", FLAG_SIZE, &sc.max_body_bytes, "BYTES",
+	     "largest request body; larger is 413 (16M)", NULL, NULL},
+	    {"max-steps", FLAG_INT, &sc.max_steps_cap, "N",
+	     "ceiling for the steps and max_steps options; above is 400 (4096)", NULL, NULL},
+	    {"max-connections", FLAG_INT, &sc.max_connections, "N",
+	     "concurrent connections; more wait unaccepted until one closes (256)", NULL, NULL},
+	    {"idle-timeout", FLAG_INT, &sc.idle_timeout_s, "SECONDS",
+	     "close a connection idle this long, e.g. a slow upload (30; 0: never)", NULL, NULL},
+	    {"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
+	     "memory per connection for headers and buffers (64K)", NULL, NULL},
+	    {"http-threads", FLAG_INT, &sc.http_threads, "N",
+	     "threads handling HTTP (2); they never run the model", NULL, NULL},
+	    {"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
+	     "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
+	     NULL},
+	    {"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
+	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
+	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
+	     "workspace per worker; bounds the path points batched per pass (1G)", NULL, NULL},
+	    {"threads-per-worker", FLAG_INT, &worker_threads, "N",
+	     "OpenMP threads each worker splits every layer over (default: the cores "
+	     "divided among the workers); with "
+	     "more than one, OpenBLAS runs single-threaded",
+	     NULL, NULL},
+	    {"blas-threads", FLAG_INT, &blas_threads, "N",
+	     "OpenBLAS threads per request (0: 1 with several workers or threads per worker, "
+	     "else the cores)",
+	     NULL, NULL},
+	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
+	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
+	};
+	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 22, "flags[] is too small");
+	memcpy(flags + n, serve_flags, sizeof serve_flags);
+	n += sizeof serve_flags / sizeof serve_flags[0];
+
+	const char *synopsis = "[--model FILE] [--host ADDR] [--port PORT] [--workers N] ...";
+	struct igs_error err = {0};
+	size_t npos = 0;
+	int rc = flags_parse("serve", synopsis, flags, n, argc, argv, NULL, 0, &npos, &err);
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		return 2;
+	}
+	if (interleave != 0 && interleave != 1) {
+		fprintf(stderr, "igserve serve: --interleave-predictions must be 0 or 1, got %d\n",
+		        interleave);
+		return 2;
+	}
+	sc.interleave_predictions = interleave;
+	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
+	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
+	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
+	    blas_threads < 0 || sc.max_body_bytes == 0 || worker_threads < 0 || worker_threads > 64) {
+		fprintf(stderr, "igserve serve: --workers, --queue-size, --attribute-queue-size, "
+		                "--max-connections, --http-threads, --max-steps and "
+		                "--max-body-bytes must be positive; --idle-timeout, --deadline-ms, "
+		                "--drain-timeout and --blas-threads not negative; "
+		                "--threads-per-worker 0..64 (0: the cores divided among the workers)\n");
+		return 2;
+	}
+
+	if (worker_threads == 0)
+		worker_threads = cores / sc.workers > 1 ? cores / sc.workers : 1;
+	/* Parallelism comes from the workers; BLAS threads inside each
+	 * request would only fight them for the cores. */
+	if (blas_threads == 0)
+		blas_threads = sc.workers > 1 || worker_threads > 1 ? 1 : cores;
+	openblas_set_num_threads(blas_threads);
+
+	sigset_t signals;
+	if (install_signals(&signals) != 0) {
+		fprintf(stderr, "igserve serve: cannot set up signal handling\n");
+		return 1;
+	}
+
+	struct service_config cfg = {0};
+	rc = cli_model_config(&mo, &cfg, &err);
+	cfg.max_steps_cap = sc.max_steps_cap;
+	cfg.memory_budget = memory_budget;
+	cfg.blas_threads = blas_threads;
+	cfg.threads = worker_threads;
+	struct service *svc = NULL;
+	/* The main thread only loads the model and waits for signals.  Were it
+	 * to run an OpenMP team (the weight reorders at load would), its idle
+	 * thread would count against the cores, and libgomp would make every
+	 * worker's threads sleep between parallel regions instead of spinning:
+	 * about 15% of a forward pass in wake-ups. */
+	omp_set_num_threads(1);
+	if (rc == 0)
+		rc = service_open(&svc, &cfg, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		return 1;
+	}
+
+	struct server *srv = NULL;
+	rc = server_start(&srv, svc, &sc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "igserve serve: %s\n", err.message);
+		service_close(&svc);
+		return 1;
+	}
+	wait_signal(&signals);
+	server_drain(srv, drain_timeout);
+	server_stop(&srv);
+	service_close(&svc);
+	return 0;
+}

@@ -1,0 +1,75 @@
+/*
+ * server.h - the HTTP service: libmicrohttpd in front, a worker pool behind.
+ *
+ * HTTP threads only parse requests and write answers: a request that needs
+ * the model becomes a job on the worker pool (worker_pool.h) and its
+ * connection is suspended until a worker has finished the job and resumed
+ * it.  The HTTP layer never sees a tensor; it hands image bytes and
+ * request_options to service_predict / service_attribute and gets JSON back.
+ *
+ * Lifecycle:  server_start -> (serving) -> server_drain -> server_stop.
+ */
+#ifndef IGSERVE_SERVER_H
+#define IGSERVE_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "service.h"
+
+struct server_config {
+	const char *host;         /* address to bind ("0.0.0.0", "::", "127.0.0.1") */
+	int port;                 /* 0: any free port (see server_port) */
+	int workers;              /* model threads, >= 1 */
+	int queue_size;           /* waiting predict jobs */
+	int attribute_queue_size; /* waiting attribute jobs */
+	bool interleave_predictions; /* predictions between an attribution's chunks */
+	size_t max_body_bytes;    /* upload limit (413) */
+	int max_connections;      /* MHD_OPTION_CONNECTION_LIMIT */
+	int idle_timeout_s;       /* MHD_OPTION_CONNECTION_TIMEOUT; 0: none */
+	size_t connection_memory; /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
+	int http_threads;         /* MHD polling threads */
+	int deadline_ms;          /* default request deadline; 0: none */
+	int max_steps_cap;        /* ceiling for steps and max_steps (request_options_set) */
+	bool log_text;            /* plain text log lines instead of JSON */
+};
+
+struct server;
+
+/*
+ * server_start - start the worker pool and the HTTP daemon, log the
+ * startup line (model path, arch, sha256, address) and queue the self-check
+ * (readyz answers 503 until it passes).  `s` is borrowed and must outlive
+ * the server.  Errors: IGS_ERR_IO when the address cannot be bound,
+ * IGS_ERR_BAD_OPTION for a bad config, IGS_ERR_NOMEM.
+ */
+int server_start(struct server **out, struct service *s, const struct server_config *cfg,
+                 struct igs_error *err);
+
+/* The bound TCP port (the real one when cfg->port was 0). */
+int server_port(const struct server *srv);
+
+/* True once the self-check passed and until draining starts. */
+bool server_ready(const struct server *srv);
+
+/*
+ * server_drain - stop taking work: readyz and new model requests answer
+ * 503.  Waits up to `timeout_s` for requests in flight to be answered, then
+ * cancels what is left.  Returns the number of requests still in flight.
+ */
+int server_drain(struct server *srv, double timeout_s);
+
+/* server_stop - join the workers, stop the daemon, free; *srv becomes NULL. */
+void server_stop(struct server **srv);
+
+/*
+ * selfcheck_run - the readiness check: a fixed synthetic image (the model's
+ * input size, encoded as PNG) through service_predict and an 8-step
+ * Integrated Gradients.  Passes when every number is finite, the attribution
+ * target's logit equals the prediction's, and completeness holds within a
+ * loose bound.  Runs on a worker thread with that worker's `w`.
+ */
+int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_error *err);
+
+#endif

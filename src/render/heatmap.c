@@ -1,0 +1,288 @@
+/*
+ * heatmap.c - attributions as 8-bit images (definitions in heatmap.h).
+ *
+ * Contents: quantization and statistics; the colormap; the maps; the
+ * full-resolution overlay.
+ */
+#include "heatmap.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+/* ---- quantization and statistics ---- */
+
+static uint8_t to_byte(double v)
+{
+	if (!(v > 0))
+		return 0; /* also NaN */
+	if (v >= 1)
+		return 255;
+	return (uint8_t)floor(255.0 * v + 0.5);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+/* NumPy's default quantile: sorted[h] interpolated at h = q (n - 1).
+ * `sorted` is scratch of n floats; v[n] is copied into it. */
+static double quantile(const float *v, size_t n, double q, float *sorted)
+{
+	memcpy(sorted, v, n * sizeof *sorted);
+	qsort(sorted, n, sizeof *sorted, cmp_float);
+	double h = q * (double)(n - 1);
+	size_t lo = (size_t)floor(h);
+	size_t hi = lo + 1 < n ? lo + 1 : lo;
+	return sorted[lo] + (h - (double)lo) * ((double)sorted[hi] - sorted[lo]);
+}
+
+static int alloc_image(struct heatmap_image *out, int w, int h, int channels, struct igs_error *err)
+{
+	out->width = w;
+	out->height = h;
+	out->channels = channels;
+	out->pixels = malloc((size_t)w * h * channels);
+	if (!out->pixels)
+		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory for %dx%d", w, h);
+	return 0;
+}
+
+void heatmap_image_free(struct heatmap_image *im)
+{
+	free(im->pixels);
+	im->pixels = NULL;
+}
+
+const char *heatmap_name(unsigned bit)
+{
+	switch (bit) {
+	case HEATMAP_NORMALIZED:
+		return "normalized";
+	case HEATMAP_DEVIATION:
+		return "deviation";
+	case HEATMAP_MAGNITUDE:
+		return "magnitude";
+	case HEATMAP_OVERLAY:
+		return "overlay";
+	case HEATMAP_CHANNEL_R:
+		return "channel_r";
+	case HEATMAP_CHANNEL_G:
+		return "channel_g";
+	case HEATMAP_CHANNEL_B:
+		return "channel_b";
+	case HEATMAP_OVERLAY_FULL:
+		return "overlay_full";
+	}
+	return NULL;
+}
+
+/* ---- the colormap ---- */
+
+/*
+ * viridis as a degree-6 polynomial per channel (Matt Zucker's least-squares
+ * fit to matplotlib's table, public domain): within about 1/255 of the
+ * table, and like it monotonic in luminance.
+ */
+void heatmap_colormap(double t, uint8_t rgb[3])
+{
+	static const double c[7][3] = {
+	    {0.2777273272234177, 0.005407344544966578, 0.3340998053353061},
+	    {0.1050930431085774, 1.404613529898575, 1.384590162594685},
+	    {-0.3308618287255563, 0.214847559468213, 0.09509516302823659},
+	    {-4.634230498983486, -5.799100973351585, -19.33244095627987},
+	    {6.228269936347081, 14.17993336680509, 56.69055260068105},
+	    {4.776384997670288, -13.74514537774601, -65.35303263337234},
+	    {-5.435455855934631, 4.645852612178535, 26.3124352495832},
+	};
+	t = t < 0 ? 0 : t > 1 ? 1 : t;
+	for (int ch = 0; ch < 3; ch++) {
+		double v = c[6][ch];
+		for (int k = 5; k >= 0; k--)
+			v = v * t + c[k][ch];
+		rgb[ch] = to_byte(v);
+	}
+}
+
+/* ---- the maps ---- */
+
+/* m[px] = sum_c |attr| scaled by the 99th percentile and clipped: [hw] */
+static int magnitude01(const float *attr, size_t hw, float *m, struct igs_error *err)
+{
+	float *scratch = malloc(hw * sizeof *scratch);
+	if (!scratch)
+		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+	float mx = 0;
+	for (size_t p = 0; p < hw; p++) {
+		m[p] = fabsf(attr[3 * p]) + fabsf(attr[3 * p + 1]) + fabsf(attr[3 * p + 2]);
+		mx = fmaxf(mx, m[p]);
+	}
+	double p99 = quantile(m, hw, 0.99, scratch);
+	double scale = p99 > 0 ? p99 : mx; /* a sparse map may have p99 == 0 */
+	for (size_t p = 0; p < hw; p++)
+		m[p] = scale > 0 ? (float)fmin(m[p] / scale, 1.0) : 0.0f;
+	free(scratch);
+	return 0;
+}
+
+/* byte = to_byte((v - lo) / (hi - lo)), 0 when hi == lo */
+static uint8_t minmax_byte(float v, float lo, float hi)
+{
+	return hi > lo ? to_byte(((double)v - lo) / ((double)hi - lo)) : 0;
+}
+
+int heatmap_render(unsigned bit, const float *attr, int size, const float *input,
+                   struct heatmap_image *out, struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	size_t hw = (size_t)size * size, n = hw * 3;
+	int rc;
+	switch (bit) {
+	case HEATMAP_NORMALIZED: {
+		if ((rc = alloc_image(out, size, size, 3, err)))
+			return rc;
+		float lo = attr[0], hi = attr[0];
+		for (size_t i = 1; i < n; i++) {
+			lo = fminf(lo, attr[i]);
+			hi = fmaxf(hi, attr[i]);
+		}
+		for (size_t i = 0; i < n; i++)
+			out->pixels[i] = minmax_byte(attr[i], lo, hi);
+		return 0;
+	}
+	case HEATMAP_DEVIATION: {
+		float *scratch = malloc(n * sizeof *scratch);
+		if (!scratch)
+			return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+		double med = quantile(attr, n, 0.5, scratch);
+		free(scratch);
+		double maxdev = 0;
+		for (size_t i = 0; i < n; i++)
+			maxdev = fmax(maxdev, fabs(attr[i] - med));
+		if ((rc = alloc_image(out, size, size, 3, err)))
+			return rc;
+		for (size_t i = 0; i < n; i++)
+			out->pixels[i] =
+			    maxdev > 0 ? to_byte(fabs(attr[i] - med) * 2.0 / maxdev) : 0;
+		return 0;
+	}
+	case HEATMAP_CHANNEL_R:
+	case HEATMAP_CHANNEL_G:
+	case HEATMAP_CHANNEL_B: {
+		int c = bit == HEATMAP_CHANNEL_R ? 0 : bit == HEATMAP_CHANNEL_G ? 1 : 2;
+		if ((rc = alloc_image(out, size, size, 1, err)))
+			return rc;
+		float lo = attr[c], hi = attr[c];
+		for (size_t p = 1; p < hw; p++) {
+			lo = fminf(lo, attr[3 * p + c]);
+			hi = fmaxf(hi, attr[3 * p + c]);
+		}
+		for (size_t p = 0; p < hw; p++)
+			out->pixels[p] = minmax_byte(attr[3 * p + c], lo, hi);
+		return 0;
+	}
+	case HEATMAP_MAGNITUDE:
+	case HEATMAP_OVERLAY: {
+		if (bit == HEATMAP_OVERLAY && !input)
+			return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: overlay needs the input");
+		float *m = malloc(hw * sizeof *m);
+		if (!m)
+			return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+		if ((rc = magnitude01(attr, hw, m, err)) ||
+		    (rc = alloc_image(out, size, size, bit == HEATMAP_OVERLAY ? 3 : 1, err))) {
+			free(m);
+			return rc;
+		}
+		for (size_t p = 0; p < hw; p++) {
+			if (bit == HEATMAP_MAGNITUDE) {
+				out->pixels[p] = to_byte(m[p]);
+				continue;
+			}
+			uint8_t col[3];
+			heatmap_colormap(m[p], col);
+			double a = 0.2 + 0.6 * m[p];
+			for (int c = 0; c < 3; c++)
+				out->pixels[3 * p + c] =
+				    to_byte(((1 - a) * input[3 * p + c] + a * col[c]) / 255.0);
+		}
+		free(m);
+		return 0;
+	}
+	}
+	return igs_fail(err, IGS_ERR_BAD_OPTION, "heatmap: unknown map %#x", bit);
+}
+
+int heatmap_render_scalar(const float *values, int width, int height, double scale,
+                          struct heatmap_image *out, struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	int rc = alloc_image(out, width, height, 1, err);
+	if (rc)
+		return rc;
+	for (size_t p = 0; p < (size_t)width * height; p++)
+		out->pixels[p] = scale > 0 ? to_byte(values[p] / scale) : 0;
+	return 0;
+}
+
+/* ---- the overlay at the upload's resolution ---- */
+
+/* m[size][size] at continuous input coordinates (u, v), pixel centers at
+ * integers, edges clamped. */
+static double bilinear(const float *m, int size, double u, double v)
+{
+	u = u < 0 ? 0 : u > size - 1 ? size - 1 : u;
+	v = v < 0 ? 0 : v > size - 1 ? size - 1 : v;
+	int x0 = (int)u, y0 = (int)v;
+	int x1 = x0 + 1 < size ? x0 + 1 : x0, y1 = y0 + 1 < size ? y0 + 1 : y0;
+	double fx = u - x0, fy = v - y0;
+	double top = m[y0 * size + x0] * (1 - fx) + m[y0 * size + x1] * fx;
+	double bot = m[y1 * size + x0] * (1 - fx) + m[y1 * size + x1] * fx;
+	return top * (1 - fy) + bot * fy;
+}
+
+int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
+                                const struct image_geometry *geom, struct heatmap_image *out,
+                                struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!original || !original->rgb || !geom || !(geom->scale_x > 0) || !(geom->scale_y > 0))
+		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: overlay_full needs the upload");
+	size_t hw = (size_t)size * size;
+	float *m = malloc(hw * sizeof *m);
+	if (!m)
+		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+	int rc = magnitude01(attr, hw, m, err);
+	if (!rc)
+		rc = alloc_image(out, original->width, original->height, 3, err);
+	if (rc) {
+		free(m);
+		return rc;
+	}
+	for (int sy = 0; sy < original->height; sy++) {
+		/* input y + 0.5 = (sy + 0.5) scale_y + offset_y (image.h) */
+		double v = (sy + 0.5) * geom->scale_y + geom->offset_y - 0.5;
+		for (int sx = 0; sx < original->width; sx++) {
+			double u = (sx + 0.5) * geom->scale_x + geom->offset_x - 0.5;
+			const uint8_t *src =
+			    original->rgb + ((size_t)sy * original->width + sx) * 3;
+			uint8_t *dst = out->pixels + ((size_t)sy * original->width + sx) * 3;
+			if (u < -0.5 || v < -0.5 || u > size - 0.5 || v > size - 0.5) {
+				for (int c = 0; c < 3; c++)
+					dst[c] = (uint8_t)(src[c] / 2); /* cropped away */
+				continue;
+			}
+			double t = bilinear(m, size, u, v);
+			uint8_t col[3];
+			heatmap_colormap(t, col);
+			double a = 0.2 + 0.6 * t;
+			for (int c = 0; c < 3; c++)
+				dst[c] = to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
+		}
+	}
+	free(m);
+	return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * heatmap.h - attributions [size][size][3] drawn as 8-bit images, the
+ * plots of the original notebook plus a colormap overlay.
+ *
+ *   normalized  (a - min) / (max - min) over all values, RGB
+ *   deviation   |a - median| * 2 / max|a - median|, clipped to 1, RGB
+ *   magnitude   m = sum_c |a_c| per pixel, / its 99th percentile, clipped,
+ *               grayscale
+ *   overlay     magnitude through viridis, blended over the input with
+ *               alpha = 0.2 + 0.6 m (faint where nothing is attributed)
+ *   overlay_full the overlay at the upload's own resolution, the magnitude
+ *               sampled bilinearly through image_geometry; source pixels the
+ *               model never saw (cropped away) are shown at half brightness
+ *   channel_r/g/b each channel min-max scaled, grayscale
+ * A value v in [0, 1] becomes the byte floor(255 v + 0.5).  A constant
+ * input to a min-max scale draws as 0.  Percentile and median follow NumPy
+ * (linear interpolation between order statistics).
+ */
+#ifndef IGSERVE_HEATMAP_H
+#define IGSERVE_HEATMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "image.h"
+
+struct heatmap_image {
+	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
+	uint8_t *pixels;             /* height*width*channels, owned */
+};
+
+void heatmap_image_free(struct heatmap_image *im);
+
+/* The contract name of one HEATMAP_* bit ("normalized", ...); NULL if
+ * `bit` is not exactly one known bit. */
+const char *heatmap_name(unsigned bit);
+
+/*
+ * heatmap_render - the map `bit` (one HEATMAP_* of service.h, not
+ * HEATMAP_OVERLAY_FULL) of attr [size][size][3].  `input` (pixels 0..255,
+ * [size][size][3]) is needed by the overlay only and may be NULL
+ * otherwise.  out->pixels is allocated (free with heatmap_image_free).
+ */
+int heatmap_render(unsigned bit, const float *attr, int size, const float *input,
+                   struct heatmap_image *out, struct igs_error *err);
+
+/*
+ * heatmap_render_overlay_full - the overlay drawn over `original` (the
+ * decoded upload) at its resolution, through `geom` from image_fit.
+ */
+int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
+                                const struct image_geometry *geom, struct heatmap_image *out,
+                                struct igs_error *err);
+
+/*
+ * heatmap_render_scalar - a grayscale map of values [height][width]
+ * divided by `scale` (> 0) and clipped to [0, 1] (per-path-point maps
+ * share one scale so they compare).
+ */
+int heatmap_render_scalar(const float *values, int width, int height, double scale,
+                          struct heatmap_image *out, struct igs_error *err);
+
+/* viridis at t in [0, 1] (clamped), as 8-bit RGB. */
+void heatmap_colormap(double t, uint8_t rgb[3]);
+
+#endif

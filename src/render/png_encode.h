@@ -1,0 +1,24 @@
+/*
+ * png_encode.h - 8-bit gray or RGB images to PNG bytes in memory (libpng).
+ */
+#ifndef IGSERVE_PNG_ENCODE_H
+#define IGSERVE_PNG_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/*
+ * png_encode - encode pixels [height][width][channels] (channels 1 or 3)
+ * as a PNG.  *out is malloc'ed (caller frees), *len its size.  Errors:
+ * IGS_ERR_BAD_OPTION (bad dimensions), IGS_ERR_NOMEM, IGS_ERR_INTERNAL
+ * (libpng failed, with its message).
+ */
+int png_encode(const uint8_t *pixels, int width, int height, int channels, unsigned char **out,
+               size_t *len, struct igs_error *err);
+
+/* Write bytes to a file (created or truncated); IGS_ERR_IO naming it. */
+int write_file_bytes(const char *path, const void *data, size_t len, struct igs_error *err);
+
+#endif
