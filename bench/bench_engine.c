@@ -73,27 +73,22 @@ int main(int argc, char **argv)
 	/* OpenMP splits every layer; OpenBLAS (the classifier only) runs single-threaded. */
 	openblas_set_num_threads(1);
 	struct igs_error err = {0};
-	const enum conv_precision arith = !strcmp(precision, "fp32")     ? CONV_PRECISION_FP32
-	                                  : !strcmp(precision, "bf16x3") ? CONV_PRECISION_BF16X3
-	                                                                 : CONV_PRECISION_AUTO;
-	if (arith == CONV_PRECISION_AUTO && strcmp(precision, "auto") != 0) {
+	const int arith = conv_precision_parse(precision);
+	if (arith < 0) {
 		fprintf(stderr, "bench_engine: --precision is auto, fp32 or bf16x3, not %s\n",
 		        precision);
 		return 2;
 	}
-	if (conv_set_precision(arith, &err) < 0) {
-		fprintf(stderr, "bench_engine: %s\n", err.message);
-		return 1;
-	}
+	const struct model_options opts = {.precision = (enum conv_precision)arith};
 	struct model *m = NULL;
-	if (model_load(&m, argv[1], &err) < 0) {
+	if (model_open(&m, argv[1], &opts, &err) < 0) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
 		return 1;
 	}
 	/* Small inputs keep bench/run --quick fast; 0 keeps the model's 224. */
 	if (input_size > 0 && model_set_input_size(m, input_size, &err) < 0) {
 		fprintf(stderr, "bench_engine: %s\n", err.message);
-		model_free(&m);
+		model_close(&m);
 		return 1;
 	}
 	const struct model_info *info = model_get_info(m);
@@ -101,8 +96,8 @@ int main(int argc, char **argv)
 	const size_t per_image = (size_t)S * S * 3;
 	struct net_workspace *ws1 = NULL, *wsb = NULL;
 	double t_prepare = now();
-	if (net_workspace_create(&ws1, m, 1, &err) < 0 ||
-	    net_workspace_create(&wsb, m, batch, &err) < 0 ||
+	if (net_workspace_open(&ws1, m, 1, &err) < 0 ||
+	    net_workspace_open(&wsb, m, batch, &err) < 0 ||
 	    net_workspace_set_threads(ws1, threads, &err) < 0 ||
 	    net_workspace_set_threads(wsb, threads, &err) < 0 ||
 	    /* Kernels for every batch size the runs use are compiled up front,
@@ -167,15 +162,15 @@ int main(int argc, char **argv)
 	       "\"forward_batch1_ms_median\": %.2f, "
 	       "\"ig_points\": %d, \"ig_batch\": %d, \"ig_backward\": \"%s\", \"ig_ms\": %.1f, "
 	       "\"workspace_mib\": %.1f, \"prepare_ms\": %.0f}\n",
-	       info->arch, conv_precision_name(), S, threads, forward_median, points, batch,
+	       info->arch, conv_precision_name(info->precision), S, threads, forward_median, points, batch,
 	       ig_backward, ig_ms, (double)net_workspace_bytes(wsb) / (1 << 20), t_prepare * 1e3);
 	free(times);
 	free(pixels);
 	free(grad);
 	free(logits);
 	free(d_logits);
-	net_workspace_free(&ws1);
-	net_workspace_free(&wsb);
-	model_free(&m);
+	net_workspace_close(&ws1);
+	net_workspace_close(&wsb);
+	model_close(&m);
 	return 0;
 }

@@ -33,7 +33,7 @@ def main():
         " */",
         '#include "igserve/labels.h"',
         "",
-        "const char *const imagenet_labels[1000] = {",
+        "const char *const labels_imagenet[1000] = {",
     ]
     for i, n in enumerate(names):
         lines.append("\t%s, /* %d */" % (c_string(n), i))

@@ -147,10 +147,10 @@ static void test_image(float *x)
 		x[i] = (float)(attribution_splitmix64(&s) % 256);
 }
 
-static struct request_options opts(enum quad_rule rule, int steps, enum baseline_kind b)
+static struct attr_params opts(enum quad_rule rule, int steps, enum baseline_kind b)
 {
-	struct request_options o;
-	request_options_init(&o);
+	struct attr_params o;
+	attr_params_init(&o);
 	o.rule = rule;
 	o.steps = steps;
 	o.baseline = b;
@@ -177,7 +177,7 @@ START_TEST(test_linear_model_is_exact_for_every_rule_and_baseline)
 	test_image(x);
 	for (size_t r = 0; r < 5; r++)
 		for (size_t bl = 0; bl < 5; bl++) {
-			struct request_options ro = opts(rules[r], 7, baselines[bl]);
+			struct attr_params ro = opts(rules[r], 7, baselines[bl]);
 			ro.target = 1;
 			struct attr_result res;
 			ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
@@ -194,15 +194,15 @@ START_TEST(test_linear_model_is_exact_for_every_rule_and_baseline)
 			ck_assert_int_eq(res.target, 1);
 			ck_assert_int_eq(res.steps, 7);
 			ck_assert_int_eq(res.path_count, 7);
-			attr_result_free(&res);
+			attr_result_clear(&res);
 		}
 	/* Weights of riemann_left are exact binary fractions: bit-exact. */
-	struct request_options ro = opts(RULE_RIEMANN_LEFT, 4, BASELINE_BLACK);
+	struct attr_params ro = opts(RULE_RIEMANN_LEFT, 4, BASELINE_BLACK);
 	struct attr_result res;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 2, NULL, &res, NULL), 0);
 	for (int i = 0; i < N; i++)
 		ck_assert_float_eq(res.attr[i], (float)((double)x[i] * (float)t.w[0][i]));
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -219,7 +219,7 @@ START_TEST(test_quadratic_completeness_within_rule_error)
 	test_image(x);
 	for (size_t r = 0; r < 5; r++) {
 		int m = 5;
-		struct request_options ro = opts(rules[r], m, BASELINE_GRAY);
+		struct attr_params ro = opts(rules[r], m, BASELINE_GRAY);
 		struct attr_result res;
 		ck_assert_int_eq(attribution_run(&o, x, &ro, 3, NULL, &res, NULL), 0);
 		double xd[N], bd[N], dad = 0;
@@ -245,7 +245,7 @@ START_TEST(test_quadratic_completeness_within_rule_error)
 		for (int k = 0; k < res.path_count; k++)
 			s += res.path[k].weight * res.path[k].path_derivative;
 		ck_assert_double_eq_tol(s, res.sum, 1e-5 * fabs(res.sum) + 1e-6);
-		attr_result_free(&res);
+		attr_result_clear(&res);
 	}
 	toy_free(&t);
 }
@@ -259,11 +259,11 @@ START_TEST(test_cubic_gauss_legendre_exact_midpoint_not)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 2, BASELINE_BLACK);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 2, BASELINE_BLACK);
 	struct attr_result res;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 8, NULL, &res, NULL), 0);
 	ck_assert_double_lt(res.relative_error, 1e-5);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	/* midpoint on the integrand 3 e d^3 a^2: error -sum(e d^3)/(4 m^2) */
 	ro = opts(RULE_RIEMANN_MIDDLE, 2, BASELINE_BLACK);
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 8, NULL, &res, NULL), 0);
@@ -272,7 +272,7 @@ START_TEST(test_cubic_gauss_legendre_exact_midpoint_not)
 		ed3 += t.e[i] * (double)x[i] * x[i] * x[i];
 	ck_assert_double_eq_tol(res.delta, -ed3 / 16.0, 1e-4 * fabs(ed3));
 	ck_assert_double_gt(res.relative_error, 1e-3);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -287,7 +287,7 @@ START_TEST(test_path_table_matches_direct_evaluation)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 6, BASELINE_WHITE);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 6, BASELINE_WHITE);
 	ro.path_maps = true;
 	struct attr_result res;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
@@ -317,7 +317,7 @@ START_TEST(test_path_table_matches_direct_evaluation)
 			                        1e-5 * m + 1e-9);
 		}
 	}
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -331,7 +331,7 @@ START_TEST(test_chunking_does_not_change_results)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_RIEMANN_TRAPEZOID, 11, BASELINE_NOISE);
+	struct attr_params ro = opts(RULE_RIEMANN_TRAPEZOID, 11, BASELINE_NOISE);
 	struct attr_result ref;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 1, NULL, &ref, NULL), 0);
 	ck_assert_int_eq(t.max_rows_seen, 1);
@@ -346,9 +346,9 @@ START_TEST(test_chunking_does_not_change_results)
 		ck_assert_int_eq(t.forward_calls, 1 + (11 + batches[b] - 1) / batches[b]);
 		ck_assert_mem_eq(res.attr, ref.attr, sizeof(float) * N);
 		ck_assert_double_eq(res.sum, ref.sum);
-		attr_result_free(&res);
+		attr_result_clear(&res);
 	}
-	attr_result_free(&ref);
+	attr_result_clear(&ref);
 	toy_free(&t);
 }
 END_TEST
@@ -422,7 +422,7 @@ START_TEST(test_saliency_and_input_x_gradient)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 50, BASELINE_GRAY);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 50, BASELINE_GRAY);
 	ro.target = 2;
 	ro.method = ATTR_SALIENCY;
 	struct attr_result res;
@@ -430,7 +430,7 @@ START_TEST(test_saliency_and_input_x_gradient)
 	ck_assert_int_eq(res.evaluations, 1);
 	for (int i = 0; i < N; i++)
 		ck_assert_float_eq(res.attr[i], (float)t.w[2][i]);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	ro.method = ATTR_INPUT_X_GRADIENT;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
 	for (int i = 0; i < N; i++)
@@ -438,7 +438,7 @@ START_TEST(test_saliency_and_input_x_gradient)
 	/* x * grad is complete against the black baseline for a linear model */
 	ck_assert_double_lt(res.relative_error, 1e-5);
 	ck_assert_float_eq(res.baseline[0], 0.0f);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -451,7 +451,7 @@ START_TEST(test_output_probability_gradient)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 1, BASELINE_GRAY);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 1, BASELINE_GRAY);
 	ro.output = OUTPUT_PROBABILITY;
 	ro.method = ATTR_SALIENCY;
 	ro.target = 1;
@@ -473,14 +473,14 @@ START_TEST(test_output_probability_gradient)
 		g *= p[1];
 		ck_assert_double_eq_tol(res.attr[i], g, 1e-6 * fabs(g) + 1e-9);
 	}
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	/* IG on the probability: complete with enough Gauss-Legendre points */
 	ro.method = ATTR_INTEGRATED_GRADIENTS;
 	ro.steps = 32;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 8, NULL, &res, NULL), 0);
 	ck_assert_double_lt(res.relative_error, 1e-3);
 	ck_assert_double_eq_tol(res.path[31].output, p[1], 0.05);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -495,7 +495,7 @@ START_TEST(test_smoothgrad_deterministic_and_scaled)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_GRAY);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_GRAY);
 	ro.method = ATTR_SALIENCY;
 	ro.smooth = SMOOTH_VARGRAD;
 	ro.smooth_samples = 200;
@@ -515,9 +515,9 @@ START_TEST(test_smoothgrad_deterministic_and_scaled)
 		ratio += a.attr[i] / (t.a[i] * t.a[i] * 25.5 * 25.5);
 	ratio /= N;
 	ck_assert_double_eq_tol(ratio, 1.0, 0.05);
-	attr_result_free(&a);
-	attr_result_free(&b);
-	attr_result_free(&c);
+	attr_result_clear(&a);
+	attr_result_clear(&b);
+	attr_result_clear(&c);
 
 	/* sigma 0: smoothgrad = the plain method, smoothgrad_sq = its square,
 	 * vargrad = 0 */
@@ -525,7 +525,7 @@ START_TEST(test_smoothgrad_deterministic_and_scaled)
 	ro.smooth_samples = 3;
 	ro.method = ATTR_INTEGRATED_GRADIENTS;
 	struct attr_result plain, sg, sq, var;
-	struct request_options p = ro;
+	struct attr_params p = ro;
 	p.smooth = SMOOTH_NONE;
 	ck_assert_int_eq(attribution_run(&o, x, &p, 4, NULL, &plain, NULL), 0);
 	ro.smooth = SMOOTH_GRAD;
@@ -541,10 +541,10 @@ START_TEST(test_smoothgrad_deterministic_and_scaled)
 		                       1e-5f * plain.attr[i] * plain.attr[i] + 1e-12f);
 		ck_assert_float_eq_tol(var.attr[i], 0.0f, 1e-6f * plain.attr[i] * plain.attr[i]);
 	}
-	attr_result_free(&plain);
-	attr_result_free(&sg);
-	attr_result_free(&sq);
-	attr_result_free(&var);
+	attr_result_clear(&plain);
+	attr_result_clear(&sg);
+	attr_result_clear(&sq);
+	attr_result_clear(&var);
 	toy_free(&t);
 }
 END_TEST
@@ -560,7 +560,7 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	float x[N];
 	test_image(x);
 	/* left sums: relative error d'Ad / (2m |F(x) - F(x')|) halves per doubling */
-	struct request_options ro = opts(RULE_RIEMANN_LEFT, 2, BASELINE_BLACK);
+	struct attr_params ro = opts(RULE_RIEMANN_LEFT, 2, BASELINE_BLACK);
 	struct attr_result first;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &first, NULL), 0);
 	double e2 = first.relative_error; /* at m = 2 */
@@ -575,7 +575,7 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	ck_assert_double_le(res.relative_error, ro.tolerance);
 	ck_assert_double_eq_tol(res.relative_error, e2 / 16, e2 * 1e-3);
 	/* same table and attributions as a direct 32-point run */
-	struct request_options direct = opts(RULE_RIEMANN_LEFT, 32, BASELINE_BLACK);
+	struct attr_params direct = opts(RULE_RIEMANN_LEFT, 32, BASELINE_BLACK);
 	struct attr_result d;
 	ck_assert_int_eq(attribution_run(&o, x, &direct, 4, NULL, &d, NULL), 0);
 	ck_assert_int_eq(res.path_count, 32);
@@ -586,8 +586,8 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	}
 	for (int i = 0; i < N; i++)
 		ck_assert_float_eq_tol(res.attr[i], d.attr[i], 1e-5f * fabsf(d.attr[i]) + 1e-9f);
-	attr_result_free(&res);
-	attr_result_free(&d);
+	attr_result_clear(&res);
+	attr_result_clear(&d);
 
 	/* max_steps stops it short, converged false */
 	ro.tolerance = 1e-12;
@@ -595,8 +595,8 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
 	ck_assert(!res.converged);
 	ck_assert_int_eq(res.steps, 16);
-	attr_result_free(&res);
-	attr_result_free(&first);
+	attr_result_clear(&res);
+	attr_result_clear(&first);
 	toy_free(&t);
 
 	/* Gauss-Legendre on the cubic: 1 point is not exact, 2 are; every
@@ -610,7 +610,7 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	ck_assert_int_eq(res.steps, 2);
 	ck_assert_int_eq(res.evaluations, 3);
 	ck_assert_int_eq(res.path_count, 2);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 	toy_free(&t);
 }
 END_TEST
@@ -626,7 +626,7 @@ START_TEST(test_adaptive_middle_and_trapezoid)
 	test_image(x);
 	enum quad_rule rr[] = {RULE_RIEMANN_MIDDLE, RULE_RIEMANN_TRAPEZOID};
 	for (int r = 0; r < 2; r++) {
-		struct request_options ro = opts(rr[r], 2, BASELINE_GRAY);
+		struct attr_params ro = opts(rr[r], 2, BASELINE_GRAY);
 		ro.tolerance = 1e-3;
 		struct attr_result res;
 		ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
@@ -640,7 +640,7 @@ START_TEST(test_adaptive_middle_and_trapezoid)
 		for (int k = 0; k < res.path_count; k++)
 			ws += res.path[k].weight;
 		ck_assert_double_eq_tol(ws, 1.0, 1e-12);
-		attr_result_free(&res);
+		attr_result_clear(&res);
 	}
 	toy_free(&t);
 }
@@ -653,10 +653,11 @@ struct progress_log {
 	bool monotonic;
 };
 
-static void on_progress(void *ctx, int done, int total, double rel)
+static void on_progress(void *ctx, const struct job_progress *pr)
 {
 	struct progress_log *p = ctx;
-	if (done <= p->last_done || done > total || !(rel >= 0))
+	const int done = pr->points_done, total = pr->points_total;
+	if (done <= p->last_done || done > total || !(pr->relative_error >= 0))
 		p->monotonic = false;
 	p->calls++;
 	p->last_done = done;
@@ -671,7 +672,7 @@ START_TEST(test_progress_deadline_cancel)
 	toy_oracle(&o, &t);
 	float x[N];
 	test_image(x);
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 10, BASELINE_GRAY);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 10, BASELINE_GRAY);
 	struct progress_log log = {.monotonic = true};
 	struct job_control job = {.progress = on_progress, .progress_ctx = &log};
 	atomic_init(&job.cancelled, false);
@@ -681,7 +682,7 @@ START_TEST(test_progress_deadline_cancel)
 	ck_assert_int_eq(log.last_done, 10);
 	ck_assert_int_eq(log.last_total, 10);
 	ck_assert(log.monotonic);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 
 	/* deadline passes during the run: 504, nothing returned */
 	struct igs_error err = {0};
@@ -702,7 +703,7 @@ START_TEST(test_progress_deadline_cancel)
 	ck_assert(!res.converged);
 	ck_assert_int_eq(res.steps, 10);
 	ck_assert_int_eq(res.path_count, 10);
-	attr_result_free(&res);
+	attr_result_clear(&res);
 
 	/* cancellation */
 	job.deadline = 0;
@@ -725,7 +726,7 @@ START_TEST(test_bad_options_and_oracle_errors)
 	test_image(x);
 	struct igs_error err = {0};
 	struct attr_result res;
-	struct request_options ro = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_GRAY);
+	struct attr_params ro = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_GRAY);
 	ro.target = CLASSES;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, &err), IGS_ERR_BAD_OPTION);
 	ck_assert_str_eq(err.message, "target 3 is out of range 0..2");

@@ -13,6 +13,7 @@
 #include "heatmap.h"
 #include "npy.h"
 #include "png_encode.h"
+#include "file.h"
 #include "service.h"
 
 #define S 16
@@ -93,7 +94,7 @@ static uint8_t *render_roundtrip(unsigned bit, const float *attr, const float *i
 	ck_assert_int_eq(*ch, im.channels);
 	ck_assert_mem_eq(px, im.pixels, (size_t)w * h * *ch);
 	free(png);
-	heatmap_image_free(&im);
+	heatmap_image_clear(&im);
 	return px;
 }
 
@@ -200,7 +201,7 @@ START_TEST(test_constant_attributions_draw_black)
 		ck_assert_int_eq(heatmap_render(bits[b], a, S, NULL, &im, NULL), 0);
 		for (int i = 0; i < im.width * im.height * im.channels; i++)
 			ck_assert_int_eq(im.pixels[i], 0);
-		heatmap_image_free(&im);
+		heatmap_image_clear(&im);
 	}
 	for (int i = 0; i < N; i++)
 		a[i] = 0;
@@ -208,7 +209,7 @@ START_TEST(test_constant_attributions_draw_black)
 	ck_assert_int_eq(heatmap_render(HEATMAP_MAGNITUDE, a, S, NULL, &im, NULL), 0);
 	for (int i = 0; i < HW; i++)
 		ck_assert_int_eq(im.pixels[i], 0);
-	heatmap_image_free(&im);
+	heatmap_image_clear(&im);
 }
 END_TEST
 
@@ -229,8 +230,8 @@ START_TEST(test_overlay_full_resolution)
 	ck_assert_int_eq(heatmap_render(HEATMAP_OVERLAY, a, S, input, &ov, NULL), 0);
 	ck_assert_int_eq(full.width, S);
 	ck_assert_mem_eq(full.pixels, ov.pixels, N);
-	heatmap_image_free(&full);
-	heatmap_image_free(&ov);
+	heatmap_image_clear(&full);
+	heatmap_image_clear(&ov);
 	free(orig.rgb);
 
 	/* a 2S x S upload cropped to its middle S x S (scale 1, offset -S/2):
@@ -264,8 +265,8 @@ START_TEST(test_overlay_full_resolution)
 					ck_assert_int_eq(got,
 					                 ov.pixels[(y * S + x - S / 2) * 3 + c]);
 			}
-	heatmap_image_free(&full);
-	heatmap_image_free(&ov);
+	heatmap_image_clear(&full);
+	heatmap_image_clear(&ov);
 	free(wide.rgb);
 }
 END_TEST
@@ -280,7 +281,7 @@ START_TEST(test_scalar_maps)
 	for (int p = 0; p < HW; p++)
 		ck_assert_int_eq(im.pixels[p], byte_of(p * 0.1 / 12.8));
 	ck_assert_int_eq(im.pixels[HW - 1], 255);
-	heatmap_image_free(&im);
+	heatmap_image_clear(&im);
 }
 END_TEST
 
@@ -343,7 +344,7 @@ START_TEST(test_png_roundtrip_and_errors)
 	ck_assert_int_eq(png_encode(&one, 0, 1, 1, &png, &len, &err), IGS_ERR_BAD_OPTION);
 	ck_assert_int_eq(png_encode(&one, 1, 1, 2, &png, &len, &err), IGS_ERR_BAD_OPTION);
 	ck_assert_ptr_null(png);
-	ck_assert_int_eq(write_file_bytes("/nonexistent-dir/x.png", &one, 1, &err), IGS_ERR_IO);
+	ck_assert_int_eq(file_write_bytes("/nonexistent-dir/x.png", &one, 1, &err), IGS_ERR_IO);
 	ck_assert(strstr(err.message, "/nonexistent-dir/x.png") != NULL);
 }
 END_TEST

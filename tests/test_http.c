@@ -34,7 +34,7 @@
 
 #include "cli.h"
 #include "conv.h"
-#include "http_request.h"
+#include "body.h"
 
 /* ================================================================ */
 /* helpers: files, images                                            */
@@ -576,7 +576,7 @@ START_TEST(test_multipart_parse)
 	    "content-disposition: form-data; name=steps\r\n\r\n"
 	    "12\r\n--XyZ--\r\nepilogue";
 	struct parts_seen s = {0};
-	ck_assert_int_eq(multipart_parse(body, sizeof body - 1, "XyZ", record_part, &s, NULL), 0);
+	ck_assert_int_eq(body_multipart_parse(body, sizeof body - 1, "XyZ", record_part, &s, NULL), 0);
 	ck_assert_int_eq(s.count, 2);
 	ck_assert_str_eq(s.names[0], "image");
 	ck_assert(s.has_filename[0]);
@@ -591,22 +591,22 @@ START_TEST(test_multipart_parse)
 	static const char body2[] = "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n"
 	                            "\r\n--b--";
 	memset(&s, 0, sizeof s);
-	ck_assert_int_eq(multipart_parse(body2, sizeof body2 - 1, "b", record_part, &s, NULL), 0);
+	ck_assert_int_eq(body_multipart_parse(body2, sizeof body2 - 1, "b", record_part, &s, NULL), 0);
 	ck_assert_int_eq(s.count, 1);
 	ck_assert_str_eq(s.values[0], "");
 
 	/* Errors: truncated, no name, no boundary at all. */
 	struct igs_error err;
 	static const char trunc[] = "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nabc";
-	ck_assert_int_eq(multipart_parse(trunc, sizeof trunc - 1, "b", record_part, &s, &err),
+	ck_assert_int_eq(body_multipart_parse(trunc, sizeof trunc - 1, "b", record_part, &s, &err),
 	                 IGS_ERR_BAD_OPTION);
 	ck_assert(strstr(err.message, "closing boundary") != NULL);
 	static const char noname[] = "--b\r\nContent-Type: text/plain\r\n\r\nabc\r\n--b--";
-	ck_assert_int_eq(multipart_parse(noname, sizeof noname - 1, "b", record_part, &s, &err),
+	ck_assert_int_eq(body_multipart_parse(noname, sizeof noname - 1, "b", record_part, &s, &err),
 	                 IGS_ERR_BAD_OPTION);
-	ck_assert_int_eq(multipart_parse("hello", 5, "b", record_part, &s, &err),
+	ck_assert_int_eq(body_multipart_parse("hello", 5, "b", record_part, &s, &err),
 	                 IGS_ERR_BAD_OPTION);
-	ck_assert_int_eq(multipart_parse("", 0, "b", record_part, &s, &err), IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(body_multipart_parse("", 0, "b", record_part, &s, &err), IGS_ERR_BAD_OPTION);
 }
 END_TEST
 
@@ -639,7 +639,10 @@ START_TEST(test_get_endpoints)
 	ck_assert_int_eq(cJSON_GetObjectItem(doc, "input_size")->valueint, 64);
 	ck_assert_str_eq(cJSON_GetObjectItem(doc, "family")->valuestring, "torchvision");
 	/* --precision auto: what this process picks on the same CPU */
-	ck_assert_str_eq(cJSON_GetObjectItem(doc, "precision")->valuestring, conv_precision_name());
+	enum conv_precision here;
+	ck_assert_int_eq(conv_precision_resolve(CONV_PRECISION_AUTO, &here, NULL), 0);
+	ck_assert_str_eq(cJSON_GetObjectItem(doc, "precision")->valuestring,
+	                 conv_precision_name(here));
 	char sha[65];
 	snprintf(sha, sizeof sha, "%s", cJSON_GetObjectItem(doc, "sha256")->valuestring);
 	cJSON_Delete(doc);

@@ -180,7 +180,7 @@ static void check_jpeg_roundtrip(int subsamp, int flags)
 	decode_ok(&img, jpg, len, w, h);
 	double mae = mean_abs_diff(img.rgb, src, (size_t)w * h * 3);
 	ck_assert_msg(mae < 3.0, "subsamp %d flags %d: mean abs error %.2f", subsamp, flags, mae);
-	image_free(&img);
+	image_clear(&img);
 	ck_assert_ptr_null(img.rgb);
 	free(jpg);
 	free(src);
@@ -233,7 +233,7 @@ START_TEST(test_jpeg_grayscale)
 		err += abs(img.rgb[3 * i] - gray[i]);
 	}
 	ck_assert_msg(err / (w * h) < 2.0, "gray mean abs error %.2f", err / (w * h));
-	image_free(&img);
+	image_clear(&img);
 	free(jpg);
 	free(gray);
 }
@@ -288,7 +288,7 @@ START_TEST(test_jpeg_cmyk)
 			ck_assert_msg(abs(q[c] - patches[p][c]) <= 8,
 			              "patch %d channel %d: %d vs %d", p, c, q[c], patches[p][c]);
 	}
-	image_free(&img);
+	image_clear(&img);
 	free(jpg);
 	free(cmyk);
 	free(src);
@@ -323,8 +323,8 @@ START_TEST(test_jpeg_cmyk_fixture_matches_pillow)
 	/* Pure cyan ink is (0, 255, 255) in RGB, not its inverse. */
 	ck_assert_int_le(jpg.rgb[(4 * 48 + 4) * 3 + 0], 3);
 	ck_assert_int_ge(jpg.rgb[(4 * 48 + 4) * 3 + 1], 252);
-	image_free(&jpg);
-	image_free(&ref);
+	image_clear(&jpg);
+	image_clear(&ref);
 }
 END_TEST
 
@@ -339,7 +339,7 @@ static void check_png(const uint8_t *png, size_t len, int w, int h, const uint8_
 	for (int i = 0; i < w * h * 3; i++)
 		ck_assert_msg(img.rgb[i] == expect[i], "%s: byte %d is %d, expected %d", what, i,
 		              img.rgb[i], expect[i]);
-	image_free(&img);
+	image_clear(&img);
 }
 
 START_TEST(test_png_8bit_rgb_and_rgba)
@@ -569,9 +569,9 @@ START_TEST(test_truncated_and_garbage)
 
 	/* The whole files do decode: the refusals above are about the cuts. */
 	decode_ok(&img, jpg, jlen, 64, 64);
-	image_free(&img);
+	image_clear(&img);
 	decode_ok(&img, png, plen, 64, 64);
-	image_free(&img);
+	image_clear(&img);
 	free(junk);
 	free(png);
 	free(jpg);
@@ -597,9 +597,9 @@ START_TEST(test_pixel_limit)
 	ck_assert_msg(strstr(err.message, "20x20") && strstr(err.message, "100"), "message: %s",
 	              err.message);
 	ck_assert_int_eq(image_decode(&img, jpg, jlen, &exact, &err), 0);
-	image_free(&img);
+	image_clear(&img);
 	ck_assert_int_eq(image_decode(&img, png, plen, &exact, &err), 0);
-	image_free(&img);
+	image_clear(&img);
 	free(png);
 	free(jpg);
 }
@@ -684,7 +684,7 @@ START_TEST(test_byte_limit)
 	expect_refusal(jpg, jlen, &lim, IGS_ERR_TOO_LARGE);
 	lim.max_bytes = jlen;
 	ck_assert_int_eq(image_decode(&img, jpg, jlen, &lim, &err), 0);
-	image_free(&img);
+	image_clear(&img);
 	/* The default limit is 16 MiB; the check comes before the magic. */
 	uint8_t *big = calloc(1, IMAGE_DEFAULT_MAX_BYTES + 1);
 	memcpy(big, jpg, jlen);
@@ -718,8 +718,8 @@ START_TEST(test_load_file)
 	decode_ok(&direct, png, plen, 31, 7);
 	ck_assert_int_eq(img.width, 31);
 	ck_assert_int_eq(memcmp(img.rgb, direct.rgb, 31 * 7 * 3), 0);
-	image_free(&img);
-	image_free(&direct);
+	image_clear(&img);
+	image_clear(&direct);
 
 	struct image_limits lim = {.max_bytes = plen - 1};
 	ck_assert_int_eq(image_load_file(&img, path, &lim, &err), IGS_ERR_TOO_LARGE);
@@ -727,7 +727,7 @@ START_TEST(test_load_file)
 	ck_assert_ptr_null(img.rgb);
 	lim.max_bytes = plen;
 	ck_assert_int_eq(image_load_file(&img, path, &lim, &err), 0);
-	image_free(&img);
+	image_clear(&img);
 	unlink(path);
 
 	/* A truncated file: the decode error names the file. */
@@ -774,8 +774,8 @@ START_TEST(test_shrink_by_two_is_block_mean)
 						    in.rgb[((2 * y + dy) * w + 2 * x + dx) * 3 + c];
 				ck_assert_int_eq(out.rgb[(y * (w / 2) + x) * 3 + c], (s + 2) / 4);
 			}
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -810,8 +810,8 @@ START_TEST(test_shrink_fractional_matches_area_reference)
 				ck_assert_msg(fabs(got - ref) <= 0.5 + 1e-3,
 				              "(%d,%d,%d): %d vs %.3f", x, y, c, got, ref);
 			}
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -856,8 +856,8 @@ START_TEST(test_enlarge_matches_bicubic_reference)
 				ck_assert_msg(fabs(got - ref) <= 0.5 + 1e-3,
 				              "(%d,%d,%d): %d vs %.3f", x, y, c, got, ref);
 			}
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -886,8 +886,8 @@ START_TEST(test_mixed_axes)
 				ck_assert_msg(fabs(got - ref) <= 0.5 + 1e-3,
 				              "(%d,%d,%d): %d vs %.3f", x, y, c, got, ref);
 			}
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -913,8 +913,8 @@ START_TEST(test_enlarge_ramp_stays_linear)
 			ck_assert_msg(fabs(out.rgb[(y * dw + x) * 3] - expect) <= 0.5 + 0.06 * 15,
 			              "x %d: %d vs %.3f", x, out.rgb[(y * dw + x) * 3], expect);
 	}
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -951,14 +951,14 @@ START_TEST(test_constant_stays_constant)
 						    p[0] == 127 && p[1] == 127 && p[2] == 127,
 						    "%dx%d mode %d pad (%d,%d)", w, h, mode, x, y);
 				}
-			image_free(&out);
+			image_clear(&out);
 		}
 		ck_assert_int_eq(image_resize(&out, &in, 97, 33, &err), 0);
 		for (int i = 0; i < 97 * 33; i++)
 			ck_assert(out.rgb[3 * i] == 200 && out.rgb[3 * i + 1] == 3 &&
 			          out.rgb[3 * i + 2] == 255);
-		image_free(&out);
-		image_free(&in);
+		image_clear(&out);
+		image_clear(&in);
 	}
 }
 END_TEST
@@ -1003,9 +1003,9 @@ START_TEST(test_letterbox_wide)
 					                 half.rgb[((y - 56) * 224 + x) * 3 + c]);
 				}
 			}
-	image_free(&half);
-	image_free(&out);
-	image_free(&in);
+	image_clear(&half);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -1056,8 +1056,8 @@ static void check_geometry(int w, int h, enum resize_mode mode, int size)
 			checked++;
 		}
 	ck_assert_int_gt(checked, size * size / 4);
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 
 START_TEST(test_geometry_maps_centers)
@@ -1094,9 +1094,9 @@ START_TEST(test_center_crop_300x400)
 		ck_assert_int_eq(memcmp(out.rgb + (size_t)y * 224 * 3,
 		                        full.rgb + ((size_t)(y + 58) * 256 + 16) * 3, 224 * 3),
 		                 0);
-	image_free(&full);
-	image_free(&out);
-	image_free(&in);
+	image_clear(&full);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -1113,13 +1113,13 @@ START_TEST(test_input_size_copied_exactly)
 		ck_assert_double_eq(g.scale_y, 1.0);
 		ck_assert_double_eq(g.offset_x, 0.0);
 		ck_assert_double_eq(g.offset_y, 0.0);
-		image_free(&out);
+		image_clear(&out);
 	}
 	/* Same-size resize is a copy too. */
 	ck_assert_int_eq(image_resize(&out, &in, 224, 224, &err), 0);
 	ck_assert_int_eq(memcmp(out.rgb, in.rgb, 224 * 224 * 3), 0);
-	image_free(&out);
-	image_free(&in);
+	image_clear(&out);
+	image_clear(&in);
 }
 END_TEST
 
@@ -1146,9 +1146,9 @@ START_TEST(test_modes_and_bad_arguments)
 	ck_assert_int_lt(image_fit(&out, &empty, 224, RESIZE_LETTERBOX, NULL, &err), 0);
 	/* NULL geometry is allowed. */
 	ck_assert_int_eq(image_fit(&out, &in, 224, RESIZE_STRETCH, NULL, &err), 0);
-	image_free(&out);
-	image_free(&in);
-	image_free(NULL);
+	image_clear(&out);
+	image_clear(&in);
+	image_clear(NULL);
 }
 END_TEST
 
@@ -1167,8 +1167,8 @@ START_TEST(test_decode_then_fit)
 	ck_assert_double_eq(g.offset_y, 28.0); /* 320x240 -> 224x168, (224-168)/2 */
 	ck_assert_int_eq(out.rgb[0], 127);
 	ck_assert_int_eq(out.rgb[(223 * 224 + 223) * 3], 127);
-	image_free(&out);
-	image_free(&img);
+	image_clear(&out);
+	image_clear(&img);
 	free(jpg);
 }
 END_TEST

@@ -38,7 +38,7 @@ START_TEST(test_builtin_imagenet)
 	ck_assert_str_eq(labels_get(l, 517), "crane");
 	ck_assert_str_eq(labels_get(l, 639), "maillot tank suit");
 	ck_assert_str_eq(labels_get(l, 999), "toilet tissue");
-	ck_assert_str_eq(imagenet_labels[281], "tabby");
+	ck_assert_str_eq(labels_imagenet[281], "tabby");
 	/* Out of range is an empty name, never NULL. */
 	ck_assert_ptr_nonnull(labels_get(l, 1000));
 	ck_assert_str_eq(labels_get(l, -1), "");

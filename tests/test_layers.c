@@ -85,9 +85,9 @@ START_TEST(test_shapes_finish)
 	ck_assert_int_eq(b.h_out, 28);
 	ck_assert_int_eq(b.w_out, 29);
 
-	struct pool_shape p = {
+	struct maxpool_shape p = {
 	    .c = 64, .n = 1, .h_in = 112, .w_in = 111, .k = 3, .stride = 2, .pad = 1};
-	pool_shape_finish(&p);
+	maxpool_shape_finish(&p);
 	ck_assert_int_eq(p.h_out, 56);
 	ck_assert_int_eq(p.w_out, 56);
 }
@@ -125,7 +125,7 @@ START_TEST(test_relu_bits)
 			/* and as bytes, for oneDNN's multiplication post-op */
 			uint8_t *bytes = malloc(count + 1);
 			bytes[count] = 0xee;
-			mask_bits_expand(bytes, bits, count);
+			relu_mask_bits_expand(bytes, bits, count);
 			for (size_t i = 0; i < count; i++)
 				ck_assert_msg(bytes[i] == (x[i] > 0.0f),
 				              "count %zu: byte %zu is %d", count, i, bytes[i]);
@@ -209,7 +209,7 @@ END_TEST
 	{                                                                                          \
 		.c = c_, .n = n_, .h_in = h_, .w_in = w_, .k = k_, .stride = s_, .pad = p_         \
 	}
-static const struct pool_shape pool_cases[] = {
+static const struct maxpool_shape pool_cases[] = {
     /*   c, n, h_in, w_in, k, stride, pad */
     POOL(3, 2, 9, 12, 3, 2, 1), /* ResNet's stem pool */
     POOL(2, 1, 8, 6, 2, 2, 0),   POOL(4, 3, 5, 7, 3, 1, 1),
@@ -218,12 +218,12 @@ static const struct pool_shape pool_cases[] = {
 };
 #define N_POOL_CASES (sizeof pool_cases / sizeof pool_cases[0])
 
-static size_t pool_in_count(const struct pool_shape *s)
+static size_t pool_in_count(const struct maxpool_shape *s)
 {
 	return (size_t)s->c * s->n * s->h_in * s->w_in;
 }
 
-static size_t pool_out_count(const struct pool_shape *s)
+static size_t pool_out_count(const struct maxpool_shape *s)
 {
 	return (size_t)s->c * s->n * s->h_out * s->w_out;
 }
@@ -232,7 +232,7 @@ static size_t pool_out_count(const struct pool_shape *s)
  * maximum in row-major window order wins.  gap (or NULL) receives each
  * window's margin between its maximum and the runner-up. */
 static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float *in,
-                          const struct pool_shape *s)
+                          const struct maxpool_shape *s)
 {
 	const int C = s->c;
 	for (int b = 0; b < s->n; b++)
@@ -273,7 +273,7 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
 				}
 }
 
-static void check_maxpool_forward(const float *in, const struct pool_shape *s, const char *what)
+static void check_maxpool_forward(const float *in, const struct maxpool_shape *s, const char *what)
 {
 	size_t n_out = pool_out_count(s);
 	float *out = falloc(n_out);
@@ -294,8 +294,8 @@ static void check_maxpool_forward(const float *in, const struct pool_shape *s, c
 START_TEST(test_maxpool_forward)
 {
 	for (size_t t = 0; t < N_POOL_CASES; t++) {
-		struct pool_shape s = pool_cases[t];
-		pool_shape_finish(&s);
+		struct maxpool_shape s = pool_cases[t];
+		maxpool_shape_finish(&s);
 		size_t n_in = pool_in_count(&s);
 		float *in = falloc(n_in);
 		char what[80];
@@ -334,8 +334,8 @@ START_TEST(test_maxpool_backward)
 {
 	const float eps = 1e-2f;
 	for (size_t t = 0; t < N_POOL_CASES; t++) {
-		struct pool_shape s = pool_cases[t];
-		pool_shape_finish(&s);
+		struct maxpool_shape s = pool_cases[t];
+		maxpool_shape_finish(&s);
 		size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
 		float *in = frandom(n_in, 1.0f), *out = falloc(n_out),
 		      *d_out = frandom(n_out, 1.0f);
@@ -493,11 +493,11 @@ START_TEST(test_blocked_maxpool)
 	for (int threads = 1; threads <= 3; threads += 2) {
 		omp_set_num_threads(threads);
 		for (size_t t = 0; t < N_POOL_CASES; t++) {
-			struct pool_shape s = pool_cases[t];
+			struct maxpool_shape s = pool_cases[t];
 			if (s.c % B)
 				continue;
-			pool_shape_finish(&s);
-			struct pool_shape sb = s;
+			maxpool_shape_finish(&s);
+			struct maxpool_shape sb = s;
 			sb.out_block = B;
 			const int hw = s.h_out * s.w_out;
 			size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
@@ -669,9 +669,9 @@ static void run_all_kernels(float *out, int threads)
 {
 	omp_set_num_threads(threads);
 	reseed();
-	struct pool_shape ps = {
+	struct maxpool_shape ps = {
 	    .c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2, .pad = 1};
-	pool_shape_finish(&ps);
+	maxpool_shape_finish(&ps);
 	const size_t n_in = pool_in_count(&ps), n_out = pool_out_count(&ps);
 	const int hw = ps.h_in * ps.w_in;
 	float *x = frandom(n_in, 1.0f), *g = frandom(n_out, 1.0f), *scale = frandom(67, 1.0f);
@@ -698,7 +698,7 @@ static void run_all_kernels(float *out, int threads)
 	relu_backward_bits(o, mask, n_out);
 	tensor_add(o, x, n_in);
 	tensor_add_masked_bits(o, g, mask, n_out);
-	mask_bits_expand(mask + (n_out + 7) / 8, mask, n_out);
+	relu_mask_bits_expand(mask + (n_out + 7) / 8, mask, n_out);
 	for (size_t i = 0; i < n_out; i++)
 		o[i] += mask[(n_out + 7) / 8 + i];
 	o += n_in;
@@ -712,9 +712,9 @@ static void run_all_kernels(float *out, int threads)
 
 START_TEST(test_threads_match_one_thread)
 {
-	struct pool_shape ps = {
+	struct maxpool_shape ps = {
 	    .c = 67, .n = 2, .h_in = 23, .w_in = 21, .k = 3, .stride = 2, .pad = 1};
-	pool_shape_finish(&ps);
+	maxpool_shape_finish(&ps);
 	const size_t total =
 	    pool_out_count(&ps) + 5 * pool_in_count(&ps) + 2 * 67 + 2 * (2 * 7 * 11 * 3);
 	float *one = falloc(total), *three = falloc(total);
@@ -774,9 +774,9 @@ END_TEST
 START_TEST(test_maxpool_after_relu)
 {
 	for (size_t t = 0; t < N_POOL_CASES; t++) {
-		struct pool_shape s = pool_cases[t];
-		pool_shape_finish(&s);
-		struct pool_shape sr = s;
+		struct maxpool_shape s = pool_cases[t];
+		maxpool_shape_finish(&s);
+		struct maxpool_shape sr = s;
 		sr.after_relu = true;
 		size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
 		float *in = frandom(n_in, 1.0f), *out = falloc(n_out), *out_r = falloc(n_out);
@@ -819,9 +819,9 @@ END_TEST
  * images (more than one group of partial sums), 1 to 3 threads, and the
  * same sums on every run.
  */
-static void check_maxpool_sum(struct pool_shape s, int threads, const char *what)
+static void check_maxpool_sum(struct maxpool_shape s, int threads, const char *what)
 {
-	pool_shape_finish(&s);
+	maxpool_shape_finish(&s);
 	omp_set_num_threads(threads);
 	const int hw_out = s.h_out * s.w_out;
 	const size_t n_in = pool_in_count(&s), n_out = pool_out_count(&s);
@@ -878,7 +878,7 @@ START_TEST(test_maxpool_backward_sum)
 	for (size_t t = 0; t < N_POOL_CASES; t++)
 		for (int relu = 0; relu < 2; relu++)
 			for (int threads = 1; threads <= 3; threads++) {
-				struct pool_shape s = pool_cases[t];
+				struct maxpool_shape s = pool_cases[t];
 				s.after_relu = relu;
 				snprintf(what, sizeof what, "pool case %zu, relu %d, %d threads", t,
 				         relu, threads);
@@ -890,7 +890,7 @@ START_TEST(test_maxpool_backward_sum)
 				}
 			}
 	/* more images than one group of partial sums */
-	struct pool_shape many = pool_cases[4];
+	struct maxpool_shape many = pool_cases[4];
 	many.n = 18;
 	many.out_block = 16;
 	check_maxpool_sum(many, 2, "18 images, blocked");

@@ -27,6 +27,7 @@
 #include "conv.h"
 #include "model.h"
 #include "safetensors.h"
+#include "safetensors_writer.h"
 
 static char tmpdir[256];
 
@@ -102,7 +103,7 @@ static void compare_with_pytorch(int _i, int threads)
 
 	struct igs_error err = {0};
 	struct model *m = NULL;
-	int rc = model_load(&m, fixture(weights), &err);
+	int rc = model_open(&m, fixture(weights), NULL, &err);
 	ck_assert_msg(rc == 0, "load %s: %s", weights, err.message);
 	const struct model_info *info = model_get_info(m);
 	ck_assert_int_eq(info->family, variants[_i].family);
@@ -124,7 +125,7 @@ static void compare_with_pytorch(int _i, int threads)
 	ck_assert_int_eq(npix, n * (int64_t)per_image);
 
 	struct net_workspace *ws = NULL;
-	ck_assert_int_eq(net_workspace_create(&ws, m, n, &err), 0);
+	ck_assert_int_eq(net_workspace_open(&ws, m, n, &err), 0);
 	ck_assert_int_eq(net_workspace_set_threads(ws, threads, &err), 0);
 	ck_assert_int_eq(net_workspace_threads(ws), threads);
 	float logits[30], d_logits[30] = {0};
@@ -187,7 +188,7 @@ static void compare_with_pytorch(int _i, int threads)
 	}
 	ck_assert_int_eq(net_backward(ws, d_logits, grad), IGS_ERR_BAD_OPTION);
 
-	net_workspace_free(&ws);
+	net_workspace_close(&ws);
 	ck_assert_ptr_null(ws);
 	free(grad);
 	free(pixels);
@@ -195,7 +196,7 @@ static void compare_with_pytorch(int _i, int threads)
 	free(ref_grad);
 	free(targets);
 	safetensors_close(&cf);
-	model_free(&m);
+	model_close(&m);
 	ck_assert_ptr_null(m);
 }
 
@@ -214,7 +215,7 @@ static void *run_model(void *arg)
 {
 	struct thread_job *job = arg;
 	struct net_workspace *ws = NULL;
-	job->rc = net_workspace_create(&ws, job->model, 3, NULL);
+	job->rc = net_workspace_open(&ws, job->model, 3, NULL);
 	float d_logits[30] = {0};
 	d_logits[3] = 1;
 	float *grad = malloc(3 * 64 * 64 * 3 * sizeof(float));
@@ -225,14 +226,14 @@ static void *run_model(void *arg)
 	}
 	memcpy(job->grad, grad, sizeof job->grad);
 	free(grad);
-	net_workspace_free(&ws);
+	net_workspace_close(&ws);
 	return NULL;
 }
 
 START_TEST(test_threads_share_a_model)
 {
 	struct model *m = NULL;
-	ck_assert_int_eq(model_load(&m, fixture("timm_bottleneck.safetensors"), NULL), 0);
+	ck_assert_int_eq(model_open(&m, fixture("timm_bottleneck.safetensors"), NULL, NULL), 0);
 	ck_assert_int_eq(model_set_input_size(m, 64, NULL), 0);
 	struct st_file *cf = NULL;
 	ck_assert_int_eq(safetensors_open(&cf, fixture("timm_bottleneck.case.safetensors"), NULL),
@@ -255,7 +256,7 @@ START_TEST(test_threads_share_a_model)
 	}
 	free(pixels);
 	safetensors_close(&cf);
-	model_free(&m);
+	model_close(&m);
 }
 END_TEST
 
@@ -413,9 +414,9 @@ static void check_path_points(const struct model *m, struct net_workspace *ws, c
 	d_logits[CLASSES + 900] = 1;
 
 	struct net_workspace *fresh = NULL;
-	ck_assert_int_eq(net_workspace_create(&fresh, m, 1, NULL), 0);
+	ck_assert_int_eq(net_workspace_open(&fresh, m, 1, NULL), 0);
 	ck_assert_int_eq(net_forward_path(fresh, alpha, 1, l_path), IGS_ERR_BAD_OPTION);
-	net_workspace_free(&fresh);
+	net_workspace_close(&fresh);
 
 	ck_assert_int_eq(net_forward(ws, rows, N, l_rows), 0);
 	ck_assert_int_eq(net_backward(ws, d_logits, g_rows), 0);
@@ -509,9 +510,8 @@ START_TEST(test_full_width_resnet50)
 	struct model *m = NULL;
 	/* float32 arithmetic: the finite differences and the path checks below
 	 * measure the backward's mathematics, not rounding */
-	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_FP32, NULL), 0);
-	ck_assert_msg(model_load(&m, path, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_AUTO, NULL), 0);
+	const struct model_options fp32 = {.precision = CONV_PRECISION_FP32};
+	ck_assert_msg(model_open(&m, path, &fp32, &err) == 0, "%s", err.message);
 	const struct model_info *info = model_get_info(m);
 	ck_assert_str_eq(info->arch, arch);
 	ck_assert_int_eq(info->depth, 50);
@@ -526,7 +526,7 @@ START_TEST(test_full_width_resnet50)
 	for (size_t i = 0; i < n * per_image; i++)
 		pixels[i] = (float)(255 * rng_uniform());
 	struct net_workspace *ws = NULL;
-	ck_assert_int_eq(net_workspace_create(&ws, m, n, &err), 0);
+	ck_assert_int_eq(net_workspace_open(&ws, m, n, &err), 0);
 	ck_assert_int_eq(net_workspace_set_threads(ws, 2, &err), 0);
 	float *logits = malloc(n * classes * sizeof(float));
 	float *d_logits = calloc(n * classes, sizeof(float));
@@ -578,8 +578,8 @@ START_TEST(test_full_width_resnet50)
 	free(logits);
 	free(d_logits);
 	free(grad);
-	net_workspace_free(&ws);
-	model_free(&m);
+	net_workspace_close(&ws);
+	model_close(&m);
 	remove_tmpdir();
 }
 END_TEST
@@ -596,20 +596,21 @@ START_TEST(test_full_width_split_bf16)
 	const enum model_family family = _i ? FAMILY_TIMM_RESNETV2 : FAMILY_TORCHVISION;
 	const char *arch = _i ? "resnetv2_50" : "resnet50";
 	struct igs_error err = {0};
-	if (conv_set_precision(CONV_PRECISION_BF16X3, &err) != 0) {
+	enum conv_precision resolved;
+	if (conv_precision_resolve(CONV_PRECISION_BF16X3, &resolved, &err) != 0) {
 		printf("test_full_width_split_bf16: not run: %s\n", err.message);
 		return;
 	}
+	const struct model_options bf16x3 = {.precision = CONV_PRECISION_BF16X3};
+	const struct model_options fp32 = {.precision = CONV_PRECISION_FP32};
 	char path[400];
 	make_tmpdir();
 	snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, arch);
 	rng_state = 0x51ed270b27a3c9e1ull + (uint64_t)_i;
 	write_resnet50(path, family);
 	struct model *split = NULL, *exact = NULL;
-	ck_assert_msg(model_load(&split, path, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_FP32, NULL), 0);
-	ck_assert_msg(model_load(&exact, path, &err) == 0, "%s", err.message);
-	ck_assert_int_eq(conv_set_precision(CONV_PRECISION_AUTO, NULL), 0);
+	ck_assert_msg(model_open(&split, path, &bf16x3, &err) == 0, "%s", err.message);
+	ck_assert_msg(model_open(&exact, path, &fp32, &err) == 0, "%s", err.message);
 
 	enum { N = 2, CLASSES = 1000 };
 	const size_t per_image = 224 * 224 * 3;
@@ -617,8 +618,8 @@ START_TEST(test_full_width_split_bf16)
 	for (size_t i = 0; i < N * per_image; i++)
 		pixels[i] = (float)(255 * rng_uniform());
 	struct net_workspace *ws_split = NULL, *ws_exact = NULL;
-	ck_assert_int_eq(net_workspace_create(&ws_split, split, N, &err), 0);
-	ck_assert_int_eq(net_workspace_create(&ws_exact, exact, N, &err), 0);
+	ck_assert_int_eq(net_workspace_open(&ws_split, split, N, &err), 0);
+	ck_assert_int_eq(net_workspace_open(&ws_exact, exact, N, &err), 0);
 	ck_assert_int_eq(net_workspace_set_threads(ws_split, 2, &err), 0);
 	float l_split[N * CLASSES], l_exact[N * CLASSES], d_logits[N * CLASSES] = {0};
 	float *g_split = malloc(N * per_image * sizeof(float));
@@ -653,10 +654,10 @@ START_TEST(test_full_width_split_bf16)
 	free(pixels);
 	free(g_split);
 	free(g_exact);
-	net_workspace_free(&ws_split);
-	net_workspace_free(&ws_exact);
-	model_free(&split);
-	model_free(&exact);
+	net_workspace_close(&ws_split);
+	net_workspace_close(&ws_exact);
+	model_close(&split);
+	model_close(&exact);
 	remove_tmpdir();
 }
 END_TEST
@@ -712,7 +713,7 @@ static void expect_refusal(const char *path, int code, const char *needle)
 {
 	struct igs_error err = {0};
 	struct model *m = NULL;
-	int rc = model_load(&m, path, &err);
+	int rc = model_open(&m, path, NULL, &err);
 	ck_assert_int_eq(rc, code);
 	ck_assert_ptr_null(m);
 	ck_assert_msg(strstr(err.message, needle) != NULL, "message '%s' lacks '%s'", err.message,
@@ -743,7 +744,7 @@ START_TEST(test_refuses_wrong_models)
 
 	snprintf(path, sizeof path, "%s/nofile.safetensors", tmpdir);
 	struct model *m = NULL;
-	ck_assert_int_eq(model_load(&m, path, NULL), IGS_ERR_IO);
+	ck_assert_int_eq(model_open(&m, path, NULL, NULL), IGS_ERR_IO);
 	remove_tmpdir();
 }
 END_TEST

@@ -28,6 +28,7 @@
 #include "image.h"
 #include "model.h"
 #include "safetensors.h"
+#include "safetensors_writer.h"
 
 #define TOLERANCE_PX 15
 #define BATCH 8
@@ -70,9 +71,9 @@ static struct score play(const char *model_path)
 	struct model *model = NULL;
 	struct net_workspace *ws = NULL;
 	struct igs_error err = {0};
-	ck_assert_msg(model_load(&model, model_path, &err) == 0, "%s", err.message);
+	ck_assert_msg(model_open(&model, model_path, NULL, &err) == 0, "%s", err.message);
 	const int size = model_get_info(model)->input_size;
-	ck_assert_int_eq(net_workspace_create(&ws, model, BATCH, &err), 0);
+	ck_assert_int_eq(net_workspace_open(&ws, model, BATCH, &err), 0);
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, model, ws);
 
@@ -96,15 +97,15 @@ static struct score play(const char *model_path)
 		ck_assert_int_eq(img.height, size);
 		for (size_t i = 0; i < hw * 3; i++)
 			pixels[i] = img.rgb[i];
-		image_free(&img);
+		image_clear(&img);
 		const cJSON *box = cJSON_GetObjectItem(entry, "box");
 		int x0 = cJSON_GetArrayItem(box, 0)->valueint,
 		    y0 = cJSON_GetArrayItem(box, 1)->valueint;
 		int x1 = cJSON_GetArrayItem(box, 2)->valueint,
 		    y1 = cJSON_GetArrayItem(box, 3)->valueint;
 
-		struct request_options o;
-		request_options_init(&o);
+		struct attr_params o;
+		attr_params_init(&o);
 		o.steps = 16;
 		o.target = cJSON_GetObjectItem(entry, "label")->valueint;
 		struct attr_result r;
@@ -134,7 +135,7 @@ static struct score play(const char *model_path)
 		chance_point += (double)(ex1 - ex0) * (ey1 - ey0) / hw;
 		chance_area += (double)(x1 - x0) * (y1 - y0) / hw;
 		images++;
-		attr_result_free(&r);
+		attr_result_clear(&r);
 	}
 	ck_assert_int_eq(images, 24);
 	struct score sc = {(double)hits / images, energy_in / images, chance_point / images,
@@ -147,8 +148,8 @@ static struct score play(const char *model_path)
 	cJSON_Delete(boxes);
 	free(pixels);
 	free(mag);
-	net_workspace_free(&ws);
-	model_free(&model);
+	net_workspace_close(&ws);
+	model_close(&model);
 	return sc;
 }
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "safetensors_writer.h"
 
 /* ======================================================================== */
 /* 1. Helpers                                                               */

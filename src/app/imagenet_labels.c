@@ -6,7 +6,7 @@
  */
 #include "labels.h"
 
-const char *const imagenet_labels[1000] = {
+const char *const labels_imagenet[1000] = {
 	"tench", /* 0 */
 	"goldfish", /* 1 */
 	"great white shark", /* 2 */

@@ -11,6 +11,8 @@
  */
 #include "labels.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,58 +30,6 @@ struct labels {
 };
 
 /* ---------------------------------------------------------------- reading */
-
-/*
- * read_file - the whole of `path` into a NUL-terminated heap buffer (*out,
- * caller frees), its length in *len.
- */
-static int read_file(const char *path, char **out, size_t *len, struct igs_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot open labels file: %s", path,
-				strerror(errno));
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
-		fclose(f);
-		return igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory reading labels", path);
-	}
-	for (;;) {
-		if (n + 1 == cap) {
-			if (cap >= LABELS_FILE_MAX) {
-				free(buf);
-				fclose(f);
-				return igs_fail(err, IGS_ERR_BAD_OPTION,
-						"%s: labels file is larger than %u bytes", path,
-						LABELS_FILE_MAX);
-			}
-			char *bigger = realloc(buf, cap * 2);
-			if (!bigger) {
-				free(buf);
-				fclose(f);
-				return igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory reading labels",
-						path);
-			}
-			buf = bigger;
-			cap *= 2;
-		}
-		size_t got = fread(buf + n, 1, cap - 1 - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	int failed = ferror(f);
-	fclose(f);
-	if (failed) {
-		free(buf);
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot read labels file", path);
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = n;
-	return IGS_OK;
-}
 
 /*
  * split_lines - cut `text` (len bytes, NUL-terminated) into lines in place
@@ -128,7 +78,9 @@ int labels_open(struct labels **out, const char *path, int classes, struct igs_e
 
 	if (path) {
 		size_t len = 0;
-		int rc = read_file(path, &l->text, &len, err);
+		unsigned char *text = NULL;
+		int rc = file_read_all(path, LABELS_FILE_MAX, &text, &len, err);
+		l->text = (char *)text;
 		if (rc < 0) {
 			labels_close(&l);
 			return rc;
@@ -142,11 +94,11 @@ int labels_open(struct labels **out, const char *path, int classes, struct igs_e
 		}
 	} else if (classes == 1000) {
 		for (int i = 0; i < 1000; i++)
-			l->names[i] = imagenet_labels[i];
+			l->names[i] = labels_imagenet[i];
 	} else if (classes == 1001) {
 		l->names[0] = "background";
 		for (int i = 1; i < 1001; i++)
-			l->names[i] = imagenet_labels[i - 1];
+			l->names[i] = labels_imagenet[i - 1];
 	} else {
 		l->text = malloc((size_t)classes * CLASS_NAME_MAX);
 		if (!l->text) {

@@ -7,12 +7,13 @@
  * prop. 1: sum(attr) = F(x) - F(x')), and a predict path that disagrees
  * with the attribution path on the input's logit.
  */
-#include "server.h"
+#include "selfcheck.h"
 
 #include <math.h>
-#include <png.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "png_encode.h"
 
 #define SELFCHECK_STEPS 8
 
@@ -35,91 +36,67 @@ static void synthetic_image(uint8_t *rgb, int size)
 }
 
 /* PNG bytes of the synthetic image (malloc'd into *out). */
-static int synthetic_png(int size, void **out, size_t *len, struct igs_error *err)
+static int synthetic_png(int size, unsigned char **out, size_t *len, struct igs_error *err)
 {
 	uint8_t *rgb = malloc((size_t)size * size * 3);
 	if (!rgb)
 		return igs_fail(err, IGS_ERR_NOMEM, "self-check: out of memory");
 	synthetic_image(rgb, size);
-	png_image img = {.version = PNG_IMAGE_VERSION,
-	                 .width = (png_uint_32)size,
-	                 .height = (png_uint_32)size,
-	                 .format = PNG_FORMAT_RGB};
-	png_alloc_size_t n = 0;
-	int rc = 0;
-	if (!png_image_write_to_memory(&img, NULL, &n, 0, rgb, 0, NULL) || !(*out = malloc(n)) ||
-	    !png_image_write_to_memory(&img, *out, &n, 0, rgb, 0, NULL))
-		rc = igs_fail(err, IGS_ERR_INTERNAL, "self-check: cannot encode the test image");
-	*len = n;
-	png_image_free(&img);
+	int rc = png_encode(rgb, size, size, 3, out, len, err);
 	free(rgb);
 	return rc;
 }
 
-static double number_at(const cJSON *obj, const char *a, const char *b)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
-	if (b)
-		v = cJSON_GetObjectItemCaseSensitive(v, b);
-	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_error *err)
 {
-	const struct model_info *info = model_get_info(service_model(s));
-	void *png = NULL;
+	struct service_info info;
+	service_get_info(s, &info);
+	unsigned char *png = NULL;
 	size_t len = 0;
-	cJSON *pred = NULL, *attr = NULL;
-	struct job_control job = {.deadline = 0};
-	atomic_init(&job.cancelled, false);
-	int rc = synthetic_png(info->input_size, &png, &len, err);
+	struct predict_result pred = {0};
+	struct attribute_result attr = {0};
+	struct job_control job;
+	job_init(&job);
+	int rc = synthetic_png(info.input_size, &png, &len, err);
 	if (rc < 0)
 		goto out;
 
 	struct request_options o;
 	request_options_init(&o);
-	o.top_k = info->classes;
+	o.top_k = info.classes;
 	rc = service_predict(w, png, len, &o, &job, &pred, err);
 	if (rc < 0)
 		goto out;
-	const cJSON *preds = cJSON_GetObjectItemCaseSensitive(pred, "predictions");
-	int n = cJSON_GetArraySize(preds);
-	if (n != info->classes) {
-		rc = igs_fail(err, IGS_ERR_INTERNAL,
-		              "self-check: predict returned %d of %d classes", n, info->classes);
+	if (pred.count != info.classes) {
+		rc = igs_fail(err, IGS_ERR_INTERNAL, "self-check: predict returned %d of %d classes",
+		              pred.count, info.classes);
 		goto out;
 	}
-	double top_logit = NAN, psum = 0;
-	for (int i = 0; i < n; i++) {
-		const cJSON *p = cJSON_GetArrayItem(preds, i);
-		double logit = number_at(p, "logit", NULL),
-		       prob = number_at(p, "probability", NULL);
-		if (!isfinite(logit) || !(prob >= 0 && prob <= 1)) {
+	double psum = 0;
+	for (int i = 0; i < pred.count; i++) {
+		const struct prediction *p = &pred.top[i];
+		if (!isfinite(p->logit) || !(p->probability >= 0 && p->probability <= 1)) {
 			rc = igs_fail(err, IGS_ERR_INTERNAL,
 			              "self-check: prediction %d is not finite (logit %g, p %g)", i,
-			              logit, prob);
+			              p->logit, p->probability);
 			goto out;
 		}
-		if (i == 0)
-			top_logit = logit;
-		psum += prob;
+		psum += p->probability;
 	}
+	const double top_logit = pred.top[0].logit;
 	if (fabs(psum - 1) > 1e-3) {
 		rc = igs_fail(err, IGS_ERR_INTERNAL, "self-check: probabilities sum to %g", psum);
 		goto out;
 	}
 
 	request_options_init(&o);
-	o.steps = SELFCHECK_STEPS;
+	o.attr.steps = SELFCHECK_STEPS;
 	o.heatmaps = 0;
-	rc = service_attribute(w, png, len, &o, &job, NULL, NULL, &attr, err);
+	rc = service_attribute(w, png, len, &o, &job, &attr, err);
 	if (rc < 0)
 		goto out;
-	double sum = number_at(attr, "completeness", "sum");
-	double f_in = number_at(attr, "completeness", "f_input");
-	double f_base = number_at(attr, "completeness", "f_baseline");
-	double delta = number_at(attr, "completeness", "delta");
-	double target_logit = number_at(attr, "target", "logit");
+	const double sum = attr.attr.sum, f_in = attr.attr.f_input, f_base = attr.attr.f_baseline;
+	const double delta = attr.attr.delta, target_logit = attr.target.logit;
 	if (!isfinite(sum) || !isfinite(f_in) || !isfinite(f_base) || !isfinite(delta)) {
 		rc = igs_fail(err, IGS_ERR_INTERNAL,
 		              "self-check: completeness is not finite (sum %g, f(x) %g, f(x') %g)",
@@ -144,8 +121,8 @@ int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_
 		goto out;
 	}
 out:
-	cJSON_Delete(pred);
-	cJSON_Delete(attr);
+	predict_result_clear(&pred);
+	attribute_result_clear(&attr);
 	free(png);
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * service.c - the resident service and the /predict path.
  *
- * bytes -> image_decode -> image_fit -> net_forward -> top-k JSON.
+ * bytes -> image_decode -> image_fit -> net_infer -> top-k predictions.
  * attribute.c continues from service_prepare_input for /attribute.
  */
 #include "service_internal.h"
@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "conv.h"
 #include "image.h"
 #include "labels.h"
+#include "layers.h"
+#include "threads.h"
 
 #define DEFAULT_MEMORY_BUDGET ((size_t)1 << 30)
 /* Path points per pass: 4 is as fast as 8 here (bench/README.md) with
@@ -53,7 +56,15 @@ int service_open(struct service **out, const struct service_config *cfg, struct 
 	if (s->cfg.max_steps_cap <= 0)
 		s->cfg.max_steps_cap = 4096;
 
-	int rc = model_load(&s->model, cfg->model_path, err);
+	struct model_options mo = {.precision = CONV_PRECISION_AUTO};
+	int rc = 0;
+	if (cfg->precision) {
+		rc = service_check_precision(cfg->precision, err);
+		if (rc == 0)
+			mo.precision = (enum conv_precision)conv_precision_parse(cfg->precision);
+	}
+	if (rc == 0)
+		rc = model_open(&s->model, cfg->model_path, &mo, err);
 	if (rc == 0 && cfg->input_size)
 		rc = model_set_input_size(s->model, cfg->input_size, err);
 	if (rc == 0 && cfg->custom_normalization)
@@ -84,14 +95,38 @@ void service_close(struct service **sp)
 	if (!s)
 		return;
 	labels_close(&s->labels);
-	model_free(&s->model);
+	model_close(&s->model);
 	free(s);
 	*sp = NULL;
 }
 
-const struct model *service_model(const struct service *s)
+void service_get_info(const struct service *s, struct service_info *out)
 {
-	return s->model;
+	const struct model_info *info = model_get_info(s->model);
+	*out = (struct service_info){.arch = info->arch,
+	                             .family = info->family_name,
+	                             .sha256 = info->sha256,
+	                             .path = info->path,
+	                             .precision = conv_precision_name(info->precision),
+	                             .engine = conv_backend(),
+	                             .classes = info->classes,
+	                             .input_size = info->input_size,
+	                             .depth = info->depth,
+	                             .max_batch = s->max_batch};
+}
+
+int service_check_precision(const char *name, struct igs_error *err)
+{
+	if (conv_precision_parse(name) < 0)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "precision must be auto, fp32 or bf16x3, got '%s'", name);
+	return 0;
+}
+
+void service_threads_setup(int caller_threads, int blas_threads)
+{
+	nn_threads_set_caller(caller_threads);
+	nn_threads_set_blas(blas_threads);
 }
 
 const char *service_label(const struct service *s, int index)
@@ -99,7 +134,7 @@ const char *service_label(const struct service *s, int index)
 	return labels_get(s->labels, index);
 }
 
-int service_worker_create(struct service_worker **out, struct service *s, struct igs_error *err)
+int service_worker_open(struct service_worker **out, struct service *s, struct igs_error *err)
 {
 	*out = NULL;
 	struct service_worker *w = calloc(1, sizeof *w);
@@ -113,11 +148,11 @@ int service_worker_create(struct service_worker **out, struct service *s, struct
 	if (!w->logits || !w->d_logits)
 		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory");
 	else
-		rc = net_workspace_create(&w->ws, s->model, s->max_batch, err);
+		rc = net_workspace_open(&w->ws, s->model, s->max_batch, err);
 	if (rc == 0 && s->cfg.threads > 1)
 		rc = net_workspace_set_threads(w->ws, s->cfg.threads, err);
 	if (rc < 0) {
-		service_worker_free(&w);
+		service_worker_close(&w);
 		return rc;
 	}
 	*out = w;
@@ -142,119 +177,100 @@ void service_worker_idle(struct service_worker *w)
 	net_workspace_release(w->ws);
 }
 
-void service_worker_free(struct service_worker **wp)
+void service_worker_close(struct service_worker **wp)
 {
 	struct service_worker *w = *wp;
 	if (!w)
 		return;
-	net_workspace_free(&w->ws);
+	net_workspace_close(&w->ws);
 	free(w->logits);
 	free(w->d_logits);
 	free(w);
 	*wp = NULL;
 }
 
-/* ===== JSON pieces ======================================================== */
+/* ===== predictions ====================================================== */
 
-cJSON *service_model_json(const struct service *s)
+/* Whether class a ranks above class b: higher logit, ties to the lower
+ * index (what a stable sort by logit gives). */
+static bool ranks_above(const float *logits, int a, int b)
 {
-	const struct model_info *info = model_get_info(s->model);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "arch", info->arch);
-	cJSON_AddStringToObject(o, "family", info->family_name);
-	cJSON_AddNumberToObject(o, "classes", info->classes);
-	cJSON_AddStringToObject(o, "sha256", info->sha256);
-	return o;
+	return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
 }
 
-cJSON *service_model_info_json(const struct service *s)
+/* Restore the heap property below slot i of a min-heap (by rank: the
+ * lowest-ranked of the k best at the root). */
+static void sift_down(int *heap, int n, int i, const float *logits)
 {
-	const struct model_info *info = model_get_info(s->model);
-	cJSON *o = service_model_json(s);
-	cJSON_AddNumberToObject(o, "depth", info->depth);
-	cJSON_AddStringToObject(o, "block",
-	                        info->block == BLOCK_BOTTLENECK ? "bottleneck" : "basic");
-	cJSON_AddNumberToObject(o, "input_size", info->input_size);
-	cJSON *pre = cJSON_AddObjectToObject(o, "preprocessing");
-	const double mean[3] = {info->mean[0], info->mean[1], info->mean[2]};
-	const double std[3] = {info->std[0], info->std[1], info->std[2]};
-	cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
-	cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(std, 3));
-	cJSON_AddStringToObject(pre, "scale", "0..1");
-	cJSON_AddStringToObject(pre, "layout", "RGB");
-	cJSON_AddStringToObject(o, "path", info->path);
-	cJSON_AddNumberToObject(o, "parameters", (double)info->parameters);
-	cJSON *stages = cJSON_AddArrayToObject(o, "stages");
-	for (int i = 0; i < info->stages; i++) {
-		cJSON *st = cJSON_CreateObject();
-		cJSON_AddNumberToObject(st, "blocks", info->blocks[i]);
-		cJSON_AddNumberToObject(st, "width", info->widths[i]);
-		cJSON_AddItemToArray(stages, st);
+	for (;;) {
+		int lo = i, l = 2 * i + 1, r = l + 1;
+		if (l < n && ranks_above(logits, heap[lo], heap[l]))
+			lo = l;
+		if (r < n && ranks_above(logits, heap[lo], heap[r]))
+			lo = r;
+		if (lo == i)
+			return;
+		int t = heap[i];
+		heap[i] = heap[lo];
+		heap[lo] = t;
+		i = lo;
 	}
-	cJSON_AddNumberToObject(o, "max_batch", s->max_batch);
-	cJSON_AddStringToObject(o, "precision", conv_precision_name());
-	return o;
 }
 
-void softmax(float *probs, const float *logits, int n)
+int service_top_k(const struct service *s, const float *logits, int k, struct prediction **top,
+                  int *count, struct igs_error *err)
 {
-	double max = logits[0], sum = 0;
-	for (int i = 1; i < n; i++)
-		if (logits[i] > max)
-			max = logits[i];
-	for (int i = 0; i < n; i++)
-		sum += exp((double)logits[i] - max);
-	for (int i = 0; i < n; i++)
-		probs[i] = (float)(exp((double)logits[i] - max) / sum);
-}
-
-cJSON *service_predictions_json(const struct service *s, const float *logits, int top_k)
-{
+	*top = NULL;
+	*count = 0;
 	const int classes = model_get_info(s->model)->classes;
-	if (top_k > classes)
-		top_k = classes;
-	float *probs = malloc((size_t)classes * sizeof(float));
-	int *order = malloc((size_t)top_k * sizeof(int));
-	cJSON *arr = cJSON_CreateArray();
-	if (!probs || !order || !arr) {
+	if (k > classes)
+		k = classes;
+	if (k < 1)
+		k = 1;
+	float *probs = malloc((size_t)classes * sizeof *probs);
+	int *heap = malloc((size_t)k * sizeof *heap);
+	struct prediction *out = malloc((size_t)k * sizeof *out);
+	if (!probs || !heap || !out) {
 		free(probs);
-		free(order);
-		cJSON_Delete(arr);
-		return NULL;
+		free(heap);
+		free(out);
+		return igs_fail(err, IGS_ERR_NOMEM, "predictions: out of memory");
 	}
-	softmax(probs, logits, classes);
-	/* Partial selection: top_k is small. Ties keep the lower index first. */
-	for (int k = 0; k < top_k; k++) {
-		int best = -1;
-		for (int c = 0; c < classes; c++) {
-			bool taken = false;
-			for (int j = 0; j < k && !taken; j++)
-				taken = order[j] == c;
-			if (!taken && (best < 0 || logits[c] > logits[best]))
-				best = c;
+	softmax_forward(probs, logits, classes);
+	/* The k best in a min-heap: O(classes log k). */
+	for (int c = 0; c < k; c++)
+		heap[c] = c;
+	for (int i = k / 2 - 1; i >= 0; i--)
+		sift_down(heap, k, i, logits);
+	for (int c = k; c < classes; c++)
+		if (ranks_above(logits, c, heap[0])) {
+			heap[0] = c;
+			sift_down(heap, k, 0, logits);
 		}
-		order[k] = best;
-	}
-	for (int k = 0; k < top_k; k++) {
-		cJSON *p = cJSON_CreateObject();
-		cJSON_AddNumberToObject(p, "index", order[k]);
-		cJSON_AddStringToObject(p, "label", labels_get(s->labels, order[k]));
-		cJSON_AddNumberToObject(p, "probability", probs[order[k]]);
-		cJSON_AddNumberToObject(p, "logit", logits[order[k]]);
-		cJSON_AddItemToArray(arr, p);
+	/* Popping the root yields them lowest first: fill from the end. */
+	for (int n = k; n > 0; n--) {
+		int c = heap[0];
+		out[n - 1] = (struct prediction){.index = c,
+		                                 .label = labels_get(s->labels, c),
+		                                 .probability = probs[c],
+		                                 .logit = logits[c]};
+		heap[0] = heap[n - 1];
+		sift_down(heap, n - 1, 0, logits);
 	}
 	free(probs);
-	free(order);
-	return arr;
+	free(heap);
+	*top = out;
+	*count = k;
+	return 0;
+}
+
+void predict_result_clear(struct predict_result *r)
+{
+	free(r->top);
+	memset(r, 0, sizeof *r);
 }
 
 /* ===== requests =========================================================== */
-
-double service_ms_since(double t0)
-{
-	/* Microseconds are all a timing can tell; more digits are noise in the JSON. */
-	return round((igs_now() - t0) * 1e6) / 1e3;
-}
 
 int service_prepare_input(struct service_worker *w, const void *bytes, size_t len,
                           const struct request_options *o, float *pixels, struct image *original,
@@ -266,38 +282,27 @@ int service_prepare_input(struct service_worker *w, const void *bytes, size_t le
 	int rc = image_decode(original, bytes, len, &w->service->cfg.limits, err);
 	if (rc < 0)
 		return rc;
-	timing_ms[0] = service_ms_since(t0);
+	timing_ms[0] = igs_ms_since(t0);
 	t0 = igs_now();
 	struct image fitted = {0};
 	rc = image_fit(&fitted, original, size, o->resize, geom, err);
 	if (rc < 0) {
-		image_free(original);
+		image_clear(original);
 		return rc;
 	}
 	const size_t count = (size_t)size * size * 3;
 	for (size_t i = 0; i < count; i++)
 		pixels[i] = fitted.rgb[i];
-	image_free(&fitted);
-	timing_ms[1] = service_ms_since(t0);
-	return 0;
-}
-
-static int check_job(const struct job_control *job, struct igs_error *err)
-{
-	if (!job)
-		return 0;
-	if (atomic_load(&job->cancelled))
-		return igs_fail(err, IGS_ERR_CANCELLED, "the client went away");
-	if (job->deadline > 0 && igs_now() > job->deadline)
-		return igs_fail(err, IGS_ERR_DEADLINE, "the request's deadline passed");
+	image_clear(&fitted);
+	timing_ms[1] = igs_ms_since(t0);
 	return 0;
 }
 
 int service_predict(struct service_worker *w, const void *bytes, size_t len,
-                    const struct request_options *o, struct job_control *job, cJSON **out,
-                    struct igs_error *err)
+                    const struct request_options *o, struct job_control *job,
+                    struct predict_result *out, struct igs_error *err)
 {
-	*out = NULL;
+	memset(out, 0, sizeof *out);
 	const struct service *s = w->service;
 	const struct model_info *info = model_get_info(s->model);
 	const double t_start = igs_now();
@@ -308,14 +313,14 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 	struct image original = {0};
 	struct image_geometry geom;
 	int rc = service_prepare_input(w, bytes, len, o, pixels, &original, &geom, prep_ms, err);
-	image_free(&original);
+	image_clear(&original);
 	if (rc == 0)
-		rc = check_job(job, err);
+		rc = job_check(job, "prediction", err);
 	double forward_ms = 0;
 	if (rc == 0) {
 		double t0 = igs_now();
 		rc = net_infer(w->ws, pixels, 1, w->logits);
-		forward_ms = service_ms_since(t0);
+		forward_ms = igs_ms_since(t0);
 		if (rc < 0)
 			igs_fail(err, rc, "forward pass failed");
 	}
@@ -326,21 +331,12 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 		if (!isfinite(w->logits[c]))
 			return igs_fail(err, IGS_ERR_INTERNAL,
 			                "the model produced a non-finite logit for class %d", c);
-
-	cJSON *root = cJSON_CreateObject();
-	cJSON_AddItemToObject(root, "model", service_model_json(s));
-	cJSON *preds = service_predictions_json(s, w->logits, o->top_k);
-	if (!root || !preds) {
-		cJSON_Delete(root);
-		cJSON_Delete(preds);
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory");
-	}
-	cJSON_AddItemToObject(root, "predictions", preds);
-	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
-	cJSON_AddNumberToObject(timing, "decode", prep_ms[0]);
-	cJSON_AddNumberToObject(timing, "preprocess", prep_ms[1]);
-	cJSON_AddNumberToObject(timing, "forward", forward_ms);
-	cJSON_AddNumberToObject(timing, "total", service_ms_since(t_start));
-	*out = root;
+	rc = service_top_k(s, w->logits, o->top_k, &out->top, &out->count, err);
+	if (rc < 0)
+		return rc;
+	out->timing_ms.decode = prep_ms[0];
+	out->timing_ms.preprocess = prep_ms[1];
+	out->timing_ms.forward = forward_ms;
+	out->timing_ms.total = igs_ms_since(t_start);
 	return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * service_internal.h - what service.c (predict) and attribute.c (attribute)
- * share about a service and its workers.  Not part of the public headers.
+ * service_internal.h - what service.c (the service, /predict) and
+ * attribute.c (/attribute) share about a service and its workers.  Not for
+ * other stages.
  */
 #ifndef IGSERVE_SERVICE_INTERNAL_H
 #define IGSERVE_SERVICE_INTERNAL_H
@@ -13,34 +14,32 @@ struct service {
 	struct service_config cfg;
 	struct model *model;
 	struct labels *labels;
-	int max_batch;              /* path points per net_forward, from the memory budget */
+	int max_batch; /* path points per net_forward, from the memory budget */
 };
 
 struct service_worker {
 	struct service *service;
-	struct net_workspace *ws;   /* sized for service->max_batch */
-	float *logits;              /* [max_batch][classes] */
-	float *d_logits;            /* [max_batch][classes] */
+	struct net_workspace *ws; /* sized for service->max_batch */
+	float *logits;            /* [max_batch][classes] */
+	float *d_logits;          /* [max_batch][classes] */
 };
 
 /*
  * service_prepare_input - decode `bytes`, fit to the model input; fills
  * `pixels` (size*size*3 floats, caller-owned, 0..255), `original` (the
- * decoded upload, caller frees with image_free) and `geom`.  timing_ms[0]
- * gets decode, timing_ms[1] preprocess milliseconds.
+ * decoded upload, caller clears with image_clear) and `geom`.
+ * timing_ms[0] gets decode, timing_ms[1] preprocess milliseconds.
  */
 int service_prepare_input(struct service_worker *w, const void *bytes, size_t len,
                           const struct request_options *o, float *pixels, struct image *original,
                           struct image_geometry *geom, double timing_ms[2], struct igs_error *err);
 
-/* Top-k predictions array as the contract's JSON ("index", "label",
- * "probability", "logit"), sorted by logit. */
-cJSON *service_predictions_json(const struct service *s, const float *logits, int top_k);
-
-/* Milliseconds since igs_now() returned t0, rounded to the microsecond. */
-double service_ms_since(double t0);
-
-/* Softmax over `n` logits into `probs` (may alias), computed stably. */
-void softmax(float *probs, const float *logits, int n);
+/*
+ * service_top_k - the top `k` classes of `logits` (at most the class
+ * count; sorted by logit, ties to the lower index) with their softmax
+ * probabilities: *top is malloc'd (caller frees), *count its length.
+ */
+int service_top_k(const struct service *s, const float *logits, int k, struct prediction **top,
+                  int *count, struct igs_error *err);
 
 #endif

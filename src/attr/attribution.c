@@ -12,11 +12,122 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
+#include "model.h"
 #include "quadrature.h"
 
 /* Per-point maps cost size*size floats each; beyond this many points they
  * would dominate memory, so such requests are refused up front. */
 #define PATH_MAPS_MAX_POINTS 512
+
+/* ---- vocabulary ---- */
+
+void attr_params_init(struct attr_params *p)
+{
+	*p = (struct attr_params){
+	    .target = -1,
+	    .method = ATTR_INTEGRATED_GRADIENTS,
+	    .rule = RULE_GAUSS_LEGENDRE,
+	    .steps = 50,
+	    .baseline = BASELINE_GRAY,
+	    .blur_sigma = 10.0,
+	    .seed = 0,
+	    .tolerance = 0,
+	    .max_steps = 512,
+	    .path_maps = false,
+	    .output = OUTPUT_LOGIT,
+	    .smooth = SMOOTH_NONE,
+	    .smooth_samples = 0,
+	    .smooth_sigma = 0.15,
+	};
+}
+
+static const char *const baseline_names[BASELINE_COUNT] = {
+    [BASELINE_GRAY] = "gray", [BASELINE_BLACK] = "black", [BASELINE_WHITE] = "white",
+    [BASELINE_BLUR] = "blur", [BASELINE_NOISE] = "noise",
+};
+
+static const char *const smooth_names[SMOOTH_COUNT] = {
+    [SMOOTH_NONE] = "none",
+    [SMOOTH_GRAD] = "smoothgrad",
+    [SMOOTH_GRAD_SQ] = "smoothgrad_sq",
+    [SMOOTH_VARGRAD] = "vargrad",
+};
+
+static const char *const output_names[OUTPUT_COUNT] = {
+    [OUTPUT_LOGIT] = "logit",
+    [OUTPUT_PROBABILITY] = "probability",
+};
+
+static int lookup(const char *const *names, int count, const char *name)
+{
+	for (int i = 0; i < count; i++)
+		if (!strcasecmp(names[i], name))
+			return i;
+	return -1;
+}
+
+const char *attribution_baseline_name(enum baseline_kind b)
+{
+	return (unsigned)b < BASELINE_COUNT ? baseline_names[b] : "?";
+}
+
+int attribution_baseline_parse(const char *name)
+{
+	return lookup(baseline_names, BASELINE_COUNT, name);
+}
+
+const char *attribution_smooth_name(enum smooth_kind k)
+{
+	return (unsigned)k < SMOOTH_COUNT ? smooth_names[k] : "?";
+}
+
+int attribution_smooth_parse(const char *name)
+{
+	return lookup(smooth_names, SMOOTH_COUNT, name);
+}
+
+const char *attribution_output_name(enum output_kind k)
+{
+	return (unsigned)k < OUTPUT_COUNT ? output_names[k] : "?";
+}
+
+int attribution_output_parse(const char *name)
+{
+	return lookup(output_names, OUTPUT_COUNT, name);
+}
+
+const char *attribution_method_name(enum attr_method method, enum quad_rule rule)
+{
+	switch (method) {
+	case ATTR_SALIENCY:
+		return "saliency";
+	case ATTR_INPUT_X_GRADIENT:
+		return "input_x_gradient";
+	case ATTR_INTEGRATED_GRADIENTS:
+		break;
+	}
+	return quadrature_rule_name(rule);
+}
+
+int attribution_method_parse(const char *name, enum attr_method *method, enum quad_rule *rule)
+{
+	int r = quadrature_rule_parse(name);
+	if (r >= 0) {
+		*method = ATTR_INTEGRATED_GRADIENTS;
+		*rule = (enum quad_rule)r;
+	} else if (!strcasecmp(name, "integrated_gradients") || !strcasecmp(name, "ig")) {
+		*method = ATTR_INTEGRATED_GRADIENTS;
+	} else if (!strcasecmp(name, "saliency")) {
+		*method = ATTR_SALIENCY;
+	} else if (!strcasecmp(name, "input_x_gradient")) {
+		*method = ATTR_INPUT_X_GRADIENT;
+	} else {
+		return -1;
+	}
+	return 0;
+}
 
 /* ---- PRNG and baselines ---- */
 
@@ -200,7 +311,7 @@ void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct
 	                          .constant_logits = net_oracle_constant_logits};
 }
 
-void attr_result_free(struct attr_result *r)
+void attr_result_clear(struct attr_result *r)
 {
 	free(r->attr);
 	free(r->logits);
@@ -214,7 +325,7 @@ void attr_result_free(struct attr_result *r)
 
 struct run {
 	const struct grad_oracle *oracle;
-	const struct request_options *o;
+	const struct attr_params *o;
 	struct job_control *job;
 	int batch, size, classes, target;
 	size_t n, hw;                /* values and pixels of one image */
@@ -296,15 +407,11 @@ static double output_and_grad(const struct run *r, const float *logits, float *d
 
 static int check_job(struct run *r, struct igs_error *err)
 {
-	if (!r->job)
-		return 0;
-	if (atomic_load(&r->job->cancelled))
-		return igs_fail(err, IGS_ERR_CANCELLED, "attribution cancelled by the client");
-	if (r->job->deadline > 0 && igs_now() > r->job->deadline)
-		return igs_fail(err, IGS_ERR_DEADLINE,
-		                "attribution deadline passed after %d of %d gradient evaluations",
-		                r->done, r->total);
-	return 0;
+	int rc = job_check(r->job, "attribution", err);
+	if (rc == IGS_ERR_DEADLINE)
+		igs_fail(err, rc, "attribution deadline passed after %d of %d gradient evaluations",
+		         r->done, r->total);
+	return rc;
 }
 
 static void report_progress(struct run *r)
@@ -318,7 +425,9 @@ static void report_progress(struct run *r)
 	double rel = r->have_result
 	                 ? r->best_rel
 	                 : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
-	r->job->progress(r->job->progress_ctx, r->done, r->total, rel);
+	const struct job_progress p = {
+	    .points_done = r->done, .points_total = r->total, .relative_error = rel};
+	r->job->progress(r->job->progress_ctx, &p);
 }
 
 /* ---- evaluating path points ---- */
@@ -495,7 +604,7 @@ static void merge_points(const struct attr_point *a, const float *amaps, int na,
  */
 static int refine(struct run *r, int m, struct attr_result *out, struct igs_error *err)
 {
-	const struct request_options *o = r->o;
+	const struct attr_params *o = r->o;
 	int rc = 0;
 	while (!(out->relative_error <= o->tolerance)) {
 		struct quad_refinement ref;
@@ -579,7 +688,7 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 
 /* ---- attribution_run ---- */
 
-static int check_options(const struct grad_oracle *oracle, const struct request_options *o,
+static int check_options(const struct grad_oracle *oracle, const struct attr_params *o,
                          int batch, struct igs_error *err)
 {
 	if (batch < 1)
@@ -638,7 +747,7 @@ static void run_free(struct run *r)
 }
 
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
-                    const struct request_options *o, int batch, struct job_control *job,
+                    const struct attr_params *o, int batch, struct job_control *job,
                     struct attr_result *out, struct igs_error *err)
 {
 	memset(out, 0, sizeof *out);
@@ -771,6 +880,6 @@ fail:
 	free(alpha);
 	free(weight);
 	run_free(&r);
-	attr_result_free(out);
+	attr_result_clear(out);
 	return rc;
 }

@@ -22,8 +22,71 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "model.h"
-#include "service.h"
+#include "job.h"
+#include "quadrature.h"
+
+struct model;
+struct net_workspace;
+
+/* ---- what to compute ---- */
+
+enum attr_method {
+	ATTR_INTEGRATED_GRADIENTS, /* IG with the quadrature `rule` */
+	ATTR_SALIENCY,             /* plain gradient dF/dx */
+	ATTR_INPUT_X_GRADIENT,     /* x * dF/dx */
+};
+
+enum baseline_kind {
+	BASELINE_GRAY,
+	BASELINE_BLACK,
+	BASELINE_WHITE,
+	BASELINE_BLUR,
+	BASELINE_NOISE,
+};
+enum { BASELINE_COUNT = BASELINE_NOISE + 1 };
+
+enum smooth_kind { SMOOTH_NONE, SMOOTH_GRAD, SMOOTH_GRAD_SQ, SMOOTH_VARGRAD };
+enum { SMOOTH_COUNT = SMOOTH_VARGRAD + 1 };
+
+enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY };
+enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
+
+struct attr_params {
+	int target;                  /* -1: the top-1 class */
+	enum attr_method method;     /* integrated gradients */
+	enum quad_rule rule;         /* gausslegendre */
+	int steps;                   /* 50 */
+	enum baseline_kind baseline; /* gray */
+	double blur_sigma;           /* 10 (input pixels) */
+	unsigned long long seed;     /* 0: noise baseline and SmoothGrad seed */
+	double tolerance;            /* <= 0: off */
+	int max_steps;               /* 512 */
+	bool path_maps;              /* per-path-point gradient maps */
+	enum output_kind output;     /* logit */
+	enum smooth_kind smooth;     /* none */
+	int smooth_samples;          /* 0 */
+	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
+};
+
+/* The defaults listed above. */
+void attr_params_init(struct attr_params *p);
+
+/* Contract names ("gray", "smoothgrad", "probability"), and back (-1 when
+ * unknown; case-insensitive). */
+const char *attribution_baseline_name(enum baseline_kind b);
+int attribution_baseline_parse(const char *name);
+const char *attribution_smooth_name(enum smooth_kind k);
+int attribution_smooth_parse(const char *name);
+const char *attribution_output_name(enum output_kind k);
+int attribution_output_parse(const char *name);
+
+/* The method's name as answers report it: the rule's name for Integrated
+ * Gradients ("gausslegendre"), else "saliency" or "input_x_gradient". */
+const char *attribution_method_name(enum attr_method method, enum quad_rule rule);
+/* A `method` option: a rule name (Integrated Gradients with that rule),
+ * "integrated_gradients" or "ig" (the rule unchanged), "saliency",
+ * "input_x_gradient".  Returns 0, or -1 when unknown (nothing changed). */
+int attribution_method_parse(const char *name, enum attr_method *method, enum quad_rule *rule);
 
 /*
  * A gradient oracle: forward then backward on the same batch, as
@@ -96,7 +159,7 @@ struct attr_result {
 	bool deadline_hit; /* adaptive IG stopped at the deadline */
 };
 
-void attr_result_free(struct attr_result *r);
+void attr_result_clear(struct attr_result *r);
 
 /*
  * attribution_baseline - the baseline image x' in pixel space,
@@ -124,11 +187,11 @@ uint64_t attribution_splitmix64(uint64_t *state);
  * (IGS_ERR_DEADLINE; adaptive IG instead returns the last completed
  * refinement with converged = false and deadline_hit = true).
  *
- * On success *out owns its arrays (free with attr_result_free); on error
+ * On success *out owns its arrays (free with attr_result_clear); on error
  * *out is left empty.
  */
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
-                    const struct request_options *o, int batch, struct job_control *job,
+                    const struct attr_params *o, int batch, struct job_control *job,
                     struct attr_result *out, struct igs_error *err);
 
 #endif

@@ -5,22 +5,25 @@
 #include "quadrature.h"
 
 #include <math.h>
+#include <strings.h>
 
-static const char *rule_label(enum quad_rule rule)
+static const char *const rule_names[RULE_COUNT] = {
+	[RULE_GAUSS_LEGENDRE] = "gausslegendre",   [RULE_RIEMANN_LEFT] = "riemann_left",
+	[RULE_RIEMANN_RIGHT] = "riemann_right",    [RULE_RIEMANN_MIDDLE] = "riemann_middle",
+	[RULE_RIEMANN_TRAPEZOID] = "riemann_trapezoid",
+};
+
+const char *quadrature_rule_name(enum quad_rule r)
 {
-	switch (rule) {
-	case RULE_GAUSS_LEGENDRE:
-		return "gausslegendre";
-	case RULE_RIEMANN_LEFT:
-		return "riemann_left";
-	case RULE_RIEMANN_RIGHT:
-		return "riemann_right";
-	case RULE_RIEMANN_MIDDLE:
-		return "riemann_middle";
-	case RULE_RIEMANN_TRAPEZOID:
-		return "riemann_trapezoid";
-	}
-	return "unknown";
+	return (unsigned)r < RULE_COUNT ? rule_names[r] : "?";
+}
+
+int quadrature_rule_parse(const char *name)
+{
+	for (int r = 0; r < RULE_COUNT; r++)
+		if (!strcasecmp(rule_names[r], name))
+			return r;
+	return -1;
 }
 
 int quadrature_min_points(enum quad_rule rule)
@@ -94,7 +97,7 @@ int quadrature_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
 {
 	if (m < quadrature_min_points(rule) || m > QUADRATURE_MAX_POINTS)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "steps for %s must be %d..%d, got %d",
-		                rule_label(rule), quadrature_min_points(rule),
+		                quadrature_rule_name(rule), quadrature_min_points(rule),
 		                QUADRATURE_MAX_POINTS, m);
 	switch (rule) {
 	case RULE_GAUSS_LEGENDRE:
@@ -176,7 +179,7 @@ int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *w
 	if (m < quadrature_min_points(rule) || ref.next_m > QUADRATURE_MAX_POINTS)
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "%s cannot be refined from %d points within %d points",
-		                rule_label(rule), m, QUADRATURE_MAX_POINTS);
+		                quadrature_rule_name(rule), m, QUADRATURE_MAX_POINTS);
 	switch (rule) {
 	case RULE_RIEMANN_LEFT:
 	case RULE_RIEMANN_RIGHT:

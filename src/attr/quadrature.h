@@ -30,7 +30,21 @@
 #define IGSERVE_QUADRATURE_H
 
 #include "error.h"
-#include "service.h"
+
+/* The rules, by their contract names (method=...). */
+enum quad_rule {
+	RULE_GAUSS_LEGENDRE,
+	RULE_RIEMANN_LEFT,
+	RULE_RIEMANN_RIGHT,
+	RULE_RIEMANN_MIDDLE,
+	RULE_RIEMANN_TRAPEZOID,
+};
+enum { RULE_COUNT = RULE_RIEMANN_TRAPEZOID + 1 };
+
+/* "gausslegendre", "riemann_left", ...; "?" when out of range. */
+const char *quadrature_rule_name(enum quad_rule r);
+/* The rule named `name` (case-insensitive), or -1. */
+int quadrature_rule_parse(const char *name);
 
 #define QUADRATURE_MAX_POINTS 4096
 

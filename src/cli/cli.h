@@ -65,7 +65,7 @@ struct cli_model_options {
 	const char *mean, *std;   /* "R,G,B" on the 0..1 scale */
 	size_t max_bytes;
 	size_t max_pixels;
-	const char *precision;    /* "auto", "fp32", "bf16x3" (conv.h) */
+	const char *precision;    /* "auto", "fp32", "bf16x3" (service_config) */
 };
 void cli_model_options_init(struct cli_model_options *o);
 size_t cli_model_flags(struct flag *flags, struct cli_model_options *o);
@@ -76,18 +76,13 @@ int cli_model_config(const struct cli_model_options *o, struct service_config *c
  * the struct request_options). */
 int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err);
 
-/* Print a JSON document on one line of stdout. */
-struct cJSON;
-void cli_print_json(const struct cJSON *doc);
+/* Print one JSON document (text, consumed: freed) as a line of stdout; NULL
+ * (out of memory) prints an error document instead. */
+void cli_print_json(char *text);
 
 /* Print {"error": {"code", "message"}, "image": IMAGE} on stdout: what the
  * HTTP API answers, for one image the CLI could not process. */
 void cli_print_error_json(const char *image, const struct igs_error *err);
-
-/* Read a whole file (at most max_bytes; 0: no limit).  *out is malloc'ed,
- * the caller frees it. */
-int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
-                  struct igs_error *err);
 
 /* Cores this process may use (sched_getaffinity, capped by a cgroup CPU
  * quota), at least 1. */
@@ -95,9 +90,6 @@ int cli_default_threads(void);
 /* CPUs the cgroup under `root` allows (v2 cpu.max, else v1
  * cpu/cpu.cfs_quota_us and cpu.cfs_period_us), rounded up; 0: no limit. */
 int cli_cgroup_cpu_limit(const char *root);
-/* Before running the model on `threads` OpenMP threads: OpenBLAS (the
- * classifier's product) goes single-threaded when they are the parallelism. */
-void cli_use_compute_threads(int threads);
 
 /*
  * cli_open_service - the service of a one-shot command with `threads`

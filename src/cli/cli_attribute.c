@@ -11,13 +11,44 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "file.h"
+#include "json_render.h"
+#include "npy.h"
 #include "service.h"
 
-static void on_progress(void *ctx, int done, int total, double relative_error)
+static void on_progress(void *ctx, const struct job_progress *p)
 {
 	(void)ctx;
-	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n", done,
-	        total, relative_error);
+	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n",
+	        p->points_done, p->points_total, p->relative_error);
+}
+
+/* One PNG of the answer into dir/NAME.png; the JSON then names the file. */
+static int write_png(struct rendered_png *png, const char *dir, struct igs_error *err)
+{
+	char path[4096];
+	int n = snprintf(path, sizeof path, "%s/%s.png", dir, png->name);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return igs_fail(err, IGS_ERR_IO, "%s: output directory path too long", dir);
+	int rc = file_write_bytes(path, png->bytes, png->len, err);
+	if (rc == 0 && !(png->file = strdup(path)))
+		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory");
+	return rc;
+}
+
+/* --out DIR: every PNG of the answer as a file; --raw FILE: the .npy. */
+static int write_outputs(struct attribute_result *res, const char *dir, const char *raw_path,
+                         struct igs_error *err)
+{
+	int rc = 0;
+	for (int k = 0; dir && res->path_maps && k < res->attr.path_count && rc == 0; k++)
+		rc = write_png(&res->path_maps[k], dir, err);
+	for (int i = 0; dir && i < res->map_count && rc == 0; i++)
+		rc = write_png(&res->maps[i], dir, err);
+	const size_t shape[3] = {(size_t)res->attr.size, (size_t)res->attr.size, 3};
+	if (rc == 0 && raw_path)
+		rc = npy_write_f32(raw_path, res->attr.attr, shape, 3, err);
+	return rc;
 }
 
 int cli_attribute(int argc, char **argv)
@@ -71,7 +102,7 @@ int cli_attribute(int argc, char **argv)
 	                           NULL,
 	                           NULL};
 	flags[n++] = (struct flag){
-	    "path-maps", FLAG_BOOL, &ro.path_maps, NULL, "also draw |gradient| at every path point",
+	    "path-maps", FLAG_BOOL, &ro.attr.path_maps, NULL, "also draw |gradient| at every path point",
 	    NULL,        NULL};
 	flags[n++] = (struct flag){"memory-budget",
 	                           FLAG_SIZE,
@@ -136,29 +167,31 @@ int cli_attribute(int argc, char **argv)
 	if (cli_open_service("attribute", &cfg, threads, &svc, &worker) != 0)
 		return 1;
 
-	struct job_control job = {0};
-	atomic_init(&job.cancelled, false);
-	long evaluations = (long)ro.steps * (ro.smooth != SMOOTH_NONE ? ro.smooth_samples : 1);
-	if (isatty(STDERR_FILENO) || evaluations > 64 || ro.tolerance > 0)
+	struct job_control job;
+	job_init(&job);
+	const struct attr_params *a = &ro.attr;
+	long evaluations = (long)a->steps * (a->smooth != SMOOTH_NONE ? a->smooth_samples : 1);
+	if (isatty(STDERR_FILENO) || evaluations > 64 || a->tolerance > 0)
 		job.progress = on_progress;
 
 	unsigned char *bytes = NULL;
 	size_t len = 0;
-	cJSON *out = NULL;
-	rc = cli_read_file(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
+	struct attribute_result out = {0};
+	rc = file_read_all(images[0], cfg.limits.max_bytes, &bytes, &len, &err);
 	if (rc == 0)
-		rc =
-		    service_attribute(worker, bytes, len, &ro, &job, out_dir, raw_path, &out, &err);
+		rc = service_attribute(worker, bytes, len, &ro, &job, &out, &err);
 	free(bytes);
+	if (rc == 0)
+		rc = write_outputs(&out, out_dir, raw_path, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
 		cli_print_error_json(images[0], &err);
 	} else {
-		cli_print_json(out);
-		cJSON_Delete(out);
+		cli_print_json(json_render_attribute(svc, &out));
 	}
+	attribute_result_clear(&out);
 	fflush(stdout);
-	service_worker_free(&worker);
+	service_worker_close(&worker);
 	service_close(&svc);
 	return rc < 0 ? 1 : 0;
 }

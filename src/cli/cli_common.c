@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "conv.h"
+#include "json_render.h"
 #include "service.h"
 
 #ifndef IGSERVE_SOURCE_ROOT
@@ -74,31 +74,14 @@ static int parse_triple(const char *name, const char *text, float out[3], struct
 	return 0;
 }
 
-/* --precision: process-wide, set before the model's weights are packed. */
-static int set_precision(const char *text, struct igs_error *err)
-{
-	static const struct {
-		const char *name;
-		enum conv_precision value;
-	} names[] = {{"auto", CONV_PRECISION_AUTO},
-	             {"fp32", CONV_PRECISION_FP32},
-	             {"bf16x3", CONV_PRECISION_BF16X3}};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (!strcmp(text, names[i].name))
-			return conv_set_precision(names[i].value, err);
-	return igs_fail(err, IGS_ERR_BAD_OPTION,
-	                "--precision (IGSERVE_PRECISION) must be auto, fp32 or bf16x3, got '%s'",
-	                text);
-}
-
 int cli_model_config(const struct cli_model_options *o, struct service_config *cfg,
                      struct igs_error *err)
 {
-	if (o->precision) {
-		int rc = set_precision(o->precision, err);
-		if (rc < 0)
-			return rc;
-	}
+	if (o->precision && service_check_precision(o->precision, err) < 0)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "--precision (IGSERVE_PRECISION) must be auto, fp32 or bf16x3, got '%s'",
+		                o->precision);
+	cfg->precision = o->precision;
 	cfg->model_path = o->model ? o->model : cli_default_model_path();
 	if (!cfg->model_path)
 		return igs_fail(err, IGS_ERR_IO,
@@ -124,9 +107,6 @@ int cli_model_config(const struct cli_model_options *o, struct service_config *c
 	}
 	return 0;
 }
-
-/* OpenBLAS's own control (openblas-pthread's cblas.h declares it). */
-void openblas_set_num_threads(int num_threads);
 
 /*
  * A container limited to 2 CPUs still sees every CPU of the host in its
@@ -174,19 +154,15 @@ int cli_default_threads(void)
 	return limit > 0 && limit < cpus ? limit : cpus;
 }
 
-void cli_use_compute_threads(int threads)
-{
-	openblas_set_num_threads(threads > 1 ? 1 : cli_default_threads());
-}
-
 int cli_set_request_option(void *ctx, const char *name, const char *value, struct igs_error *err)
 {
 	return request_options_set(ctx, name, value, 0, err);
 }
 
-void cli_print_json(const cJSON *doc)
+void cli_print_json(char *text)
 {
-	char *text = cJSON_PrintUnformatted(doc);
+	if (!text)
+		text = json_render_error(IGS_ERR_NOMEM, "out of memory rendering the answer", NULL);
 	if (text)
 		puts(text);
 	free(text);
@@ -194,41 +170,7 @@ void cli_print_json(const cJSON *doc)
 
 void cli_print_error_json(const char *image, const struct igs_error *err)
 {
-	cJSON *root = cJSON_CreateObject();
-	cJSON *e = cJSON_AddObjectToObject(root, "error");
-	cJSON_AddStringToObject(e, "code", igs_code_name(err->code));
-	cJSON_AddStringToObject(e, "message", err->message);
-	cJSON_AddStringToObject(root, "image", image);
-	cli_print_json(root);
-	cJSON_Delete(root);
-}
-
-int cli_read_file(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
-                  struct igs_error *err)
-{
-	*out = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	long n = -1;
-	int rc = 0;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
-	else if (max_bytes && (size_t)n > max_bytes)
-		rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: %ld bytes, over the %zu-byte limit",
-		              path, n, max_bytes);
-	else if (!(*out = malloc((size_t)n + 1)))
-		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
-	else if (fread(*out, 1, (size_t)n, f) != (size_t)n)
-		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read", path);
-	fclose(f);
-	if (rc) {
-		free(*out);
-		*out = NULL;
-		return rc;
-	}
-	*len = (size_t)n;
-	return 0;
+	cli_print_json(json_render_error(err->code, err->message, image));
 }
 
 int cli_open_service(const char *command, struct service_config *cfg, int threads,
@@ -238,19 +180,21 @@ int cli_open_service(const char *command, struct service_config *cfg, int thread
 	*svc = NULL;
 	*worker = NULL;
 	cfg->threads = threads;
-	cli_use_compute_threads(threads);
+	/* OpenBLAS (the classifier's product) single-threaded when the OpenMP
+	 * teams are the parallelism. */
+	service_threads_setup(0, threads > 1 ? 1 : cli_default_threads());
 	int rc = service_open(svc, cfg, &err);
 	if (rc == 0)
-		rc = service_worker_create(worker, *svc, &err);
+		rc = service_worker_open(worker, *svc, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve %s: %s\n", command, err.message);
 		service_close(svc);
 		return 1;
 	}
-	const struct model_info *info = model_get_info(service_model(*svc));
+	struct service_info info;
+	service_get_info(*svc, &info);
 	fprintf(stderr, "igserve: model %s (%s, %d classes, sha256 %.12s) from %s, %s arithmetic\n",
-	        info->arch, info->family_name, info->classes, info->sha256, info->path,
-	        conv_precision_name());
+	        info.arch, info.family, info.classes, info.sha256, info.path, info.precision);
 	return 0;
 }
 

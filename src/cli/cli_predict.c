@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "file.h"
+#include "json_render.h"
 #include "service.h"
 
 #define MAX_IMAGES 4096
@@ -61,11 +63,11 @@ int cli_predict(int argc, char **argv)
 
 	int failures = 0;
 	for (size_t i = 0; i < count; i++) {
-		cJSON *out = NULL;
+		struct predict_result out = {0};
 		unsigned char *bytes = NULL;
 		size_t len = 0;
 		/* The same byte path as HTTP uploads: the decoder sniffs the format. */
-		rc = cli_read_file(images[i], cfg.limits.max_bytes, &bytes, &len, &err);
+		rc = file_read_all(images[i], cfg.limits.max_bytes, &bytes, &len, &err);
 		if (rc == 0)
 			rc = service_predict(worker, bytes, len, &ro, NULL, &out, &err);
 		free(bytes);
@@ -75,11 +77,11 @@ int cli_predict(int argc, char **argv)
 			failures++;
 			continue;
 		}
-		cli_print_json(out);
-		cJSON_Delete(out);
+		cli_print_json(json_render_predict(svc, &out));
+		predict_result_clear(&out);
 	}
 	fflush(stdout);
-	service_worker_free(&worker);
+	service_worker_close(&worker);
 	service_close(&svc);
 	return failures ? 1 : 0;
 }

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -18,9 +17,6 @@
 #include "cli.h"
 #include "server.h"
 #include "service.h"
-
-/* OpenBLAS's own control (cblas.h of openblas-pthread declares it). */
-void openblas_set_num_threads(int num_threads);
 
 /*
  * Signals.  SIGTERM and SIGINT are blocked in the main thread before any
@@ -207,7 +203,6 @@ int cli_serve(int argc, char **argv)
 	 * request would only fight them for the cores. */
 	if (blas_threads == 0)
 		blas_threads = sc.workers > 1 || worker_threads > 1 ? 1 : cores;
-	openblas_set_num_threads(blas_threads);
 
 	sigset_t signals;
 	if (install_signals(&signals) != 0) {
@@ -219,7 +214,6 @@ int cli_serve(int argc, char **argv)
 	rc = cli_model_config(&mo, &cfg, &err);
 	cfg.max_steps_cap = sc.max_steps_cap;
 	cfg.memory_budget = memory_budget;
-	cfg.blas_threads = blas_threads;
 	cfg.threads = worker_threads;
 	struct service *svc = NULL;
 	/* The main thread only loads the model and waits for signals.  Were it
@@ -227,7 +221,7 @@ int cli_serve(int argc, char **argv)
 	 * thread would count against the cores, and libgomp would make every
 	 * worker's threads sleep between parallel regions instead of spinning:
 	 * about 15% of a forward pass in wake-ups. */
-	omp_set_num_threads(1);
+	service_threads_setup(1, blas_threads);
 	if (rc == 0)
 		rc = service_open(&svc, &cfg, &err);
 	if (rc < 0) {
@@ -236,7 +230,7 @@ int cli_serve(int argc, char **argv)
 	}
 
 	struct server *srv = NULL;
-	rc = server_start(&srv, svc, &sc, &err);
+	rc = server_open(&srv, svc, &sc, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve serve: %s\n", err.message);
 		service_close(&svc);
@@ -244,7 +238,7 @@ int cli_serve(int argc, char **argv)
 	}
 	wait_signal(&signals);
 	server_drain(srv, drain_timeout);
-	server_stop(&srv);
+	server_close(&srv);
 	service_close(&svc);
 	return 0;
 }

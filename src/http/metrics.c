@@ -66,17 +66,7 @@ struct metrics {
 	unsigned long long ig_steps_total, attributions, not_converged, cancelled, rejected[2];
 };
 
-static const char *const endpoint_names[EP_COUNT] = {
-    "/predict",  "/attribute",    "/healthz", "/readyz", "/metrics",
-    "/v1/model", "/openapi.yaml", "/",        "other",
-};
-
-const char *endpoint_name(enum endpoint e)
-{
-	return (unsigned)e < EP_COUNT ? endpoint_names[e] : "other";
-}
-
-int metrics_create(struct metrics **out)
+int metrics_open(struct metrics **out)
 {
 	struct metrics *m = calloc(1, sizeof *m);
 	*out = m;
@@ -90,7 +80,7 @@ int metrics_create(struct metrics **out)
 	return 0;
 }
 
-void metrics_free(struct metrics **pm)
+void metrics_close(struct metrics **pm)
 {
 	if (!*pm)
 		return;
@@ -230,7 +220,7 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 			if (!m->requests[e][s])
 				continue;
 			put(&t, "igserve_requests_total{endpoint=\"%s\",status=\"",
-			    endpoint_names[e]);
+			    routes_name((enum endpoint)e));
 			if (s < N_STATUS)
 				put(&t, "%d", status_list[s]);
 			else
@@ -244,7 +234,7 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 		if (!m->latency[e].count && e != EP_PREDICT && e != EP_ATTRIBUTE)
 			continue;
 		char labels[64];
-		snprintf(labels, sizeof labels, "endpoint=\"%s\"", endpoint_names[e]);
+		snprintf(labels, sizeof labels, "endpoint=\"%s\"", routes_name((enum endpoint)e));
 		put_histogram(&t, "igserve_request_duration_seconds", labels, &m->latency[e]);
 	}
 

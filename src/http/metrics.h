@@ -11,22 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The endpoints requests are counted under (label endpoint="/predict" ...). */
-enum endpoint {
-	EP_PREDICT,
-	EP_ATTRIBUTE,
-	EP_HEALTHZ,
-	EP_READYZ,
-	EP_METRICS,
-	EP_MODEL,
-	EP_OPENAPI,
-	EP_INDEX,
-	EP_OTHER,
-	EP_COUNT
-};
-
-/* "/predict", ... ; "other" for EP_OTHER. */
-const char *endpoint_name(enum endpoint e);
+#include "routes.h"
 
 /* Values that are read at scrape time rather than counted. */
 struct metrics_gauges {
@@ -41,9 +26,9 @@ struct metrics_gauges {
 
 struct metrics;
 
-/* metrics_create - all zero.  Returns 0 or IGS_ERR_NOMEM. */
-int metrics_create(struct metrics **out);
-void metrics_free(struct metrics **m);
+/* metrics_open - all zero.  Returns 0 or IGS_ERR_NOMEM. */
+int metrics_open(struct metrics **out);
+void metrics_close(struct metrics **m);
 
 /* One answered request: its endpoint, status and wall time. */
 void metrics_request(struct metrics *m, enum endpoint e, int status, double seconds);

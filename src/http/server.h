@@ -5,9 +5,10 @@
  * the model becomes a job on the worker pool (worker_pool.h) and its
  * connection is suspended until a worker has finished the job and resumed
  * it.  The HTTP layer never sees a tensor; it hands image bytes and
- * request_options to service_predict / service_attribute and gets JSON back.
+ * request_options to service_predict / service_attribute and renders the
+ * typed results with json_render.h.
  *
- * Lifecycle:  server_start -> (serving) -> server_drain -> server_stop.
+ * Lifecycle:  server_open -> (serving) -> server_drain -> server_close.
  */
 #ifndef IGSERVE_SERVER_H
 #define IGSERVE_SERVER_H
@@ -16,7 +17,8 @@
 #include <stddef.h>
 
 #include "error.h"
-#include "service.h"
+
+struct service;
 
 struct server_config {
 	const char *host;         /* address to bind ("0.0.0.0", "::", "127.0.0.1") */
@@ -38,13 +40,13 @@ struct server_config {
 struct server;
 
 /*
- * server_start - start the worker pool and the HTTP daemon, log the
+ * server_open - start the worker pool and the HTTP daemon, log the
  * startup line (model path, arch, sha256, address) and queue the self-check
  * (readyz answers 503 until it passes).  `s` is borrowed and must outlive
  * the server.  Errors: IGS_ERR_IO when the address cannot be bound,
  * IGS_ERR_BAD_OPTION for a bad config, IGS_ERR_NOMEM.
  */
-int server_start(struct server **out, struct service *s, const struct server_config *cfg,
+int server_open(struct server **out, struct service *s, const struct server_config *cfg,
                  struct igs_error *err);
 
 /* The bound TCP port (the real one when cfg->port was 0). */
@@ -60,16 +62,7 @@ bool server_ready(const struct server *srv);
  */
 int server_drain(struct server *srv, double timeout_s);
 
-/* server_stop - join the workers, stop the daemon, free; *srv becomes NULL. */
-void server_stop(struct server **srv);
-
-/*
- * selfcheck_run - the readiness check: a fixed synthetic image (the model's
- * input size, encoded as PNG) through service_predict and an 8-step
- * Integrated Gradients.  Passes when every number is finite, the attribution
- * target's logit equals the prediction's, and completeness holds within a
- * loose bound.  Runs on a worker thread with that worker's `w`.
- */
-int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_error *err);
+/* server_close - join the workers, stop the daemon, free; *srv becomes NULL. */
+void server_close(struct server **srv);
 
 #endif

@@ -17,7 +17,7 @@
 
 struct image {
 	int width, height;
-	uint8_t *rgb;         /* width*height*3 bytes, owned; free with image_free */
+	uint8_t *rgb;         /* width*height*3 bytes, owned; free with image_clear */
 };
 
 struct image_limits {
@@ -45,7 +45,7 @@ int image_decode(struct image *out, const void *data, size_t len, const struct i
 int image_load_file(struct image *out, const char *path, const struct image_limits *limits,
                     struct igs_error *err);
 
-void image_free(struct image *img);
+void image_clear(struct image *img);
 
 enum resize_mode { RESIZE_LETTERBOX, RESIZE_CENTER_CROP, RESIZE_STRETCH };
 

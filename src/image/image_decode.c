@@ -333,7 +333,7 @@ done:
 	return rc;
 }
 
-void image_free(struct image *img)
+void image_clear(struct image *img)
 {
 	if (img == NULL)
 		return;

@@ -319,7 +319,7 @@ int image_fit(struct image *out, const struct image *in, int size, enum resize_m
 			return rc;
 		out->rgb = malloc((size_t)size * size * 3);
 		if (out->rgb == NULL) {
-			image_free(&tmp);
+			image_clear(&tmp);
 			return igs_fail(err, IGS_ERR_NOMEM, "fit: no memory for %dx%d", size, size);
 		}
 		out->width = out->height = size;
@@ -327,7 +327,7 @@ int image_fit(struct image *out, const struct image *in, int size, enum resize_m
 		for (int y = 0; y < nh; y++)
 			memcpy(out->rgb + ((size_t)(oy + y) * size + ox) * 3,
 			       tmp.rgb + (size_t)y * nw * 3, (size_t)nw * 3);
-		image_free(&tmp);
+		image_clear(&tmp);
 		/* The scale actually applied per axis, after rounding the sides. */
 		g.scale_x = (double)nw / in->width;
 		g.scale_y = (double)nh / in->height;

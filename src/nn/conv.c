@@ -105,39 +105,49 @@ static bool cpu_has(dnnl_cpu_isa_t isa)
  * ([hi | lo | hi] against [W_hi | W_hi | W_lo]), per call 2-3x faster than
  * the float32 kernels on this CPU (bench/README.md).
  */
-static enum conv_precision precision = CONV_PRECISION_AUTO;
-
 static bool amx_available(void)
 {
 	return cpu_has(dnnl_cpu_isa_avx512_core_amx);
 }
 
-int conv_set_precision(enum conv_precision p, struct igs_error *err)
+static const char *const precision_names[] = {
+    [CONV_PRECISION_AUTO] = "auto",
+    [CONV_PRECISION_FP32] = "fp32",
+    [CONV_PRECISION_BF16X3] = "bf16x3",
+};
+
+int conv_precision_parse(const char *name)
 {
-	if (p == CONV_PRECISION_BF16X3 && !amx_available())
+	for (int p = 0; p < (int)(sizeof precision_names / sizeof *precision_names); p++)
+		if (!strcmp(name, precision_names[p]))
+			return p;
+	return -1;
+}
+
+const char *conv_precision_name(enum conv_precision p)
+{
+	return (unsigned)p < sizeof precision_names / sizeof *precision_names ? precision_names[p]
+	                                                                      : "?";
+}
+
+int conv_precision_resolve(enum conv_precision requested, enum conv_precision *resolved,
+                           struct igs_error *err)
+{
+	if (requested == CONV_PRECISION_BF16X3 && !amx_available())
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "precision bf16x3 needs a CPU with AMX (bf16 tiles); this one has "
 		                "%s: use fp32 or auto",
 		                isa_name(dnnl_get_effective_cpu_isa()));
-	precision = p;
+	if (requested == CONV_PRECISION_AUTO)
+		requested = amx_available() ? CONV_PRECISION_BF16X3 : CONV_PRECISION_FP32;
+	*resolved = requested;
 	return 0;
 }
 
-bool conv_split_bf16(void)
-{
-	return precision == CONV_PRECISION_BF16X3 ||
-	       (precision == CONV_PRECISION_AUTO && amx_available());
-}
-
-const char *conv_precision_name(void)
-{
-	return conv_split_bf16() ? "bf16x3" : "fp32";
-}
-
-bool conv_blocked_layout_fits(void)
+bool conv_blocked_layout_fits(enum conv_precision p)
 {
 	/* AMX's kernels take NHWC only */
-	return cpu_has(dnnl_cpu_isa_avx512_core) && !conv_split_bf16();
+	return cpu_has(dnnl_cpu_isa_avx512_core) && p != CONV_PRECISION_BF16X3;
 }
 
 /* Turn a oneDNN status into an igserve error naming the step that failed. */
@@ -407,16 +417,16 @@ static struct conv_shape transposed(const struct conv_shape *s)
 struct conv_algos {
 	bool winograd_fwd; /* the forward by Winograd */
 	bool winograd_bwd; /* the backward by Winograd, as the transposed forward */
-	bool split;        /* split bf16 (conv_split_bf16): the forward, and the backward
+	bool split;        /* split bf16 (CONV_PRECISION_BF16X3): the forward, and the backward
 	                      when it runs as the transposed forward */
 };
 
 /* Split bf16 for every convolution but the narrow ones (the stem's RGB
  * input), whose forward runs on two images per request and whose backward
  * has its own kernel. */
-static bool split_shape(const struct conv_shape *s)
+static bool split_shape(const struct conv_shape *s, enum conv_precision p)
 {
-	return conv_split_bf16() && !s->blocked && s->c_in > NARROW_MAX_C_IN;
+	return p == CONV_PRECISION_BF16X3 && !s->blocked && s->c_in > NARROW_MAX_C_IN;
 }
 
 /* A stride-1 convolution padded to keep its size: its transposed kernel's
@@ -703,7 +713,7 @@ static int packed_make(struct packed *p, const dnnl_memory_desc_t *from_md, cons
 {
 	p->md = *to_md;
 	p->bytes = dnnl_memory_desc_get_size(to_md);
-	p->data = large_alloc(p->bytes);
+	p->data = memory_alloc_large(p->bytes);
 	if (!p->data)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of weights",
 		                p->bytes);
@@ -822,8 +832,9 @@ static int pack_plain(struct packed *fwd, struct packed *bwd, const float *weigh
 	return rc;
 }
 
-int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
-                        const struct conv_shape *shape, unsigned backward, struct igs_error *err)
+int conv_weights_open(struct conv_weights **out, const float *weight, const float *bias,
+                      const struct conv_shape *shape, unsigned backward,
+                      enum conv_precision precision, struct igs_error *err)
 {
 	*out = NULL;
 	struct conv_shape s = *shape;
@@ -838,6 +849,9 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	conv_shape_finish(&s);
 	if (!engine())
 		return igs_fail(err, IGS_ERR_INTERNAL, "oneDNN could not create a CPU engine");
+	if (precision == CONV_PRECISION_AUTO)
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "convolution weights need a resolved precision (conv_precision_resolve)");
 
 	struct conv_weights *w = calloc(1, sizeof *w);
 	struct other_layouts *others = calloc(1, sizeof *others);
@@ -858,7 +872,7 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 	w->algos =
 	    (struct conv_algos){.winograd_fwd = winograd_shape(&s, WINOGRAD_FORWARD_MIN_PIXELS),
 	                        .winograd_bwd = winograd_shape(&s, WINOGRAD_BACKWARD_MIN_PIXELS),
-	                        .split = split_shape(&s)};
+	                        .split = split_shape(&s, precision)};
 	if ((w->algos.winograd_fwd || w->algos.winograd_bwd) &&
 	    conv_descs_create(&d, &s, bias != NULL, backward, &w->algos, NULL, NULL, NULL) != 0)
 		w->algos = (struct conv_algos){.split = w->algos.split};
@@ -890,21 +904,21 @@ int conv_weights_create(struct conv_weights **out, const float *weight, const fl
 					    weight[((size_t)o * s.c_in + i) * kk + t];
 	}
 	if (!rc && bias) {
-		w->bias = large_alloc((size_t)s.c_out * sizeof(float));
+		w->bias = memory_alloc_large((size_t)s.c_out * sizeof(float));
 		if (!w->bias)
 			rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for a bias");
 		else
 			memcpy(w->bias, bias, (size_t)s.c_out * sizeof(float));
 	}
 	if (rc) {
-		conv_weights_free(&w);
+		conv_weights_close(&w);
 		return rc;
 	}
 	*out = w;
 	return 0;
 }
 
-void conv_weights_free(struct conv_weights **wp)
+void conv_weights_close(struct conv_weights **wp)
 {
 	struct conv_weights *w = *wp;
 	if (!w)
@@ -988,7 +1002,7 @@ static void runner_free(struct runner *r)
 	*r = (struct runner){0};
 }
 
-void conv_plan_free(struct conv_plan **pp)
+void conv_plan_close(struct conv_plan **pp)
 {
 	struct conv_plan *p = *pp;
 	if (!p)
@@ -1099,7 +1113,7 @@ out:
 	return rc;
 }
 
-int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
+int conv_plan_open(struct conv_plan **out, const struct conv_weights *w,
                      const struct conv_shape *shape, unsigned epilogue, struct igs_error *err)
 {
 	*out = NULL;
@@ -1169,7 +1183,7 @@ int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
 	}
 	conv_descs_free(&d);
 	if (rc) {
-		conv_plan_free(&p);
+		conv_plan_close(&p);
 		return rc;
 	}
 	*out = p;

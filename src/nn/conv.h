@@ -43,28 +43,32 @@ struct conv_shape {
 enum { CONV_BLOCK = 16 }; /* channels per block of a blocked activation */
 
 /*
- * The arithmetic of the convolutions (set before weights are created; the
- * weights keep what they were made with):
+ * The arithmetic of the convolutions, chosen per model (its weights keep
+ * what they were made with):
  *   CONV_PRECISION_FP32    float32 products and sums;
  *   CONV_PRECISION_BF16X3  split bfloat16: each float as the sum of two
  *                          bfloat16s, three of the four products taken (the
  *                          one dropped is below 2^-16 of the product) and
- *                          summed in float32, on the CPU's AMX units; within
- *                          1e-5 of float32 results, 2-3x faster.  Stem and
- *                          classifier stay float32.
+ *                          summed in float32, on the CPU's AMX units: logits
+ *                          within 5e-6 of float32's, input gradients within
+ *                          1e-2 relative L2; faster.  Stem and classifier
+ *                          stay float32.
  *   CONV_PRECISION_AUTO    bf16x3 where the CPU has AMX, else fp32 (default).
- * conv_set_precision fails for bf16x3 on a CPU without AMX.
  */
 enum conv_precision { CONV_PRECISION_AUTO, CONV_PRECISION_FP32, CONV_PRECISION_BF16X3 };
-int conv_set_precision(enum conv_precision p, struct igs_error *err);
-/* Whether new weights are split bf16, and its name ("bf16x3" or "fp32"). */
-bool conv_split_bf16(void);
-const char *conv_precision_name(void);
+/* "auto", "fp32", "bf16x3" <-> enum (-1 when unknown). */
+int conv_precision_parse(const char *name);
+const char *conv_precision_name(enum conv_precision p);
+/* conv_precision_resolve - what `requested` means on this CPU (AUTO becomes
+ * FP32 or BF16X3); BF16X3 on a CPU without AMX is IGS_ERR_BAD_OPTION. */
+int conv_precision_resolve(enum conv_precision requested, enum conv_precision *resolved,
+                           struct igs_error *err);
 
-/* Whether blocked activations suit this CPU: oneDNN's kernels for 16-channel
- * blocks (and its Winograd) are AVX-512 ones; with AVX2 only, NHWC is the
- * layout it runs fast, and so it is for AMX (split bf16). */
-bool conv_blocked_layout_fits(void);
+/* Whether blocked activations suit this CPU and arithmetic: oneDNN's
+ * kernels for 16-channel blocks (and its Winograd) are AVX-512 ones; with
+ * AVX2 only, NHWC is the layout it runs fast, and so it is for AMX (split
+ * bf16). */
+bool conv_blocked_layout_fits(enum conv_precision p);
 
 /* Fill h_out and w_out from the other fields. */
 void conv_shape_finish(struct conv_shape *s);
@@ -80,21 +84,23 @@ enum conv_epilogue {
 };
 
 /*
- * conv_weights_create - reorder one convolution's weights for oneDNN.
+ * conv_weights_open - reorder one convolution's weights for oneDNN.
  *   weight   [c_out][c_in][k][k], bias [c_out] or NULL (no bias).
  *   shape    a representative shape (the model's input size and usual
  *            batch): oneDNN picks the weight layouts for it;
  *   backward the CONV_BACKWARD_* epilogue its plans will mostly take (0 or
  *            a set conv_kernel_fuses_backward allows): with post-ops
- *            oneDNN may run another kernel on another layout.
+ *            oneDNN may run another kernel on another layout;
+ *   precision FP32 or BF16X3 (resolved: conv_precision_resolve).
  * Plans for other shapes or epilogues that want other layouts reorder a
  * copy, kept with the weights and shared (conv_plan_other_layout_bytes).
  * The caller's arrays are copied; they may be freed afterwards.
  */
 struct conv_weights;
-int conv_weights_create(struct conv_weights **out, const float *weight, const float *bias,
-                        const struct conv_shape *shape, unsigned backward, struct igs_error *err);
-void conv_weights_free(struct conv_weights **w);
+int conv_weights_open(struct conv_weights **out, const float *weight, const float *bias,
+                      const struct conv_shape *shape, unsigned backward,
+                      enum conv_precision precision, struct igs_error *err);
+void conv_weights_close(struct conv_weights **w);
 /* Bytes the reordered weights occupy (both layouts). */
 size_t conv_weights_bytes(const struct conv_weights *w);
 /* Whether plans of these weights take the CONV_BACKWARD_* epilogues: 1x1
@@ -104,12 +110,12 @@ size_t conv_weights_bytes(const struct conv_weights *w);
 bool conv_weights_fuse_backward(const struct conv_weights *w);
 bool conv_kernel_fuses_backward(int k, int stride, int pad);
 
-/* conv_plan_create - primitives for `shape` (h_out/w_out filled), `epilogue`
+/* conv_plan_open - primitives for `shape` (h_out/w_out filled), `epilogue`
  * a set of enum conv_epilogue flags. */
 struct conv_plan;
-int conv_plan_create(struct conv_plan **out, const struct conv_weights *w,
+int conv_plan_open(struct conv_plan **out, const struct conv_weights *w,
                      const struct conv_shape *shape, unsigned epilogue, struct igs_error *err);
-void conv_plan_free(struct conv_plan **p);
+void conv_plan_close(struct conv_plan **p);
 
 /* Scratch bytes conv_plan_forward/backward_data need (may be 0). */
 size_t conv_plan_scratch_bytes(const struct conv_plan *p);

@@ -19,7 +19,7 @@
 #include <emmintrin.h>
 #endif
 
-void pool_shape_finish(struct pool_shape *s)
+void maxpool_shape_finish(struct maxpool_shape *s)
 {
 	s->h_out = (s->h_in + 2 * s->pad - s->k) / s->stride + 1;
 	s->w_out = (s->w_in + 2 * s->pad - s->k) / s->stride + 1;
@@ -108,7 +108,7 @@ static void bits_to_bytes_init(void)
 			bits_to_bytes[b][k] = (uint8_t)(b >> k & 1);
 }
 
-void mask_bits_expand(uint8_t *restrict bytes, const uint8_t *restrict bits, size_t count)
+void relu_mask_bits_expand(uint8_t *restrict bytes, const uint8_t *restrict bits, size_t count)
 {
 	pthread_once(&bits_to_bytes_once, bits_to_bytes_init);
 	const size_t whole = count / 8;
@@ -215,14 +215,14 @@ void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, 
 /* ---------------------------------------------------------------- pooling */
 
 /* The output's layout as an act_shape (pool outputs are in.c channels). */
-static struct act_shape pool_out(const struct pool_shape *s)
+static struct act_shape pool_out(const struct maxpool_shape *s)
 {
 	return (struct act_shape){
 	    .n = s->n, .c = s->c, .hw = s->h_out * s->w_out, .block = s->out_block};
 }
 
 void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
-                     const struct pool_shape *s)
+                     const struct maxpool_shape *s)
 {
 	const int C = s->c, k = s->k, st = s->stride, pad = s->pad;
 	const int hi = s->h_in, wi = s->w_in, ho = s->h_out, wo = s->w_out;
@@ -284,7 +284,7 @@ void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float 
 }
 
 void maxpool_backward(float *restrict d_in, const float *restrict d_out,
-                      const int32_t *restrict argmax, const struct pool_shape *s)
+                      const int32_t *restrict argmax, const struct maxpool_shape *s)
 {
 	/* Windows overlap, so two output pixels may send gradient to one input;
 	 * channel c only ever reaches channel c, so threads split channels. */
@@ -321,7 +321,7 @@ enum { SUM_GROUP = 16 };
 void maxpool_backward_sum(float *restrict acc, double *restrict dots, const float *restrict d_out,
                           const int32_t *restrict argmax, const float *restrict weight,
                           const float *restrict probe, const float *restrict from,
-                          const float *restrict to, const struct pool_shape *s)
+                          const float *restrict to, const struct maxpool_shape *s)
 {
 	const int C = s->c;
 	const struct act_shape os = pool_out(s);
@@ -514,7 +514,7 @@ void linear_backward(float *restrict d_in, const float *restrict d_out,
 
 /* ---------------------------------------------------------- path points */
 
-void path_lerp(float *restrict out, const float *restrict from, const float *restrict to,
+void tensor_lerp(float *restrict out, const float *restrict from, const float *restrict to,
                const float *restrict t, int n, size_t count, bool relu)
 {
 	/* Split the values, not the points, so each thread reads its part of
@@ -562,4 +562,16 @@ void normalize_backward(float *restrict d_pixels, const float *restrict d_out, i
 	for (long p = 0; p < count; p++)
 		for (int c = 0; c < 3; c++)
 			d_pixels[p * 3 + c] = d_out[p * 3 + c] * g[c];
+}
+
+void softmax_forward(float *probs, const float *logits, int n)
+{
+	double max = logits[0], sum = 0;
+	for (int i = 1; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int i = 0; i < n; i++)
+		sum += exp((double)logits[i] - max);
+	for (int i = 0; i < n; i++)
+		probs[i] = (float)(exp((double)logits[i] - max) / sum);
 }

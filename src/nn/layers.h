@@ -29,9 +29,9 @@
  */
 void relu_mask_bits(uint8_t *bits, const float *x, size_t count);
 void relu_backward_bits(float *d, const uint8_t *bits, size_t count);
-/* mask_bits_expand - bytes[i] = bit i of `bits` (0 or 1): a bit mask as
+/* relu_mask_bits_expand - bytes[i] = bit i of `bits` (0 or 1): a bit mask as
  * the byte mask oneDNN's multiplication post-op takes. */
-void mask_bits_expand(uint8_t *bytes, const uint8_t *bits, size_t count);
+void relu_mask_bits_expand(uint8_t *bytes, const uint8_t *bits, size_t count);
 
 /* tensor_add - dst[i] += src[i]. */
 void tensor_add(float *dst, const float *src, size_t count);
@@ -59,7 +59,7 @@ void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, 
 /* Max pooling, square window; padding never wins (it is -infinity).  The
  * input is NHWC; the output (and argmax) NHWC when out_block is 0, else
  * blocked by out_block channels. */
-struct pool_shape {
+struct maxpool_shape {
 	int c, n, h_in, w_in, k, stride, pad, h_out, w_out;
 	int out_block;
 	/* The input came out of a ReLU: argmax is -1 where the maximum is not
@@ -67,17 +67,17 @@ struct pool_shape {
 	 * ReLU's own mask and backward pass). */
 	bool after_relu;
 };
-void pool_shape_finish(struct pool_shape *s);
+void maxpool_shape_finish(struct maxpool_shape *s);
 /*
  * maxpool_forward - in [n][h_in][w_in][c], out [n][h_out][w_out][c] (or
  * blocked); argmax [same count and layout as out] receives the flat index
  * into `in` of each window's maximum (first one in row-major window order
  * on ties).
  */
-void maxpool_forward(float *out, int32_t *argmax, const float *in, const struct pool_shape *s);
+void maxpool_forward(float *out, int32_t *argmax, const float *in, const struct maxpool_shape *s);
 /* d_in = 0, then d_in[argmax[i]] += d_out[i] */
 void maxpool_backward(float *d_in, const float *d_out, const int32_t *argmax,
-                      const struct pool_shape *s);
+                      const struct maxpool_shape *s);
 
 /*
  * maxpool_backward_sum - the path's form of maxpool_backward (IG): the n
@@ -89,7 +89,7 @@ void maxpool_backward(float *d_in, const float *d_out, const int32_t *argmax,
  */
 void maxpool_backward_sum(float *acc, double *dots, const float *d_out, const int32_t *argmax,
                           const float *weight, const float *probe, const float *from,
-                          const float *to, const struct pool_shape *s);
+                          const float *to, const struct maxpool_shape *s);
 
 /* Global average pool: in (shape s) -> out [n][c]. */
 void avgpool_forward(float *out, const float *in, const struct act_shape *s);
@@ -107,11 +107,11 @@ void linear_backward(float *d_in, const float *d_out, const float *weight, int n
                      int classes);
 
 /*
- * path_lerp - out[i][j] = (1 - t[i]) from[j] + t[i] to[j] for i < n,
+ * tensor_lerp - out[i][j] = (1 - t[i]) from[j] + t[i] to[j] for i < n,
  * j < count, then max(0, .) when relu: points on a straight path (exactly
  * `from` at t = 0 and `to` at t = 1).
  */
-void path_lerp(float *out, const float *from, const float *to, const float *t, int n, size_t count,
+void tensor_lerp(float *out, const float *from, const float *to, const float *t, int n, size_t count,
                bool relu);
 
 /*
@@ -123,5 +123,9 @@ void normalize_forward(float *out, const float *pixels, int n, int h, int w, con
 /* normalize_backward - d_pixels [n][h][w][3] = d_out[n][h][w][c] / (255 std[c]) */
 void normalize_backward(float *d_pixels, const float *d_out, int n, int h, int w,
                         const float std[3]);
+
+/* softmax_forward - probs[i] = exp(logits[i]) / sum_j exp(logits[j]), in
+ * double, stable for any logits; probs may alias logits. */
+void softmax_forward(float *probs, const float *logits, int n);
 
 #endif

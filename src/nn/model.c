@@ -188,7 +188,7 @@ static void conv_free(struct conv_params *c)
 {
 	free(c->weight);
 	free(c->bias);
-	conv_weights_free(&c->packed);
+	conv_weights_close(&c->packed);
 	c->weight = c->bias = NULL;
 }
 
@@ -410,7 +410,7 @@ enum { PACK_BATCH = 4 };
  * `h` is the side of the convolution's input at the default input size.
  */
 static int pack_conv(struct conv_params *c, int *h, bool blocked, unsigned backward,
-                     struct igs_error *err)
+                     enum conv_precision precision, struct igs_error *err)
 {
 	struct conv_shape s = {.n = PACK_BATCH,
 	                       .c_in = c->c_in,
@@ -422,7 +422,7 @@ static int pack_conv(struct conv_params *c, int *h, bool blocked, unsigned backw
 	                       .pad = c->pad,
 	                       .blocked = blocked};
 	conv_shape_finish(&s);
-	int rc = conv_weights_create(&c->packed, c->weight, c->bias, &s, backward, err);
+	int rc = conv_weights_open(&c->packed, c->weight, c->bias, &s, backward, precision, err);
 	if (rc < 0)
 		return rc;
 	free(c->weight);
@@ -441,7 +441,7 @@ static bool fits_blocks(const struct conv_params *c)
  * width allows them. */
 static int activation_block(const struct model *m)
 {
-	if (!conv_blocked_layout_fits() || m->stem.c_out % CONV_BLOCK)
+	if (!conv_blocked_layout_fits(m->info.precision) || m->stem.c_out % CONV_BLOCK)
 		return 0;
 	for (int b = 0; b < m->n_blocks; b++) {
 		const struct block_params *blk = &m->blocks[b];
@@ -454,7 +454,7 @@ static int activation_block(const struct model *m)
 	return CONV_BLOCK;
 }
 
-unsigned block_entry_backward(const struct model *m, int b)
+unsigned model_block_entry_backward(const struct model *m, int b)
 {
 	const struct block_params *blk = &m->blocks[b];
 	const struct conv_params *c = &blk->convs[0];
@@ -471,16 +471,17 @@ static int pack_convs(struct model *m, struct igs_error *err)
 {
 	int h = m->info.input_size;
 	const bool blocked = m->act_block != 0;
-	int rc = pack_conv(&m->stem, &h, false, 0, err);
+	const enum conv_precision p = m->info.precision;
+	int rc = pack_conv(&m->stem, &h, false, 0, p, err);
 	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool */
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		struct block_params *blk = &m->blocks[b];
 		int ds = h;
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
 			rc = pack_conv(&blk->convs[i], &h, blocked,
-			               i == 0 ? block_entry_backward(m, b) : 0, err);
+			               i == 0 ? model_block_entry_backward(m, b) : 0, p, err);
 		if (rc == 0 && blk->has_downsample)
-			rc = pack_conv(&blk->downsample, &ds, blocked, 0, err);
+			rc = pack_conv(&blk->downsample, &ds, blocked, 0, p, err);
 	}
 	return rc;
 }
@@ -563,11 +564,16 @@ static int build(struct model *m, struct loader *ld)
 	return 0;
 }
 
-int model_load(struct model **out, const char *path, struct igs_error *err)
+int model_open(struct model **out, const char *path, const struct model_options *opt,
+               struct igs_error *err)
 {
 	*out = NULL;
 	struct loader ld = {.path = path, .err = err};
-	int rc = safetensors_open(&ld.file, path, err);
+	enum conv_precision precision;
+	int rc = conv_precision_resolve(opt ? opt->precision : CONV_PRECISION_AUTO, &precision, err);
+	if (rc < 0)
+		return rc;
+	rc = safetensors_open(&ld.file, path, err);
 	if (rc < 0)
 		return rc;
 	struct model *m = calloc(1, sizeof *m);
@@ -575,12 +581,13 @@ int model_load(struct model **out, const char *path, struct igs_error *err)
 	if (!m || !ld.used) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
 	} else {
+		m->info.precision = precision;
 		rc = build(m, &ld);
 	}
 	free(ld.used);
 	safetensors_close(&ld.file);
 	if (rc < 0) {
-		model_free(&m);
+		model_close(&m);
 		return rc;
 	}
 #ifdef __GLIBC__
@@ -593,7 +600,7 @@ int model_load(struct model **out, const char *path, struct igs_error *err)
 	return 0;
 }
 
-void model_free(struct model **mp)
+void model_close(struct model **mp)
 {
 	struct model *m = *mp;
 	if (!m)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conv.h"
 #include "error.h"
 
 enum model_family { FAMILY_TORCHVISION, FAMILY_TIMM_RESNETV2 };
@@ -41,17 +42,26 @@ struct model_info {
 	char sha256[65];       /* of the weights file */
 	char path[4096];
 	size_t parameters; /* count after folding */
+	enum conv_precision precision; /* the convolutions' arithmetic (resolved) */
 };
 
 struct model;
 
+/* How to load a model; all zero is the default. */
+struct model_options {
+	enum conv_precision precision; /* AUTO: bf16x3 where the CPU has AMX, else fp32 */
+};
+
 /*
- * model_load - read `path`, detect the architecture and fold BatchNorm.
- * The file is not kept open.  On failure returns IGS_ERR_IO, IGS_ERR_FORMAT
- * or IGS_ERR_MODEL with a message naming the file and the problem.
+ * model_open - read `path`, detect the architecture, fold BatchNorm and
+ * pack the convolutions in `opt`'s arithmetic (NULL: the defaults).  The
+ * file is not kept open.  On failure returns IGS_ERR_IO, IGS_ERR_FORMAT,
+ * IGS_ERR_MODEL or IGS_ERR_BAD_OPTION (a precision this CPU lacks) with a
+ * message naming the file and the problem.
  */
-int model_load(struct model **out, const char *path, struct igs_error *err);
-void model_free(struct model **m);
+int model_open(struct model **out, const char *path, const struct model_options *opt,
+               struct igs_error *err);
+void model_close(struct model **m);
 const struct model_info *model_get_info(const struct model *m);
 
 /* Override the family's default normalization (0..1 scale; std > 0). */
@@ -71,9 +81,9 @@ int model_set_normalization(struct model *m, const float mean[3], const float st
  */
 struct net_workspace;
 
-int net_workspace_create(struct net_workspace **out, const struct model *m, int max_batch,
+int net_workspace_open(struct net_workspace **out, const struct model *m, int max_batch,
                          struct igs_error *err);
-void net_workspace_free(struct net_workspace **ws);
+void net_workspace_close(struct net_workspace **ws);
 /*
  * Run each pass on `threads` OpenMP threads (the calling thread's team; each
  * calling thread has its own).  Default 1.  Changing it drops the kernels

@@ -66,6 +66,6 @@ struct model {
  * ends in one) itself, one pass less per block.  Where the convolution
  * takes no post-ops (not 1x1 stride 1) or the block pre-activates, 0.
  */
-unsigned block_entry_backward(const struct model *m, int b);
+unsigned model_block_entry_backward(const struct model *m, int b);
 
 #endif

@@ -69,7 +69,7 @@ struct net_workspace {
 
 	float *input; /* [n][S][S][3] normalized */
 	struct conv_shape stem;
-	struct pool_shape pool;
+	struct maxpool_shape pool;
 	/* Path points: the stem's pre-activation output for one image at the
 	 * baseline and at the input (net_path_start), and the stem plan that
 	 * computes them (no ReLU, batch 1). */
@@ -161,10 +161,10 @@ static bool uses_preactivation(const struct model *m)
 }
 
 /* Whether block b's first convolution's backward adds the shortcut's
- * gradient and applies the input's ReLU (block_entry_backward). */
+ * gradient and applies the input's ReLU (model_block_entry_backward). */
 static bool fused_entry(const struct model *m, int b)
 {
-	return block_entry_backward(m, b) != 0;
+	return model_block_entry_backward(m, b) != 0;
 }
 
 /* Lay out every buffer for batch `n`; returns the float count. */
@@ -183,7 +183,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	ws->path_unit = carve(cv, stem_count / n);
 	ws->path_sum = carve(cv, stem_count / n);
 
-	ws->pool = (struct pool_shape){.c = m->stem.c_out,
+	ws->pool = (struct maxpool_shape){.c = m->stem.c_out,
 	                               .n = n,
 	                               .h_in = ws->stem.h_out,
 	                               .w_in = ws->stem.w_out,
@@ -192,7 +192,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	                               .pad = 1,
 	                               .out_block = m->act_block,
 	                               .after_relu = m->stem.relu};
-	pool_shape_finish(&ws->pool);
+	maxpool_shape_finish(&ws->pool);
 	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
 	max_act = max_size(max_act, pool_count);
 	/* argmax indices (into the stem's output) as int32 in float-sized slots. */
@@ -230,7 +230,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 		if (blk->has_downsample)
 			conv_geometry(&bb->downsample, &blk->downsample, n, h, w, blocked);
 		bb->out_mask = blk->relu_out ? carve_mask(cv, (out_count + 7) / 8) : NULL;
-		if (block_entry_backward(m, b) & CONV_BACKWARD_MASK)
+		if (model_block_entry_backward(m, b) & CONV_BACKWARD_MASK)
 			max_entry_mask = max_size(max_entry_mask, in_count);
 		h = hh;
 		w = ww;
@@ -267,7 +267,7 @@ static void batch_plans_free(struct net_workspace *ws, struct batch_plans *bp)
 	if (!bp->convs)
 		return;
 	for (int i = 0; i < ws->n_convs; i++)
-		conv_plan_free(&bp->convs[i]);
+		conv_plan_close(&bp->convs[i]);
 	free(bp->convs);
 	bp->convs = NULL;
 }
@@ -276,7 +276,7 @@ static void plans_free(struct net_workspace *ws)
 {
 	for (int n = 0; ws->plans && n < ws->max_batch; n++)
 		batch_plans_free(ws, &ws->plans[n]);
-	conv_plan_free(&ws->stem_linear);
+	conv_plan_close(&ws->stem_linear);
 	ws->unit_ready = false; /* made by stem_linear */
 }
 
@@ -288,7 +288,7 @@ static int fit_scratch(struct net_workspace *ws, const struct conv_plan *p, stru
 		return 0;
 	free(ws->scratch);
 	ws->scratch_bytes = 0;
-	ws->scratch = large_alloc(need);
+	ws->scratch = memory_alloc_large(need);
 	if (!ws->scratch)
 		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch", need);
 	ws->scratch_bytes = need;
@@ -310,7 +310,7 @@ static int plan_one(struct net_workspace *ws, struct conv_plan **out, const stru
 	struct conv_shape s = *shape;
 	s.n = n;
 	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0) | backward;
-	int rc = conv_plan_create(out, c->packed, &s, epilogue, err);
+	int rc = conv_plan_open(out, c->packed, &s, epilogue, err);
 	return rc < 0 ? rc : fit_scratch(ws, *out, err);
 }
 
@@ -326,7 +326,7 @@ static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		const struct block_params *blk = &m->blocks[b];
 		const struct block_buffers *bb = &ws->blocks[b];
-		const unsigned entry = block_entry_backward(m, b);
+		const unsigned entry = model_block_entry_backward(m, b);
 		for (int i = 0; i < blk->n_convs && rc == 0; i++)
 			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
 			              &bb->convs[i], n, i == blk->n_convs - 1, i == 0 ? entry : 0,
@@ -355,7 +355,7 @@ size_t net_workspace_bytes_for(const struct model *m, int batch)
 	return floats * sizeof(float) + sizeof tmp;
 }
 
-int net_workspace_create(struct net_workspace **out, const struct model *m, int max_batch,
+int net_workspace_open(struct net_workspace **out, const struct model *m, int max_batch,
                          struct igs_error *err)
 {
 	*out = NULL;
@@ -377,10 +377,10 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
 	if (ws->blocks && ws->plans && ws->constant_logits)
 		ws->arena_floats = layout(ws, &count, max_batch);
 	if (ws->arena_floats)
-		ws->arena = large_alloc(ws->arena_floats * sizeof(float));
+		ws->arena = memory_alloc_large(ws->arena_floats * sizeof(float));
 	if (!ws->arena) {
 		size_t mib = ws->arena_floats * sizeof(float) >> 20;
-		net_workspace_free(&ws);
+		net_workspace_close(&ws);
 		return igs_fail(err, IGS_ERR_NOMEM,
 		                "out of memory for a %d-image workspace (%zu MiB)", max_batch, mib);
 	}
@@ -390,7 +390,7 @@ int net_workspace_create(struct net_workspace **out, const struct model *m, int 
 	return 0;
 }
 
-void net_workspace_free(struct net_workspace **wsp)
+void net_workspace_close(struct net_workspace **wsp)
 {
 	struct net_workspace *ws = *wsp;
 	if (!ws)
@@ -437,8 +437,8 @@ void net_workspace_release(struct net_workspace *ws)
 {
 	ws->path_ready = false;
 	ws->unit_ready = false;
-	release_pages(ws->arena, ws->arena_floats * sizeof(float));
-	release_pages(ws->scratch, ws->scratch_bytes);
+	memory_release_pages(ws->arena, ws->arena_floats * sizeof(float));
+	memory_release_pages(ws->scratch, ws->scratch_bytes);
 }
 
 size_t net_workspace_bytes(const struct net_workspace *ws)
@@ -668,7 +668,7 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 	struct conv_shape one = ws->stem;
 	one.n = 1;
 	if (!ws->stem_linear) {
-		int rc = conv_plan_create(&ws->stem_linear, m->stem.packed, &one, 0, NULL);
+		int rc = conv_plan_open(&ws->stem_linear, m->stem.packed, &one, 0, NULL);
 		if (rc == 0)
 			rc = fit_scratch(ws, ws->stem_linear, NULL);
 		if (rc < 0)
@@ -710,7 +710,7 @@ int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float 
 	if (rc < 0)
 		return rc;
 	const size_t count = stem_count_per_image(ws);
-	path_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
+	tensor_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
 	          ws->model->stem.relu);
 	forward_body(ws, logits, true);
 	ws->on_path = true;
@@ -797,7 +797,7 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 			sum = d_x;
 		}
 		if (x_mask)
-			mask_bits_expand(ws->entry_mask, x_mask, in_count);
+			relu_mask_bits_expand(ws->entry_mask, x_mask, in_count);
 		conv_backward_masked(ws, conv_index(b, 0), sum, g, g_bits,
 		                     x_mask ? ws->entry_mask : NULL);
 		return sum;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
+
 /* Predict jobs taken in a row while attributions wait, before one
  * attribution goes first. */
 #define PREDICT_STREAK_MAX 4
@@ -238,7 +240,7 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 	for (int i = 0; i < cfg->workers; i++) {
 		struct worker *w = &p->workers[i];
 		w->pool = p;
-		int rc = service_worker_create(&w->sw, s, err);
+		int rc = service_worker_open(&w->sw, s, err);
 		if (rc < 0) {
 			pool_close(&p);
 			return rc;
@@ -284,7 +286,7 @@ void pool_close(struct worker_pool **pp)
 	for (int i = 0; i < p->n_workers; i++) {
 		if (p->workers[i].started)
 			pthread_join(p->workers[i].thread, NULL);
-		service_worker_free(&p->workers[i].sw);
+		service_worker_close(&p->workers[i].sw);
 	}
 	free(p->workers);
 	pthread_cond_destroy(&p->wake);

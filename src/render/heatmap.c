@@ -9,8 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "service.h"
 
 /* ---- quantization and statistics ---- */
 
@@ -52,33 +52,32 @@ static int alloc_image(struct heatmap_image *out, int w, int h, int channels, st
 	return 0;
 }
 
-void heatmap_image_free(struct heatmap_image *im)
+void heatmap_image_clear(struct heatmap_image *im)
 {
 	free(im->pixels);
 	im->pixels = NULL;
 }
 
+/* Indexed by bit position, in the order answers list the maps. */
+static const char *const heatmap_names[HEATMAP_KINDS] = {
+    "normalized", "deviation", "magnitude", "overlay",
+    "channel_r",  "channel_g", "channel_b", "overlay_full",
+};
+
 const char *heatmap_name(unsigned bit)
 {
-	switch (bit) {
-	case HEATMAP_NORMALIZED:
-		return "normalized";
-	case HEATMAP_DEVIATION:
-		return "deviation";
-	case HEATMAP_MAGNITUDE:
-		return "magnitude";
-	case HEATMAP_OVERLAY:
-		return "overlay";
-	case HEATMAP_CHANNEL_R:
-		return "channel_r";
-	case HEATMAP_CHANNEL_G:
-		return "channel_g";
-	case HEATMAP_CHANNEL_B:
-		return "channel_b";
-	case HEATMAP_OVERLAY_FULL:
-		return "overlay_full";
-	}
+	for (int i = 0; i < HEATMAP_KINDS; i++)
+		if (bit == 1u << i)
+			return heatmap_names[i];
 	return NULL;
+}
+
+unsigned heatmap_bit(const char *name, size_t len)
+{
+	for (int i = 0; i < HEATMAP_KINDS; i++)
+		if (strlen(heatmap_names[i]) == len && !strncasecmp(heatmap_names[i], name, len))
+			return 1u << i;
+	return 0;
 }
 
 /* ---- the colormap ---- */

@@ -25,22 +25,37 @@
 #include "error.h"
 #include "image.h"
 
+/* The maps, one bit each (a request's `heatmaps` is a set of them). */
+#define HEATMAP_NORMALIZED (1u << 0)
+#define HEATMAP_DEVIATION (1u << 1)
+#define HEATMAP_MAGNITUDE (1u << 2)
+#define HEATMAP_OVERLAY (1u << 3)
+#define HEATMAP_CHANNEL_R (1u << 4)
+#define HEATMAP_CHANNEL_G (1u << 5)
+#define HEATMAP_CHANNEL_B (1u << 6)
+#define HEATMAP_OVERLAY_FULL (1u << 7) /* overlay at the upload's own resolution */
+#define HEATMAP_KINDS 8
+#define HEATMAP_DEFAULT 0x7fu /* the seven the contract lists */
+#define HEATMAP_ALL 0xffu
+
 struct heatmap_image {
 	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
 	uint8_t *pixels;             /* height*width*channels, owned */
 };
 
-void heatmap_image_free(struct heatmap_image *im);
+void heatmap_image_clear(struct heatmap_image *im);
 
 /* The contract name of one HEATMAP_* bit ("normalized", ...); NULL if
  * `bit` is not exactly one known bit. */
 const char *heatmap_name(unsigned bit);
+/* The bit of the map named by name[0..len) (case-insensitive), or 0. */
+unsigned heatmap_bit(const char *name, size_t len);
 
 /*
- * heatmap_render - the map `bit` (one HEATMAP_* of service.h, not
+ * heatmap_render - the map `bit` (one HEATMAP_* above, not
  * HEATMAP_OVERLAY_FULL) of attr [size][size][3].  `input` (pixels 0..255,
  * [size][size][3]) is needed by the overlay only and may be NULL
- * otherwise.  out->pixels is allocated (free with heatmap_image_free).
+ * otherwise.  out->pixels is allocated (free with heatmap_image_clear).
  */
 int heatmap_render(unsigned bit, const float *attr, int size, const float *input,
                    struct heatmap_image *out, struct igs_error *err);

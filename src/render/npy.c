@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "png_encode.h"
+#include "file.h"
 
 int npy_encode_f32(const float *data, const size_t *shape, int ndim, unsigned char **out,
                    size_t *len, struct igs_error *err)
@@ -66,7 +66,7 @@ int npy_write_f32(const char *path, const float *data, const size_t *shape, int 
 	int rc = npy_encode_f32(data, shape, ndim, &bytes, &len, err);
 	if (rc)
 		return rc;
-	rc = write_file_bytes(path, bytes, len, err);
+	rc = file_write_bytes(path, bytes, len, err);
 	free(bytes);
 	return rc;
 }

@@ -99,15 +99,3 @@ int png_encode(const uint8_t *pixels, int width, int height, int channels, unsig
 	*len = b.len;
 	return 0;
 }
-
-int write_file_bytes(const char *path, const void *data, size_t len, struct igs_error *err)
-{
-	FILE *f = fopen(path, "wb");
-	if (!f)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-	size_t w = fwrite(data, 1, len, f);
-	int close_rc = fclose(f);
-	if (w != len || close_rc != 0)
-		return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-	return 0;
-}

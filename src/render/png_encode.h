@@ -18,7 +18,4 @@
 int png_encode(const uint8_t *pixels, int width, int height, int channels, unsigned char **out,
                size_t *len, struct igs_error *err);
 
-/* Write bytes to a file (created or truncated); IGS_ERR_IO naming it. */
-int write_file_bytes(const char *path, const void *data, size_t len, struct igs_error *err);
-
 #endif

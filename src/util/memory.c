@@ -10,7 +10,7 @@
 
 enum { HUGE_PAGE = 2 << 20 };
 
-void release_pages(const void *p, size_t bytes)
+void memory_release_pages(const void *p, size_t bytes)
 {
 	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
@@ -19,7 +19,7 @@ void release_pages(const void *p, size_t bytes)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
-void *large_alloc(size_t bytes)
+void *memory_alloc_large(size_t bytes)
 {
 	void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	/* Only the whole 2 MiB pages inside the block are offered, so nothing

@@ -8,18 +8,18 @@
 #include <stddef.h>
 
 /*
- * large_alloc - at least `bytes`, 64-byte aligned, released with free().
+ * memory_alloc_large - at least `bytes`, 64-byte aligned, released with free().
  * The 2 MiB pages inside the block are offered to transparent huge pages: a
  * ResNet-50 pass reads ~100 MB of weights, and with 4 KiB pages the TLB
  * misses cost about 6% of a batch-1 forward.
  */
-void *large_alloc(size_t bytes);
+void *memory_alloc_large(size_t bytes);
 
 /*
- * release_pages - give the whole pages inside [p, p + bytes) back to the
+ * memory_release_pages - give the whole pages inside [p, p + bytes) back to the
  * system (MADV_DONTNEED): anonymous memory reads as zeros afterwards, a file
  * mapping faults its pages back in from the file.  NULL is fine.
  */
-void release_pages(const void *p, size_t bytes);
+void memory_release_pages(const void *p, size_t bytes);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * safetensors.h - read (and, for tests and tools, write) .safetensors files.
+ * safetensors.h - read .safetensors files (tests/safetensors_writer.h writes them).
  *
  * The format, byte by byte:
  *   bytes 0..7      N, the header length, unsigned 64-bit little-endian
@@ -73,18 +73,5 @@ const char *safetensors_dtype_name(enum st_dtype dtype);
  * dtypes.
  */
 int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error *err);
-
-/* A tensor to write: float32 data, caller-owned. */
-struct st_write_tensor {
-	const char *name;
-	int ndim;
-	int64_t shape[ST_MAX_DIMS];
-	const float *data;
-	enum st_dtype dtype;     /* ST_F32, ST_F16 or ST_BF16: converted on write */
-};
-
-/* safetensors_write - write tensors (in the given order) to `path`. */
-int safetensors_write(const char *path, const struct st_write_tensor *tensors, size_t n,
-                      struct igs_error *err);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * http_request.c - Content-Type classification and a multipart/form-data
+ * body.c - Content-Type classification and a multipart/form-data
  * parser (RFC 7578, delimiters per RFC 2046 section 5.1.1) over a body
  * already in memory.
  */
-#include "http_request.h"
+#include "body.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -178,7 +178,7 @@ static int parse_part_headers(const char *s, const char *end, struct form_part *
 	return 0;
 }
 
-int multipart_parse(const char *body, size_t len, const char *boundary, form_part_fn on_part,
+int body_multipart_parse(const char *body, size_t len, const char *boundary, form_part_fn on_part,
                     void *ctx, struct igs_error *err)
 {
 	char delim[BOUNDARY_MAX + 5];

@@ -1,12 +1,12 @@
 /*
- * http_request.h - what an upload carries: the image bytes and the options,
+ * body.h - what an upload carries: the image bytes and the options,
  * from a raw body (Content-Type image/jpeg or image/png) or from a
  * multipart/form-data body (RFC 7578: the file in field `image`, options as
  * further fields).  Pure parsing over a complete body in memory; no HTTP
  * library types, so it is tested on its own.
  */
-#ifndef IGSERVE_HTTP_REQUEST_H
-#define IGSERVE_HTTP_REQUEST_H
+#ifndef IGSERVE_BODY_H
+#define IGSERVE_BODY_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,12 +39,12 @@ struct form_part {
 typedef int (*form_part_fn)(void *ctx, const struct form_part *part, struct igs_error *err);
 
 /*
- * multipart_parse - walk the parts of `body` (len bytes) delimited by
+ * body_multipart_parse - walk the parts of `body` (len bytes) delimited by
  * `boundary`, calling `on_part` for each in order.  Errors:
  * IGS_ERR_BAD_OPTION for a malformed body (no closing delimiter, a part
  * without Content-Disposition name), or what on_part returned.
  */
-int multipart_parse(const char *body, size_t len, const char *boundary, form_part_fn on_part,
+int body_multipart_parse(const char *body, size_t len, const char *boundary, form_part_fn on_part,
                     void *ctx, struct igs_error *err);
 
 #endif

@@ -1,0 +1,236 @@
+/*
+ * json_render.c - predict and attribute results, the model and errors as
+ * JSON (see json_render.h).  Field order follows the contract's examples.
+ */
+#include "json_render.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "base64.h"
+#include "heatmap.h"
+#include "npy.h"
+#include "service_internal.h"
+
+/* Print `doc` compactly and delete it; NULL in, NULL out. */
+static char *print_and_delete(cJSON *doc)
+{
+	char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+	cJSON_Delete(doc);
+	return text;
+}
+
+/* The "model" object of answers (arch, family, classes, sha256). */
+static cJSON *model_object(const struct service *s)
+{
+	const struct model_info *info = model_get_info(s->model);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "arch", info->arch);
+	cJSON_AddStringToObject(o, "family", info->family_name);
+	cJSON_AddNumberToObject(o, "classes", info->classes);
+	cJSON_AddStringToObject(o, "sha256", info->sha256);
+	return o;
+}
+
+static cJSON *predictions_array(const struct prediction *top, int count)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (int k = 0; arr && k < count; k++) {
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddNumberToObject(p, "index", top[k].index);
+		cJSON_AddStringToObject(p, "label", top[k].label);
+		cJSON_AddNumberToObject(p, "probability", top[k].probability);
+		cJSON_AddNumberToObject(p, "logit", top[k].logit);
+		cJSON_AddItemToArray(arr, p);
+	}
+	return arr;
+}
+
+char *json_render_predict(const struct service *s, const struct predict_result *r)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddItemToObject(root, "model", model_object(s));
+	cJSON_AddItemToObject(root, "predictions", predictions_array(r->top, r->count));
+	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
+	cJSON_AddNumberToObject(timing, "decode", r->timing_ms.decode);
+	cJSON_AddNumberToObject(timing, "preprocess", r->timing_ms.preprocess);
+	cJSON_AddNumberToObject(timing, "forward", r->timing_ms.forward);
+	cJSON_AddNumberToObject(timing, "total", r->timing_ms.total);
+	return print_and_delete(root);
+}
+
+/* Add `item` to `obj` under `key`; a NULL item (out of memory: the large
+ * base64 strings) clears *ok, so the document is not answered without it. */
+static void add_item(cJSON *obj, const char *key, cJSON *item, bool *ok)
+{
+	if (!item || !cJSON_AddItemToObject(obj, key, item)) {
+		cJSON_Delete(item);
+		*ok = false;
+	}
+}
+
+/* A PNG as its file's path, or as base64. */
+static cJSON *png_value(const struct rendered_png *png)
+{
+	if (png->file)
+		return cJSON_CreateString(png->file);
+	char *b64 = base64_encode_alloc(png->bytes, png->len);
+	cJSON *v = b64 ? cJSON_CreateString(b64) : NULL;
+	free(b64);
+	return v;
+}
+
+static cJSON *method_object(const struct attribute_result *res)
+{
+	const struct attr_params *o = &res->options.attr;
+	const struct attr_result *r = &res->attr;
+	cJSON *m = cJSON_CreateObject();
+	if (!m)
+		return NULL;
+	cJSON_AddStringToObject(m, "name", attribution_method_name(o->method, o->rule));
+	cJSON_AddNumberToObject(m, "steps", r->steps);
+	if (o->method == ATTR_INTEGRATED_GRADIENTS)
+		cJSON_AddStringToObject(m, "baseline", attribution_baseline_name(o->baseline));
+	else if (o->method == ATTR_INPUT_X_GRADIENT)
+		cJSON_AddStringToObject(m, "baseline", "black");
+	else
+		cJSON_AddNullToObject(m, "baseline");
+	if (r->adaptive)
+		cJSON_AddNumberToObject(m, "tolerance", o->tolerance);
+	else
+		cJSON_AddNullToObject(m, "tolerance");
+	cJSON_AddBoolToObject(m, "converged", r->converged);
+	/* extensions */
+	cJSON_AddNumberToObject(m, "evaluations", r->evaluations);
+	if (r->adaptive)
+		cJSON_AddNumberToObject(m, "max_steps", o->max_steps);
+	if (r->deadline_hit)
+		cJSON_AddStringToObject(m, "stopped", "deadline");
+	if (o->method == ATTR_INTEGRATED_GRADIENTS && o->baseline == BASELINE_BLUR)
+		cJSON_AddNumberToObject(m, "blur_sigma", o->blur_sigma);
+	if (o->method == ATTR_INTEGRATED_GRADIENTS && o->baseline == BASELINE_NOISE)
+		cJSON_AddNumberToObject(m, "seed", (double)o->seed);
+	cJSON_AddStringToObject(m, "output", attribution_output_name(o->output));
+	if (o->smooth != SMOOTH_NONE) {
+		cJSON *sg = cJSON_AddObjectToObject(m, "smoothgrad");
+		cJSON_AddStringToObject(sg, "kind", attribution_smooth_name(o->smooth));
+		cJSON_AddNumberToObject(sg, "samples", o->smooth_samples);
+		cJSON_AddNumberToObject(sg, "sigma", o->smooth_sigma);
+		cJSON_AddNumberToObject(sg, "seed", (double)o->seed);
+	}
+	return m;
+}
+
+static cJSON *path_array(const struct attribute_result *res, bool *ok)
+{
+	const struct attr_result *r = &res->attr;
+	cJSON *path = cJSON_CreateArray();
+	const char *key = attribution_output_name(res->options.attr.output);
+	for (int k = 0; path && k < r->path_count; k++) {
+		const struct attr_point *p = &r->path[k];
+		cJSON *row = cJSON_CreateObject();
+		cJSON_AddItemToArray(path, row);
+		cJSON_AddNumberToObject(row, "alpha", p->alpha);
+		cJSON_AddNumberToObject(row, "weight", p->weight);
+		cJSON_AddNumberToObject(row, key, p->output);
+		cJSON_AddNumberToObject(row, "gradient_sum", p->gradient_sum);
+		cJSON_AddNumberToObject(row, "path_derivative", p->path_derivative);
+		if (res->path_maps)
+			add_item(row, "map", png_value(&res->path_maps[k]), ok);
+	}
+	return path;
+}
+
+/* The attributions as base64 of their .npy bytes (float32 [H, W, 3]). */
+static cJSON *npy_value(const struct attr_result *r)
+{
+	const size_t shape[3] = {(size_t)r->size, (size_t)r->size, 3};
+	unsigned char *npy;
+	size_t len;
+	if (npy_encode_f32(r->attr, shape, 3, &npy, &len, NULL))
+		return NULL;
+	char *b64 = base64_encode_alloc(npy, len);
+	free(npy);
+	cJSON *v = b64 ? cJSON_CreateString(b64) : NULL;
+	free(b64);
+	return v;
+}
+
+char *json_render_attribute(const struct service *s, const struct attribute_result *res)
+{
+	const struct attr_result *r = &res->attr;
+	bool ok = true;
+	cJSON *root = cJSON_CreateObject();
+	cJSON_AddItemToObject(root, "model", model_object(s));
+	cJSON_AddItemToObject(root, "predictions", predictions_array(res->top, res->top_count));
+	cJSON *target = cJSON_AddObjectToObject(root, "target");
+	cJSON_AddNumberToObject(target, "index", res->target.index);
+	cJSON_AddStringToObject(target, "label", res->target.label);
+	cJSON_AddNumberToObject(target, "logit", res->target.logit);
+	cJSON_AddNumberToObject(target, "probability", res->target.probability);
+	cJSON_AddItemToObject(root, "method", method_object(res));
+	cJSON *comp = cJSON_AddObjectToObject(root, "completeness");
+	cJSON_AddNumberToObject(comp, "sum", r->sum);
+	cJSON_AddNumberToObject(comp, "f_input", r->f_input);
+	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
+	cJSON_AddNumberToObject(comp, "delta", r->delta);
+	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
+	add_item(root, "path", path_array(res, &ok), &ok);
+	cJSON *maps = cJSON_AddObjectToObject(root, "heatmaps");
+	for (int i = 0; maps && i < res->map_count; i++)
+		add_item(maps, res->maps[i].name, png_value(&res->maps[i]), &ok);
+	if (res->options.raw_npy)
+		add_item(root, "attributions_npy", npy_value(r), &ok);
+	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
+	cJSON_AddNumberToObject(timing, "decode", res->timing_ms.decode);
+	cJSON_AddNumberToObject(timing, "preprocess", res->timing_ms.preprocess);
+	cJSON_AddNumberToObject(timing, "attribution", res->timing_ms.attribution);
+	cJSON_AddNumberToObject(timing, "heatmaps", res->timing_ms.heatmaps);
+	cJSON_AddNumberToObject(timing, "total", res->timing_ms.total);
+	if (!ok || !maps || !timing) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_and_delete(root);
+}
+
+char *json_render_model(const struct service *s)
+{
+	const struct model_info *info = model_get_info(s->model);
+	cJSON *o = model_object(s);
+	cJSON_AddNumberToObject(o, "depth", info->depth);
+	cJSON_AddStringToObject(o, "block",
+	                        info->block == BLOCK_BOTTLENECK ? "bottleneck" : "basic");
+	cJSON_AddNumberToObject(o, "input_size", info->input_size);
+	cJSON *pre = cJSON_AddObjectToObject(o, "preprocessing");
+	const double mean[3] = {info->mean[0], info->mean[1], info->mean[2]};
+	const double std[3] = {info->std[0], info->std[1], info->std[2]};
+	cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
+	cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(std, 3));
+	cJSON_AddStringToObject(pre, "scale", "0..1");
+	cJSON_AddStringToObject(pre, "layout", "RGB");
+	cJSON_AddStringToObject(o, "path", info->path);
+	cJSON_AddNumberToObject(o, "parameters", (double)info->parameters);
+	cJSON *stages = cJSON_AddArrayToObject(o, "stages");
+	for (int i = 0; i < info->stages; i++) {
+		cJSON *st = cJSON_CreateObject();
+		cJSON_AddNumberToObject(st, "blocks", info->blocks[i]);
+		cJSON_AddNumberToObject(st, "width", info->widths[i]);
+		cJSON_AddItemToArray(stages, st);
+	}
+	cJSON_AddNumberToObject(o, "max_batch", s->max_batch);
+	cJSON_AddStringToObject(o, "precision", conv_precision_name(info->precision));
+	return print_and_delete(o);
+}
+
+char *json_render_error(int code, const char *message, const char *image)
+{
+	cJSON *doc = cJSON_CreateObject();
+	cJSON *e = cJSON_AddObjectToObject(doc, "error");
+	cJSON_AddStringToObject(e, "code", igs_code_name(code));
+	cJSON_AddStringToObject(e, "message", message);
+	if (image)
+		cJSON_AddStringToObject(doc, "image", image);
+	return print_and_delete(doc);
+}

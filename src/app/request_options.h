@@ -1,0 +1,39 @@
+/*
+ * request_options.h - the options of one request, by their contract names.
+ *
+ * HTTP query parameters, form fields and CLI flags all arrive as (name,
+ * text) pairs and go through request_options_set, so every front end
+ * validates the same way and says the same thing about a bad value.
+ */
+#ifndef IGSERVE_REQUEST_OPTIONS_H
+#define IGSERVE_REQUEST_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "attribution.h"
+#include "error.h"
+#include "image.h"
+
+struct request_options {
+	int top_k;               /* 5 */
+	enum resize_mode resize; /* letterbox */
+	struct attr_params attr; /* what to attribute and how (attr_params_init) */
+	unsigned heatmaps;       /* HEATMAP_* set (heatmap.h); the contract's seven */
+	bool raw_npy;            /* attributions_npy in the answer */
+	int deadline_ms;         /* 0: the server default */
+};
+
+/* The defaults listed above. */
+void request_options_init(struct request_options *o);
+
+/*
+ * request_options_set - set one option by its contract name ("steps",
+ * "method", "baseline", "heatmaps", ...; '-' and '_' alike) from its text
+ * value.  Unknown names and invalid values: IGS_ERR_BAD_OPTION naming both.
+ * `max_steps_cap` (<= 0: 4096) is the server's ceiling for steps and
+ * max_steps.
+ */
+int request_options_set(struct request_options *o, const char *name, const char *value,
+                        int max_steps_cap, struct igs_error *err);
+
+#endif

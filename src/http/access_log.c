@@ -1,0 +1,120 @@
+/*
+ * access_log.c - one log line per request on stderr (JSON, or key=value
+ * text with --log-format text), the request's metrics, and the
+ * cancellation of a job whose client has gone; libmicrohttpd's own
+ * messages as log events.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "server_internal.h"
+
+static void iso_time(char *out, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+cJSON *access_log_begin(void)
+{
+	char when[40];
+	iso_time(when, sizeof when);
+	cJSON *doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "time", when);
+	return doc;
+}
+
+void access_log_write(const struct server *srv, cJSON *doc)
+{
+	if (!srv || !srv->cfg.log_text) {
+		char *text = cJSON_PrintUnformatted(doc);
+		if (text) {
+			fprintf(stderr, "%s\n", text);
+			free(text);
+		}
+	} else {
+		flockfile(stderr);
+		for (cJSON *it = doc->child; it; it = it->next) {
+			const char *sep = it == doc->child ? "" : " ";
+			if (!strcmp(it->string, "time") && cJSON_IsString(it))
+				fprintf(stderr, "%s", it->valuestring);
+			else if (cJSON_IsString(it))
+				fprintf(stderr, "%s%s=%s", sep, it->string, it->valuestring);
+			else if (cJSON_IsNumber(it))
+				fprintf(stderr, "%s%s=%.15g", sep, it->string, it->valuedouble);
+			else if (cJSON_IsBool(it))
+				fprintf(stderr, "%s%s=%s", sep, it->string,
+				        cJSON_IsTrue(it) ? "true" : "false");
+		}
+		fputc('\n', stderr);
+		funlockfile(stderr);
+	}
+	fflush(stderr);
+	cJSON_Delete(doc);
+}
+
+void access_log_on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                             enum MHD_RequestTerminationCode toe)
+{
+	struct server *srv = cls;
+	struct conn *c = *con_cls;
+	if (!c)
+		return;
+	*con_cls = NULL;
+	pthread_mutex_lock(&c->lock);
+	c->closed = true;
+	bool active = c->job_active;
+	int status = c->status, steps = c->steps;
+	const char *error_code = c->error_code;
+	pthread_mutex_unlock(&c->lock);
+	if (active)
+		atomic_store(&c->job.control.cancelled, true);
+	watchdog_remove(c);
+
+	double seconds = igs_now() - c->t_start;
+	if (!status || (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400))
+		status = 499; /* the client left before the answer was complete */
+	metrics_request(srv->metrics, c->ep, status, seconds);
+
+	cJSON *doc = access_log_begin();
+	cJSON_AddNumberToObject(doc, "id", (double)c->id);
+	cJSON_AddStringToObject(doc, "method", c->method);
+	cJSON_AddStringToObject(doc, "endpoint", c->ep == EP_OTHER ? c->path : routes_name(c->ep));
+	cJSON_AddNumberToObject(doc, "status", status);
+	cJSON_AddNumberToObject(doc, "ms", round(seconds * 1e4) / 10);
+	if (c->ep == EP_ATTRIBUTE && steps > 0)
+		cJSON_AddNumberToObject(doc, "steps", steps);
+	if (c->sse)
+		cJSON_AddBoolToObject(doc, "sse", true);
+	if (error_code && status >= 400)
+		cJSON_AddStringToObject(doc, "error", error_code);
+	access_log_write(srv, doc);
+
+	if (c->inflight_counted) {
+		pthread_mutex_lock(&srv->lock);
+		srv->inflight--;
+		pthread_cond_broadcast(&srv->changed);
+		pthread_mutex_unlock(&srv->lock);
+	}
+	conn_unref(c);
+}
+
+void access_log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = 0;
+	cJSON *doc = access_log_begin();
+	cJSON_AddStringToObject(doc, "event", "libmicrohttpd");
+	cJSON_AddStringToObject(doc, "message", msg);
+	access_log_write(cls, doc);
+}

@@ -1,0 +1,26 @@
+/*
+ * file.h - whole files in and out, with the checks every caller needs.
+ */
+#ifndef IGSERVE_FILE_H
+#define IGSERVE_FILE_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/*
+ * file_read_all - the whole of `path` into *out (malloc'd, one NUL byte
+ * after the data so text can be parsed in place; caller frees), its length
+ * in *len.  Only regular files: a FIFO, a device or a directory is
+ * IGS_ERR_IO without blocking on it.  More than `max_bytes` (0: no limit)
+ * is IGS_ERR_TOO_LARGE, found without reading the rest.  Messages start
+ * with the path.  On error *out is NULL.
+ */
+int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_t *len,
+                  struct igs_error *err);
+
+/* file_write_bytes - write `len` bytes to `path` (created, or truncated
+ * when it exists); IGS_ERR_IO naming it. */
+int file_write_bytes(const char *path, const void *data, size_t len, struct igs_error *err);
+
+#endif
