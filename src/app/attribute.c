@@ -53,8 +53,8 @@ static int encode(struct heatmap_image *im, const char *name, struct rendered_pn
 {
 	*out = (struct rendered_png){0};
 	snprintf(out->name, sizeof out->name, "%s", name);
-	int rc = png_encode(im->pixels, im->width, im->height, im->channels, &out->bytes,
-	                    &out->len, err);
+	int rc = png_encode(im->pixels, im->width, im->height, im->channels, &out->bytes, &out->len,
+	                    err);
 	heatmap_image_clear(im);
 	return rc;
 }
@@ -100,8 +100,8 @@ static int render_path_maps(struct attribute_result *res, struct igs_error *err)
 		return igs_fail(err, IGS_ERR_NOMEM, "path maps: out of memory");
 	for (int k = 0; k < r->path_count; k++) {
 		struct heatmap_image im;
-		int rc = heatmap_render_scalar(r->path_maps + (size_t)k * hw, r->size, r->size, scale,
-		                               &im, err);
+		int rc = heatmap_render_scalar(r->path_maps + (size_t)k * hw, r->size, r->size,
+		                               scale, &im, err);
 		char name[16];
 		snprintf(name, sizeof name, "path_%04d", k);
 		if (rc == 0)
@@ -174,7 +174,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	                                  .label = service_label(s, r->target),
 	                                  .logit = r->logits[r->target],
 	                                  .probability = probs[r->target]};
-	if ((rc = render_path_maps(out, err)) || (rc = render_heatmaps(out, pixels, &original, &geom, err)))
+	if ((rc = render_path_maps(out, err)) ||
+	    (rc = render_heatmaps(out, pixels, &original, &geom, err)))
 		goto done;
 	out->timing_ms.heatmaps = igs_ms_since(t0);
 	out->timing_ms.decode = prep_ms[0];

@@ -68,8 +68,9 @@ int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_
 	if (rc < 0)
 		goto out;
 	if (pred.count != info.classes) {
-		rc = igs_fail(err, IGS_ERR_INTERNAL, "self-check: predict returned %d of %d classes",
-		              pred.count, info.classes);
+		rc =
+		    igs_fail(err, IGS_ERR_INTERNAL, "self-check: predict returned %d of %d classes",
+		             pred.count, info.classes);
 		goto out;
 	}
 	double psum = 0;

@@ -90,6 +90,6 @@ enum MHD_Result conn_send_error(struct conn *c, int code, const char *message)
 	char *text = json_render_error(code, message, NULL);
 	if (!text)
 		return MHD_NO;
-	return conn_send_text(c, igs_code_http_status(code), "application/json", text,
-	                      strlen(text), true);
+	return conn_send_text(c, igs_code_http_status(code), "application/json", text, strlen(text),
+	                      true);
 }

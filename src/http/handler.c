@@ -117,9 +117,8 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 }
 
 enum MHD_Result handler_on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
 	struct server *srv = cls;
 	struct conn *c = *con_cls;

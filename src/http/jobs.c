@@ -20,8 +20,8 @@ static int run_predict(struct service_worker *w, struct pool_job *job)
 {
 	struct conn *c = job->ctx;
 	struct predict_result res;
-	int rc = service_predict(w, c->image, c->image_len, &c->options, &job->control, &res,
-	                         &job->err);
+	int rc =
+	    service_predict(w, c->image, c->image_len, &c->options, &job->control, &res, &job->err);
 	if (rc == 0 && !(c->answer = json_render_predict(c->srv->service, &res)))
 		rc = render_failed(job);
 	predict_result_clear(&res);

@@ -6,9 +6,11 @@
 #include <string.h>
 
 static const char *const paths[EP_COUNT] = {
-    [EP_PREDICT] = "/predict",    [EP_ATTRIBUTE] = "/attribute", [EP_HEALTHZ] = "/healthz",
-    [EP_READYZ] = "/readyz",      [EP_METRICS] = "/metrics",     [EP_MODEL] = "/v1/model",
-    [EP_OPENAPI] = "/openapi.yaml", [EP_INDEX] = "/",            [EP_OTHER] = "other",
+    [EP_PREDICT] = "/predict",      [EP_ATTRIBUTE] = "/attribute",
+    [EP_HEALTHZ] = "/healthz",      [EP_READYZ] = "/readyz",
+    [EP_METRICS] = "/metrics",      [EP_MODEL] = "/v1/model",
+    [EP_OPENAPI] = "/openapi.yaml", [EP_INDEX] = "/",
+    [EP_OTHER] = "other",
 };
 
 enum endpoint routes_find(const char *path)

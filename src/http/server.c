@@ -60,7 +60,7 @@ static int resolve_address(const char *host, int port, struct sockaddr_storage *
 }
 
 int server_open(struct server **out, struct service *s, const struct server_config *cfg,
-                 struct igs_error *err)
+                struct igs_error *err)
 {
 	*out = NULL;
 	if (cfg->port < 0 || cfg->port > 65535)

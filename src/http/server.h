@@ -21,20 +21,20 @@
 struct service;
 
 struct server_config {
-	const char *host;         /* address to bind ("0.0.0.0", "::", "127.0.0.1") */
-	int port;                 /* 0: any free port (see server_port) */
-	int workers;              /* model threads, >= 1 */
-	int queue_size;           /* waiting predict jobs */
-	int attribute_queue_size; /* waiting attribute jobs */
+	const char *host;            /* address to bind ("0.0.0.0", "::", "127.0.0.1") */
+	int port;                    /* 0: any free port (see server_port) */
+	int workers;                 /* model threads, >= 1 */
+	int queue_size;              /* waiting predict jobs */
+	int attribute_queue_size;    /* waiting attribute jobs */
 	bool interleave_predictions; /* predictions between an attribution's chunks */
-	size_t max_body_bytes;    /* upload limit (413) */
-	int max_connections;      /* MHD_OPTION_CONNECTION_LIMIT */
-	int idle_timeout_s;       /* MHD_OPTION_CONNECTION_TIMEOUT; 0: none */
-	size_t connection_memory; /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
-	int http_threads;         /* MHD polling threads */
-	int deadline_ms;          /* default request deadline; 0: none */
-	int max_steps_cap;        /* ceiling for steps and max_steps (request_options_set) */
-	bool log_text;            /* plain text log lines instead of JSON */
+	size_t max_body_bytes;       /* upload limit (413) */
+	int max_connections;         /* MHD_OPTION_CONNECTION_LIMIT */
+	int idle_timeout_s;          /* MHD_OPTION_CONNECTION_TIMEOUT; 0: none */
+	size_t connection_memory;    /* MHD_OPTION_CONNECTION_MEMORY_LIMIT */
+	int http_threads;            /* MHD polling threads */
+	int deadline_ms;             /* default request deadline; 0: none */
+	int max_steps_cap;           /* ceiling for steps and max_steps (request_options_set) */
+	bool log_text;               /* plain text log lines instead of JSON */
 };
 
 struct server;
@@ -47,7 +47,7 @@ struct server;
  * IGS_ERR_BAD_OPTION for a bad config, IGS_ERR_NOMEM.
  */
 int server_open(struct server **out, struct service *s, const struct server_config *cfg,
-                 struct igs_error *err);
+                struct igs_error *err);
 
 /* The bound TCP port (the real one when cfg->port was 0). */
 int server_port(const struct server *srv);

@@ -165,9 +165,8 @@ enum MHD_Result upload_finish(struct conn *c);
 
 /* libmicrohttpd's access handler (MHD_AccessHandlerCallback). */
 enum MHD_Result handler_on_request(void *srv, struct MHD_Connection *mc, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls);
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls);
 
 /* ---- access_log.c ---- */
 

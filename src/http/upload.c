@@ -54,7 +54,8 @@ enum MHD_Result upload_begin(struct conn *c)
 	if (atomic_load(&srv->draining))
 		return conn_send_error(c, IGS_ERR_NOT_READY, "server: shutting down");
 	if (!atomic_load(&srv->ready))
-		return conn_send_error(c, IGS_ERR_NOT_READY, "server: not ready (self-check pending)");
+		return conn_send_error(c, IGS_ERR_NOT_READY,
+		                       "server: not ready (self-check pending)");
 
 	const char *len_text =
 	    MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -46,8 +46,8 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_
 			size_t bigger = cap > max / 2 ? max + 1 : cap * 2;
 			unsigned char *nb = realloc(buf, bigger + 1);
 			if (!nb) {
-				rc = igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory reading the file",
-				              path);
+				rc = igs_fail(err, IGS_ERR_NOMEM,
+				              "%s: out of memory reading the file", path);
 				break;
 			}
 			buf = nb;
@@ -57,15 +57,16 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+			rc =
+			    igs_fail(err, IGS_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
 			break;
 		}
 		if (got == 0)
 			break;
 		n += (size_t)got;
 		if (n > max)
-			rc = igs_fail(err, IGS_ERR_TOO_LARGE, "%s: file is over the limit of %zu bytes",
-			              path, max);
+			rc = igs_fail(err, IGS_ERR_TOO_LARGE,
+			              "%s: file is over the limit of %zu bytes", path, max);
 	}
 	close(fd);
 	if (rc < 0) {
