@@ -68,4 +68,14 @@ struct model {
  */
 unsigned model_block_entry_backward(const struct model *m, int b);
 
+/*
+ * The readers of weight formats.  Each fills an empty model (info.precision
+ * set) from one file: info (family, normalization, stages, widths, classes,
+ * features, input_size, sha256, path), the stem, the blocks and the head,
+ * with every BatchNorm that follows a convolution folded into it; the
+ * convolutions still plain (conv_params.weight), model.c packs them.
+ * Errors name the file and the problem.
+ */
+int model_read_safetensors(struct model *m, const char *path, struct igs_error *err);
+
 #endif

@@ -19,433 +19,16 @@
  * convolution, which is affine in the pixels (net_path_start,
  * net_forward_path), and sum their gradients before it (net_backward_path).
  * Everything is carved from one allocation sized at workspace creation for
- * the largest batch; convolution plans are created once per batch size, on
- * first use (or by net_workspace_prepare).
+ * the largest batch (network_workspace.c); convolution plans are created
+ * once per batch size, on first use (or by net_workspace_prepare).
  */
-#include "model_internal.h"
-
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv.h"
-#include "layers.h"
 #include "memory.h"
-
-/* ===== workspace layout =================================================== */
-
-/* Masks are 1 where the ReLU let its input through. */
-struct block_buffers {
-	uint8_t *preact_mask;    /* relu(norm1(x)) > 0, preact blocks only */
-	uint8_t *hidden_mask[2]; /* outputs of convs[0..n_convs-2] > 0, as bits */
-	uint8_t *out_mask;       /* block output > 0, when the block ends in a ReLU, as bits */
-	struct conv_shape convs[3];
-	struct conv_shape downsample;
-};
-
-/* Rotating activation buffers: the most one block needs.  A block takes its
- * input, its output, two hidden ones and, with pre-activation (ResNetV2),
- * one for relu(norm1(x)); the backward pass the same count. */
-enum { N_ACT = 5 };
-
-/* Constant images whose logits a workspace keeps: gray, black, white. */
-enum { N_CONSTANT = 3 };
-
-/* The convolution plans of one batch size, in the order conv_index() gives. */
-struct batch_plans {
-	struct conv_plan **convs;
-};
-
-struct net_workspace {
-	const struct model *model;
-	int max_batch, n; /* n: batch of the last forward */
-	bool masks_kept;  /* the last forward kept what net_backward needs */
-	int size;         /* input size the workspace was laid out for */
-	int threads;      /* OpenMP threads every pass runs on */
-	float *arena;
-	size_t arena_floats;
-	int32_t *argmax;
-
-	float *input; /* [n][S][S][3] normalized */
-	struct conv_shape stem;
-	struct maxpool_shape pool;
-	/* Path points: the stem's pre-activation output for one image at the
-	 * baseline and at the input (net_path_start), and the stem plan that
-	 * computes them (no ReLU, batch 1). */
-	float *path_ends;
-	bool path_ready;
-	bool on_path; /* the last forward was net_forward_path */
-	/* net_backward_path: the stem's output response to raising every
-	 * pixel value by one, and the weighted sum of the path's gradients of
-	 * the stem's output (one image each). */
-	float *path_unit, *path_sum;
-	bool unit_ready; /* path_unit holds the response (until the pages go back) */
-	struct conv_plan *stem_linear;
-	struct block_buffers *blocks;
-	uint8_t *head_mask; /* relu(norm(x)) > 0 for ResNetV2; else NULL */
-	/* A block output mask as bytes, for the fused backward that takes it
-	 * (oneDNN's multiplication post-op); bytes for every block output were
-	 * 24 MB at 4 ResNet-50 images, the bits 3. */
-	uint8_t *entry_mask;
-	int head_hw;
-	float *pooled;   /* [n][features] */
-	float *d_pooled; /* [n][features] */
-	/* activations forward, gradients backward: act[0] and act[1] hold
-	 * any activation, the rest (see layout) may be smaller */
-	float *act[N_ACT];
-	int n_act; /* how many this model uses: N_ACT with pre-activation, else 4 */
-
-	/* net_constant_logits: the logits of constant images, by pixel value */
-	struct {
-		float value;
-		bool ready;
-	} constant[N_CONSTANT];
-	float *constant_logits; /* [N_CONSTANT][classes] */
-	int constant_next;      /* the slot the next new value takes */
-
-	int n_convs;               /* stem + every block conv + downsamples */
-	struct batch_plans *plans; /* [max_batch]; index n-1 */
-	void *scratch;             /* oneDNN scratch, the largest any plan needs */
-	size_t scratch_bytes;
-};
-
-/*
- * A layout pass that runs twice: once with base == NULL to count floats,
- * once to hand out pointers.  Keeps the sizes in exactly one place.
- */
-struct carver {
-	float *base;
-	size_t used;
-};
-
-static float *carve(struct carver *cv, size_t count)
-{
-	/* 16-float (64-byte) alignment for every buffer. */
-	size_t start = (cv->used + 15) & ~(size_t)15;
-	cv->used = start + count;
-	return cv->base ? cv->base + start : NULL;
-}
-
-static uint8_t *carve_mask(struct carver *cv, size_t count)
-{
-	return (uint8_t *)carve(cv, (count + sizeof(float) - 1) / sizeof(float));
-}
-
-static size_t max_size(size_t a, size_t b)
-{
-	return a > b ? a : b;
-}
-
-static void conv_geometry(struct conv_shape *s, const struct conv_params *c, int n, int h, int w,
-                          bool blocked)
-{
-	*s = (struct conv_shape){.blocked = blocked,
-	                         .n = n,
-	                         .c_in = c->c_in,
-	                         .h_in = h,
-	                         .w_in = w,
-	                         .c_out = c->c_out,
-	                         .k = c->k,
-	                         .stride = c->stride,
-	                         .pad = c->pad};
-	conv_shape_finish(s);
-}
-
-static bool uses_preactivation(const struct model *m)
-{
-	for (int b = 0; b < m->n_blocks; b++)
-		if (m->blocks[b].preact)
-			return true;
-	return m->has_final_norm;
-}
-
-/* Whether block b's first convolution's backward adds the shortcut's
- * gradient and applies the input's ReLU (model_block_entry_backward). */
-static bool fused_entry(const struct model *m, int b)
-{
-	return model_block_entry_backward(m, b) != 0;
-}
-
-/* Lay out every buffer for batch `n`; returns the float count. */
-static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
-{
-	const struct model *m = ws->model;
-	const int S = ws->size;
-	size_t max_act = (size_t)3 * n * S * S;
-
-	ws->input = carve(cv, (size_t)3 * n * S * S);
-	const bool blocked = m->act_block != 0;
-	conv_geometry(&ws->stem, &m->stem, n, S, S, false);
-	size_t stem_count = (size_t)ws->stem.c_out * n * ws->stem.h_out * ws->stem.w_out;
-	max_act = max_size(max_act, stem_count);
-	ws->path_ends = carve(cv, 2 * (stem_count / n));
-	ws->path_unit = carve(cv, stem_count / n);
-	ws->path_sum = carve(cv, stem_count / n);
-
-	ws->pool = (struct maxpool_shape){.c = m->stem.c_out,
-	                               .n = n,
-	                               .h_in = ws->stem.h_out,
-	                               .w_in = ws->stem.w_out,
-	                               .k = 3,
-	                               .stride = 2,
-	                               .pad = 1,
-	                               .out_block = m->act_block,
-	                               .after_relu = m->stem.relu};
-	maxpool_shape_finish(&ws->pool);
-	size_t pool_count = (size_t)ws->pool.c * n * ws->pool.h_out * ws->pool.w_out;
-	max_act = max_size(max_act, pool_count);
-	/* argmax indices (into the stem's output) as int32 in float-sized slots. */
-	ws->argmax = (int32_t *)carve(cv, pool_count);
-
-	int h = ws->pool.h_out, w = ws->pool.w_out;
-	size_t in_count = pool_count;
-	/* What act[2] and act[3] must hold without pre-activation: the hidden
-	 * activations (and their gradients), and a downsample's input gradient
-	 * when the first convolution's backward cannot add onto it in place. */
-	size_t max_hidden = 0;
-	/* The block inputs whose mask a fused backward multiplies by, as bytes. */
-	size_t max_entry_mask = 0;
-	for (int b = 0; b < m->n_blocks; b++) {
-		const struct block_params *blk = &m->blocks[b];
-		struct block_buffers *bb = &ws->blocks[b];
-		size_t out_count = 0;
-		bb->preact_mask = blk->preact ? carve_mask(cv, in_count) : NULL;
-		int hh = h, ww = w;
-		for (int i = 0; i < blk->n_convs; i++) {
-			conv_geometry(&bb->convs[i], &blk->convs[i], n, hh, ww, blocked);
-			hh = bb->convs[i].h_out;
-			ww = bb->convs[i].w_out;
-			size_t count = (size_t)blk->convs[i].c_out * n * hh * ww;
-			max_act = max_size(max_act, count);
-			if (i < blk->n_convs - 1) {
-				bb->hidden_mask[i] = carve_mask(cv, (count + 7) / 8);
-				max_hidden = max_size(max_hidden, count);
-			} else {
-				out_count = count;
-			}
-		}
-		if (blk->has_downsample && !fused_entry(m, b))
-			max_hidden = max_size(max_hidden, in_count);
-		if (blk->has_downsample)
-			conv_geometry(&bb->downsample, &blk->downsample, n, h, w, blocked);
-		bb->out_mask = blk->relu_out ? carve_mask(cv, (out_count + 7) / 8) : NULL;
-		if (model_block_entry_backward(m, b) & CONV_BACKWARD_MASK)
-			max_entry_mask = max_size(max_entry_mask, in_count);
-		h = hh;
-		w = ww;
-		in_count = out_count;
-	}
-	ws->head_hw = h * w;
-	ws->head_mask = m->has_final_norm ? carve_mask(cv, in_count) : NULL;
-	ws->entry_mask = max_entry_mask ? carve_mask(cv, max_entry_mask) : NULL;
-	ws->pooled = carve(cv, (size_t)n * m->info.features);
-	ws->d_pooled = carve(cv, (size_t)n * m->info.features);
-	/* Without pre-activation a block's input and output rotate through
-	 * act[0] and act[1], its hidden activations stay in act[2] and act[3]
-	 * (block_buffers_for), and so do the backward's (block_backward's t1,
-	 * t2): those two need only hold the hidden sizes, in ResNet-50 half the
-	 * largest.  Pre-activation rotates all five. */
-	const bool preact = uses_preactivation(m);
-	ws->n_act = preact ? N_ACT : N_ACT - 1;
-	for (int i = 0; i < ws->n_act; i++)
-		ws->act[i] = carve(cv, i < 2 || preact ? max_act : max_hidden);
-	return cv->used;
-}
-
-/* ===== convolution plans ================================================== */
-
-/* Plans are numbered: 0 the stem, then 4 per block (3 convs, downsample). */
-static int conv_index(int block, int which)
-{
-	return 1 + 4 * block + which;
-}
-enum { DOWNSAMPLE = 3 };
-
-static void batch_plans_free(struct net_workspace *ws, struct batch_plans *bp)
-{
-	if (!bp->convs)
-		return;
-	for (int i = 0; i < ws->n_convs; i++)
-		conv_plan_close(&bp->convs[i]);
-	free(bp->convs);
-	bp->convs = NULL;
-}
-
-static void plans_free(struct net_workspace *ws)
-{
-	for (int n = 0; ws->plans && n < ws->max_batch; n++)
-		batch_plans_free(ws, &ws->plans[n]);
-	conv_plan_close(&ws->stem_linear);
-	ws->unit_ready = false; /* made by stem_linear */
-}
-
-/* Grow the shared oneDNN scratch to what `p` needs. */
-static int fit_scratch(struct net_workspace *ws, const struct conv_plan *p, struct igs_error *err)
-{
-	size_t need = conv_plan_scratch_bytes(p);
-	if (need <= ws->scratch_bytes)
-		return 0;
-	free(ws->scratch);
-	ws->scratch_bytes = 0;
-	ws->scratch = memory_alloc_large(need);
-	if (!ws->scratch)
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for %zu bytes of scratch", need);
-	ws->scratch_bytes = need;
-	return 0;
-}
-
-/* The ReLU mask of block b's input, or NULL when it came through none. */
-static const uint8_t *input_mask(const struct net_workspace *ws, int b)
-{
-	return b > 0 ? ws->blocks[b - 1].out_mask : NULL;
-}
-
-/* The plan of `c` for `shape` (laid out for max_batch) at batch n;
- * `backward`: CONV_BACKWARD_* flags. */
-static int plan_one(struct net_workspace *ws, struct conv_plan **out, const struct conv_params *c,
-                    const struct conv_shape *shape, int n, bool residual, unsigned backward,
-                    struct igs_error *err)
-{
-	struct conv_shape s = *shape;
-	s.n = n;
-	unsigned epilogue = (residual ? CONV_ADD_TO_OUT : 0) | (c->relu ? CONV_RELU : 0) | backward;
-	int rc = conv_plan_open(out, c->packed, &s, epilogue, err);
-	return rc < 0 ? rc : fit_scratch(ws, *out, err);
-}
-
-/* Create batch n's plans (shapes from layout() with n images). */
-static int plans_create(struct net_workspace *ws, int n, struct igs_error *err)
-{
-	const struct model *m = ws->model;
-	struct batch_plans *bp = &ws->plans[n - 1];
-	bp->convs = calloc((size_t)ws->n_convs, sizeof *bp->convs);
-	if (!bp->convs)
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for convolution plans");
-	int rc = plan_one(ws, &bp->convs[0], &m->stem, &ws->stem, n, false, 0, err);
-	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
-		const struct block_params *blk = &m->blocks[b];
-		const struct block_buffers *bb = &ws->blocks[b];
-		const unsigned entry = model_block_entry_backward(m, b);
-		for (int i = 0; i < blk->n_convs && rc == 0; i++)
-			rc = plan_one(ws, &bp->convs[conv_index(b, i)], &blk->convs[i],
-			              &bb->convs[i], n, i == blk->n_convs - 1, i == 0 ? entry : 0,
-			              err);
-		if (blk->has_downsample && rc == 0)
-			rc = plan_one(ws, &bp->convs[conv_index(b, DOWNSAMPLE)], &blk->downsample,
-			              &bb->downsample, n, false, 0, err);
-	}
-	if (rc < 0)
-		batch_plans_free(ws, bp);
-	return rc;
-}
-
-/* ===== public: workspaces ================================================= */
-
-size_t net_workspace_bytes_for(const struct model *m, int batch)
-{
-	struct net_workspace tmp = {.model = m, .size = m->info.input_size};
-	struct block_buffers *bb = calloc((size_t)m->n_blocks, sizeof *bb);
-	if (!bb)
-		return 0;
-	tmp.blocks = bb;
-	struct carver cv = {0};
-	size_t floats = layout(&tmp, &cv, batch);
-	free(bb);
-	return floats * sizeof(float) + sizeof tmp;
-}
-
-int net_workspace_open(struct net_workspace **out, const struct model *m, int max_batch,
-                         struct igs_error *err)
-{
-	*out = NULL;
-	if (max_batch < 1)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "batch size must be at least 1, got %d",
-		                max_batch);
-	struct net_workspace *ws = calloc(1, sizeof *ws);
-	if (!ws)
-		return igs_fail(err, IGS_ERR_NOMEM, "out of memory for a workspace");
-	ws->model = m;
-	ws->max_batch = max_batch;
-	ws->size = m->info.input_size;
-	ws->threads = 1;
-	ws->n_convs = 1 + 4 * m->n_blocks;
-	ws->blocks = calloc((size_t)m->n_blocks, sizeof *ws->blocks);
-	ws->plans = calloc((size_t)max_batch, sizeof *ws->plans);
-	ws->constant_logits = malloc((size_t)N_CONSTANT * m->info.classes * sizeof(float));
-	struct carver count = {0};
-	if (ws->blocks && ws->plans && ws->constant_logits)
-		ws->arena_floats = layout(ws, &count, max_batch);
-	if (ws->arena_floats)
-		ws->arena = memory_alloc_large(ws->arena_floats * sizeof(float));
-	if (!ws->arena) {
-		size_t mib = ws->arena_floats * sizeof(float) >> 20;
-		net_workspace_close(&ws);
-		return igs_fail(err, IGS_ERR_NOMEM,
-		                "out of memory for a %d-image workspace (%zu MiB)", max_batch, mib);
-	}
-	struct carver cv = {.base = ws->arena};
-	layout(ws, &cv, max_batch);
-	*out = ws;
-	return 0;
-}
-
-void net_workspace_close(struct net_workspace **wsp)
-{
-	struct net_workspace *ws = *wsp;
-	if (!ws)
-		return;
-	plans_free(ws);
-	free(ws->plans);
-	free(ws->scratch);
-	free(ws->arena);
-	free(ws->blocks);
-	free(ws->constant_logits);
-	free(ws);
-	*wsp = NULL;
-}
-
-int net_workspace_set_threads(struct net_workspace *ws, int threads, struct igs_error *err)
-{
-	if (threads < 1)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "threads must be at least 1, got %d",
-		                threads);
-	/* oneDNN sizes its kernels' work split when a plan is created. */
-	if (threads != ws->threads)
-		plans_free(ws);
-	ws->threads = threads;
-	return 0;
-}
-
-int net_workspace_threads(const struct net_workspace *ws)
-{
-	return ws->threads;
-}
-
-int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err)
-{
-	if (n < 1 || n > ws->max_batch)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "batch %d is outside 1..%d", n,
-		                ws->max_batch);
-	omp_set_num_threads(ws->threads);
-	if (ws->plans[n - 1].convs)
-		return 0;
-	return plans_create(ws, n, err);
-}
-
-void net_workspace_release(struct net_workspace *ws)
-{
-	ws->path_ready = false;
-	ws->unit_ready = false;
-	memory_release_pages(ws->arena, ws->arena_floats * sizeof(float));
-	memory_release_pages(ws->scratch, ws->scratch_bytes);
-}
-
-size_t net_workspace_bytes(const struct net_workspace *ws)
-{
-	/* weights in other layouts that plans asked for belong to the model */
-	return ws->arena_floats * sizeof(float) + ws->scratch_bytes + sizeof *ws;
-}
+#include "network_internal.h"
 
 /* ===== forward ============================================================ */
 
@@ -582,7 +165,7 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	}
 	const size_t out_count = count_of(&bb->convs[blk->n_convs - 1]);
 	if (blk->has_downsample)
-		conv_forward(ws, conv_index(b, DOWNSAMPLE), out, chain_in);
+		conv_forward(ws, net_conv_index(b, DOWNSAMPLE), out, chain_in);
 
 	/* Each convolution takes the ReLU mask of its input as it reads it:
 	 * the hidden activations', and the first the previous block's output
@@ -591,7 +174,8 @@ static int block_forward(struct net_workspace *ws, int b, int x, bool keep)
 	for (int i = 0; i < blk->n_convs; i++) {
 		bool last = i == blk->n_convs - 1;
 		float *dst = last ? out : hidden[i];
-		conv_forward_mask(ws, conv_index(b, i), dst, h, keep ? input_bits(ws, b, i) : NULL);
+		conv_forward_mask(ws, net_conv_index(b, i), dst, h,
+		                  keep ? input_bits(ws, b, i) : NULL);
 		h = dst;
 	}
 	if (!out_mask_by_next(ws->model, b))
@@ -670,7 +254,7 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 	if (!ws->stem_linear) {
 		int rc = conv_plan_open(&ws->stem_linear, m->stem.packed, &one, 0, NULL);
 		if (rc == 0)
-			rc = fit_scratch(ws, ws->stem_linear, NULL);
+			rc = net_fit_scratch(ws, ws->stem_linear, NULL);
 		if (rc < 0)
 			return rc;
 	}
@@ -711,7 +295,7 @@ int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float 
 		return rc;
 	const size_t count = stem_count_per_image(ws);
 	tensor_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
-	          ws->model->stem.relu);
+	            ws->model->stem.relu);
 	forward_body(ws, logits, true);
 	ws->on_path = true;
 	return 0;
@@ -782,34 +366,34 @@ static float *block_backward(struct net_workspace *ws, int b, float *d_out, floa
 	float *bufs[2] = {t1, t2};
 	for (int i = last; i > 0; i--) {
 		float *dst = bufs[i % 2];
-		conv_backward_masked(ws, conv_index(b, i), dst, g, g_bits, NULL);
+		conv_backward_masked(ws, net_conv_index(b, i), dst, g, g_bits, NULL);
 		g = dst;
 		g_bits = bb->hidden_mask[i - 1];
 	}
 
 	const size_t pixels = pixels_in(&bb->convs[0]), in_count = bb->convs[0].c_in * pixels;
-	if (fused_entry(ws->model, b)) {
+	if (net_fused_entry(ws->model, b)) {
 		/* convs[0]'s backward adds onto the shortcut's gradient: d_out
 		 * itself (read for the last time here) or the downsample's. */
 		float *sum = d_out;
 		if (blk->has_downsample) {
-			conv_backward(ws, conv_index(b, DOWNSAMPLE), d_x, d_out, NULL);
+			conv_backward(ws, net_conv_index(b, DOWNSAMPLE), d_x, d_out, NULL);
 			sum = d_x;
 		}
 		if (x_mask)
 			relu_mask_bits_expand(ws->entry_mask, x_mask, in_count);
-		conv_backward_masked(ws, conv_index(b, 0), sum, g, g_bits,
+		conv_backward_masked(ws, net_conv_index(b, 0), sum, g, g_bits,
 		                     x_mask ? ws->entry_mask : NULL);
 		return sum;
 	}
 
 	float *chain_grad = blk->preact ? t3 : d_x; /* gradient of the chain's input */
-	conv_backward_masked(ws, conv_index(b, 0), chain_grad, g, g_bits, NULL);
+	conv_backward_masked(ws, net_conv_index(b, 0), chain_grad, g, g_bits, NULL);
 	/* The shortcut's gradient joins the chain's: d_out itself, or the
 	 * downsample's (t1 is free again). */
 	const float *shortcut_grad = d_out;
 	if (blk->has_downsample) {
-		conv_backward(ws, conv_index(b, DOWNSAMPLE), t1, d_out, NULL);
+		conv_backward(ws, net_conv_index(b, DOWNSAMPLE), t1, d_out, NULL);
 		shortcut_grad = t1;
 	}
 	if (blk->preact) {
@@ -860,7 +444,7 @@ static float *backward_body(struct net_workspace *ws, const float *d_logits, flo
 		                   count_of(&top->convs[m->blocks[m->n_blocks - 1].n_convs - 1]));
 	for (int b = m->n_blocks - 1; b >= 0; b--) {
 		/* act[4] exists (and is needed) only with pre-activation */
-		float *d_x = block_backward(ws, b, g, spare, input_mask(ws, b), ws->act[2],
+		float *d_x = block_backward(ws, b, g, spare, net_input_mask(ws, b), ws->act[2],
 		                            ws->act[3], ws->act[4]);
 		if (d_x == spare) {
 			spare = g;
