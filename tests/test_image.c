@@ -1052,7 +1052,7 @@ static void check_geometry(int w, int h, enum resize_mode mode, int size)
 				ck_assert_msg(
 				    fabs(p[k] - e[k]) <= tol,
 				    "%dx%d %s (%d,%d)[%d]: %d, expected %.2f at src (%.2f,%.2f)", w,
-				    h, resize_mode_name(mode), x, y, k, p[k], e[k], sx, sy);
+				    h, image_resize_mode_name(mode), x, y, k, p[k], e[k], sx, sy);
 			checked++;
 		}
 	ck_assert_int_gt(checked, size * size / 4);
@@ -1125,14 +1125,14 @@ END_TEST
 
 START_TEST(test_modes_and_bad_arguments)
 {
-	ck_assert_int_eq(resize_mode_parse("letterbox"), RESIZE_LETTERBOX);
-	ck_assert_int_eq(resize_mode_parse("center-crop"), RESIZE_CENTER_CROP);
-	ck_assert_int_eq(resize_mode_parse("stretch"), RESIZE_STRETCH);
-	ck_assert_int_eq(resize_mode_parse("crop"), -1);
-	ck_assert_int_eq(resize_mode_parse(""), -1);
-	ck_assert_int_eq(resize_mode_parse(NULL), -1);
+	ck_assert_int_eq(image_resize_mode_parse("letterbox"), RESIZE_LETTERBOX);
+	ck_assert_int_eq(image_resize_mode_parse("center-crop"), RESIZE_CENTER_CROP);
+	ck_assert_int_eq(image_resize_mode_parse("stretch"), RESIZE_STRETCH);
+	ck_assert_int_eq(image_resize_mode_parse("crop"), -1);
+	ck_assert_int_eq(image_resize_mode_parse(""), -1);
+	ck_assert_int_eq(image_resize_mode_parse(NULL), -1);
 	for (int m = RESIZE_LETTERBOX; m <= RESIZE_STRETCH; m++)
-		ck_assert_int_eq(resize_mode_parse(resize_mode_name(m)), m);
+		ck_assert_int_eq(image_resize_mode_parse(image_resize_mode_name(m)), m);
 
 	struct image in = make_image(10, 10, random_bytes(300)), out;
 	struct igs_error err = {0};

@@ -115,7 +115,7 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 	if (!strcmp(name, "top_k"))
 		return int_in(name, value, 1, 100000, &o->top_k, err);
 	if (!strcmp(name, "resize")) {
-		int m = resize_mode_parse(value);
+		int m = image_resize_mode_parse(value);
 		if (m < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
 			                "resize must be letterbox, center-crop or stretch, got '%s'", value);

@@ -50,8 +50,8 @@ void image_clear(struct image *img);
 enum resize_mode { RESIZE_LETTERBOX, RESIZE_CENTER_CROP, RESIZE_STRETCH };
 
 /* "letterbox", "center-crop", "stretch" <-> enum; -1 when unknown. */
-int resize_mode_parse(const char *name);
-const char *resize_mode_name(enum resize_mode mode);
+int image_resize_mode_parse(const char *name);
+const char *image_resize_mode_name(enum resize_mode mode);
 
 /*
  * Where the model input came from: input pixel (x, y), pixel centers at

@@ -33,7 +33,7 @@ static const char *const mode_names[] = {
     [RESIZE_STRETCH] = "stretch",
 };
 
-int resize_mode_parse(const char *name)
+int image_resize_mode_parse(const char *name)
 {
 	if (name == NULL)
 		return -1;
@@ -43,7 +43,7 @@ int resize_mode_parse(const char *name)
 	return -1;
 }
 
-const char *resize_mode_name(enum resize_mode mode)
+const char *image_resize_mode_name(enum resize_mode mode)
 {
 	if ((unsigned)mode < sizeof(mode_names) / sizeof(mode_names[0]))
 		return mode_names[mode];
