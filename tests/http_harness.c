@@ -484,3 +484,20 @@ void setup_paths(void)
 	snprintf(model_path, sizeof model_path, "%s/engine/tv_basic.safetensors", fixtures);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
+
+void assert_stopped_at_deadline(const struct reply *r)
+{
+	if (r->status == 504) {
+		assert_error(r, 504, "deadline_exceeded");
+		return;
+	}
+	ck_assert_msg(r->status == 200, "status %ld at the deadline", r->status);
+	cJSON *doc = cJSON_Parse(r->body);
+	ck_assert(doc != NULL);
+	cJSON *method = cJSON_GetObjectItemCaseSensitive(doc, "method");
+	cJSON *stopped = cJSON_GetObjectItemCaseSensitive(method, "stopped");
+	ck_assert(cJSON_IsString(stopped));
+	ck_assert_str_eq(stopped->valuestring, "deadline");
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(method, "converged")));
+	cJSON_Delete(doc);
+}

@@ -92,6 +92,10 @@ void http(int port, const struct request *q, struct reply *r);
 long http_status_get(int port, const char *path);
 
 void assert_error(const struct reply *r, long status, const char *code);
+/* A SLOW request that ran into its deadline: either nothing was complete
+ * (504 deadline_exceeded) or its best answer so far (200, method.stopped
+ * "deadline", converged false): the contract's two outcomes. */
+void assert_stopped_at_deadline(const struct reply *r);
 
 bool has_header(const struct reply *r, const char *name_value);
 

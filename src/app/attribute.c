@@ -156,7 +156,9 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	double t0 = igs_now();
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
-	rc = attribution_run(&oracle, pixels, &o->attr, s->max_batch, job, &out->attr, err);
+	request_options_resolve(&out->options);
+	rc = attribution_run(&oracle, pixels, &out->options.attr, s->max_batch, job, &out->attr,
+	                     err);
 	/* (the worker pool hands the workspace's pages back once the worker is
 	 * idle: service_worker_idle) */
 	if (rc)

@@ -5,6 +5,7 @@
 #include "json_render.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -116,6 +117,8 @@ static cJSON *method_object(const struct attribute_result *res)
 		cJSON *sg = cJSON_AddObjectToObject(m, "smoothgrad");
 		cJSON_AddStringToObject(sg, "kind", attribution_smooth_name(o->smooth));
 		cJSON_AddNumberToObject(sg, "samples", o->smooth_samples);
+		if (r->samples != o->smooth_samples)
+			cJSON_AddNumberToObject(sg, "samples_done", r->samples);
 		cJSON_AddNumberToObject(sg, "sigma", o->smooth_sigma);
 		cJSON_AddNumberToObject(sg, "seed", (double)o->seed);
 	}
@@ -176,6 +179,15 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
 	cJSON_AddNumberToObject(comp, "delta", r->delta);
 	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
+	if (res->options.attr.method == ATTR_INTEGRATED_GRADIENTS) {
+		cJSON *conv = cJSON_AddObjectToObject(root, "convergence");
+		if (isfinite(r->relative_l2))
+			cJSON_AddNumberToObject(conv, "relative_l2", r->relative_l2);
+		else
+			cJSON_AddNullToObject(conv, "relative_l2");
+		cJSON_AddStringToObject(conv, "estimator", r->estimator);
+		cJSON_AddNumberToObject(conv, "points", r->steps);
+	}
 	add_item(root, "path", path_array(res, &ok), &ok);
 	cJSON *maps = cJSON_AddObjectToObject(root, "heatmaps");
 	for (int i = 0; maps && i < res->map_count; i++)

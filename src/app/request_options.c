@@ -125,6 +125,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 	if (!strcmp(name, "target"))
 		return int_in(name, value, 0, INT_MAX, &a->target, err);
 	if (!strcmp(name, "method")) {
+		if (quadrature_rule_parse(value) >= 0)
+			o->rule_given = true;
 		if (attribution_method_parse(value, &a->method, &a->rule) < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
 			                "method must be one of gausslegendre, riemann_left, riemann_right, "
@@ -133,8 +135,10 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 			                value);
 		return 0;
 	}
-	if (!strcmp(name, "steps"))
+	if (!strcmp(name, "steps")) {
+		o->steps_given = true;
 		return int_in(name, value, 1, max_steps_cap, &a->steps, err);
+	}
 	if (!strcmp(name, "baseline")) {
 		int b = attribution_baseline_parse(value);
 		if (b < 0)
@@ -204,4 +208,15 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 	if (!strcmp(name, "deadline_ms"))
 		return int_in(name, value, 1, 24 * 3600 * 1000, &o->deadline_ms, err);
 	return igs_fail(err, IGS_ERR_BAD_OPTION, "unknown option '%s'", name_in);
+}
+
+void request_options_resolve(struct request_options *o)
+{
+	struct attr_params *a = &o->attr;
+	if (a->method != ATTR_INTEGRATED_GRADIENTS || !(a->tolerance > 0))
+		return;
+	if (!o->rule_given)
+		a->rule = ATTR_ADAPTIVE_RULE;
+	if (!o->steps_given && a->steps > ATTR_ADAPTIVE_START_POINTS)
+		a->steps = ATTR_ADAPTIVE_START_POINTS;
 }

@@ -21,6 +21,9 @@ struct request_options {
 	unsigned heatmaps;       /* HEATMAP_* set (heatmap.h); the contract's seven */
 	bool raw_npy;            /* attributions_npy in the answer */
 	int deadline_ms;         /* 0: the server default */
+	/* whether the request named a quadrature rule, or steps: adaptive IG
+	 * picks its own otherwise (request_options_resolve) */
+	bool rule_given, steps_given;
 };
 
 /* The defaults listed above. */
@@ -35,5 +38,13 @@ void request_options_init(struct request_options *o);
  */
 int request_options_set(struct request_options *o, const char *name, const char *value,
                         int max_steps_cap, struct igs_error *err);
+
+/*
+ * request_options_resolve - the defaults that depend on other options,
+ * applied once all are set: adaptive IG (a tolerance) without a named
+ * rule uses ATTR_ADAPTIVE_RULE, and without steps starts at
+ * ATTR_ADAPTIVE_START_POINTS (attribution.h).
+ */
+void request_options_resolve(struct request_options *o);
 
 #endif

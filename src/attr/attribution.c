@@ -3,7 +3,8 @@
  * gradient oracle (see attribution.h for the math and the contract).
  *
  * Contents: PRNG and baselines; the network adapter; one run's state;
- * evaluating path points in chunks; finishing samples; adaptive IG;
+ * evaluating path points in chunks; finishing samples; rounds of
+ * refinement and their convergence estimate;
  * attribution_run.
  */
 #include "attribution.h"
@@ -351,8 +352,13 @@ struct run {
 	double running;  /* sum of w_k dF/dalpha so far (progress) */
 	int done, total; /* evaluations, for progress */
 	int evaluations;
-	bool have_result; /* adaptive: a completed round exists */
+	bool have_result; /* a completed round exists */
 	double best_rel;  /* its relative completeness error */
+	double best_l2;   /* and its convergence estimate */
+	int rounds;       /* completed rounds */
+	int samples_done; /* SmoothGrad samples folded into acc1/acc2 */
+	float *prev_attr; /* [n] the previous round's attributions */
+	struct attr_point *done_table; /* SmoothGrad: the table when the last sample finished */
 };
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
@@ -425,8 +431,11 @@ static void report_progress(struct run *r)
 	double rel = r->have_result
 	                 ? r->best_rel
 	                 : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
-	const struct job_progress p = {
-	    .points_done = r->done, .points_total = r->total, .relative_error = rel};
+	const struct job_progress p = {.points_done = r->done,
+	                               .points_total = r->total,
+	                               .relative_error = rel,
+	                               .relative_l2 = r->have_result ? r->best_l2 : NAN,
+	                               .round = r->rounds};
 	r->job->progress(r->job->progress_ctx, &p);
 }
 
@@ -442,6 +451,7 @@ static void finish_sample(struct run *r, int s)
 		r->acc2[i] += a * a;
 		r->G[i] = 0;
 	}
+	r->samples_done++;
 }
 
 /*
@@ -520,8 +530,10 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 					             fabsf(g[3 * px + 2])) *
 					            inv);
 			}
-			if (r->acc1 && k == m - 1)
+			if (r->acc1 && k == m - 1) {
 				finish_sample(r, s);
+				memcpy(r->done_table, table, (size_t)m * sizeof *table);
+			}
 		}
 		r->done += nb;
 		r->evaluations += nb;
@@ -552,7 +564,8 @@ static void finish_attr(struct run *r, struct attr_result *out)
 			    (float)(r->multiply_diff ? ((double)r->xs[i] - r->base[i]) * r->G[i]
 			                             : r->G[i]);
 	} else {
-		double inv = 1.0 / r->samples;
+		/* the finished samples: all of them, or fewer at a deadline */
+		double inv = 1.0 / r->samples_done;
 		for (size_t i = 0; i < r->n; i++) {
 			double mean = r->acc1[i] * inv, sq = r->acc2[i] * inv;
 			double v = r->o->smooth == SMOOTH_GRAD      ? mean
@@ -594,22 +607,89 @@ static void merge_points(const struct attr_point *a, const float *amaps, int na,
 	}
 }
 
-/* ---- adaptive IG ---- */
+/* ---- rounds of refinement ---- */
+
+/* The convergence estimate (attribution.h): ||fine - coarse|| / ||fine||
+ * / (q - 1). */
+static double difference_estimate(const float *fine, const float *coarse, size_t n, double q)
+{
+	double d2 = 0, f2 = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)fine[i] - coarse[i];
+		d2 += d * d;
+		f2 += (double)fine[i] * fine[i];
+	}
+	if (!(f2 > 0))
+		return d2 > 0 ? INFINITY : 0.0;
+	return sqrt(d2 / f2) / (q - 1.0);
+}
+
+/* The points refinement evaluates going from the m-point rule to the
+ * first of its refinements with at least `to` points. */
+static int new_points_between(enum quad_rule rule, int m, int to)
+{
+	int total = 0;
+	while (m < to) {
+		struct quad_refinement ref;
+		quadrature_refinement(rule, m, &ref);
+		total += ref.new_points;
+		m = ref.next_m;
+	}
+	return total;
+}
 
 /*
- * Refine the rule (quadrature_refinement) until relative_error <= tolerance
- * or the next rule would exceed max_steps.  Each round evaluates only the
- * new nodes when the rule is nested; out holds the last completed round,
- * so a deadline mid-round returns it with converged = false.
+ * The predicted last round of adaptive IG: the estimate falls as m^-p,
+ * p observed from the last two rounds (clamped to [0.5, 2]; 1 before
+ * there are two), so the tolerance needs about m (E / tol)^(1/p) points;
+ * the first refinement at or past that, capped by max_steps.  It only
+ * sizes the progress report: nested rules check after every round, which
+ * never does more work than jumping there directly.
  */
-static int refine(struct run *r, int m, struct attr_result *out, struct igs_error *err)
+static int predicted_points(const struct run *r, enum quad_rule rule, int m, double e_prev,
+                            double e)
 {
 	const struct attr_params *o = r->o;
-	int rc = 0;
-	while (!(out->relative_error <= o->tolerance)) {
+	double p = 1.0, q = quadrature_refinement_ratio(rule);
+	if (isfinite(e_prev) && isfinite(e) && e_prev > 0 && e > 0)
+		p = fmin(fmax(log(e_prev / e) / log(q), 0.5), 2.0);
+	double need = isfinite(e) && e > o->tolerance ? m * pow(e / o->tolerance, 1.0 / p) : m;
+	int at = m;
+	while (at < need) {
 		struct quad_refinement ref;
-		quadrature_refinement(o->rule, m, &ref);
+		quadrature_refinement(rule, at, &ref);
 		if (ref.next_m > o->max_steps || ref.next_m > QUADRATURE_MAX_POINTS)
+			break;
+		at = ref.next_m;
+	}
+	return at;
+}
+
+/*
+ * Rounds after the first: refine the rule (quadrature_refinement) from m
+ * points, evaluating only the new points when the rule is nested.  Plain
+ * IG stops at `final_m`; adaptive IG (final_m == 0) once relative_l2 and
+ * relative_error are both within the tolerance or the next rule would
+ * pass max_steps.  out holds the last completed round, so a deadline
+ * mid-round returns it with converged = false.
+ */
+static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
+                      struct attr_result *out, struct igs_error *err)
+{
+	const struct attr_params *o = r->o;
+	bool adaptive = final_m == 0;
+	int limit = adaptive ? o->max_steps : final_m;
+	double e_prev = NAN;
+	int rc = 0;
+	for (;;) {
+		if (adaptive && out->relative_l2 <= o->tolerance &&
+		    out->relative_error <= o->tolerance)
+			break;
+		if (!adaptive && m >= final_m)
+			break;
+		struct quad_refinement ref;
+		quadrature_refinement(rule, m, &ref);
+		if (ref.next_m > limit || ref.next_m > QUADRATURE_MAX_POINTS)
 			break;
 		size_t np = (size_t)ref.new_points;
 		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
@@ -624,17 +704,21 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		}
 		if (!na || !nw || !nt || !merged || (out->path_maps && !nmaps) ||
 		    (out->path_maps && ref.reuse_scale > 0 && !mmaps)) {
-			rc = igs_fail(err, IGS_ERR_NOMEM, "adaptive IG: out of memory at %d points",
+			rc = igs_fail(err, IGS_ERR_NOMEM, "IG refinement: out of memory at %d points",
 			              ref.next_m);
 			goto round_done;
 		}
-		if ((rc = quadrature_refine_nodes(o->rule, m, na, nw, err)))
+		if ((rc = quadrature_refine_nodes(rule, m, na, nw, err)))
 			goto round_done;
+		if (adaptive) {
+			int last = predicted_points(r, rule, m, e_prev, out->relative_l2);
+			r->total = r->done +
+			           new_points_between(rule, m, last > ref.next_m ? last : ref.next_m);
+		}
 		/* reuse: G and the running sum scale by r; otherwise start over */
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] *= ref.reuse_scale;
 		r->running *= ref.reuse_scale;
-		r->total += ref.new_points;
 		rc = eval_points(r, na, nw, ref.new_points, nt, nmaps, err);
 		if (rc == IGS_ERR_DEADLINE) {
 			out->deadline_hit = true;
@@ -669,8 +753,15 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		out->path_count = ref.next_m;
 		m = ref.next_m;
 		out->steps = m;
+		memcpy(r->prev_attr, out->attr, r->n * sizeof *r->prev_attr);
 		finish_attr(r, out);
+		e_prev = out->relative_l2;
+		out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n,
+		                                       quadrature_refinement_ratio(rule));
+		out->estimator = ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
 		r->best_rel = out->relative_error;
+		r->best_l2 = out->relative_l2;
+		r->rounds++;
 		report_progress(r);
 	round_done:
 		free(na);
@@ -682,8 +773,28 @@ static int refine(struct run *r, int m, struct attr_result *out, struct igs_erro
 		if (rc || out->deadline_hit)
 			break;
 	}
-	out->converged = out->relative_error <= o->tolerance;
+	if (adaptive)
+		out->converged = !out->deadline_hit && out->relative_l2 <= o->tolerance &&
+		                 out->relative_error <= o->tolerance;
+	else
+		out->converged = !out->deadline_hit;
 	return rc;
+}
+
+/* The point count of plain IG's first round: the m-point rule's coarsest
+ * nested rule, at most two refinements below m (two rounds give the
+ * estimate and a fallback with its own; more would only add partial
+ * chunks).  m itself when the rule nests none. */
+static int first_round_points(enum quad_rule rule, int m)
+{
+	int start = m;
+	for (int depth = 0; depth < 2; depth++) {
+		int c = quadrature_coarser(rule, start);
+		if (!c)
+			break;
+		start = c;
+	}
+	return start;
 }
 
 /* ---- attribution_run ---- */
@@ -744,6 +855,8 @@ static void run_free(struct run *r)
 	free(r->G);
 	free(r->acc1);
 	free(r->acc2);
+	free(r->prev_attr);
+	free(r->done_table);
 }
 
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
@@ -755,6 +868,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (rc)
 		return rc;
 	bool ig = o->method == ATTR_INTEGRATED_GRADIENTS;
+	bool adaptive = ig && o->tolerance > 0;
 	struct run r = {
 	    .oracle = oracle,
 	    .o = o,
@@ -772,7 +886,11 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	/* saliency and input x gradient are one point at alpha = 1 from a
 	 * black baseline: x * grad is IG's one-step right Riemann sum */
 	enum quad_rule rule = ig ? o->rule : RULE_RIEMANN_RIGHT;
-	int m = ig ? o->steps : 1;
+	int final_m = ig ? o->steps : 1;
+	/* rounds (IG on one straight path): plain IG starts at its coarsest
+	 * nested rule, adaptive at the requested steps */
+	bool rounds = ig && r.samples == 1;
+	int m = rounds && !adaptive ? first_round_points(rule, final_m) : final_m;
 	size_t B = (size_t)batch, C = (size_t)r.classes;
 	double *alpha = malloc(sizeof *alpha * (size_t)(m > 0 ? m : 1));
 	double *weight = malloc(sizeof *weight * (size_t)(m > 0 ? m : 1));
@@ -788,9 +906,11 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.row_sums = malloc(2 * B * sizeof *r.row_sums);
 	r.xs = malloc(r.n * sizeof *r.xs);
 	r.G = calloc(r.n, sizeof *r.G);
+	r.prev_attr = malloc(r.n * sizeof *r.prev_attr);
 	if (o->smooth != SMOOTH_NONE) {
 		r.acc1 = calloc(r.n, sizeof *r.acc1);
 		r.acc2 = calloc(r.n, sizeof *r.acc2);
+		r.done_table = calloc((size_t)m, sizeof *r.done_table);
 	}
 	out->attr = malloc(r.n * sizeof *out->attr);
 	out->logits = malloc(C * sizeof *out->logits);
@@ -800,7 +920,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
 	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
-	    !r.xs || !r.G || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2)) || !out->attr ||
+	    !r.xs || !r.G || !r.prev_attr || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
 	    !out->logits || !out->baseline || !out->path ||
 	    (o->path_maps && m > 0 && !out->path_maps)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
@@ -816,7 +936,10 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.base = out->baseline;
 	out->size = r.size;
 	out->classes = r.classes;
-	out->adaptive = ig && o->tolerance > 0;
+	out->adaptive = adaptive;
+	out->rule = rule;
+	out->relative_l2 = NAN;
+	out->estimator = ATTR_ESTIMATOR_NONE;
 	if ((rc = check_job(&r, err)))
 		goto fail;
 
@@ -860,16 +983,33 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
 		           o->smooth == SMOOTH_NONE;
 	}
-	r.total = m * r.samples;
-	if ((rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err)))
+	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
+	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err);
+	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps) {
+		/* SmoothGrad's best so far: the samples finished (their mean
+		 * path table, kept at each sample's end) */
+		memcpy(out->path, r.done_table, (size_t)m * sizeof *out->path);
+		for (int k = 0; k < m; k++) {
+			double scale = (double)r.samples / r.samples_done;
+			out->path[k].output *= scale;
+			out->path[k].gradient_sum *= scale;
+			out->path[k].path_derivative *= scale;
+		}
+		out->deadline_hit = true;
+		rc = 0;
+	}
+	if (rc)
 		goto fail;
 	out->path_count = m;
 	out->steps = m;
 	finish_attr(&r, out);
-	out->converged = true;
+	out->samples = r.acc1 ? r.samples_done : 1;
+	out->converged = !out->deadline_hit;
 	r.have_result = true;
 	r.best_rel = out->relative_error;
-	if (out->adaptive && (rc = refine(&r, m, out, err)))
+	r.best_l2 = NAN;
+	r.rounds = 1;
+	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, out, err)))
 		goto fail;
 	out->evaluations = r.evaluations;
 	free(alpha);

@@ -152,12 +152,46 @@ struct attr_result {
 	/* [path_count][size][size]: sum over channels of |dF_t/dx| at each
 	 * point (only with path_maps; NULL otherwise) */
 	float *path_maps;
-	int steps;         /* points of the final rule */
-	int evaluations;   /* gradient evaluations spent in all */
+	enum quad_rule rule; /* the rule of the final answer (IG) */
+	int steps;           /* points of the final rule */
+	int evaluations;     /* gradient evaluations spent in all */
+	int samples;         /* SmoothGrad samples averaged (fewer at a deadline) */
+	/* The convergence report: an estimate of ||attr - attr_exact||_2 /
+	 * ||attr_exact||_2 (attr_exact: the exact path integral), NaN when the
+	 * points allow none, and the estimator's name (ATTR_ESTIMATOR_*). */
+	double relative_l2;
+	const char *estimator;
 	bool adaptive;     /* tolerance was on */
-	bool converged;    /* relative_error <= tolerance (true when off) */
-	bool deadline_hit; /* adaptive IG stopped at the deadline */
+	bool converged;    /* adaptive: relative_l2 and relative_error <= tolerance;
+	                    * otherwise: every requested point was evaluated */
+	bool deadline_hit; /* stopped at the deadline with a coarser answer */
 };
+
+/*
+ * Convergence estimators.  Every Riemann rule's m points can hold a
+ * complete coarser rule (quadrature_coarser), evaluated first; so can the
+ * previous round of adaptive refinement.  With q the ratio of the two
+ * rules' spacings (quadrature_refinement_ratio),
+ *   relative_l2 = ||attr_m - attr_coarse||_2 / ||attr_m||_2 / (q - 1).
+ * Why: a ReLU network's gradient is piecewise constant along the path, so
+ * every rule's error falls as C/m (Gauss-Legendre's order buys nothing);
+ * the coarse error is then about q times the fine one, and their
+ * difference at least (q - 1) times it when the errors point the same way,
+ * more when they do not: the estimate errs on the safe side.
+ *   subrule_difference  the coarser rule is part of the points evaluated
+ *   order_difference    Gauss-Legendre: the previous order of adaptive
+ *                       refinement (m/2 points, all evaluated as well)
+ *   none                no coarser rule among the points (e.g. plain
+ *                       Gauss-Legendre, an even trapezoid): relative_l2 NaN
+ */
+#define ATTR_ESTIMATOR_SUBRULE "subrule_difference"
+#define ATTR_ESTIMATOR_ORDER "order_difference"
+#define ATTR_ESTIMATOR_NONE "none"
+
+/* The rule and starting points adaptive IG uses when a request names
+ * neither (chosen by measurement: README, Attribution). */
+#define ATTR_ADAPTIVE_RULE RULE_RIEMANN_TRAPEZOID
+#define ATTR_ADAPTIVE_START_POINTS 8
 
 void attr_result_clear(struct attr_result *r);
 
@@ -182,10 +216,17 @@ uint64_t attribution_splitmix64(uint64_t *state);
  * blur_sigma, seed, tolerance, max_steps, output, smooth*, target,
  * path_maps), evaluating at most `batch` images per oracle call.
  *
+ * Integrated Gradients runs in rounds: the coarsest rule nested in the
+ * request's points first, then each refinement's new points (plain IG:
+ * up to the requested m; adaptive: until relative_l2 and relative_error
+ * are both within the tolerance, or max_steps).  Each round after the
+ * first gives the convergence estimate.
+ *
  * `job` may be NULL.  Between chunks the function reports progress and
- * checks job->cancelled (IGS_ERR_CANCELLED) and job->deadline
- * (IGS_ERR_DEADLINE; adaptive IG instead returns the last completed
- * refinement with converged = false and deadline_hit = true).
+ * checks job->cancelled (IGS_ERR_CANCELLED) and job->deadline.  At the
+ * deadline it returns the best complete answer so far: the last completed
+ * round of IG, the finished samples of SmoothGrad, with converged = false
+ * and deadline_hit = true; IGS_ERR_DEADLINE only when none is complete.
  *
  * On success *out owns its arrays (free with attr_result_clear); on error
  * *out is left empty.

@@ -213,3 +213,29 @@ int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *w
 		return quadrature_nodes(rule, ref.next_m, alpha, weight, err);
 	}
 }
+
+int quadrature_coarser(enum quad_rule rule, int m)
+{
+	int c = 0;
+	switch (rule) {
+	case RULE_RIEMANN_LEFT:
+	case RULE_RIEMANN_RIGHT:
+		c = m % 2 == 0 ? m / 2 : 0;
+		break;
+	case RULE_RIEMANN_TRAPEZOID:
+		c = m % 2 == 1 ? (m + 1) / 2 : 0;
+		break;
+	case RULE_RIEMANN_MIDDLE:
+		c = m % 3 == 0 ? m / 3 : 0;
+		break;
+	case RULE_GAUSS_LEGENDRE:
+	default:
+		return 0;
+	}
+	return c >= quadrature_min_points(rule) && c < m ? c : 0;
+}
+
+double quadrature_refinement_ratio(enum quad_rule rule)
+{
+	return rule == RULE_RIEMANN_MIDDLE ? 3.0 : 2.0;
+}

@@ -87,4 +87,19 @@ void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *o
 int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
                             struct igs_error *err);
 
+/*
+ * quadrature_coarser - the point count c whose refinement is the m-point
+ * rule while reusing every point (quadrature_refinement(rule, c).next_m
+ * == m with reuse_scale > 0): (m + 1)/2 for the trapezoid with m odd, m/2
+ * for left and right with m even, m/3 for the middle rule with 3 | m.
+ * 0 when there is none (Gauss-Legendre; other m).  The m-point rule's
+ * points then hold a complete coarser rule, so the two can be compared
+ * without evaluating anything more.
+ */
+int quadrature_coarser(enum quad_rule rule, int m);
+
+/* How much finer one refinement step is (the ratio of the rules'
+ * spacings): 3 for the middle rule, 2 for the others. */
+double quadrature_refinement_ratio(enum quad_rule rule);
+
 #endif

@@ -4,6 +4,7 @@
  * attributions as .npy.  Long runs report progress on stderr.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,14 @@
 static void on_progress(void *ctx, const struct job_progress *p)
 {
 	(void)ctx;
-	fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n",
-	        p->points_done, p->points_total, p->relative_error);
+	if (isfinite(p->relative_l2))
+		fprintf(stderr,
+		        "igserve attribute: %d/%d path points, estimated error %.3g, completeness "
+		        "error %.3g\n",
+		        p->points_done, p->points_total, p->relative_l2, p->relative_error);
+	else
+		fprintf(stderr, "igserve attribute: %d/%d path points, completeness error %.3g\n",
+		        p->points_done, p->points_total, p->relative_error);
 }
 
 /* One PNG of the answer into dir/NAME.png; the JSON then names the file. */
@@ -75,7 +82,9 @@ int cli_attribute(int argc, char **argv)
 	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10)");
 	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
 	OPT("tolerance", "T",
-	    "refine until the relative completeness error is at most T (default: off)");
+	    "refine until the estimated error of the attributions and the completeness error are "
+	    "both at most T (default: off; the rule then defaults to riemann_trapezoid from 8 "
+	    "points)");
 	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
 	OPT("output", "O", "explain the logit (default) or the probability");
 	OPT("smoothgrad", "KIND", "none (default), smoothgrad, smoothgrad_sq or vargrad");

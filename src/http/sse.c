@@ -37,18 +37,25 @@ void sse_push(struct conn *c, const char *event, const char *data, bool last)
 		MHD_resume_connection(c->mhd);
 }
 
+/* A number, or null when it is not known (NaN). */
+static void put_number(char *buf, size_t size, double v)
+{
+	if (isfinite(v))
+		snprintf(buf, size, "%.6g", v);
+	else
+		snprintf(buf, size, "null");
+}
+
 void sse_on_progress(void *ctx, const struct job_progress *p)
 {
 	struct conn *c = ctx;
-	char data[160];
-	if (isfinite(p->relative_error))
-		snprintf(data, sizeof data,
-		         "{\"points_done\":%d,\"points_total\":%d,\"relative_error\":%.9g}",
-		         p->points_done, p->points_total, p->relative_error);
-	else
-		snprintf(data, sizeof data,
-		         "{\"points_done\":%d,\"points_total\":%d,\"relative_error\":null}",
-		         p->points_done, p->points_total);
+	char data[200], rel[32], l2[32];
+	put_number(rel, sizeof rel, p->relative_error);
+	put_number(l2, sizeof l2, p->relative_l2);
+	snprintf(data, sizeof data,
+	         "{\"points_done\":%d,\"points_total\":%d,\"relative_error\":%s,"
+	         "\"relative_l2\":%s,\"round\":%d}",
+	         p->points_done, p->points_total, rel, l2, p->round);
 	sse_push(c, "progress", data, false);
 }
 

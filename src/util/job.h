@@ -16,6 +16,8 @@
 struct job_progress {
 	int points_done, points_total; /* gradient evaluations */
 	double relative_error;         /* completeness error of the estimate so far */
+	double relative_l2;            /* its convergence estimate (attribution.h) */
+	int round;                     /* refinement rounds completed (0: the first is running) */
 };
 
 struct job_control {
