@@ -471,7 +471,9 @@ START_TEST(test_attribute_sse)
 	int port = main_server.port;
 	size_t png_len;
 	void *png = make_png(64, 64, 6, &png_len);
-	static const char *const fields[] = {"steps", "64", NULL};
+	/* 65 trapezoid points run as rounds of 17, 33 and 65 (each nested in
+	 * the next): progress after the second carries an estimate */
+	static const char *const fields[] = {"method", "riemann_trapezoid", "steps", "65", NULL};
 	struct request q = {.path = "/attribute",
 	                    .image = png,
 	                    .image_len = png_len,
@@ -482,7 +484,7 @@ START_TEST(test_attribute_sse)
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(has_header(&r, "Content-Type: text/event-stream"));
 	/* progress events with growing points_done, then one result event last */
-	int progress = 0, last_done = 0;
+	int progress = 0, last_done = 0, estimates = 0;
 	char *result = NULL;
 	for (char *ev = r.body; ev && *ev;) {
 		char *end = strstr(ev, "\n\n");
@@ -498,6 +500,10 @@ START_TEST(test_attribute_sse)
 			int done = cJSON_GetObjectItem(d, "points_done")->valueint;
 			int total = cJSON_GetObjectItem(d, "points_total")->valueint;
 			ck_assert(cJSON_GetObjectItem(d, "relative_error") != NULL);
+			const cJSON *l2 = cJSON_GetObjectItem(d, "relative_l2");
+			ck_assert(cJSON_IsNull(l2) || cJSON_IsNumber(l2));
+			estimates += cJSON_IsNumber(l2);
+			ck_assert_int_eq(total, 65);
 			ck_assert_int_ge(done, last_done);
 			ck_assert_int_le(done, total);
 			last_done = done;
@@ -515,8 +521,13 @@ START_TEST(test_attribute_sse)
 	cJSON *doc = cJSON_Parse(result);
 	ck_assert(doc != NULL);
 	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "method"), "steps")->valueint,
-	                 64);
+	                 65);
 	ck_assert(cJSON_GetObjectItem(doc, "completeness") != NULL);
+	ck_assert_int_ge(estimates, 1);
+	const cJSON *conv = cJSON_GetObjectItem(doc, "convergence");
+	ck_assert_str_eq(cJSON_GetObjectItem(conv, "estimator")->valuestring, "subrule_difference");
+	ck_assert(cJSON_GetObjectItem(conv, "relative_l2")->valuedouble > 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(conv, "points")->valueint, 65);
 	cJSON_Delete(doc);
 	reply_free(&r);
 	free(png);

@@ -556,6 +556,11 @@ START_TEST(test_service_attribute_json)
 	                        num(comp, "sum") - (num(comp, "f_input") - num(comp, "f_baseline")),
 	                        1e-9);
 	free(f);
+	/* 16 Gauss-Legendre points nest no coarser rule: no estimate, said so */
+	const cJSON *conv = cJSON_GetObjectItem(doc, "convergence");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(conv, "relative_l2")));
+	ck_assert_str_eq(cJSON_GetObjectItem(conv, "estimator")->valuestring, "none");
+	ck_assert_int_eq((int)num(conv, "points"), 16);
 	const cJSON *timing = cJSON_GetObjectItem(doc, "timing_ms");
 	static const char *tk[] = {"decode", "preprocess", "attribution", "heatmaps", "total"};
 	for (int i = 0; i < 5; i++)
