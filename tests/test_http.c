@@ -473,7 +473,8 @@ START_TEST(test_attribute_sse)
 	void *png = make_png(64, 64, 6, &png_len);
 	/* 65 trapezoid points run as rounds of 17, 33 and 65 (each nested in
 	 * the next): progress after the second carries an estimate */
-	static const char *const fields[] = {"method", "riemann_trapezoid", "steps", "65", NULL};
+	static const char *const fields[] = {"method", "riemann_trapezoid", "steps", "65",
+	                                     "preview", "24", NULL};
 	struct request q = {.path = "/attribute",
 	                    .image = png,
 	                    .image_len = png_len,
@@ -484,7 +485,7 @@ START_TEST(test_attribute_sse)
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(has_header(&r, "Content-Type: text/event-stream"));
 	/* progress events with growing points_done, then one result event last */
-	int progress = 0, last_done = 0, estimates = 0;
+	int progress = 0, last_done = 0, estimates = 0, previews = 0;
 	char *result = NULL;
 	for (char *ev = r.body; ev && *ev;) {
 		char *end = strstr(ev, "\n\n");
@@ -503,6 +504,13 @@ START_TEST(test_attribute_sse)
 			const cJSON *l2 = cJSON_GetObjectItem(d, "relative_l2");
 			ck_assert(cJSON_IsNull(l2) || cJSON_IsNumber(l2));
 			estimates += cJSON_IsNumber(l2);
+			/* a preview after each of the three rounds: a PNG, base64 */
+			const cJSON *pv = cJSON_GetObjectItem(d, "preview");
+			if (pv) {
+				ck_assert(cJSON_IsString(pv));
+				ck_assert(!strncmp(pv->valuestring, "iVBORw0KGgo", 11));
+				previews++;
+			}
 			ck_assert_int_eq(total, 65);
 			ck_assert_int_ge(done, last_done);
 			ck_assert_int_le(done, total);
@@ -524,6 +532,7 @@ START_TEST(test_attribute_sse)
 	                 65);
 	ck_assert(cJSON_GetObjectItem(doc, "completeness") != NULL);
 	ck_assert_int_ge(estimates, 1);
+	ck_assert_int_eq(previews, 3);
 	const cJSON *conv = cJSON_GetObjectItem(doc, "convergence");
 	ck_assert_str_eq(cJSON_GetObjectItem(conv, "estimator")->valuestring, "subrule_difference");
 	ck_assert(cJSON_GetObjectItem(conv, "relative_l2")->valuedouble > 0);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "attribution.h"
+#include "base64.h"
 #include "clock.h"
 #include "heatmap.h"
 #include "layers.h"
@@ -190,4 +191,46 @@ done:
 	free(pixels);
 	free(probs);
 	return rc;
+}
+
+static int compare_floats(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+char *service_attribution_preview(const float *attr, int size, int px)
+{
+	if (px < 1 || size < 1)
+		return NULL;
+	if (px > size)
+		px = size;
+	float *cells = calloc((size_t)px * px, sizeof *cells);
+	float *sorted = malloc((size_t)px * px * sizeof *sorted);
+	char *b64 = NULL;
+	if (!cells || !sorted)
+		goto done;
+	/* box average: source row y falls in cell row y * px / size */
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++) {
+			const float *a = attr + ((size_t)y * size + x) * 3;
+			cells[(size_t)(y * px / size) * px + x * px / size] +=
+			    fabsf(a[0]) + fabsf(a[1]) + fabsf(a[2]);
+		}
+	memcpy(sorted, cells, (size_t)px * px * sizeof *sorted);
+	qsort(sorted, (size_t)px * px, sizeof *sorted, compare_floats);
+	double scale = sorted[(size_t)((px * px - 1) * 0.99)];
+	struct heatmap_image im = {0};
+	if (heatmap_render_scalar(cells, px, px, scale > 0 ? scale : 1.0, &im, NULL))
+		goto done;
+	unsigned char *png = NULL;
+	size_t len = 0;
+	if (!png_encode(im.pixels, im.width, im.height, im.channels, &png, &len, NULL))
+		b64 = base64_encode_alloc(png, len);
+	free(png);
+	heatmap_image_clear(&im);
+done:
+	free(cells);
+	free(sorted);
+	return b64;
 }

@@ -179,6 +179,13 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 			return igs_fail(err, IGS_ERR_BAD_OPTION, "raw must be npy or none, got '%s'", value);
 		return 0;
 	}
+	if (!strcmp(name, "preview")) {
+		if (!strcasecmp(value, "none") || !strcmp(value, "0")) {
+			o->preview_px = 0;
+			return 0;
+		}
+		return int_in(name, value, 8, 224, &o->preview_px, err);
+	}
 	if (!strcmp(name, "path_maps"))
 		return bool_value(name, value, &a->path_maps, err);
 	if (!strcmp(name, "output")) {

@@ -21,6 +21,7 @@ struct request_options {
 	unsigned heatmaps;       /* HEATMAP_* set (heatmap.h); the contract's seven */
 	bool raw_npy;            /* attributions_npy in the answer */
 	int deadline_ms;         /* 0: the server default */
+	int preview_px;          /* SSE: a px x px preview per completed round (0: none) */
 	/* whether the request named a quadrature rule, or steps: adaptive IG
 	 * picks its own otherwise (request_options_resolve) */
 	bool rule_given, steps_given;

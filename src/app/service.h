@@ -156,4 +156,12 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
                       const struct request_options *o, struct job_control *job,
                       struct attribute_result *out, struct igs_error *err);
 
+/*
+ * service_attribution_preview - a small picture of attributions in the
+ * making (the last completed round's, from a job_progress): the magnitude
+ * map (sum of |a| over channels) box-averaged to px x px, scaled by its
+ * 99th percentile, as base64 of a grayscale PNG.  NULL when out of memory.
+ */
+char *service_attribution_preview(const float *attr, int size, int px);
+
 #endif

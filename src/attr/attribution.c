@@ -359,6 +359,7 @@ struct run {
 	int samples_done; /* SmoothGrad samples folded into acc1/acc2 */
 	float *prev_attr; /* [n] the previous round's attributions */
 	struct attr_point *done_table; /* SmoothGrad: the table when the last sample finished */
+	const float *round_attr;       /* a round's attributions, for its progress report */
 };
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
@@ -435,7 +436,9 @@ static void report_progress(struct run *r)
 	                               .points_total = r->total,
 	                               .relative_error = rel,
 	                               .relative_l2 = r->have_result ? r->best_l2 : NAN,
-	                               .round = r->rounds};
+	                               .round = r->rounds,
+	                               .attr = r->round_attr,
+	                               .attr_size = r->round_attr ? r->size : 0};
 	r->job->progress(r->job->progress_ctx, &p);
 }
 
@@ -762,7 +765,9 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		r->best_rel = out->relative_error;
 		r->best_l2 = out->relative_l2;
 		r->rounds++;
+		r->round_attr = out->attr;
 		report_progress(r);
+		r->round_attr = NULL;
 	round_done:
 		free(na);
 		free(nw);
@@ -1009,6 +1014,12 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.best_rel = out->relative_error;
 	r.best_l2 = NAN;
 	r.rounds = 1;
+	if (rounds && (adaptive || m < final_m)) {
+		/* the first round's answer, for previews */
+		r.round_attr = out->attr;
+		report_progress(&r);
+		r.round_attr = NULL;
+	}
 	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, out, err)))
 		goto fail;
 	out->evaluations = r.evaluations;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "server_internal.h"
+#include "service.h"
 
 void sse_push(struct conn *c, const char *event, const char *data, bool last)
 {
@@ -54,8 +55,26 @@ void sse_on_progress(void *ctx, const struct job_progress *p)
 	put_number(l2, sizeof l2, p->relative_l2);
 	snprintf(data, sizeof data,
 	         "{\"points_done\":%d,\"points_total\":%d,\"relative_error\":%s,"
-	         "\"relative_l2\":%s,\"round\":%d}",
+	         "\"relative_l2\":%s,\"round\":%d",
 	         p->points_done, p->points_total, rel, l2, p->round);
+	/* with preview=N, each completed round's map; a failed preview is
+	 * left out rather than failing the request */
+	char *preview = c->options.preview_px > 0 && p->attr
+	                    ? service_attribution_preview(p->attr, p->attr_size, c->options.preview_px)
+	                    : NULL;
+	if (preview) {
+		size_t len = strlen(data) + strlen(preview) + 32;
+		char *full = malloc(len);
+		if (full) {
+			snprintf(full, len, "%s,\"preview\":\"%s\"}", data, preview);
+			sse_push(c, "progress", full, false);
+			free(full);
+			free(preview);
+			return;
+		}
+		free(preview);
+	}
+	strcat(data, "}");
 	sse_push(c, "progress", data, false);
 }
 

@@ -18,6 +18,10 @@ struct job_progress {
 	double relative_error;         /* completeness error of the estimate so far */
 	double relative_l2;            /* its convergence estimate (attribution.h) */
 	int round;                     /* refinement rounds completed (0: the first is running) */
+	/* Right after a round completes: its attributions [size][size][3]
+	 * (valid during the call only); NULL otherwise. */
+	const float *attr;
+	int attr_size;
 };
 
 struct job_control {
