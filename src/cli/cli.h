@@ -16,6 +16,19 @@ int cli_predict(int argc, char **argv);
 int cli_attribute(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 
+struct service;
+struct service_worker;
+struct request_options;
+/* `attribute --manifest` (cli_manifest.c): explain every line of the
+ * manifest into out_dir; 0 when every line of the shard succeeded (or was
+ * done already), 1 when some failed, 2 on a bad --shard. */
+int cli_attribute_manifest(const char *manifest, const char *out_dir, const char *shard,
+                           struct service *svc, struct service_worker *worker,
+                           const struct request_options *base, int max_steps_cap,
+                           size_t max_bytes);
+/* "I/N" with 0 <= I < N into *index, *count; -1 when malformed. */
+int cli_parse_shard(const char *text, int *index, int *count);
+
 enum flag_type {
 	FLAG_STRING,   /* const char ** target */
 	FLAG_INT,      /* int * */

@@ -64,7 +64,7 @@ int cli_attribute(int argc, char **argv)
 	struct request_options ro;
 	cli_model_options_init(&mo);
 	request_options_init(&ro);
-	const char *raw_path = NULL, *out_dir = NULL;
+	const char *raw_path = NULL, *out_dir = NULL, *manifest = NULL, *shard = NULL;
 	size_t memory_budget = 0;
 	int batch = 0;
 	int threads = cli_default_threads();
@@ -110,6 +110,21 @@ int cli_attribute(int argc, char **argv)
 	                           "write the heatmaps as PNG files into DIR (created if missing)",
 	                           NULL,
 	                           NULL};
+	flags[n++] = (struct flag){"manifest",
+	                           FLAG_STRING,
+	                           &manifest,
+	                           "FILE",
+	                           "explain every line of a JSON-lines manifest into --out DIR "
+	                           "(resumable; README: Many images)",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"shard",
+	                           FLAG_STRING,
+	                           &shard,
+	                           "I/N",
+	                           "with --manifest: only the lines whose index is I mod N (0/1)",
+	                           NULL,
+	                           NULL};
 	flags[n++] = (struct flag){
 	    "path-maps", FLAG_BOOL, &ro.attr.path_maps, NULL, "also draw |gradient| at every path point",
 	    NULL,        NULL};
@@ -132,7 +147,8 @@ int cli_attribute(int argc, char **argv)
 
 	const char *synopsis =
 	    "[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
-	    "[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE";
+	    "[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE\n"
+	    "       igserve attribute [options] --manifest FILE --out DIR [--shard I/N]";
 	const char *images[2];
 	size_t count = 0;
 	struct igs_error err = {0};
@@ -143,7 +159,22 @@ int cli_attribute(int argc, char **argv)
 		fprintf(stderr, "igserve attribute: %s\n", err.message);
 		return 2;
 	}
-	if (count != 1) {
+	if (manifest && (count != 0 || !out_dir || raw_path)) {
+		fprintf(stderr, "igserve attribute: --manifest takes --out DIR, no IMAGE and no --raw "
+		                "(a line's \"raw\": \"npy\" writes DIR/ID.npy)\n");
+		return 2;
+	}
+	if (shard && !manifest) {
+		fprintf(stderr, "igserve attribute: --shard needs --manifest\n");
+		return 2;
+	}
+	int shard_i, shard_n;
+	if (shard && cli_parse_shard(shard, &shard_i, &shard_n)) {
+		fprintf(stderr, "igserve attribute: --shard must be I/N with 0 <= I < N, got '%s'\n",
+		        shard);
+		return 2;
+	}
+	if (!manifest && count != 1) {
 		fprintf(stderr,
 		        "igserve attribute: give exactly one image\nusage: igserve attribute %s\n",
 		        synopsis);
@@ -175,6 +206,14 @@ int cli_attribute(int argc, char **argv)
 	cfg.max_batch = batch;
 	if (cli_open_service("attribute", &cfg, threads, &svc, &worker) != 0)
 		return 1;
+
+	if (manifest) {
+		rc = cli_attribute_manifest(manifest, out_dir, shard, svc, worker, &ro, 0,
+		                            cfg.limits.max_bytes);
+		service_worker_close(&worker);
+		service_close(&svc);
+		return rc;
+	}
 
 	struct job_control job;
 	job_init(&job);

@@ -90,3 +90,47 @@ int file_write_bytes(const char *path, const void *data, size_t len, struct igs_
 		return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 	return 0;
 }
+
+int file_write_atomic(const char *path, const void *data, size_t len, struct igs_error *err)
+{
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return igs_fail(err, IGS_ERR_IO, "%s: path too long", path);
+	unlink(tmp); /* a stray from a crashed run of the same pid */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+	const unsigned char *p = data;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w = write(fd, p + done, len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
+		}
+		done += (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
+	}
+	if (rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot rename into place: %s", path,
+		                strerror(e));
+	}
+	return 0;
+}
+
+int file_exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}

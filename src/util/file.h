@@ -23,4 +23,17 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_
  * when it exists); IGS_ERR_IO naming it. */
 int file_write_bytes(const char *path, const void *data, size_t len, struct igs_error *err);
 
+/*
+ * file_write_atomic - write `len` bytes so that `path` either keeps what it
+ * was or holds all of them: into a new file beside it (created
+ * exclusively, never through a symlink), flushed, then renamed over
+ * `path`.  A crash leaves at most a stray `path.tmp-PID`.  IGS_ERR_IO
+ * naming the path.
+ */
+int file_write_atomic(const char *path, const void *data, size_t len, struct igs_error *err);
+
+/* file_exists - whether `path` names something (lstat: a dangling symlink
+ * counts). */
+int file_exists(const char *path);
+
 #endif
