@@ -21,6 +21,13 @@ Subcommands (each prints one JSON object on stdout, progress on stderr):
       peak resident memory of this process during one IG run at chunk size C: the model is loaded
       and warmed up, the high-water mark is reset (/proc/self/clear_refs "5"), IG runs, and VmHWM
       is read; ru_maxrss (whole life, loading included) is reported too.
+  tol MODEL.safetensors --image PNG [--target K] [--threads T] [--input-size S] [--tolerance 0.01]
+      [--reference 1024] [--chunk C] [--reps R] [--igserve NAME=FILE.npy]...
+      time to a tolerance: a reference integral (trapezoid over 1024 intervals, float32
+      gradients summed in float64; its nodes hold the midpoint rules of every power of two up
+      to 512), the fewest points m the midpoint rule (a_k = (k+0.5)/m, w = 1/m) needs to be
+      within the tolerance of it (relative L2 of the attributions), midpoint IG at that m timed
+      R times, and the true error of each igserve .npy given.
 
 The model is built from the names and shapes in the file (either naming of
 tests/fixtures/resnets.py), so the narrow test fixtures work as well as a full resnet50.
@@ -133,12 +140,22 @@ def forward_times(model, x, reps):
     return out
 
 
-def integrated_gradients(model, x, target, points, chunk):
-    """Gauss-Legendre IG of logit `target` against a gray baseline: `points` path points,
-    `chunk` at a time, each a forward plus autograd to the input.  Returns the attributions."""
-    z, w = np.polynomial.legendre.leggauss(points)
-    alphas = torch.tensor((1 + z) / 2, dtype=torch.float32)
-    weights = torch.tensor(w / 2, dtype=torch.float32)
+def rule_points(rule, points):
+    """(alphas, weights) of a quadrature rule on [0, 1]."""
+    if rule == "gausslegendre":
+        z, w = np.polynomial.legendre.leggauss(points)
+        return (1 + z) / 2, w / 2
+    if rule == "riemann_middle":
+        return (np.arange(points) + 0.5) / points, np.full(points, 1.0 / points)
+    raise ValueError("unknown rule " + rule)
+
+
+def integrated_gradients(model, x, target, points, chunk, rule="gausslegendre"):
+    """IG of logit `target` against a gray baseline: `points` path points of `rule`, `chunk` at
+    a time, each a forward plus autograd to the input.  Returns the attributions."""
+    a, w = rule_points(rule, points)
+    alphas = torch.tensor(a, dtype=torch.float32)
+    weights = torch.tensor(w, dtype=torch.float32)
     baseline = torch.full_like(x, 127.5)
     diff = x - baseline
     total = torch.zeros_like(x)
@@ -149,6 +166,160 @@ def integrated_gradients(model, x, target, points, chunk):
         (grad,) = torch.autograd.grad(logits[:, target].sum(), xs)
         total += (grad * weights[start:start + chunk].view(-1, 1, 1, 1)).sum(0, keepdim=True)
     return diff * total
+
+
+# ---------------------------------------------------------------------------
+# Time to a tolerance: the midpoint rule's fewest points against a fine reference
+# ---------------------------------------------------------------------------
+
+def load_png(path, size):
+    """[1,3,S,S] float32 pixels 0..255 of an S x S RGB image (igserve copies such an image
+    pixel for pixel, so both sides integrate from the same input)."""
+    from PIL import Image
+    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    if img.shape[:2] != (size, size):
+        raise SystemExit("bench_torch: %s is %dx%d, not the input size %d (igserve would "
+                         "resize it)" % (path, img.shape[1], img.shape[0], size))
+    return torch.from_numpy(img.transpose(2, 0, 1).copy()).unsqueeze(0)
+
+
+class PathGradients:
+    """Gradients of logit `target` at baseline + alpha (x - baseline), `chunk` points a pass,
+    float32 as the timed runs compute them; sums in float64.  Counts the points evaluated."""
+
+    def __init__(self, model, x, target, chunk):
+        self.model, self.x, self.target, self.chunk = model, x, target, chunk
+        self.baseline = torch.full_like(x, 127.5)
+        self.diff = x - self.baseline
+        self.evaluated = 0
+
+    def chunks(self, alphas):
+        """Yields (first index, float64 gradients [c,3,H,W], float64 logits [c])."""
+        for start in range(0, len(alphas), self.chunk):
+            a = torch.tensor(alphas[start:start + self.chunk], dtype=torch.float32)
+            xs = (self.baseline + a.view(-1, 1, 1, 1) * self.diff).requires_grad_(True)
+            logits = self.model(xs)[:, self.target]
+            (g,) = torch.autograd.grad(logits.sum(), xs)
+            self.evaluated += len(a)
+            yield start, g.double(), logits.detach().double()
+
+    def sum(self, alphas):
+        total = torch.zeros_like(self.x, dtype=torch.float64)
+        for _, g, _ in self.chunks(alphas):
+            total += g.sum(0, keepdim=True)
+        return total
+
+
+def rel_l2(a, ref):
+    return float(torch.linalg.norm((a - ref).flatten()) / torch.linalg.norm(ref.flatten()))
+
+
+def reference_pass(pg, intervals):
+    """The trapezoid rule over `intervals` (a power of two) equal intervals, and on the way the
+    midpoint rules of every power of two m <= intervals / 2 for free: the interior node
+    k / intervals with k = 2^v * odd is a midpoint of the rule with m = intervals / 2^(v+1),
+    and these rules partition the interior nodes.  Returns (reference attributions,
+    {m: unweighted gradient sum of midpoint m}, facts about the reference)."""
+    ks = np.arange(intervals + 1)
+    alphas = ks / intervals
+    ref = torch.zeros_like(pg.x, dtype=torch.float64)
+    coarse = torch.zeros_like(ref)  # the trapezoid over intervals / 2: the reference's estimate
+    mids = {}
+    ends = {}
+    for start, g, logits in pg.chunks(alphas):
+        for i in range(g.shape[0]):
+            k = int(ks[start + i])
+            end = k in (0, intervals)
+            ref += g[i:i + 1] * ((0.5 if end else 1.0) / intervals)
+            if k % 2 == 0:
+                coarse += g[i:i + 1] * ((0.5 if end else 1.0) / (intervals / 2))
+            if end:
+                ends[k] = float(logits[i])
+                continue
+            v = (k & -k).bit_length() - 1
+            m = intervals >> (v + 1)
+            mids[m] = mids.get(m, 0) + g[i:i + 1]
+    ref_attr = pg.diff.double() * ref
+    f_delta = ends[intervals] - ends[0]
+    facts = {"rule": "riemann_trapezoid", "points": intervals + 1,
+             "arithmetic": "float32 forward and gradients (as the timed runs), sums in float64",
+             "own_estimate": rel_l2(ref_attr, pg.diff.double() * coarse),
+             "completeness_error": abs(float(ref_attr.sum()) - f_delta) / max(1e-12, abs(f_delta)),
+             "f_input": ends[intervals], "f_baseline": ends[0]}
+    return ref_attr, mids, facts
+
+
+def midpoint_sum(pg, m, sums):
+    """Unweighted gradient sum of the m-point midpoint rule, reusing the largest known rule q
+    with m / q odd (its nodes (2i+1)/(2q) are nodes of m).  Stores it in sums."""
+    if m in sums:
+        return sums[m]
+    reuse = max((q for q in sums if m % q == 0 and (m // q) % 2 == 1), default=None)
+    j = np.arange(m)
+    if reuse is not None:
+        d = m // reuse
+        j = j[(2 * j + 1) % d != 0]  # (2j+1)/(2m) = (2i+1)/(2q) exactly when d divides 2j+1
+    total = pg.sum((j + 0.5) / m)
+    if reuse is not None:
+        total = total + sums[reuse]
+    sums[m] = total
+    return total
+
+
+def fewest_midpoint(pg, ref, sums, tol, largest):
+    """Fewest m <= largest whose midpoint rule is within tol of ref (relative L2), assuming the
+    error falls with m: bracketed by the powers of two the reference pass gave, then narrowed by
+    regula falsi on log(error / tol) against log(m) with the Illinois rule (the end kept twice in
+    a row has its value halved), bisecting when the bracket has not halved in two steps, until
+    the bracket's ends are neighbours.  The error jitters by a few percent around C/m, so "fewest"
+    is the crossing this search finds.  Returns (m or None, {m: error})."""
+    errors = {}
+
+    def err(m):
+        if m not in errors:
+            errors[m] = rel_l2(pg.diff.double() * midpoint_sum(pg, m, sums) / m, ref)
+            log("midpoint %d: relative L2 %.3e" % (m, errors[m]))
+        return errors[m]
+    p = 1
+    while p <= largest and err(p) > tol:
+        p *= 2
+    if p > largest:
+        return None, errors
+    if p == 1:
+        return 1, errors
+    lo, hi = p // 2, p
+    g_lo, g_hi = np.log(errors[lo] / tol), np.log(errors[hi] / tol)  # > 0, <= 0
+    kept, widths = 0, [hi - lo]
+    while hi - lo > 1:
+        stalled = len(widths) >= 3 and widths[-1] * 2 > widths[-3]
+        if stalled or not g_lo > 0 >= g_hi:
+            m = (lo + hi) // 2
+        else:
+            x0, x1 = np.log(lo), np.log(hi)
+            m = int(np.ceil(np.exp(x0 + (x1 - x0) * g_lo / (g_lo - g_hi)) - 1e-9))
+        m = min(max(m, lo + 1), hi - 1)
+        g = np.log(max(err(m), 1e-300) / tol)
+        if g <= 0:
+            hi, g_hi = m, g
+            if kept == -1:
+                g_lo /= 2
+            kept = -1  # lo kept
+        else:
+            lo, g_lo = m, g
+            if kept == 1:
+                g_hi /= 2
+            kept = 1  # hi kept
+        widths.append(hi - lo)
+    return hi, errors
+
+
+def load_attributions(path, like):
+    """igserve's .npy (float32 [H,W,3]) as float64 [1,3,H,W]."""
+    a = np.load(path)
+    if a.shape != (like.shape[2], like.shape[3], 3):
+        raise ValueError("%s has shape %s, expected [%d,%d,3]" % (path, a.shape, like.shape[2],
+                                                                  like.shape[3]))
+    return torch.from_numpy(a.astype(np.float64).transpose(2, 0, 1).copy()).unsqueeze(0)
 
 
 def vm_hwm_kib():
@@ -271,6 +442,52 @@ def cmd_rss(args):
             "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
+def cmd_tol(args):
+    torch.set_num_threads(args.threads)
+    model, family = load(args.model)
+    x = load_png(args.image, args.input_size)
+    with torch.no_grad():
+        top1 = int(model(x)[0].argmax())
+    target = top1 if args.target is None else args.target
+    pg = PathGradients(model, x, target, args.chunk)
+    out = {"runtime": "pytorch", "version": torch.__version__, "family": family,
+           "threads": torch.get_num_threads(), "input_size": args.input_size,
+           "image": args.image, "target": target, "torch_top1": top1, "tolerance": args.tolerance,
+           "chunk": args.chunk, "rule": "riemann_middle"}
+    t = time.perf_counter()
+    ref, sums, out["reference"] = reference_pass(pg, args.reference)
+    out["reference"]["seconds"] = time.perf_counter() - t
+    log("reference: %d-point trapezoid in %.1f s, its own estimate %.2e"
+        % (args.reference + 1, out["reference"]["seconds"], out["reference"]["own_estimate"]))
+    t, before = time.perf_counter(), pg.evaluated
+    m, errors = fewest_midpoint(pg, ref, sums, args.tolerance, args.reference // 2)
+    out["search"] = {"seconds": time.perf_counter() - t, "points_evaluated": pg.evaluated - before,
+                     "errors": {str(k): v for k, v in sorted(errors.items())}}
+    out["points_evaluated"] = pg.evaluated
+    igserve = {}
+    for name, path in (kv.split("=", 1) for kv in args.igserve):
+        try:
+            igserve[name] = {"file": path, "true_error": rel_l2(load_attributions(path, x), ref)}
+        except (OSError, ValueError) as e:
+            igserve[name] = {"file": path, "na": str(e)}
+    out["igserve"] = igserve
+    if m is None:
+        out["fewest_na"] = ("the midpoint rule needs more than %d points for %g against the "
+                            "%d-point reference" % (args.reference // 2, args.tolerance,
+                                                    args.reference + 1))
+        return out
+    # The timed runs: plain midpoint IG at m, as a user would run it (float32 sums), warm.
+    times = []
+    for _ in range(args.reps):
+        t = time.perf_counter()
+        attr = integrated_gradients(model, x, target, m, args.chunk, "riemann_middle")
+        times.append((time.perf_counter() - t) * 1e3)
+        log("midpoint IG-%d chunk %d: %.0f ms" % (m, args.chunk, times[-1]))
+    out.update({"fewest_points": m, "ms": times, "ms_median": statistics.median(times),
+                "ms_min": min(times), "true_error": rel_l2(attr.double(), ref)})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -298,9 +515,24 @@ def main():
             p.add_argument("--ig-reps", type=int, default=1)
         else:
             p.add_argument("--chunk", type=int, required=True)
+    t = sub.add_parser("tol")
+    t.add_argument("model")
+    t.add_argument("--image", required=True)
+    t.add_argument("--target", type=int, help="logit to explain (default: PyTorch's top-1)")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--input-size", type=int, default=224)
+    t.add_argument("--tolerance", type=float, default=0.01)
+    t.add_argument("--reference", type=int, default=1024,
+                   help="intervals of the trapezoid reference, a power of two (1024)")
+    t.add_argument("--chunk", type=int, default=8)
+    t.add_argument("--reps", type=int, default=1)
+    t.add_argument("--igserve", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="igserve attributions to measure against the reference")
     args = ap.parse_args()
+    if args.cmd == "tol" and (args.reference < 2 or args.reference & (args.reference - 1)):
+        ap.error("--reference must be a power of two")
     cmds = {"generate": cmd_generate, "export": cmd_export, "image": cmd_image,
-            "run": cmd_run, "rss": cmd_rss}
+            "run": cmd_run, "rss": cmd_rss, "tol": cmd_tol}
     out = cmds[args.cmd](args)
     print(json.dumps(out), flush=True)
     return 0
