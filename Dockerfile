@@ -25,12 +25,12 @@ RUN meson setup /build --buildtype=release -Dnative=false --prefix=/usr/local \
  && meson install -C /build --no-rebuild --destdir /out
 
 FROM debian:12-slim
+# The package list is one file, which scripts/container-check proves without Docker.
+COPY deploy/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libcjson1 libturbojpeg0 libpng16-16 libopenblas0-pthread libdnnl2 \
-        libgomp1 libssl3 \
-        curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+        $(grep -v '^ *#' /tmp/runtime-packages.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 RUN useradd --system --uid 10001 --user-group --home-dir /opt/igserve --shell /usr/sbin/nologin igserve \
  && mkdir -p /weights \
  && chown igserve:igserve /weights

@@ -158,8 +158,16 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
 	request_options_resolve(&out->options);
+	/* lend the thread between the network's blocks too, not only between
+	 * chunks: a waiting prediction then runs within milliseconds */
+	if (job && job->yield) {
+		w->ws_busy = true;
+		net_workspace_set_yield(w->ws, job->yield, job->yield_ctx);
+	}
 	rc = attribution_run(&oracle, pixels, &out->options.attr, s->max_batch, job, &out->attr,
 	                     err);
+	net_workspace_set_yield(w->ws, NULL, NULL);
+	w->ws_busy = false;
 	/* (the worker pool hands the workspace's pages back once the worker is
 	 * idle: service_worker_idle) */
 	if (rc)

@@ -175,6 +175,30 @@ int service_worker_warm_up(struct service_worker *w, struct igs_error *err)
 void service_worker_idle(struct service_worker *w)
 {
 	net_workspace_release(w->ws);
+	if (w->side_ws)
+		net_workspace_release(w->side_ws);
+}
+
+/* The workspace a prediction runs on: ws, or side_ws while an attribution
+ * holds ws mid-pass. */
+static int predict_workspace(struct service_worker *w, struct net_workspace **out,
+                             struct igs_error *err)
+{
+	if (!w->ws_busy) {
+		*out = w->ws;
+		return 0;
+	}
+	if (!w->side_ws) {
+		int rc = net_workspace_open(&w->side_ws, w->service->model, 1, err);
+		if (rc == 0 && w->service->cfg.threads > 1)
+			rc = net_workspace_set_threads(w->side_ws, w->service->cfg.threads, err);
+		if (rc < 0) {
+			net_workspace_close(&w->side_ws);
+			return rc;
+		}
+	}
+	*out = w->side_ws;
+	return 0;
 }
 
 void service_worker_close(struct service_worker **wp)
@@ -183,6 +207,7 @@ void service_worker_close(struct service_worker **wp)
 	if (!w)
 		return;
 	net_workspace_close(&w->ws);
+	net_workspace_close(&w->side_ws);
 	free(w->logits);
 	free(w->d_logits);
 	free(w);
@@ -319,7 +344,10 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 	double forward_ms = 0;
 	if (rc == 0) {
 		double t0 = igs_now();
-		rc = net_infer(w->ws, pixels, 1, w->logits);
+		struct net_workspace *ws = NULL;
+		rc = predict_workspace(w, &ws, err);
+		if (rc == 0)
+			rc = net_infer(ws, pixels, 1, w->logits);
 		forward_ms = igs_ms_since(t0);
 		if (rc < 0)
 			igs_fail(err, rc, "forward pass failed");

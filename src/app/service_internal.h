@@ -20,6 +20,11 @@ struct service {
 struct service_worker {
 	struct service *service;
 	struct net_workspace *ws; /* sized for service->max_batch */
+	/* While an attribution holds ws mid-pass (it lends its thread between
+	 * blocks: net_workspace_set_yield), predictions run on side_ws, a
+	 * batch-1 workspace opened on first use and released with ws. */
+	bool ws_busy;
+	struct net_workspace *side_ws;
 	float *logits;            /* [max_batch][classes] */
 	float *d_logits;          /* [max_batch][classes] */
 };

@@ -108,6 +108,15 @@ int net_workspace_prepare(struct net_workspace *ws, int n, struct igs_error *err
  */
 void net_workspace_release(struct net_workspace *ws);
 
+/*
+ * net_workspace_set_yield - `fn(ctx)` is called between residual blocks of
+ * every forward and backward pass on `ws` (NULL: never), on the pass's own
+ * thread and outside any parallel region: a caller can run short work of
+ * its own there, such as a waiting prediction on another workspace.  It
+ * must not touch `ws`.
+ */
+void net_workspace_set_yield(struct net_workspace *ws, void (*fn)(void *ctx), void *ctx);
+
 /* Bytes the workspace holds (for memory budgets and /metrics). */
 size_t net_workspace_bytes(const struct net_workspace *ws);
 /* Bytes a workspace for `batch` images would take, without allocating. */

@@ -193,8 +193,11 @@ static void forward_body(struct net_workspace *ws, float *logits, bool keep)
 	maxpool_forward(ws->act[1], ws->argmax, ws->act[0], &ws->pool);
 
 	int x = 1;
-	for (int b = 0; b < m->n_blocks; b++)
+	for (int b = 0; b < m->n_blocks; b++) {
 		x = block_forward(ws, b, x, keep);
+		if (ws->yield)
+			ws->yield(ws->yield_ctx);
+	}
 	const int C = m->info.features;
 	const float *head = ws->act[x];
 	const struct act_shape head_shape = act_of(ws, C, ws->head_hw);
@@ -450,6 +453,8 @@ static float *backward_body(struct net_workspace *ws, const float *d_logits, flo
 			spare = g;
 			g = d_x;
 		}
+		if (ws->yield)
+			ws->yield(ws->yield_ctx);
 	}
 	*spare_out = spare;
 	return g;

@@ -40,6 +40,8 @@ struct net_workspace {
 	bool masks_kept;  /* the last forward kept what net_backward needs */
 	int size;         /* input size the workspace was laid out for */
 	int threads;      /* OpenMP threads every pass runs on */
+	void (*yield)(void *ctx); /* between blocks (net_workspace_set_yield) */
+	void *yield_ctx;
 	float *arena;
 	size_t arena_floats;
 	int32_t *argmax;

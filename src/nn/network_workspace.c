@@ -349,3 +349,9 @@ size_t net_workspace_bytes(const struct net_workspace *ws)
 	/* weights in other layouts that plans asked for belong to the model */
 	return ws->arena_floats * sizeof(float) + ws->scratch_bytes + sizeof *ws;
 }
+
+void net_workspace_set_yield(struct net_workspace *ws, void (*fn)(void *ctx), void *ctx)
+{
+	ws->yield = fn;
+	ws->yield_ctx = ctx;
+}
