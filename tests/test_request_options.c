@@ -347,7 +347,7 @@ START_TEST(test_bad_value)
 	ck_assert_msg(strstr(err.message, c->mentions) != NULL, "%s=%s: message '%s' lacks '%s'",
 	              c->name, c->value, err.message, c->mentions);
 	/* the value is quoted back so the client sees what was refused */
-	if (*c->value)
+	if (*c->value && strncmp(err.message, "unknown option", 14) != 0)
 		ck_assert_msg(strstr(err.message, c->value) != NULL || !strcmp(c->name, "heatmaps"),
 		              "%s=%s: message '%s' lacks the value", c->name, c->value, err.message);
 	/* nothing was changed by a refused value */
