@@ -35,7 +35,7 @@ static int parse_size(const char *s, size_t *out)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	if (errno || end == s || !(v >= 0)) /* !(>=) refuses NaN too */
 		return -1;
 	double mult = 1;
 	switch (toupper((unsigned char)*end)) {

@@ -69,7 +69,7 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 
 /*
  * pool_close - stop taking jobs, let running jobs finish, complete the
- * queued ones with IGS_ERR_CANCELLED (their done callbacks run), join the
+ * queued ones with IGS_ERR_NOT_READY (their done callbacks run), join the
  * threads and free everything.  *p becomes NULL.
  */
 void pool_close(struct worker_pool **p);
