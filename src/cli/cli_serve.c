@@ -117,7 +117,7 @@ int cli_serve(int argc, char **argv)
 	int worker_threads = 0; /* 0: the cores shared by the workers */
 	int interleave = 1;
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 22];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 32];
 	size_t n = cli_model_flags(flags, &mo);
 	const struct flag serve_flags[] = {
 	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
@@ -164,8 +164,16 @@ int cli_serve(int argc, char **argv)
 	     NULL, NULL},
 	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
 	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
+	    {"cors-origins", FLAG_STRING, &sc.cors_origins, "LIST",
+	     "origins (scheme://host[:port], comma-separated, or *) whose pages may call the API "
+	     "(default: none)",
+	     NULL, NULL},
+	    {"auth-token-file", FLAG_STRING, &sc.auth_token_file, "FILE",
+	     "bearer tokens, one per line: /predict, /attribute, /metrics and /v1/model then need "
+	     "Authorization: Bearer TOKEN (default: no authentication)",
+	     NULL, NULL},
 	};
-	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 22, "flags[] is too small");
+	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 32, "flags[] is too small");
 	memcpy(flags + n, serve_flags, sizeof serve_flags);
 	n += sizeof serve_flags / sizeof serve_flags[0];
 

@@ -49,6 +49,11 @@ void conn_add_common_headers(struct conn *c, struct MHD_Response *r)
 	char id[32];
 	snprintf(id, sizeof id, "%llu", c->id);
 	MHD_add_response_header(r, "X-Request-Id", id);
+	if (c->cors_origin[0]) {
+		MHD_add_response_header(r, "Access-Control-Allow-Origin", c->cors_origin);
+		MHD_add_response_header(r, "Vary", "Origin");
+		MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+	}
 	if (atomic_load(&c->srv->draining))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
@@ -68,6 +73,14 @@ enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_t
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
 		                        routes_takes_upload(c->ep) ? "POST" : "GET, HEAD");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (c->preflight) {
+		MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+		MHD_add_response_header(r, "Access-Control-Allow-Headers",
+		                        "Content-Type, Authorization, Accept");
+		MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+	}
 	if (status == MHD_HTTP_TOO_MANY_REQUESTS || status == MHD_HTTP_SERVICE_UNAVAILABLE) {
 		char s[16];
 		int after = 1;

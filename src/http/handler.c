@@ -101,8 +101,30 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 	snprintf(c->method, sizeof c->method, "%s", method);
 	snprintf(c->path, sizeof c->path, "%s", url);
 	const bool post = routes_takes_upload(c->ep);
+	const struct browser_policy *bp = &c->srv->browser;
+	const char *origin =
+	    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+	bool origin_ok = browser_origin_allowed(bp, origin);
+	if (origin_ok)
+		snprintf(c->cors_origin, sizeof c->cors_origin, "%s", origin);
+	if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS) &&
+	    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+	                                MHD_HTTP_HEADER_ACCESS_CONTROL_REQUEST_METHOD)) {
+		if (!origin_ok)
+			return conn_send_error(c, IGS_ERR_ORIGIN,
+			                       "this origin may not call the API (--cors-origins)");
+		c->preflight = true;
+		return conn_send_text(c, MHD_HTTP_NO_CONTENT, "text/plain", "", 0, false);
+	}
 	if (c->ep == EP_OTHER)
 		return conn_send_error(c, IGS_ERR_NOT_FOUND, "no such endpoint");
+	/* tokens guard the model and what it tells; the page, health and the
+	 * API description stay open */
+	if ((post || c->ep == EP_METRICS || c->ep == EP_MODEL) &&
+	    !browser_authorized(bp, MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+	                                                        MHD_HTTP_HEADER_AUTHORIZATION)))
+		return conn_send_error(c, IGS_ERR_UNAUTHORIZED,
+		                       "this endpoint needs Authorization: Bearer TOKEN");
 	if (post && strcmp(method, MHD_HTTP_METHOD_POST))
 		return conn_send_error(c, IGS_ERR_METHOD, "use POST with an image");
 	if (!post && strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))

@@ -82,6 +82,9 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	atomic_init(&srv->next_id, 0);
 	int rc = 0;
 
+	rc = browser_policy_open(&srv->browser, cfg->cors_origins, cfg->auth_token_file, err);
+	if (rc < 0)
+		goto fail;
 	srv->model_info_json = json_render_model(s);
 	if (!srv->model_info_json || metrics_open(&srv->metrics) < 0) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
@@ -151,6 +154,10 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	cJSON_AddNumberToObject(doc, "workers", cfg->workers);
 	cJSON_AddStringToObject(doc, "engine", srv->info.engine);
 	cJSON_AddStringToObject(doc, "precision", srv->info.precision);
+	/* how many tokens, never which */
+	cJSON_AddNumberToObject(doc, "auth_tokens", srv->browser.token_count);
+	cJSON_AddNumberToObject(doc, "cors_origins",
+	                        srv->browser.cors_any ? -1 : srv->browser.origin_count);
 	access_log_write(srv, doc);
 
 	/* Readiness: the self-check runs on a worker like any job. */
@@ -249,6 +256,7 @@ void server_close(struct server **psrv)
 		access_log_write(srv, doc);
 	}
 	metrics_close(&srv->metrics);
+	browser_policy_close(&srv->browser);
 	free(srv->model_info_json);
 	pthread_cond_destroy(&srv->changed);
 	pthread_mutex_destroy(&srv->lock);

@@ -35,6 +35,8 @@ struct server_config {
 	int deadline_ms;             /* default request deadline; 0: none */
 	int max_steps_cap;           /* ceiling for steps and max_steps (request_options_set) */
 	bool log_text;               /* plain text log lines instead of JSON */
+	const char *cors_origins;    /* --cors-origins (browser.h); NULL: none */
+	const char *auth_token_file; /* --auth-token-file; NULL: no authentication */
 };
 
 struct server;

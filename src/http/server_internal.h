@@ -30,6 +30,7 @@
 #include <stddef.h>
 
 #include "body.h"
+#include "browser.h"
 #include "metrics.h"
 #include "request_options.h"
 #include "routes.h"
@@ -46,6 +47,7 @@ struct server {
 	struct MHD_Daemon *daemon;
 	int port;
 	char *model_info_json; /* GET /v1/model, rendered once */
+	struct browser_policy browser; /* CORS origins, bearer tokens */
 	atomic_bool ready, draining;
 	atomic_ullong next_id;
 
@@ -75,6 +77,8 @@ struct conn {
 	enum endpoint ep;
 	char method[16];
 	char path[128];
+	char cors_origin[BROWSER_ORIGIN_MAX]; /* the allowed Origin to echo, or "" */
+	bool preflight;                       /* an allowed CORS preflight: 204 */
 	double t_start;
 	enum conn_phase phase;
 	int status;             /* HTTP status answered (for log and metrics) */

@@ -28,6 +28,8 @@ static const struct {
 	{IGS_ERR_NOT_FOUND, "not_found", 404},
 	{IGS_ERR_METHOD, "method_not_allowed", 405},
 	{IGS_ERR_INTERNAL, "internal", 500},
+	{IGS_ERR_UNAUTHORIZED, "unauthorized", 401},
+	{IGS_ERR_ORIGIN, "cors_origin_not_allowed", 403},
 };
 
 int igs_fail(struct igs_error *err, int code, const char *fmt, ...)

@@ -30,6 +30,8 @@ enum igs_code {
 	IGS_ERR_NOT_FOUND = -14,     /* no such endpoint (HTTP 404) */
 	IGS_ERR_METHOD = -15,        /* wrong HTTP method (HTTP 405) */
 	IGS_ERR_INTERNAL = -16,      /* a bug or a numeric failure (HTTP 500) */
+	IGS_ERR_UNAUTHORIZED = -17,  /* no or a wrong bearer token (HTTP 401) */
+	IGS_ERR_ORIGIN = -18,        /* a CORS preflight from an origin not allowed (HTTP 403) */
 };
 
 #define IGS_ERROR_MESSAGE_MAX 512
