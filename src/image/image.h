@@ -47,6 +47,16 @@ int image_load_file(struct image *out, const char *path, const struct image_limi
 
 void image_clear(struct image *img);
 
+/*
+ * image_jpeg_orientation - the EXIF Orientation (1-8) of a JPEG's bytes, 1
+ * when there is none or it cannot be read (image_orient.c lists the
+ * values).  image_orient - turn or flip `img` in place so that an image
+ * stored with that orientation is upright (width and height swap for 5-8);
+ * 1 and unknown values leave it.  image_decode applies both to JPEGs.
+ */
+int image_jpeg_orientation(const void *data, size_t len);
+int image_orient(struct image *img, int orientation, struct igs_error *err);
+
 enum resize_mode { RESIZE_LETTERBOX, RESIZE_CENTER_CROP, RESIZE_STRETCH };
 
 /* "letterbox", "center-crop", "stretch" <-> enum; -1 when unknown. */

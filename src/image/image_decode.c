@@ -265,8 +265,13 @@ int image_decode(struct image *out, const void *data, size_t len, const struct i
 		return igs_fail(err, IGS_ERR_UNSUPPORTED_MEDIA,
 		                "image: empty input, expected a JPEG or PNG image");
 	switch (image_sniff(data, len)) {
-	case IMAGE_FORMAT_JPEG:
-		return decode_jpeg(out, data, len, limits, err);
+	case IMAGE_FORMAT_JPEG: {
+		/* phone photos: upright before anything measures or fits them */
+		int rc = decode_jpeg(out, data, len, limits, err);
+		if (rc == 0 && (rc = image_orient(out, image_jpeg_orientation(data, len), err)))
+			image_clear(out);
+		return rc;
+	}
 	case IMAGE_FORMAT_PNG:
 		return decode_png(out, data, len, limits, err);
 	default:
