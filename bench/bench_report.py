@@ -331,6 +331,12 @@ def write_markdown(path, meta, runs, args, harness_failures):
              "once per invocation"
              % (100 * args.tol, args.tol, TOL_MAX_STEPS, args.ig_reps_server, args.tol,
                 args.tol_reference + 1, args.ig_reps))
+    L.append("- predictions under attribution load (issue 17, default server): %d /predict "
+             "alone; then at least %d, one every %d ms, while /attribute?steps=%d&heatmaps=none "
+             "runs back to back from another client, until %d attributions ran wholly among "
+             "them; %d attributions alone; p99 by nearest rank"
+             % (args.load_predicts, args.load_predicts, args.load_period_ms, IG_POINTS,
+                args.load_attributions, args.load_attributions))
     L.append("- ratios are igserve / reference: below 1.0 means igserve takes less time or "
              "memory (for throughput, above 1.0 is better)")
     for run in runs:
