@@ -103,10 +103,57 @@ def rows_for(run, args):
              kib_to_mib(val(tch.get("rss", {"na": tch.get("rss_na", tch.get("na"))}),
                             "vm_hwm_kib")), no_autograd, "MiB", "rss"),
         ]
+    rows += load_rows(srv, args)
     rows += tol_rows(run, args, "server", "")
     if "server_fp32" in run:
         rows += tol_rows(run, args, "server_fp32", ", igserve --precision fp32")
     return rows
+
+
+def load_rows(srv, args):
+    """Issue 17's rows: /predict alone and under attribution load, the attributions' slowdown."""
+    if "na" in srv:
+        load = srv
+    else:
+        load = srv.get("load") or {"na": "not measured"}
+    pin = lambda v: "n/a (%s)" % load["na"] if "na" in load else (  # noqa: E731
+        v if isinstance(v, (int, float)) else "n/a (not reported)")
+    alone, loaded = load.get("alone") or {}, load.get("loaded") or {}
+    a_alone, a_loaded = load.get("attribute_alone") or {}, load.get("attribute_loaded") or {}
+    if "under_load_na" in load:  # the figures alone were measured, those under load not
+        loaded = a_loaded = {"na": load["under_load_na"]}
+
+    def pin_loaded(part, key):
+        return "n/a (%s)" % part["na"] if "na" in part else pin(part.get(key))
+    r_p99, slow = load.get("p99_loaded_over_p50_alone"), load.get("slowdown")
+
+    def judged(what, r, limit):
+        return ("note", "%s <= %gx (issue 17): %s" % (
+            what, limit, "n/a" if r is None else "%.2fx, %s" % (
+                r, "met" if r <= limit else "NOT met")))
+    period = args.load_period_ms
+    n_attr = "%s" % len(a_loaded["e2e_ms"]) if "e2e_ms" in a_loaded else "n/a"
+    explained = load.get("slowdown_from_compute")
+    return [
+        ("Predict alone, end to end p50, ms (%d sequential on one connection after 3 "
+         "warm-ups)" % args.load_predicts, pin(alone.get("p50_ms")), "-", "-", "ms", None),
+        ("Predict alone, end to end p99, ms", pin(alone.get("p99_ms")), "-", "-", "ms", None),
+        ("Predict under attribution load, end to end p50, ms (%s requests, one every %d ms, "
+         "%s sent while an /attribute was in flight; IG-%d heatmaps=none back to back from "
+         "another client)" % (loaded.get("n", "n/a"), period,
+                              loaded.get("sent_during_attribution", "n/a"), IG_POINTS),
+         pin_loaded(loaded, "p50_ms"), "-", "-", "ms", None),
+        ("Predict under attribution load, end to end p99, ms", pin_loaded(loaded, "p99_ms"),
+         "-", "-", "ms", judged("p99 under load / p50 alone", r_p99, 3)),
+        ("Attribution IG-%d alone, end to end mean, ms (%d back to back)"
+         % (IG_POINTS, args.load_attributions), pin(a_alone.get("mean_ms")), "-", "-", "ms",
+         None),
+        ("Attribution IG-%d during the predictions, end to end mean, ms (%s wholly inside the "
+         "window; the predictions' own forwards explain %s)"
+         % (IG_POINTS, n_attr, "%.2fx" % explained if explained else "n/a"),
+         pin_loaded(a_loaded, "mean_ms"),
+         "-", "-", "ms", judged("slowdown", slow, 1.5)),
+    ]
 
 
 def tol_rows(run, args, server_key, tag):
@@ -284,6 +331,12 @@ def write_markdown(path, meta, runs, args, harness_failures):
              "once per invocation"
              % (100 * args.tol, args.tol, TOL_MAX_STEPS, args.ig_reps_server, args.tol,
                 args.tol_reference + 1, args.ig_reps))
+    L.append("- predictions under attribution load (issue 17, default server): %d /predict "
+             "alone; then at least %d, one every %d ms, while /attribute?steps=%d&heatmaps=none "
+             "runs back to back from another client, until %d attributions ran wholly among "
+             "them; %d attributions alone; p99 by nearest rank"
+             % (args.load_predicts, args.load_predicts, args.load_period_ms, IG_POINTS,
+                args.load_attributions, args.load_attributions))
     L.append("- ratios are igserve / reference: below 1.0 means igserve takes less time or "
              "memory (for throughput, above 1.0 is better)")
     for run in runs:
@@ -323,6 +376,11 @@ def write_markdown(path, meta, runs, args, harness_failures):
             L.append("")
             L.append("Throughput run: %d answers 200, others by status: %s." % (
                 tp["ok"], json.dumps(tp["other_status"])))
+        load = get(run, "server", "load")
+        if load and load.get("window_cut"):
+            L.append("")
+            L.append("Predictions under load: the window was cut short (%s)."
+                     % load["window_cut"])
         attr = get(run, "server", "attribute")
         if attr and not attr.get("hwm_reset", True):
             L.append("")
