@@ -112,6 +112,77 @@ static uint8_t *cmyk_to_rgb(uint8_t *buf, size_t n)
 	return smaller ? smaller : buf;
 }
 
+/*
+ * jpeg_count_scans - the number of SOS markers libjpeg would meet before
+ * EOI, by walking the marker segments and the entropy-coded data between
+ * them as libjpeg reads them: a segment is skipped by its length, entropy
+ * data runs to the next 0xFF that is not a stuffed 0x00, a fill 0xFF or a
+ * restart marker, and stray bytes between markers are skipped to the next
+ * 0xFF (libjpeg warns there, and the decoder refuses warnings).  Never
+ * counts fewer scans than the decoder would run.
+ */
+static size_t jpeg_count_scans(const uint8_t *data, size_t len)
+{
+	size_t pos = 2, scans = 0; /* after SOI */
+	while (pos < len) {
+		if (data[pos] != 0xff) {
+			pos++;
+			continue;
+		}
+		while (pos < len && data[pos] == 0xff)
+			pos++;
+		if (pos >= len)
+			break;
+		uint8_t m = data[pos++];
+		if (m == 0xd9) /* EOI */
+			break;
+		if (m == 0x00 || m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7))
+			continue; /* no length */
+		if (len - pos < 2)
+			break;
+		size_t seg = (size_t)data[pos] << 8 | data[pos + 1];
+		pos += seg < len - pos ? seg : len - pos;
+		if (m != 0xda)
+			continue;
+		scans++;
+		/* Entropy-coded data up to the next real marker. */
+		while (pos + 1 < len) {
+			if (data[pos] == 0xff && data[pos + 1] != 0x00 && data[pos + 1] != 0xff &&
+			    !(data[pos + 1] >= 0xd0 && data[pos + 1] <= 0xd7))
+				break;
+			pos++;
+		}
+	}
+	return scans;
+}
+
+/*
+ * jpeg_check_scans - refuse a JPEG whose decoding would cost more than the
+ * scan budget: each scan of a progressive file is a pass over the whole
+ * coefficient buffer, so a 40-megapixel file of a few hundred KB could make
+ * the decoder run 500 passes (TurboJPEG's own LIMITSCANS stops only at 500).
+ * Encoders write up to a few dozen scans (libjpeg 10 for color, 6 for gray;
+ * mozjpeg's optimized scripts a few more), so more than IMAGE_MAX_JPEG_SCANS
+ * is refused, and so is a scans x pixels product over
+ * IMAGE_MAX_JPEG_SCAN_PIXELS (25 scans at 40 megapixels).
+ */
+static int jpeg_check_scans(const uint8_t *data, size_t len, int w, int h, struct igs_error *err)
+{
+	size_t scans = jpeg_count_scans(data, len);
+	uint64_t work = (uint64_t)scans * (uint64_t)w * (uint64_t)h;
+
+	if (scans > IMAGE_MAX_JPEG_SCANS)
+		return igs_fail(err, IGS_ERR_IMAGE_DECODE,
+		                "jpeg: %zu scans, over the limit of %d scans per image", scans,
+		                IMAGE_MAX_JPEG_SCANS);
+	if (work > IMAGE_MAX_JPEG_SCAN_PIXELS)
+		return igs_fail(err, IGS_ERR_IMAGE_DECODE,
+		                "jpeg: %zu scans of %dx%d pixels = %" PRIu64
+		                " scan-pixels, over the limit of %" PRIu64,
+		                scans, w, h, work, (uint64_t)IMAGE_MAX_JPEG_SCAN_PIXELS);
+	return 0;
+}
+
 static int decode_jpeg(struct image *out, const uint8_t *data, size_t len,
                        const struct image_limits *limits, struct igs_error *err)
 {
@@ -145,6 +216,9 @@ static int decode_jpeg(struct image *out, const uint8_t *data, size_t len,
 	int channels = cmyk ? 4 : 3;
 	rc = check_dimensions("jpeg", (uint64_t)(w < 0 ? 0 : w), (uint64_t)(h < 0 ? 0 : h),
 	                      channels, limits, err);
+	if (rc < 0)
+		goto done;
+	rc = jpeg_check_scans(data, len, w, h, err);
 	if (rc < 0)
 		goto done;
 
