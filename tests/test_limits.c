@@ -7,7 +7,9 @@
  *       NaN / infinity / negatives / overflow, a weights file truncated after
  *       it was opened neither crashes (SIGBUS) nor changes what was loaded;
  *   5   top-k selection equals a naive full sort, ties included, on a model
- *       of 21843 classes.
+ *       of 21843 classes;
+ *   12  a failing oneDNN execution (injected) fails its request with a 500,
+ *       and the worker answers the next requests as before.
  */
 #include <check.h>
 #include <errno.h>
@@ -22,6 +24,7 @@
 
 #include "attribution.h"
 #include "cli.h"
+#include "conv.h"
 #include "file.h"
 #include "labels.h"
 #include "png_encode.h"
@@ -426,6 +429,72 @@ START_TEST(test_top_k_matches_full_sort)
 }
 END_TEST
 
+/* ---- 12: a oneDNN execution failure fails the request, not the process -------------------- */
+
+static unsigned char *png_bytes_64(size_t *len)
+{
+	uint8_t *pix = malloc(64 * 64 * 3);
+	for (int i = 0; i < 64 * 64 * 3; i++)
+		pix[i] = (uint8_t)(i * 37 % 251);
+	unsigned char *png;
+	ck_assert_int_eq(png_encode(pix, 64, 64, 3, &png, len, NULL), 0);
+	free(pix);
+	return png;
+}
+
+START_TEST(test_engine_failure_is_the_requests_error)
+{
+	struct service_config cfg = {.model_path = fixture("tv_basic.safetensors")};
+	struct service *s = NULL;
+	struct service_worker *w = NULL;
+	struct igs_error err = {0};
+	ck_assert_msg(service_open(&s, &cfg, &err) == 0, "%s", err.message);
+	ck_assert_msg(service_worker_open(&w, s, &err) == 0, "%s", err.message);
+	size_t len;
+	unsigned char *png = png_bytes_64(&len);
+	struct request_options o;
+	request_options_init(&o);
+	o.attr.steps = 8;
+
+	struct predict_result good, again;
+	ck_assert_msg(service_predict(w, png, len, &o, NULL, &good, &err) == 0, "%s", err.message);
+	conv_inject_failure(2); /* the second convolution of the pass */
+	struct predict_result bad = {0};
+	ck_assert_int_eq(service_predict(w, png, len, &o, NULL, &bad, &err), IGS_ERR_INTERNAL);
+	ck_assert_int_eq(igs_code_http_status(err.code), 500);
+	/* The worker is still good: the same answer as before. */
+	ck_assert_msg(service_predict(w, png, len, &o, NULL, &again, &err) == 0, "%s", err.message);
+	ck_assert_int_eq(again.count, good.count);
+	for (int i = 0; i < good.count; i++) {
+		ck_assert_int_eq(again.top[i].index, good.top[i].index);
+		ck_assert_double_eq(again.top[i].logit, good.top[i].logit);
+	}
+	predict_result_clear(&good);
+	predict_result_clear(&again);
+
+	/* The same in an attribution, in the forward and in the backward passes. */
+	struct attribute_result ref, res;
+	ck_assert_msg(service_attribute(w, png, len, &o, NULL, &ref, &err) == 0, "%s",
+	              err.message);
+	for (int n = 1; n <= 40; n += 13) {
+		conv_inject_failure(n);
+		ck_assert_int_eq(service_attribute(w, png, len, &o, NULL, &res, &err),
+		                 IGS_ERR_INTERNAL);
+		ck_assert_msg(strstr(err.message, "network"), "%s", err.message);
+		conv_inject_failure(0);
+		ck_assert_msg(service_attribute(w, png, len, &o, NULL, &res, &err) == 0, "%s",
+		              err.message);
+		size_t values = (size_t)res.attr.size * res.attr.size * 3;
+		ck_assert_int_eq(memcmp(res.attr.attr, ref.attr.attr, values * sizeof(float)), 0);
+		attribute_result_clear(&res);
+	}
+	attribute_result_clear(&ref);
+	free(png);
+	service_worker_close(&w);
+	service_close(&s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("limits");
@@ -437,6 +506,7 @@ int main(void)
 	tcase_add_test(tc, test_labels_fifo_refused_without_blocking);
 	tcase_add_test(tc, test_weights_truncated_after_open);
 	tcase_add_test(tc, test_top_k_matches_full_sort);
+	tcase_add_test(tc, test_engine_failure_is_the_requests_error);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
