@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 
@@ -447,6 +449,25 @@ START_TEST(test_jpeg_scans_hidden_in_junk_still_counted)
 }
 END_TEST
 
+/* image_load_file reads regular files only: a FIFO without a writer is
+ * refused at once (a blocking open would hang the test until its timeout). */
+START_TEST(test_load_file_refuses_fifo)
+{
+	char dir[] = "/tmp/igs-fifo-XXXXXX", path[64];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/image.jpg", dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	struct image img;
+	struct igs_error err = {0};
+	ck_assert_int_eq(image_load_file(&img, path, NULL, &err), IGS_ERR_IO);
+	ck_assert_ptr_null(img.rgb);
+	ck_assert_msg(strstr(err.message, path) && strstr(err.message, "not a regular file"), "%s",
+	              err.message);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("image-limits");
@@ -461,6 +482,7 @@ int main(void)
 	tcase_add_test(jp, test_jpeg_scans_within_limit_decode_exactly);
 	tcase_add_test(jp, test_jpeg_scans_times_pixels_refused);
 	tcase_add_test(jp, test_jpeg_scans_hidden_in_junk_still_counted);
+	tcase_add_test(jp, test_load_file_refuses_fifo);
 	suite_add_tcase(s, jp);
 
 	SRunner *sr = srunner_create(s);

@@ -18,6 +18,7 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include "file.h"
 #include "image.h"
 
 /* ---- format sniffing ------------------------------------------------------------------------ */
@@ -352,48 +353,16 @@ int image_decode(struct image *out, const void *data, size_t len, const struct i
 int image_load_file(struct image *out, const char *path, const struct image_limits *limits,
                     struct igs_error *err)
 {
-	size_t max = limit_bytes(limits);
-	/* Read at most max+1 bytes: enough to know the file is over the limit
-	 * without reading all of it, whatever kind of file it is. */
-	size_t most = max < SIZE_MAX ? max + 1 : max;
-	size_t cap = most < 65536 ? most : 65536, len = 0;
-	uint8_t *buf = NULL;
-	int rc;
+	unsigned char *buf = NULL;
+	size_t len = 0;
 
 	out->width = out->height = 0;
 	out->rgb = NULL;
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	for (;;) {
-		if (len == cap || buf == NULL) {
-			if (buf != NULL)
-				cap = cap > most / 2 ? most : cap * 2;
-			uint8_t *bigger = realloc(buf, cap);
-			if (bigger == NULL) {
-				rc = igs_fail(err, IGS_ERR_NOMEM, "%s: no memory to read the file",
-				              path);
-				goto done;
-			}
-			buf = bigger;
-		}
-		size_t want = cap - len;
-		size_t got = fread(buf + len, 1, want, f);
-		len += got;
-		if (len > max) {
-			rc = igs_fail(err, IGS_ERR_TOO_LARGE,
-			              "%s: file is over the limit of %zu bytes", path, max);
-			goto done;
-		}
-		if (got < want) {
-			if (ferror(f)) {
-				rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read: %s", path,
-				              strerror(errno));
-				goto done;
-			}
-			break;
-		}
-	}
+	/* Regular files only (a FIFO would block), and never more than the
+	 * byte limit is read. */
+	int rc = file_read_all(path, limit_bytes(limits), &buf, &len, err);
+	if (rc < 0)
+		return rc;
 	rc = image_decode(out, buf, len, limits, err);
 	if (rc < 0 && err != NULL && rc != IGS_ERR_NOMEM) {
 		/* Say which file was refused. */
@@ -401,9 +370,7 @@ int image_load_file(struct image *out, const char *path, const struct image_limi
 		snprintf(msg, sizeof(msg), "%s", err->message);
 		igs_fail(err, rc, "%s: %s", path, msg);
 	}
-done:
 	free(buf);
-	fclose(f);
 	return rc;
 }
 
