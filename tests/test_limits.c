@@ -66,13 +66,15 @@ static void write_text(const char *path, const char *text)
 	fclose(f);
 }
 
-static char *read_text(const char *path)
+/* The file holds exactly `want`. */
+static void expect_text(const char *path, const char *want)
 {
 	unsigned char *buf;
 	size_t len;
 	struct igs_error err = {0};
 	ck_assert_msg(file_read_all(path, 0, &buf, &len, &err) == 0, "%s", err.message);
-	return (char *)buf;
+	ck_assert_str_eq((char *)buf, want);
+	free(buf);
 }
 
 /* ---- 9: blur_sigma -------------------------------------------------------------------------- */
@@ -163,17 +165,17 @@ START_TEST(test_write_new_never_overwrites_or_follows)
 	snprintf(dangling, sizeof dangling, "%s/dangling.png", tmpdir);
 
 	ck_assert_int_eq(file_write_new(path, "one", 3, &err), 0);
-	ck_assert_str_eq(read_text(path), "one");
+	expect_text(path, "one");
 	ck_assert_int_eq(file_write_new(path, "two", 3, &err), IGS_ERR_IO);
 	ck_assert_msg(strstr(err.message, path) && strstr(err.message, "already exists"), "%s",
 	              err.message);
-	ck_assert_str_eq(read_text(path), "one");
+	expect_text(path, "one");
 
 	/* A symbolic link to a file: refused, the target untouched. */
 	write_text(victim, "precious");
 	ck_assert_int_eq(symlink(victim, link), 0);
 	ck_assert_int_eq(file_write_new(link, "evil", 4, &err), IGS_ERR_IO);
-	ck_assert_str_eq(read_text(victim), "precious");
+	expect_text(victim, "precious");
 	/* A dangling one: refused, nothing created where it points. */
 	char nowhere[400];
 	snprintf(nowhere, sizeof nowhere, "%s/created-through-link", tmpdir);
@@ -254,7 +256,7 @@ START_TEST(test_cli_out_refuses_existing_files_before_the_work)
 	write_text(victim, "precious");
 	ck_assert_int_eq(symlink(victim, png), 0);
 	ck_assert_int_eq(run_igserve(argv, text, sizeof text), 1);
-	ck_assert_str_eq(read_text(victim), "precious");
+	expect_text(victim, "precious");
 	remove_tmpdir();
 }
 END_TEST
