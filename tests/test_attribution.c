@@ -268,7 +268,7 @@ START_TEST(test_baselines)
 	struct igs_error err = {0};
 	ck_assert_int_eq(attribution_baseline(BASELINE_BLUR, 0, 0, x, SIZE, out, &err),
 	                 IGS_ERR_BAD_OPTION);
-	ck_assert_str_eq(err.message, "blur_sigma must be in (0, 1000], got 0");
+	ck_assert_str_eq(err.message, "blur_sigma must be in (0, 100], got 0");
 }
 END_TEST
 

@@ -213,6 +213,63 @@ START_TEST(test_constant_attributions_draw_black)
 }
 END_TEST
 
+/* An upload over HEATMAP_OVERLAY_FULL_MAX_SIDE is drawn reduced: an upload
+ * that is an exact 2x2 enlargement of a 4096 x 64 picture gives, byte for
+ * byte, that picture's overlay (area averaging of 2x2 equal pixels is
+ * exact, and the geometry scales by 2). */
+START_TEST(test_overlay_full_capped)
+{
+	const int w = HEATMAP_OVERLAY_FULL_MAX_SIDE, h = 64;
+	float a[N];
+	make_attr(a);
+	struct image small = {.width = w, .height = h, .rgb = malloc((size_t)w * h * 3)};
+	struct image big = {.width = 2 * w, .height = 2 * h, .rgb = malloc((size_t)w * h * 12)};
+	for (size_t i = 0; i < (size_t)w * h * 3; i++)
+		small.rgb[i] = (uint8_t)(urand() * 256);
+	for (int y = 0; y < 2 * h; y++)
+		for (int x = 0; x < 2 * w; x++)
+			memcpy(big.rgb + ((size_t)y * 2 * w + x) * 3,
+			       small.rgb + ((size_t)(y / 2) * w + x / 2) * 3, 3);
+	/* letterbox of the small picture into S x S */
+	double sc = (double)S / w;
+	struct image_geometry gs = {.src_width = w, .src_height = h, .size = S,
+	                            .scale_x = sc, .scale_y = sc,
+	                            .offset_x = 0, .offset_y = (S - h * sc) / 2};
+	struct image_geometry gb = gs;
+	gb.src_width = 2 * w;
+	gb.src_height = 2 * h;
+	gb.scale_x = gb.scale_y = sc / 2;
+	struct heatmap_image fs, fb;
+	ck_assert_int_eq(heatmap_render_overlay_full(a, S, &small, &gs, &fs, NULL), 0);
+	ck_assert_int_eq(heatmap_render_overlay_full(a, S, &big, &gb, &fb, NULL), 0);
+	ck_assert_int_eq(fb.width, w);
+	ck_assert_int_eq(fb.height, h);
+	ck_assert_mem_eq(fb.pixels, fs.pixels, (size_t)w * h * 3);
+	heatmap_image_clear(&fs);
+	heatmap_image_clear(&fb);
+	free(small.rgb);
+	free(big.rgb);
+
+	/* the sizes: aspect kept, long side the maximum, never below 1 */
+	int ow, oh;
+	heatmap_overlay_full_size(6000, 4000, &ow, &oh);
+	ck_assert_int_eq(ow, 4096);
+	ck_assert_int_eq(oh, 2731);
+	heatmap_overlay_full_size(40, 1000000, &ow, &oh);
+	ck_assert_int_eq(ow, 1);
+	ck_assert_int_eq(oh, 4096);
+	heatmap_overlay_full_size(4096, 300, &ow, &oh);
+	ck_assert_int_eq(ow, 4096);
+	ck_assert_int_eq(oh, 300);
+	/* what png_encode refuses is known before encoding */
+	struct igs_error err = {0};
+	ck_assert_int_eq(png_encode_check(4096, 4096, 3, &err), 0);
+	ck_assert_int_eq(png_encode_check(PNG_ENCODE_MAX_SIDE + 1, 2, 3, &err), IGS_ERR_BAD_OPTION);
+	ck_assert_ptr_nonnull(strstr(err.message, "100001x2"));
+	ck_assert_int_eq(png_encode_check(4, 4, 2, &err), IGS_ERR_BAD_OPTION);
+}
+END_TEST
+
 START_TEST(test_overlay_full_resolution)
 {
 	float a[N], input[N];
@@ -432,6 +489,7 @@ int main(void)
 	tcase_add_test(tc, test_magnitude_and_overlay);
 	tcase_add_test(tc, test_constant_attributions_draw_black);
 	tcase_add_test(tc, test_overlay_full_resolution);
+	tcase_add_test(tc, test_overlay_full_capped);
 	tcase_add_test(tc, test_scalar_maps);
 	tcase_add_test(tc, test_colormap_viridis);
 	tcase_add_test(tc, test_png_roundtrip_and_errors);

@@ -60,6 +60,22 @@ static int encode(struct heatmap_image *im, const char *name, struct rendered_pn
 	return rc;
 }
 
+/* Every PNG the answer will carry can be encoded: refused before the
+ * attribution, not after it. */
+static int check_renderable(const struct request_options *o, const struct image *original,
+                            int size, struct igs_error *err)
+{
+	int rc = 0;
+	if (o->heatmaps & ~HEATMAP_OVERLAY_FULL)
+		rc = png_encode_check(size, size, 3, err);
+	if (!rc && (o->heatmaps & HEATMAP_OVERLAY_FULL)) {
+		int ow, oh;
+		heatmap_overlay_full_size(original->width, original->height, &ow, &oh);
+		rc = png_encode_check(ow, oh, 3, err);
+	}
+	return rc;
+}
+
 static int render_heatmaps(struct attribute_result *res, const float *pixels,
                            const struct image *original, const struct image_geometry *geom,
                            struct igs_error *err)
@@ -152,6 +168,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	}
 	rc = service_prepare_input(w, bytes, len, o, pixels, &original, &geom, prep_ms, err);
 	if (rc)
+		goto done;
+	if ((rc = check_renderable(o, &original, size, err)))
 		goto done;
 
 	double t0 = igs_now();

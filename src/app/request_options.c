@@ -148,7 +148,7 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return 0;
 	}
 	if (!strcmp(name, "blur_sigma"))
-		return double_in(name, value, 0.1, 1000, &a->blur_sigma, err);
+		return double_in(name, value, 0.1, ATTR_BLUR_SIGMA_MAX, &a->blur_sigma, err);
 	if (!strcmp(name, "seed")) {
 		char *end;
 		errno = 0;

@@ -154,9 +154,9 @@ static double uniform01(uint64_t *state)
 static int blur(const float *restrict src, float *restrict dst, int size, double sigma,
                 struct igs_error *err)
 {
-	if (!(sigma > 0) || sigma > 1000)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_sigma must be in (0, 1000], got %g",
-		                sigma);
+	if (!(sigma > 0) || sigma > ATTR_BLUR_SIGMA_MAX)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_sigma must be in (0, %g], got %g",
+		                ATTR_BLUR_SIGMA_MAX, sigma);
 	int radius = (int)ceil(3.0 * sigma);
 	size_t n = (size_t)size * size * 3;
 	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);

@@ -51,13 +51,18 @@ enum { SMOOTH_COUNT = SMOOTH_VARGRAD + 1 };
 enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY };
 enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
 
+/* The blur baseline's largest sigma: its kernel has 2 ceil(3 sigma) + 1 taps
+ * per pixel and pass (601 here; at 1000 it was 6001, seconds of CPU for a
+ * blur that is by then the image's mean anyway). */
+#define ATTR_BLUR_SIGMA_MAX 100.0
+
 struct attr_params {
 	int target;                  /* -1: the top-1 class */
 	enum attr_method method;     /* integrated gradients */
 	enum quad_rule rule;         /* gausslegendre */
 	int steps;                   /* 50 */
 	enum baseline_kind baseline; /* gray */
-	double blur_sigma;           /* 10 (input pixels) */
+	double blur_sigma;           /* 10 (input pixels), at most ATTR_BLUR_SIGMA_MAX */
 	unsigned long long seed;     /* 0: noise baseline and SmoothGrad seed */
 	double tolerance;            /* <= 0: off */
 	int max_steps;               /* 512 */

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "file.h"
+#include "heatmap.h"
 #include "json_render.h"
 #include "npy.h"
 #include "service.h"
@@ -37,10 +38,31 @@ static int write_png(struct rendered_png *png, const char *dir, struct igs_error
 	int n = snprintf(path, sizeof path, "%s/%s.png", dir, png->name);
 	if (n < 0 || (size_t)n >= sizeof path)
 		return igs_fail(err, IGS_ERR_IO, "%s: output directory path too long", dir);
-	int rc = file_write_bytes(path, png->bytes, png->len, err);
+	/* Exclusively: never through a planted symbolic link, never over a file. */
+	int rc = file_write_new(path, png->bytes, png->len, err);
 	if (rc == 0 && !(png->file = strdup(path)))
 		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory");
 	return rc;
+}
+
+/* Before the attribution: none of the heatmap files --out DIR will get
+ * exists yet (they are created exclusively, so one would fail the run only
+ * after the work). */
+static int check_out_dir_free(const char *dir, unsigned heatmaps, struct igs_error *err)
+{
+	for (unsigned bit = 1; bit <= HEATMAP_OVERLAY_FULL; bit <<= 1) {
+		if (!(heatmaps & bit))
+			continue;
+		char path[4096];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s.png", dir, heatmap_name(bit));
+		if (lstat(path, &st) == 0)
+			return igs_fail(err, IGS_ERR_IO,
+			                "%s: already exists (--out does not overwrite; remove it or "
+			                "choose another directory)",
+			                path);
+	}
+	return 0;
 }
 
 /* --out DIR: every PNG of the answer as a file; --raw FILE: the .npy. */
@@ -79,7 +101,7 @@ int cli_attribute(int argc, char **argv)
 	    "riemann_trapezoid, saliency or input_x_gradient");
 	OPT("steps", "N", "path points of the quadrature rule (50)");
 	OPT("baseline", "B", "gray (default), black, white, blur or noise");
-	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10)");
+	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10, at most 100)");
 	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
 	OPT("tolerance", "T",
 	    "refine until the estimated error of the attributions and the completeness error are "
@@ -191,6 +213,10 @@ int cli_attribute(int argc, char **argv)
 	if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
 		fprintf(stderr, "igserve attribute: %s: cannot create: %s\n", out_dir,
 		        strerror(errno));
+		return 1;
+	}
+	if (out_dir && check_out_dir_free(out_dir, ro.heatmaps, &err) != 0) {
+		fprintf(stderr, "igserve attribute: %s\n", err.message);
 		return 1;
 	}
 

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,9 @@ static int parse_size(const char *s, size_t *out)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || !(v >= 0)) /* !(>=) refuses NaN too */
+	/* NaN would pass every comparison below and its conversion to size_t is
+	 * undefined; infinity and negatives are not sizes either. */
+	if (errno || end == s || !isfinite(v) || v < 0)
 		return -1;
 	double mult = 1;
 	switch (toupper((unsigned char)*end)) {
@@ -53,7 +56,7 @@ static int parse_size(const char *s, size_t *out)
 	} else if (*end == 'B' || *end == 'b') {
 		end++;
 	}
-	if (*end || v * mult > (double)SIZE_MAX / 2)
+	if (*end || !(v * mult <= (double)SIZE_MAX / 2))
 		return -1;
 	*out = (size_t)(v * mult);
 	return 0;
@@ -86,7 +89,7 @@ static const char *type_expectation(enum flag_type t)
 {
 	switch (t) {
 	case FLAG_INT: return "an integer";
-	case FLAG_SIZE: return "a size in bytes (suffix K, M or G allowed)";
+	case FLAG_SIZE: return "a size in bytes, finite and >= 0 (suffix K, M, G or T allowed)";
 	case FLAG_DOUBLE: return "a number";
 	case FLAG_BOOL: return "true or false";
 	default: return "a value";

@@ -14,6 +14,10 @@
 
 #define IMAGE_DEFAULT_MAX_BYTES (16u << 20)      /* 16 MiB */
 #define IMAGE_DEFAULT_MAX_PIXELS 40000000ull      /* 40 megapixels */
+/* A JPEG's decoding work: at most this many scans (SOS markers), and scans x
+ * width x height at most IMAGE_MAX_JPEG_SCAN_PIXELS; refused before decoding. */
+#define IMAGE_MAX_JPEG_SCANS 64
+#define IMAGE_MAX_JPEG_SCAN_PIXELS 1000000000ull
 
 struct image {
 	int width, height;
@@ -89,5 +93,9 @@ int image_fit(struct image *out, const struct image *in, int size, enum resize_m
 /* image_resize - resample to exactly w x h (area when shrinking an axis,
  * bicubic when enlarging). */
 int image_resize(struct image *out, const struct image *in, int w, int h, struct igs_error *err);
+
+/* The scratch memory image_resize and image_fit use for a w x h result, besides the result:
+ * (h + 1) x w x 3 floats, independent of the source's size. */
+size_t image_resize_scratch_bytes(int w, int h);
 
 #endif

@@ -18,6 +18,7 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include "file.h"
 #include "image.h"
 
 /* ---- format sniffing ------------------------------------------------------------------------ */
@@ -112,6 +113,77 @@ static uint8_t *cmyk_to_rgb(uint8_t *buf, size_t n)
 	return smaller ? smaller : buf;
 }
 
+/*
+ * jpeg_count_scans - the number of SOS markers libjpeg would meet before
+ * EOI, by walking the marker segments and the entropy-coded data between
+ * them as libjpeg reads them: a segment is skipped by its length, entropy
+ * data runs to the next 0xFF that is not a stuffed 0x00, a fill 0xFF or a
+ * restart marker, and stray bytes between markers are skipped to the next
+ * 0xFF (libjpeg warns there, and the decoder refuses warnings).  Never
+ * counts fewer scans than the decoder would run.
+ */
+static size_t jpeg_count_scans(const uint8_t *data, size_t len)
+{
+	size_t pos = 2, scans = 0; /* after SOI */
+	while (pos < len) {
+		if (data[pos] != 0xff) {
+			pos++;
+			continue;
+		}
+		while (pos < len && data[pos] == 0xff)
+			pos++;
+		if (pos >= len)
+			break;
+		uint8_t m = data[pos++];
+		if (m == 0xd9) /* EOI */
+			break;
+		if (m == 0x00 || m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7))
+			continue; /* no length */
+		if (len - pos < 2)
+			break;
+		size_t seg = (size_t)data[pos] << 8 | data[pos + 1];
+		pos += seg < len - pos ? seg : len - pos;
+		if (m != 0xda)
+			continue;
+		scans++;
+		/* Entropy-coded data up to the next real marker. */
+		while (pos + 1 < len) {
+			if (data[pos] == 0xff && data[pos + 1] != 0x00 && data[pos + 1] != 0xff &&
+			    !(data[pos + 1] >= 0xd0 && data[pos + 1] <= 0xd7))
+				break;
+			pos++;
+		}
+	}
+	return scans;
+}
+
+/*
+ * jpeg_check_scans - refuse a JPEG whose decoding would cost more than the
+ * scan budget: each scan of a progressive file is a pass over the whole
+ * coefficient buffer, so a 40-megapixel file of a few hundred KB could make
+ * the decoder run 500 passes (TurboJPEG's own LIMITSCANS stops only at 500).
+ * Encoders write up to a few dozen scans (libjpeg 10 for color, 6 for gray;
+ * mozjpeg's optimized scripts a few more), so more than IMAGE_MAX_JPEG_SCANS
+ * is refused, and so is a scans x pixels product over
+ * IMAGE_MAX_JPEG_SCAN_PIXELS (25 scans at 40 megapixels).
+ */
+static int jpeg_check_scans(const uint8_t *data, size_t len, int w, int h, struct igs_error *err)
+{
+	size_t scans = jpeg_count_scans(data, len);
+	uint64_t work = (uint64_t)scans * (uint64_t)w * (uint64_t)h;
+
+	if (scans > IMAGE_MAX_JPEG_SCANS)
+		return igs_fail(err, IGS_ERR_IMAGE_DECODE,
+		                "jpeg: %zu scans, over the limit of %d scans per image", scans,
+		                IMAGE_MAX_JPEG_SCANS);
+	if (work > IMAGE_MAX_JPEG_SCAN_PIXELS)
+		return igs_fail(err, IGS_ERR_IMAGE_DECODE,
+		                "jpeg: %zu scans of %dx%d pixels = %" PRIu64
+		                " scan-pixels, over the limit of %" PRIu64,
+		                scans, w, h, work, (uint64_t)IMAGE_MAX_JPEG_SCAN_PIXELS);
+	return 0;
+}
+
 static int decode_jpeg(struct image *out, const uint8_t *data, size_t len,
                        const struct image_limits *limits, struct igs_error *err)
 {
@@ -145,6 +217,9 @@ static int decode_jpeg(struct image *out, const uint8_t *data, size_t len,
 	int channels = cmyk ? 4 : 3;
 	rc = check_dimensions("jpeg", (uint64_t)(w < 0 ? 0 : w), (uint64_t)(h < 0 ? 0 : h),
 	                      channels, limits, err);
+	if (rc < 0)
+		goto done;
+	rc = jpeg_check_scans(data, len, w, h, err);
 	if (rc < 0)
 		goto done;
 
@@ -283,48 +358,16 @@ int image_decode(struct image *out, const void *data, size_t len, const struct i
 int image_load_file(struct image *out, const char *path, const struct image_limits *limits,
                     struct igs_error *err)
 {
-	size_t max = limit_bytes(limits);
-	/* Read at most max+1 bytes: enough to know the file is over the limit
-	 * without reading all of it, whatever kind of file it is. */
-	size_t most = max < SIZE_MAX ? max + 1 : max;
-	size_t cap = most < 65536 ? most : 65536, len = 0;
-	uint8_t *buf = NULL;
-	int rc;
+	unsigned char *buf = NULL;
+	size_t len = 0;
 
 	out->width = out->height = 0;
 	out->rgb = NULL;
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return igs_fail(err, IGS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	for (;;) {
-		if (len == cap || buf == NULL) {
-			if (buf != NULL)
-				cap = cap > most / 2 ? most : cap * 2;
-			uint8_t *bigger = realloc(buf, cap);
-			if (bigger == NULL) {
-				rc = igs_fail(err, IGS_ERR_NOMEM, "%s: no memory to read the file",
-				              path);
-				goto done;
-			}
-			buf = bigger;
-		}
-		size_t want = cap - len;
-		size_t got = fread(buf + len, 1, want, f);
-		len += got;
-		if (len > max) {
-			rc = igs_fail(err, IGS_ERR_TOO_LARGE,
-			              "%s: file is over the limit of %zu bytes", path, max);
-			goto done;
-		}
-		if (got < want) {
-			if (ferror(f)) {
-				rc = igs_fail(err, IGS_ERR_IO, "%s: cannot read: %s", path,
-				              strerror(errno));
-				goto done;
-			}
-			break;
-		}
-	}
+	/* Regular files only (a FIFO would block), and never more than the
+	 * byte limit is read. */
+	int rc = file_read_all(path, limit_bytes(limits), &buf, &len, err);
+	if (rc < 0)
+		return rc;
 	rc = image_decode(out, buf, len, limits, err);
 	if (rc < 0 && err != NULL && rc != IGS_ERR_NOMEM) {
 		/* Say which file was refused. */
@@ -332,9 +375,7 @@ int image_load_file(struct image *out, const char *path, const struct image_limi
 		snprintf(msg, sizeof(msg), "%s", err->message);
 		igs_fail(err, rc, "%s: %s", path, msg);
 	}
-done:
 	free(buf);
-	fclose(f);
 	return rc;
 }
 

@@ -154,6 +154,19 @@ void conv_plan_backward_data(const struct conv_plan *p, float *d_in, const float
 void conv_plan_backward_data_masked(const struct conv_plan *p, float *d_in, float *d_out,
                                     const uint8_t *d_out_bits, const uint8_t *mask, void *scratch);
 
+/*
+ * conv_take_failure - IGS_ERR_INTERNAL when a primitive execution failed on
+ * the calling thread since the last call, else 0; clears it.  The plans'
+ * passes return nothing, so a failure is recorded (and later executions on
+ * the thread are skipped) until the network pass that ran them collects it
+ * and fails its request instead of the process.
+ */
+int conv_take_failure(void);
+
+/* For tests: the n-th primitive execution from now on the calling thread
+ * fails (n >= 1; 0 cancels). */
+void conv_inject_failure(int n);
+
 /* The backend and the instruction set its kernels use, for the startup log:
  * "oneDNN 2.6.3, avx512_core". */
 const char *conv_backend(void);

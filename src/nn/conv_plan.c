@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,10 +279,27 @@ const char *conv_plan_backward_impl(const struct conv_plan *p)
 }
 
 /*
- * Execution cannot fail for a primitive that was created (oneDNN validated
- * the shapes then); a failure here is a bug, so it aborts loudly rather than
- * returning a result computed from garbage.
+ * Execution should not fail for a primitive that was created (oneDNN
+ * validated the shapes then), but when it does (out of memory inside the
+ * library, a bug) the request fails, not the process: the status is kept
+ * per thread, the rest of the pass skips its primitives, and the network
+ * pass returns IGS_ERR_INTERNAL (conv_take_failure).
  */
+static _Thread_local dnnl_status_t exec_failure = dnnl_success;
+static _Thread_local int inject_countdown;
+
+int conv_take_failure(void)
+{
+	dnnl_status_t st = exec_failure;
+	exec_failure = dnnl_success;
+	return st == dnnl_success ? 0 : IGS_ERR_INTERNAL;
+}
+
+void conv_inject_failure(int n)
+{
+	inject_countdown = n > 0 ? n : 0;
+}
+
 static void run(const struct conv_plan *p, const struct runner *r, int in_arg, const void *in,
                 int out_arg, void *out, const uint8_t *mask, void *scratch)
 {
@@ -299,11 +317,18 @@ static void run(const struct conv_plan *p, const struct runner *r, int in_arg, c
 		dnnl_memory_set_data_handle(r->mask, (void *)mask);
 		args[nargs++] = (dnnl_exec_arg_t){r->mask_arg, r->mask};
 	}
-	dnnl_status_t st = dnnl_primitive_execute(r->prim, p->stream, nargs, args);
+	if (exec_failure != dnnl_success)
+		return; /* the pass has failed already */
+	dnnl_status_t st = inject_countdown > 0 && --inject_countdown == 0
+	                       ? dnnl_runtime_error
+	                       : dnnl_primitive_execute(r->prim, p->stream, nargs, args);
 	if (st == dnnl_success)
 		st = dnnl_stream_wait(p->stream);
-	if (st != dnnl_success)
-		abort();
+	if (st != dnnl_success) {
+		fprintf(stderr, "igserve: oneDNN convolution (%s) failed: status %d\n",
+		        r->impl ? r->impl : "unknown", (int)st);
+		exec_failure = st;
+	}
 }
 
 /* Pixels of an activation as runs of `group` floats: NHWC one run of c per

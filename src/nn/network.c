@@ -235,7 +235,7 @@ static int forward(struct net_workspace *ws, const float *pixels, int n, float *
 	normalize_forward(ws->input, pixels, n, S, S, m->info.mean, m->info.std);
 	conv_forward(ws, 0, ws->act[0], ws->input);
 	forward_body(ws, logits, keep);
-	return 0;
+	return conv_take_failure();
 }
 
 /* Values of one image's stem output. */
@@ -285,6 +285,11 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 		ws->unit_ready = true;
 	}
 	memset(ws->path_sum, 0, count * sizeof *ws->path_sum);
+	int rc = conv_take_failure();
+	if (rc < 0) {
+		ws->unit_ready = false; /* maybe computed from a failed pass */
+		return rc;
+	}
 	ws->path_ready = true;
 	return 0;
 }
@@ -300,6 +305,9 @@ int net_forward_path(struct net_workspace *ws, const float *alpha, int n, float 
 	tensor_lerp(ws->act[0], ws->path_ends, ws->path_ends + count, alpha, n, count,
 	            ws->model->stem.relu);
 	forward_body(ws, logits, true);
+	rc = conv_take_failure();
+	if (rc < 0)
+		return rc;
 	ws->on_path = true;
 	return 0;
 }
@@ -470,7 +478,7 @@ int net_backward(struct net_workspace *ws, const float *d_logits, float *grad_pi
 	maxpool_backward(spare, g, ws->argmax, &ws->pool);
 	conv_backward(ws, 0, g, spare, NULL);
 	normalize_backward(grad_pixels, g, ws->n, ws->size, ws->size, m->info.std);
-	return 0;
+	return conv_take_failure();
 }
 
 int net_backward_path(struct net_workspace *ws, const float *d_logits, const float *weight,
@@ -483,7 +491,7 @@ int net_backward_path(struct net_workspace *ws, const float *d_logits, const flo
 	const float *from = ws->path_ends, *to = from + stem_count_per_image(ws);
 	maxpool_backward_sum(ws->path_sum, sums, g, ws->argmax, weight, ws->path_unit, from, to,
 	                     &ws->pool);
-	return 0;
+	return conv_take_failure();
 }
 
 int net_path_gradient(struct net_workspace *ws, float *grad_pixels)
@@ -498,5 +506,5 @@ int net_path_gradient(struct net_workspace *ws, float *grad_pixels)
 	conv_plan_backward_data(ws->plans[0].convs[0], ws->input, ws->path_sum, NULL, ws->scratch);
 	normalize_backward(grad_pixels, ws->input, 1, S, S, m->info.std);
 	memset(ws->path_sum, 0, stem_count_per_image(ws) * sizeof *ws->path_sum);
-	return 0;
+	return conv_take_failure();
 }

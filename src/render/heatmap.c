@@ -243,6 +243,22 @@ static double bilinear(const float *m, int size, double u, double v)
 	return top * (1 - fy) + bot * fy;
 }
 
+void heatmap_overlay_full_size(int width, int height, int *out_width, int *out_height)
+{
+	int longest = width > height ? width : height;
+	if (longest <= HEATMAP_OVERLAY_FULL_MAX_SIDE) {
+		*out_width = width;
+		*out_height = height;
+		return;
+	}
+	double f = (double)HEATMAP_OVERLAY_FULL_MAX_SIDE / longest;
+	long w = lround(width * f), h = lround(height * f);
+	*out_width = w < 1 ? 1 : w > HEATMAP_OVERLAY_FULL_MAX_SIDE ? HEATMAP_OVERLAY_FULL_MAX_SIDE
+	                                                            : (int)w;
+	*out_height = h < 1 ? 1 : h > HEATMAP_OVERLAY_FULL_MAX_SIDE ? HEATMAP_OVERLAY_FULL_MAX_SIDE
+	                                                             : (int)h;
+}
+
 int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
                                 const struct image_geometry *geom, struct heatmap_image *out,
                                 struct igs_error *err)
@@ -250,25 +266,44 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 	memset(out, 0, sizeof *out);
 	if (!original || !original->rgb || !geom || !(geom->scale_x > 0) || !(geom->scale_y > 0))
 		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: overlay_full needs the upload");
+	/*
+	 * A large upload is drawn on its area-averaged reduction to
+	 * HEATMAP_OVERLAY_FULL_MAX_SIDE on the long side: a 40-megapixel overlay
+	 * would be ~120 MB of PNG and base64 for detail the 224-pixel attribution
+	 * does not have.  Reduced pixel centre d + 0.5 is source (d + 0.5) W / w,
+	 * so the mapping to the input scales by W / w.
+	 */
+	struct image scaled = {0};
+	const struct image *base = original;
+	struct image_geometry g = *geom;
+	int ow, oh;
+	heatmap_overlay_full_size(original->width, original->height, &ow, &oh);
+	if (ow != original->width || oh != original->height) {
+		int rc = image_resize(&scaled, original, ow, oh, err);
+		if (rc)
+			return rc;
+		g.scale_x *= (double)original->width / ow;
+		g.scale_y *= (double)original->height / oh;
+		base = &scaled;
+	}
 	size_t hw = (size_t)size * size;
 	float *m = malloc(hw * sizeof *m);
-	if (!m)
-		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
-	int rc = magnitude01(attr, hw, m, err);
+	int rc = m ? magnitude01(attr, hw, m, err)
+	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	if (!rc)
-		rc = alloc_image(out, original->width, original->height, 3, err);
+		rc = alloc_image(out, base->width, base->height, 3, err);
 	if (rc) {
 		free(m);
+		image_clear(&scaled);
 		return rc;
 	}
-	for (int sy = 0; sy < original->height; sy++) {
+	for (int sy = 0; sy < base->height; sy++) {
 		/* input y + 0.5 = (sy + 0.5) scale_y + offset_y (image.h) */
-		double v = (sy + 0.5) * geom->scale_y + geom->offset_y - 0.5;
-		for (int sx = 0; sx < original->width; sx++) {
-			double u = (sx + 0.5) * geom->scale_x + geom->offset_x - 0.5;
-			const uint8_t *src =
-			    original->rgb + ((size_t)sy * original->width + sx) * 3;
-			uint8_t *dst = out->pixels + ((size_t)sy * original->width + sx) * 3;
+		double v = (sy + 0.5) * g.scale_y + g.offset_y - 0.5;
+		for (int sx = 0; sx < base->width; sx++) {
+			double u = (sx + 0.5) * g.scale_x + g.offset_x - 0.5;
+			const uint8_t *src = base->rgb + ((size_t)sy * base->width + sx) * 3;
+			uint8_t *dst = out->pixels + ((size_t)sy * base->width + sx) * 3;
 			if (u < -0.5 || v < -0.5 || u > size - 0.5 || v > size - 0.5) {
 				for (int c = 0; c < 3; c++)
 					dst[c] = (uint8_t)(src[c] / 2); /* cropped away */
@@ -283,5 +318,6 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 		}
 	}
 	free(m);
+	image_clear(&scaled);
 	return 0;
 }

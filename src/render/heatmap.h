@@ -8,7 +8,8 @@
  *               grayscale
  *   overlay     magnitude through viridis, blended over the input with
  *               alpha = 0.2 + 0.6 m (faint where nothing is attributed)
- *   overlay_full the overlay at the upload's own resolution, the magnitude
+ *   overlay_full the overlay at the upload's own resolution (at most 4096
+ *               pixels on the long side, larger uploads reduced), the magnitude
  *               sampled bilinearly through image_geometry; source pixels the
  *               model never saw (cropped away) are shown at half brightness
  *   channel_r/g/b each channel min-max scaled, grayscale
@@ -60,9 +61,18 @@ unsigned heatmap_bit(const char *name, size_t len);
 int heatmap_render(unsigned bit, const float *attr, int size, const float *input,
                    struct heatmap_image *out, struct igs_error *err);
 
+/* overlay_full's longest side: a larger upload is drawn reduced to it. */
+#define HEATMAP_OVERLAY_FULL_MAX_SIDE 4096
+
+/* The size overlay_full has for an upload of width x height (the same, or
+ * reduced with its aspect kept so the long side is the maximum). */
+void heatmap_overlay_full_size(int width, int height, int *out_width, int *out_height);
+
 /*
  * heatmap_render_overlay_full - the overlay drawn over `original` (the
- * decoded upload) at its resolution, through `geom` from image_fit.
+ * decoded upload) at its resolution, through `geom` from image_fit; an
+ * upload longer than HEATMAP_OVERLAY_FULL_MAX_SIDE on either side is first
+ * reduced (area averaging) to heatmap_overlay_full_size.
  */
 int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
                                 const struct image_geometry *geom, struct heatmap_image *out,

@@ -57,16 +57,25 @@ static void on_warning(png_structp png, png_const_charp msg)
 	(void)msg;
 }
 
+int png_encode_check(int width, int height, int channels, struct igs_error *err)
+{
+	if (width < 1 || height < 1 || width > PNG_ENCODE_MAX_SIDE || height > PNG_ENCODE_MAX_SIDE ||
+	    (channels != 1 && channels != 3))
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "png: cannot encode %dx%d with %d channels (sides 1..%d, 1 or 3 "
+		                "channels)",
+		                width, height, channels, PNG_ENCODE_MAX_SIDE);
+	return 0;
+}
+
 int png_encode(const uint8_t *pixels, int width, int height, int channels, unsigned char **out,
                size_t *len, struct igs_error *err)
 {
 	*out = NULL;
 	*len = 0;
-	if (width < 1 || height < 1 || width > 100000 || height > 100000 ||
-	    (channels != 1 && channels != 3))
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "png: cannot encode %dx%d with %d channels", width, height,
-		                channels);
+	int bad = png_encode_check(width, height, channels, err);
+	if (bad)
+		return bad;
 	struct membuf b = {0};
 	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &b, on_error, on_warning);
 	if (!png)

@@ -18,4 +18,11 @@
 int png_encode(const uint8_t *pixels, int width, int height, int channels, unsigned char **out,
                size_t *len, struct igs_error *err);
 
+/* The largest side png_encode takes. */
+#define PNG_ENCODE_MAX_SIDE 100000
+
+/* png_encode_check - 0 when png_encode takes width x height x channels,
+ * else IGS_ERR_BAD_OPTION saying why: callers check before computing. */
+int png_encode_check(int width, int height, int channels, struct igs_error *err);
+
 #endif

@@ -79,6 +79,39 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_
 	return 0;
 }
 
+int file_write_new(const char *path, const void *data, size_t len, struct igs_error *err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return igs_fail(err, IGS_ERR_IO,
+			                "%s: already exists (not overwritten; remove it or write "
+			                "elsewhere)",
+			                path);
+		return igs_fail(err, IGS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+	}
+	const unsigned char *p = data;
+	size_t done = 0;
+	int e = 0;
+	while (done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e) {
+		unlink(path);
+		return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", path, strerror(e));
+	}
+	return 0;
+}
+
 int file_write_bytes(const char *path, const void *data, size_t len, struct igs_error *err)
 {
 	FILE *f = fopen(path, "wb");

@@ -36,4 +36,13 @@ int file_write_atomic(const char *path, const void *data, size_t len, struct igs
  * counts). */
 int file_exists(const char *path);
 
+/*
+ * file_write_new - write `len` bytes to `path`, which must not exist yet:
+ * created exclusively (O_CREAT | O_EXCL, so never through a symbolic link,
+ * dangling or not, and never over an existing file).  IGS_ERR_IO naming it;
+ * "already exists" when something is there.  A failed write removes the
+ * file it created.
+ */
+int file_write_new(const char *path, const void *data, size_t len, struct igs_error *err);
+
 #endif

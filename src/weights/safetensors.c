@@ -2,7 +2,8 @@
  * safetensors.c - map, validate and read .safetensors files.
  *
  * The file layout is described byte by byte in safetensors.h.
- * Reading maps the whole file read-only and checks every header field against
+ * Reading copies the whole file into memory (one version of it, however the
+ * file changes meanwhile) and checks every header field against
  * the file size before a single tensor is exposed, so callers may trust
  * `st_tensor.data` / `nbytes` without further bounds checks.
  *
@@ -11,7 +12,7 @@
  *   2. Byte and float bits  little-endian loads, F16/BF16 to float32
  *   3. The open file        struct st_file
  *   4. Header validation    JSON -> st_tensor array, every check in one place
- *   5. Open and close       mmap, header length, SHA-256
+ *   5. Open and close       read, header length, SHA-256
  *   6. Lookup               count, at, find, sha256, metadata
  *   7. Reading as float32   safetensors_read_f32
  */
@@ -27,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,7 +159,7 @@ struct st_meta {
 
 struct st_file {
 	char *path;  /* copy, for messages */
-	void *map;   /* the whole file, PROT_READ */
+	void *map;   /* the whole file as read (memory_alloc_large), never written */
 	size_t size; /* file size in bytes (> 0) */
 	size_t count;
 	struct st_tensor *tensors;  /* [count], sorted by data offset */
@@ -515,6 +515,49 @@ static int sha256_hex(char out[65], const void *data, size_t len)
 	return 0;
 }
 
+/* Same file, same size, same modification time: nothing wrote it meanwhile. */
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* f->size bytes of fd into f->map (allocated here), refusing a file that
+ * grew, shrank or was modified while it was read. */
+static int read_whole(int fd, const char *path, const struct stat *before, struct st_file *f,
+                      struct igs_error *err)
+{
+	unsigned char *buf = memory_alloc_large(f->size);
+	if (!buf)
+		return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory to read %zu bytes", path,
+		                f->size);
+	f->map = buf;
+	size_t done = 0;
+	while (done < f->size) {
+		ssize_t n = pread(fd, buf + done, f->size - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return igs_fail(err, IGS_ERR_IO, "%s: cannot read: %s", path,
+			                strerror(errno));
+		if (n == 0)
+			return igs_fail(err, IGS_ERR_IO,
+			                "%s: the file shrank from %zu to %zu bytes while it was read "
+			                "(being replaced? load it again)",
+			                path, f->size, done);
+		done += (size_t)n;
+	}
+	struct stat after;
+	char extra;
+	if (fstat(fd, &after) != 0 || !same_version(before, &after) ||
+	    pread(fd, &extra, 1, (off_t)f->size) != 0)
+		return igs_fail(err, IGS_ERR_IO,
+		                "%s: the file changed while it was read (being replaced? load it "
+		                "again)",
+		                path);
+	return 0;
+}
+
 /*
  * safetensors_open - see safetensors.h.  On success the caller owns *out
  * and releases it with safetensors_close; every pointer it hands out
@@ -561,15 +604,16 @@ int safetensors_open(struct st_file **out, const char *path, struct igs_error *e
 		goto fail;
 	}
 	f->size = (size_t)st.st_size;
-	void *map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-	int map_errno = errno;
-	close(fd); /* the mapping keeps the file alive */
-	if (map == MAP_FAILED) {
-		rc = igs_fail(err, IGS_ERR_IO, "%s: cannot mmap %zu bytes: %s", path, f->size,
-		              strerror(map_errno));
+	/*
+	 * Read, not mapped: the bytes hashed, validated and loaded are then one
+	 * copy, whatever happens to the file meanwhile.  A mapping would see a
+	 * concurrent rewrite in pages not yet touched (a hash of one version,
+	 * weights of another) and die of SIGBUS when the file is truncated.
+	 */
+	rc = read_whole(fd, path, &st, f, err);
+	close(fd);
+	if (rc)
 		goto fail;
-	}
-	f->map = map;
 
 	if (f->size < 8) {
 		rc = igs_fail(err, IGS_ERR_FORMAT,
@@ -603,10 +647,6 @@ int safetensors_open(struct st_file **out, const char *path, struct igs_error *e
 		rc = igs_fail(err, IGS_ERR_NOMEM, "%s: SHA-256 computation failed", path);
 		goto fail;
 	}
-	/* Hashing touched every page; readers copy what they need, so the
-	 * mapping need not keep the file resident (it faults back in on use):
-	 * a 100 MB weights file would otherwise sit beside the model's copy. */
-	memory_release_pages(f->map, f->size);
 	*out = f;
 	return 0;
 
@@ -622,8 +662,7 @@ void safetensors_close(struct st_file **f)
 	if (!f || !*f)
 		return;
 	struct st_file *s = *f;
-	if (s->map)
-		munmap(s->map, s->size);
+	free(s->map);
 	free(s->tensors);
 	free(s->by_name);
 	free(s->meta);
@@ -721,6 +760,5 @@ int safetensors_read_f32(const struct st_tensor *t, float *dst, struct igs_error
 		    "F16, BF16, F64)",
 		    t->name, safetensors_dtype_name(t->dtype));
 	}
-	memory_release_pages(src, t->nbytes); /* copied: the mapping's pages may go */
 	return 0;
 }

@@ -10,9 +10,10 @@
  *   bytes 8+N..     the data buffer; offsets are relative to its start,
  *                   tensors are little-endian, C order, and must not overlap
  *
- * The file is mmap'ed read-only; every offset, shape and dtype is checked
- * against the file size before a tensor is exposed, so a tensor's bytes are
- * always inside the mapping.
+ * The file is read into memory whole (a file changed while it is read is
+ * refused); every offset, shape and dtype is checked against the file size
+ * before a tensor is exposed, so a tensor's bytes are always inside that
+ * copy, and the SHA-256 is of exactly the bytes the tensors come from.
  */
 #ifndef IGSERVE_SAFETENSORS_H
 #define IGSERVE_SAFETENSORS_H
@@ -36,21 +37,21 @@ struct st_tensor {
 	int ndim;
 	int64_t shape[ST_MAX_DIMS];
 	int64_t numel;           /* product of shape (1 for a scalar) */
-	const void *data;        /* inside the mapping; valid until close */
+	const void *data;        /* inside the file's copy; valid until close */
 	size_t nbytes;
 };
 
 struct st_file;
 
 /*
- * safetensors_open - map `path` and validate its header.  On success *out
- * owns the mapping and 0 is returned; on failure a negative code
+ * safetensors_open - read `path` and validate its header.  On success *out
+ * owns the copy and 0 is returned; on failure a negative code
  * (IGS_ERR_IO, IGS_ERR_FORMAT, IGS_ERR_NOMEM) and a message naming the file
  * and the problem.
  */
 int safetensors_open(struct st_file **out, const char *path, struct igs_error *err);
 
-/* safetensors_close - unmap and free; sets *f to NULL.  NULL is fine. */
+/* safetensors_close - free the copy and all; sets *f to NULL.  NULL is fine. */
 void safetensors_close(struct st_file **f);
 
 size_t safetensors_count(const struct st_file *f);
