@@ -13,7 +13,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential meson ninja-build pkg-config \
         libmicrohttpd-dev libcjson-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev \
-        libopenblas-dev libdnnl-dev libssl-dev check libcurl4-openssl-dev python3 \
+        libopenblas-dev libdnnl-dev libssl-dev libsnappy-dev check libcurl4-openssl-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,7 +28,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libmicrohttpd12 libcjson1 libturbojpeg0 libpng16-16 libopenblas0-pthread libdnnl2 \
-        libgomp1 libssl3 \
+        libgomp1 libssl3 libsnappy1v5 \
         curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /opt/igserve --shell /usr/sbin/nologin igserve \
