@@ -5,21 +5,19 @@
  * varint is checked against the bytes that hold it, every block's and every
  * tensor's CRC32C is verified, so callers may trust tfb_tensor.data/nbytes.
  *
+ * The table's blocks are read by tfbundle_table.c, the --model path is
+ * resolved to a prefix by tfbundle_path.c.
+ *
  * Contents:
- *   1. CRC32C              table-driven, SSE4.2 when the CPU has it
- *   2. Bounded reading     varints and little-endian loads from a cursor
- *   3. Table blocks        footer, block trailer, snappy, entries, restarts
- *   4. Protocol buffers    BundleHeaderProto, BundleEntryProto
- *   5. The index           walking the table into tfb_tensor records
- *   6. Shards              mmap, bounds, tensor checksums
- *   7. Prefix resolution   PREFIX, DIR/checkpoint, SavedModel directories
- *   8. Lookup and reading  count, at, find, tfbundle_read_f32
+ *   1. Protocol buffers    BundleHeaderProto, BundleEntryProto
+ *   2. The index           footer, walking the table into tfb_tensor records
+ *   3. Shards              mmap, bounds, tensor checksums, open and close
+ *   4. Lookup and reading  count, at, find, tfbundle_read_f32
  */
 #include "tfbundle.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <snappy-c.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,308 +27,14 @@
 #include <unistd.h>
 
 #include "file.h"
+#include "tfbundle_table.h"
 
 #define TABLE_MAGIC 0xdb4775248b80fb57ull
 #define FOOTER_BYTES 48
-#define TRAILER_BYTES 5
-/* Far above any real checkpoint (a ResNet-200's index is ~100 KB) and a
- * bound on what one decompressed block may claim. */
-#define MAX_BLOCK_BYTES (256u << 20)
 #define MAX_SHARDS 100000
-#define MAX_KEY_BYTES 65536
 
 /* ======================================================================== */
-/* 1. CRC32C                                                                */
-/* ======================================================================== */
-
-static uint32_t crc_table[256];
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
-		crc_table[i] = c;
-	}
-}
-
-static uint32_t crc32c_table(uint32_t c, const unsigned char *p, size_t n)
-{
-	while (n--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t c,
-                                                               const unsigned char *p,
-                                                               size_t n)
-{
-	uint64_t c64 = c;
-	while (n >= 8) {
-		uint64_t v;
-		memcpy(&v, p, 8);
-		c64 = __builtin_ia32_crc32di(c64, v);
-		p += 8;
-		n -= 8;
-	}
-	c = (uint32_t)c64;
-	while (n--)
-		c = __builtin_ia32_crc32qi(c, *p++);
-	return c;
-}
-#endif
-
-uint32_t tfbundle_crc32c(uint32_t crc, const void *data, size_t n)
-{
-	static int mode; /* 0 unknown, 1 table, 2 sse4.2; benign race: same result */
-	if (!mode) {
-		crc_table_init();
-		mode = 1;
-#if defined(__x86_64__)
-		if (__builtin_cpu_supports("sse4.2"))
-			mode = 2;
-#endif
-	}
-	uint32_t c = ~crc;
-#if defined(__x86_64__)
-	if (mode == 2)
-		return ~crc32c_sse42(c, data, n);
-#endif
-	return ~crc32c_table(c, data, n);
-}
-
-uint32_t tfbundle_crc_mask(uint32_t crc)
-{
-	return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
-/* ======================================================================== */
-/* 2. Bounded reading                                                       */
-/* ======================================================================== */
-
-struct cursor {
-	const unsigned char *p, *end;
-};
-
-static uint32_t load_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t load_le64(const unsigned char *p)
-{
-	return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
-}
-
-/* A base-128 varint of at most 10 bytes that fits 64 bits; false when it
- * runs past the end or overflows. */
-static bool read_varint(struct cursor *c, uint64_t *out)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 10; i++) {
-		if (c->p >= c->end)
-			return false;
-		unsigned char b = *c->p++;
-		if (i == 9 && b > 1)
-			return false;
-		v |= (uint64_t)(b & 0x7f) << (7 * i);
-		if (!(b & 0x80)) {
-			*out = v;
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool read_varint32(struct cursor *c, uint32_t *out)
-{
-	uint64_t v;
-	if (!read_varint(c, &v) || v > UINT32_MAX)
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
-/* ======================================================================== */
-/* 3. Table blocks                                                          */
-/* ======================================================================== */
-
-struct handle {
-	uint64_t offset, size;
-};
-
-/* A block's contents: inside the index bytes, or `owned` when decompressed. */
-struct block {
-	const unsigned char *data;
-	size_t size;
-	unsigned char *owned;
-};
-
-static bool read_handle(struct cursor *c, struct handle *h)
-{
-	return read_varint(c, &h->offset) && read_varint(c, &h->size);
-}
-
-/* Check the trailer of the block at `h` (CRC of contents + type byte) and
- * decompress it when snappy. `what` is "index block", "data block 3", ... */
-static int block_read(struct block *b, const unsigned char *file, size_t blocks_end,
-                      struct handle h, const char *label, const char *what,
-                      struct igs_error *err)
-{
-	memset(b, 0, sizeof *b);
-	if (h.offset > blocks_end || h.size > blocks_end - h.offset ||
-	    blocks_end - h.offset - h.size < TRAILER_BYTES)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s at offset %llu size %llu runs past the table's "
-		                "%zu bytes of blocks (truncated?)",
-		                label, what, (unsigned long long)h.offset,
-		                (unsigned long long)h.size, blocks_end);
-	const unsigned char *p = file + h.offset;
-	const unsigned char type = p[h.size];
-	const uint32_t stored = load_le32(p + h.size + 1);
-	uint32_t crc = tfbundle_crc32c(0, p, h.size);
-	crc = tfbundle_crc32c(crc, &type, 1);
-	/* Fuzz builds (the libFuzzer convention's macro) look past the CRC so
-	 * that mutations reach the block and record parsers behind it. */
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-	if (tfbundle_crc_mask(crc) != stored)
-#else
-	if (tfbundle_crc_mask(crc) != stored && false)
-#endif
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s at offset %llu: bad CRC32C (stored %08x, computed %08x)",
-		                label, what, (unsigned long long)h.offset, stored,
-		                tfbundle_crc_mask(crc));
-	if (type == 0) {
-		b->data = p;
-		b->size = h.size;
-		return 0;
-	}
-	if (type != 1)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s has compression type %u (known: 0 none, 1 snappy)", label,
-		                what, type);
-	size_t ulen;
-	if (snappy_validate_compressed_buffer((const char *)p, h.size) != SNAPPY_OK ||
-	    snappy_uncompressed_length((const char *)p, h.size, &ulen) != SNAPPY_OK)
-		return igs_fail(err, IGS_ERR_FORMAT, "%s: %s is not valid snappy data", label,
-		                what);
-	if (ulen > MAX_BLOCK_BYTES)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s decompresses to %zu bytes, over the %u-byte limit", label,
-		                what, ulen, MAX_BLOCK_BYTES);
-	b->owned = malloc(ulen ? ulen : 1);
-	if (!b->owned)
-		return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory for %s", label, what);
-	if (snappy_uncompress((const char *)p, h.size, (char *)b->owned, &ulen) != SNAPPY_OK) {
-		free(b->owned);
-		b->owned = NULL;
-		return igs_fail(err, IGS_ERR_FORMAT, "%s: %s: snappy decompression failed",
-		                label, what);
-	}
-	b->data = b->owned;
-	b->size = ulen;
-	return 0;
-}
-
-/* The key being rebuilt from prefix-compressed entries. */
-struct key_buf {
-	unsigned char *p;
-	size_t len, cap;
-};
-
-typedef int (*entry_fn)(void *ctx, const struct key_buf *key, const unsigned char *value,
-                        size_t vlen, struct igs_error *err);
-
-/* Walk every entry of a block in order, checking the restart array: every
- * restart offset must be the start of an entry that shares no prefix. */
-static int block_each(const struct block *b, struct key_buf *key, const char *label,
-                      const char *what, entry_fn fn, void *ctx, struct igs_error *err)
-{
-	if (b->size < 4)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s of %zu bytes is too short for its restart count", label,
-		                what, b->size);
-	const uint32_t nrestarts = load_le32(b->data + b->size - 4);
-	if (nrestarts > (b->size - 4) / 4)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s claims %u restart points, more than its %zu bytes hold",
-		                label, what, nrestarts, b->size);
-	const size_t entries_end = b->size - 4 - 4 * (size_t)nrestarts;
-	const unsigned char *restarts = b->data + entries_end;
-	if (entries_end > 0 && nrestarts == 0)
-		return igs_fail(err, IGS_ERR_FORMAT, "%s: %s has entries but no restart points",
-		                label, what);
-	struct cursor c = {b->data, b->data + entries_end};
-	uint32_t next_restart = 0;
-	key->len = 0;
-	while (c.p < c.end) {
-		const size_t at = (size_t)(c.p - b->data);
-		bool is_restart = false;
-		if (next_restart < nrestarts) {
-			uint32_t r = load_le32(restarts + 4 * next_restart);
-			if (r < at)
-				return igs_fail(err, IGS_ERR_FORMAT,
-				                "%s: %s: restart point %u (offset %u) is not at an "
-				                "entry boundary",
-				                label, what, next_restart, r);
-			is_restart = r == at;
-		}
-		uint32_t shared, non_shared, vlen;
-		if (!read_varint32(&c, &shared) || !read_varint32(&c, &non_shared) ||
-		    !read_varint32(&c, &vlen))
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: %s: bad varint in the entry at offset %zu", label,
-			                what, at);
-		if ((is_restart || at == 0) && shared != 0)
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: %s: entry at restart offset %zu shares %u key bytes",
-			                label, what, at, shared);
-		if (shared > key->len)
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: %s: entry at offset %zu shares %u bytes of a %zu-byte "
-			                "key",
-			                label, what, at, shared, key->len);
-		if ((size_t)(c.end - c.p) < (size_t)non_shared + vlen)
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: %s: entry at offset %zu runs past the block's end",
-			                label, what, at);
-		const size_t klen = (size_t)shared + non_shared;
-		if (klen > MAX_KEY_BYTES)
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: %s: key of %zu bytes at offset %zu is over the limit",
-			                label, what, klen, at);
-		if (klen + 1 > key->cap) {
-			unsigned char *np = realloc(key->p, klen + 1);
-			if (!np)
-				return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory for keys", label);
-			key->p = np;
-			key->cap = klen + 1;
-		}
-		memcpy(key->p + shared, c.p, non_shared);
-		key->len = klen;
-		key->p[klen] = 0;
-		c.p += non_shared;
-		int rc = fn(ctx, key, c.p, vlen, err);
-		if (rc)
-			return rc;
-		c.p += vlen;
-		if (is_restart)
-			next_restart++;
-	}
-	/* an empty block (TensorFlow's metaindex) keeps its one restart at 0 */
-	const bool empty_ok = entries_end == 0 && nrestarts == 1 && load_le32(restarts) == 0;
-	if (next_restart != nrestarts && !empty_ok)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: %s: restart point %u is not at an entry boundary", label, what,
-		                next_restart);
-	return 0;
-}
-
-/* ======================================================================== */
-/* 4. Protocol buffers                                                      */
+/* 1. Protocol buffers                                                      */
 /* ======================================================================== */
 
 enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_BYTES = 2, WT_FIXED32 = 5 };
@@ -350,27 +54,27 @@ static int next_field(struct cursor *c, struct field *f)
 	if (c->p >= c->end)
 		return 0;
 	uint64_t tag;
-	if (!read_varint(c, &tag) || (tag >> 3) == 0 || (tag >> 3) > 536870911u)
+	if (!tfb_read_varint(c, &tag) || (tag >> 3) == 0 || (tag >> 3) > 536870911u)
 		return -1;
 	f->number = (uint32_t)(tag >> 3);
 	f->wire = (int)(tag & 7);
 	switch (f->wire) {
 	case WT_VARINT:
-		return read_varint(c, &f->value) ? 1 : -1;
+		return tfb_read_varint(c, &f->value) ? 1 : -1;
 	case WT_FIXED64:
 		if (c->end - c->p < 8)
 			return -1;
-		f->value = load_le64(c->p);
+		f->value = tfb_load_le64(c->p);
 		c->p += 8;
 		return 1;
 	case WT_FIXED32:
 		if (c->end - c->p < 4)
 			return -1;
-		f->value = load_le32(c->p);
+		f->value = tfb_load_le32(c->p);
 		c->p += 4;
 		return 1;
 	case WT_BYTES:
-		if (!read_varint(c, &f->value) || f->value > (uint64_t)(c->end - c->p))
+		if (!tfb_read_varint(c, &f->value) || f->value > (uint64_t)(c->end - c->p))
 			return -1;
 		f->bytes = c->p;
 		f->len = (size_t)f->value;
@@ -493,7 +197,7 @@ static int parse_shape(struct tfb_tensor *t, const unsigned char *v, size_t n)
 }
 
 /* ======================================================================== */
-/* 5. The index                                                             */
+/* 2. The index                                                             */
 /* ======================================================================== */
 
 struct shard {
@@ -644,16 +348,16 @@ static int on_index_entry(void *ctx, const struct key_buf *key, const unsigned c
 	struct walk *w = ctx;
 	struct cursor c = {v, v + vlen};
 	struct handle h;
-	if (!read_handle(&c, &h) || c.p != c.end)
+	if (!tfb_read_handle(&c, &h) || c.p != c.end)
 		return igs_fail(err, IGS_ERR_FORMAT,
 		                "%s: index block entry %zu is not a block handle (bad varint)",
 		                w->label, w->block_no);
 	char what[48];
 	snprintf(what, sizeof what, "data block %zu", w->block_no++);
 	struct block b;
-	int rc = block_read(&b, w->file, w->blocks_end, h, w->label, what, err);
+	int rc = tfb_block_read(&b, w->file, w->blocks_end, h, w->label, what, err);
 	if (rc == 0)
-		rc = block_each(&b, &w->data_key, w->label, what, on_data_entry, w, err);
+		rc = tfb_block_each(&b, &w->data_key, w->label, what, on_data_entry, w, err);
 	free(b.owned);
 	if (rc == 0 && w->any_key &&
 	    key_cmp(key->p, key->len, w->last_key, w->last_len) < 0)
@@ -678,35 +382,35 @@ static int parse_index(struct tfb_file *f, const unsigned char *bytes, size_t le
 		                "(truncated?)",
 		                label, len);
 	const unsigned char *footer = bytes + len - FOOTER_BYTES;
-	if (load_le64(footer + 40) != TABLE_MAGIC)
+	if (tfb_load_le64(footer + 40) != TABLE_MAGIC)
 		return igs_fail(err, IGS_ERR_FORMAT,
 		                "%s: bad magic %016llx at the end (not a TensorBundle index, or "
 		                "truncated)",
-		                label, (unsigned long long)load_le64(footer + 40));
+		                label, (unsigned long long)tfb_load_le64(footer + 40));
 	struct cursor c = {footer, footer + 40};
 	struct handle meta, index;
-	if (!read_handle(&c, &meta) || !read_handle(&c, &index))
+	if (!tfb_read_handle(&c, &meta) || !tfb_read_handle(&c, &index))
 		return igs_fail(err, IGS_ERR_FORMAT, "%s: bad varint in the table footer", label);
 	struct walk w = {.f = f, .label = label, .file = bytes, .blocks_end = len - FOOTER_BYTES};
 	/* TensorFlow's meta block is empty; it is still checked so that no
 	 * byte of the file goes unverified. */
 	struct block ib;
 	struct key_buf ikey = {0};
-	int rc = block_read(&ib, bytes, w.blocks_end, meta, label, "metaindex block", err);
+	int rc = tfb_block_read(&ib, bytes, w.blocks_end, meta, label, "metaindex block", err);
 	if (rc)
 		return rc;
-	rc = block_each(&ib, &ikey, label, "metaindex block", on_meta_entry, NULL, err);
+	rc = tfb_block_each(&ib, &ikey, label, "metaindex block", on_meta_entry, NULL, err);
 	free(ib.owned);
 	if (rc) {
 		free(ikey.p);
 		return rc;
 	}
-	rc = block_read(&ib, bytes, w.blocks_end, index, label, "index block", err);
+	rc = tfb_block_read(&ib, bytes, w.blocks_end, index, label, "index block", err);
 	if (rc) {
 		free(ikey.p);
 		return rc;
 	}
-	rc = block_each(&ib, &ikey, label, "index block", on_index_entry, &w, err);
+	rc = tfb_block_each(&ib, &ikey, label, "index block", on_index_entry, &w, err);
 	free(ib.owned);
 	free(ikey.p);
 	free(w.data_key.p);
@@ -750,7 +454,7 @@ int tfbundle_parse_index_memory(struct tfb_file **out, const void *bytes, size_t
 }
 
 /* ======================================================================== */
-/* 6. Shards                                                                */
+/* 3. Shards                                                                */
 /* ======================================================================== */
 
 static int map_shard(struct shard *s, const char *path, struct igs_error *err)
@@ -799,7 +503,7 @@ static int string_tensor_crc(const struct tfb_tensor *t, const char *path, uint3
 	uint64_t total = 0;
 	for (int64_t i = 0; i < t->numel; i++) {
 		uint64_t n;
-		if (!read_varint(&c, &n))
+		if (!tfb_read_varint(&c, &n))
 			return igs_fail(err, IGS_ERR_FORMAT,
 			                "%s: string tensor '%s': bad varint length of element %lld",
 			                path, t->name, (long long)i);
@@ -865,127 +569,6 @@ static int map_and_verify(struct tfb_file *f, struct igs_error *err)
 	return 0;
 }
 
-/* ======================================================================== */
-/* 7. Prefix resolution                                                     */
-/* ======================================================================== */
-
-static bool is_file(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static bool is_dir(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool has_index(const char *prefix)
-{
-	char buf[4200];
-	if (snprintf(buf, sizeof buf, "%s.index", prefix) >= (int)sizeof buf)
-		return false;
-	return is_file(buf);
-}
-
-static int put(char *out, size_t cap, const char *path, struct igs_error *err)
-{
-	if (strlen(path) + 1 > cap || strlen(path) > 4000)
-		return igs_fail(err, IGS_ERR_IO, "%.200s...: path too long", path);
-	strcpy(out, path);
-	return 0;
-}
-
-/* The text-format value of model_checkpoint_path in DIR/checkpoint (a
- * CheckpointState proto): a quoted string with C escapes. */
-static int checkpoint_file_prefix(const char *dir, const char *file, char *out, size_t cap,
-                                  struct igs_error *err)
-{
-	unsigned char *text;
-	size_t len;
-	int rc = file_read_all(file, 1 << 20, &text, &len, err);
-	if (rc)
-		return rc;
-	char value[4096];
-	size_t n = 0;
-	bool found = false;
-	const char *key = "model_checkpoint_path:";
-	for (size_t i = 0; i < len && !found; i++) {
-		if ((i && text[i - 1] != '\n') || len - i < strlen(key) ||
-		    memcmp(text + i, key, strlen(key)))
-			continue;
-		size_t j = i + strlen(key);
-		while (j < len && (text[j] == ' ' || text[j] == '\t'))
-			j++;
-		if (j >= len || text[j] != '"')
-			break;
-		for (j++; j < len && text[j] != '"' && text[j] != '\n' && n + 1 < sizeof value; j++) {
-			if (text[j] == '\\' && j + 1 < len)
-				j++;
-			value[n++] = (char)text[j];
-		}
-		found = j < len && text[j] == '"';
-	}
-	free(text);
-	if (!found || n == 0)
-		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: no model_checkpoint_path: \"...\" line naming the latest "
-		                "checkpoint",
-		                file);
-	value[n] = 0;
-	char joined[8300];
-	if (value[0] == '/')
-		snprintf(joined, sizeof joined, "%s", value);
-	else
-		snprintf(joined, sizeof joined, "%s/%s", dir, value);
-	if (!has_index(joined))
-		return igs_fail(err, IGS_ERR_IO,
-		                "%s names checkpoint '%s', but %s.index does not exist", file,
-		                value, joined);
-	return put(out, cap, joined, err);
-}
-
-int tfbundle_resolve_prefix(const char *path, char *out, size_t cap, struct igs_error *err)
-{
-	char buf[4200];
-	if (strlen(path) > 4000)
-		return igs_fail(err, IGS_ERR_IO, "%.200s...: path too long", path);
-	if (is_dir(path)) {
-		snprintf(buf, sizeof buf, "%s/checkpoint", path);
-		if (is_file(buf))
-			return checkpoint_file_prefix(path, buf, out, cap, err);
-		snprintf(buf, sizeof buf, "%s/variables/variables", path);
-		if (has_index(buf))
-			return put(out, cap, buf, err);
-		snprintf(buf, sizeof buf, "%s/variables", path);
-		if (has_index(buf))
-			return put(out, cap, buf, err);
-		return igs_fail(err, IGS_ERR_IO,
-		                "%s: a directory without a 'checkpoint' file, variables/variables.index "
-		                "or variables.index: not a TensorFlow checkpoint",
-		                path);
-	}
-	size_t n = strlen(path);
-	if (n > 6 && !strcmp(path + n - 6, ".index") && is_file(path)) {
-		snprintf(buf, sizeof buf, "%.*s", (int)(n - 6), path);
-		return put(out, cap, buf, err);
-	}
-	if (has_index(path))
-		return put(out, cap, path, err);
-	return igs_fail(err, IGS_ERR_IO, "%s: no such checkpoint (%s.index does not exist)", path,
-	                path);
-}
-
-int tfbundle_is_checkpoint(const char *path)
-{
-	char buf[4200];
-	if (is_dir(path))
-		return tfbundle_resolve_prefix(path, buf, sizeof buf, NULL) == 0;
-	size_t n = strlen(path);
-	return (n > 6 && !strcmp(path + n - 6, ".index")) || (!is_file(path) && has_index(path));
-}
-
 int tfbundle_open(struct tfb_file **out, const char *path, struct igs_error *err)
 {
 	*out = NULL;
@@ -1036,7 +619,7 @@ void tfbundle_close(struct tfb_file **fp)
 }
 
 /* ======================================================================== */
-/* 8. Lookup and reading                                                    */
+/* 4. Lookup and reading                                                    */
 /* ======================================================================== */
 
 const char *tfbundle_prefix(const struct tfb_file *f)
@@ -1114,11 +697,11 @@ int tfbundle_read_f32(const struct tfb_file *f, const struct tfb_tensor *t, floa
 	switch (t->dtype) {
 	case TFB_DT_FLOAT:
 		for (size_t i = 0; i < n; i++)
-			dst[i] = f32_from_bits(load_le32(p + 4 * i));
+			dst[i] = f32_from_bits(tfb_load_le32(p + 4 * i));
 		return 0;
 	case TFB_DT_DOUBLE:
 		for (size_t i = 0; i < n; i++) {
-			uint64_t u = load_le64(p + 8 * i);
+			uint64_t u = tfb_load_le64(p + 8 * i);
 			double d;
 			memcpy(&d, &u, 8);
 			dst[i] = (float)d;
