@@ -215,6 +215,11 @@ static const struct maxpool_shape pool_cases[] = {
     POOL(2, 1, 8, 6, 2, 2, 0),   POOL(4, 3, 5, 7, 3, 1, 1),
     POOL(1, 2, 2, 3, 3, 2, 1),   /* windows mostly padding */
     POOL(32, 2, 9, 12, 3, 2, 1), /* two channel blocks (blocked output) */
+    /* TensorFlow 'SAME' (the official ResNet v2 stem pool): even sides pad
+     * 0 before and 1 after, odd sides 1 and 1 */
+    {.c = 3, .n = 2, .h_in = 10, .w_in = 9, .k = 3, .stride = 2, .same = true},
+    {.c = 32, .n = 1, .h_in = 12, .w_in = 12, .k = 3, .stride = 2, .same = true},
+    {.c = 2, .n = 1, .h_in = 7, .w_in = 8, .k = 2, .stride = 2, .same = true},
 };
 #define N_POOL_CASES (sizeof pool_cases / sizeof pool_cases[0])
 
@@ -235,6 +240,17 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
                           const struct maxpool_shape *s)
 {
 	const int C = s->c;
+	int py = s->pad, px = s->pad;
+	if (s->same) { /* TensorFlow's rule, as tf.nn.max_pool documents it */
+		const int oh = (int)ceil((double)s->h_in / s->stride);
+		const int ow = (int)ceil((double)s->w_in / s->stride);
+		ck_assert_int_eq(s->h_out, oh);
+		ck_assert_int_eq(s->w_out, ow);
+		py = (oh - 1) * s->stride + s->k - s->h_in;
+		px = (ow - 1) * s->stride + s->k - s->w_in;
+		py = py > 0 ? py / 2 : 0;
+		px = px > 0 ? px / 2 : 0;
+	}
 	for (int b = 0; b < s->n; b++)
 		for (int oy = 0; oy < s->h_out; oy++)
 			for (int ox = 0; ox < s->w_out; ox++)
@@ -243,8 +259,8 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
 					int32_t best_i = -1;
 					for (int ky = 0; ky < s->k; ky++)
 						for (int kx = 0; kx < s->k; kx++) {
-							int iy = oy * s->stride - s->pad + ky;
-							int ix = ox * s->stride - s->pad + kx;
+							int iy = oy * s->stride - py + ky;
+							int ix = ox * s->stride - px + kx;
 							double v = -INFINITY;
 							int32_t idx = -1;
 							if (iy >= 0 && iy < s->h_in && ix >= 0 &&
