@@ -10,6 +10,7 @@
  *   clang -fsanitize=fuzzer,address,undefined -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
  *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc/weights -Isrc/util \
  *     fuzz/fuzz_tfbundle_index.c src/weights/tfbundle*.c src/util/file.c src/util/error.c \
+ *     src/util/memory.c -lcrypto \
  *     -lsnappy
  */
 #include <stddef.h>

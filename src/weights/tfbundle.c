@@ -26,7 +26,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "file.h"
+#include "memory.h"
 #include "tfbundle_table.h"
 
 #define TABLE_MAGIC 0xdb4775248b80fb57ull
@@ -212,6 +215,7 @@ struct tfb_file {
 	struct tfb_tensor *tensors; /* key order; names malloc'ed */
 	unsigned char *index_copy;  /* parse-only: the bytes */
 	struct shard *shards;       /* [num_shards] */
+	char sha256[65];
 };
 
 struct walk {
@@ -569,6 +573,30 @@ static int map_and_verify(struct tfb_file *f, struct igs_error *err)
 	return 0;
 }
 
+/* SHA-256 over the index bytes, then each shard in order. */
+static int checkpoint_sha256(struct tfb_file *f, const unsigned char *index, size_t len,
+                             const char *index_path, struct igs_error *err)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[32];
+	unsigned int md_len = 0;
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	         EVP_DigestUpdate(ctx, index, len);
+	for (int i = 0; ok && i < f->num_shards; i++)
+		if (f->shards[i].size)
+			ok = EVP_DigestUpdate(ctx, f->shards[i].map, f->shards[i].size);
+	ok = ok && EVP_DigestFinal_ex(ctx, md, &md_len) && md_len == 32;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return igs_fail(err, IGS_ERR_NOMEM, "%s: SHA-256 computation failed", index_path);
+	for (int i = 0; i < 32; i++)
+		snprintf(f->sha256 + 2 * i, 3, "%02x", md[i]);
+	/* hashing and checksums touched every page; readers copy what they need */
+	for (int i = 0; i < f->num_shards; i++)
+		memory_release_pages(f->shards[i].map, f->shards[i].size);
+	return 0;
+}
+
 int tfbundle_open(struct tfb_file **out, const char *path, struct igs_error *err)
 {
 	*out = NULL;
@@ -589,9 +617,11 @@ int tfbundle_open(struct tfb_file **out, const char *path, struct igs_error *err
 		return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory", index_path);
 	}
 	rc = parse_index(f, bytes, len, index_path, err);
-	free(bytes);
 	if (rc == 0)
 		rc = map_and_verify(f, err);
+	if (rc == 0)
+		rc = checkpoint_sha256(f, bytes, len, index_path, err);
+	free(bytes);
 	if (rc) {
 		tfbundle_close(&f);
 		return rc;
@@ -621,6 +651,11 @@ void tfbundle_close(struct tfb_file **fp)
 /* ======================================================================== */
 /* 4. Lookup and reading                                                    */
 /* ======================================================================== */
+
+const char *tfbundle_sha256(const struct tfb_file *f)
+{
+	return f->sha256;
+}
 
 const char *tfbundle_prefix(const struct tfb_file *f)
 {

@@ -106,6 +106,9 @@ int tfbundle_parse_index_memory(struct tfb_file **out, const void *bytes, size_t
 /* tfbundle_close - unmap and free; sets *f to NULL.  NULL is fine. */
 void tfbundle_close(struct tfb_file **f);
 
+/* SHA-256 of the index and then every shard, as 64 lowercase hex digits
+ * ("" for a parsed-only index): the checkpoint's identity for /v1/model. */
+const char *tfbundle_sha256(const struct tfb_file *f);
 /* The resolved prefix (or the label of a parsed-only index). */
 const char *tfbundle_prefix(const struct tfb_file *f);
 int tfbundle_num_shards(const struct tfb_file *f);
