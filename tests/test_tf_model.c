@@ -6,7 +6,9 @@
  * written as TensorBundles by an independent Python writer, with Momentum
  * slots and global_step, and the reference's logits and input gradients on
  * three 48x48 images (the stem's SAME max-pool sees an even side there).
- * Logits within 1e-4 of the largest, gradients within 1e-2 relative L2.
+ * Logits within 1e-4 of the largest, gradients and Integrated Gradients
+ * (attribution_run, 16-point Gauss-Legendre, gray baseline) within 1e-2
+ * relative L2, the same default target.
  * Then loading by directory, and corrupt checkpoints refused at model_open
  * and by the CLI with a message and exit status 1.
  */
@@ -21,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attribution.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -129,6 +132,37 @@ START_TEST(test_matches_pytorch)
 		              variants[v].name, i, rel);
 		fprintf(stderr, "%s image %d: gradient relative L2 %.3g\n", variants[v].name, i, rel);
 	}
+	/* Integrated Gradients of image 0 (16-point Gauss-Legendre, gray
+	 * baseline, the top-1 target) through the attribution module */
+	float *ref_ig = case_tensor(cf, "ig", NULL);
+	float *ig_target = case_tensor(cf, "ig_target", NULL);
+	struct grad_oracle oracle;
+	attribution_net_oracle(&oracle, m, ws);
+	struct attr_params p;
+	attr_params_init(&p);
+	p.steps = 16;
+	p.rule = RULE_GAUSS_LEGENDRE;
+	p.baseline = BASELINE_GRAY;
+	p.target = -1;
+	struct attr_result res = {0};
+	rc = attribution_run(&oracle, pixels, &p, n, NULL, &res, &err);
+	ck_assert_msg(rc == 0, "%s: attribution: %s", variants[v].name, err.message);
+	ck_assert_int_eq(res.target, (int)ig_target[0]);
+	double num = 0, den = 0;
+	for (size_t j = 0; j < per_image; j++) {
+		double d = (double)res.attr[j] - ref_ig[j];
+		num += d * d;
+		den += (double)ref_ig[j] * ref_ig[j];
+	}
+	const double ig_rel = sqrt(num / den);
+	ck_assert_msg(den > 0 && ig_rel <= 1e-2, "%s: IG relative L2 error %g", variants[v].name,
+	              ig_rel);
+	fprintf(stderr, "%s: IG (target %d) relative L2 %.3g\n", variants[v].name, res.target,
+	        ig_rel);
+	attr_result_clear(&res);
+	free(ref_ig);
+	free(ig_target);
+
 	net_workspace_close(&ws);
 	free(grad);
 	free(logits);
