@@ -292,6 +292,76 @@ START_TEST(test_corrupt_checkpoints_refused)
 }
 END_TEST
 
+/* Run igserve with `args` (NULL-terminated, at most 10), expect exit 0, and
+ * read its stdout into text. */
+static void run_cli(const char *const *args, char *text, size_t size)
+{
+	const char *bin = getenv("IGSERVE_BINARY");
+	ck_assert_ptr_nonnull(bin);
+	char out[300];
+	snprintf(out, sizeof out, "%s/stdout.txt", tmpdir);
+	const char *argv[12] = {bin};
+	for (int i = 0; args[i]; i++) {
+		ck_assert_int_lt(i, 10);
+		argv[1 + i] = args[i];
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!freopen(out, "w", stdout) || !freopen("/dev/null", "w", stderr))
+			_exit(99);
+		execv(bin, (char *const *)argv);
+		_exit(98);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	FILE *f = fopen(out, "r");
+	size_t len = fread(text, 1, size - 1, f);
+	fclose(f);
+	text[len] = 0;
+}
+
+/* tf_background: class 0's bias makes it every image's top-1, class 7 is
+ * the best real class.  Background is left out of the predictions and of
+ * the default target unless include_background; an explicit target 0 stays. */
+START_TEST(test_background_class)
+{
+	const char *model = fixture("tf_background");
+	char pic[1024]; /* any decodable picture: the demo's */
+	const char *dir = getenv("IGSERVE_FIXTURES");
+	snprintf(pic, sizeof pic, "%s/../../models/demo/examples/circle.png",
+	         dir ? dir : "tests/fixtures");
+	char text[1 << 16];
+
+	const char *predict[] = {"predict", "--model", model, "--top-k", "3", pic, NULL};
+	run_cli(predict, text, sizeof text);
+	ck_assert_msg(strstr(text, "\"predictions\":[{\"index\":7,\"label\":\"stingray\""), "%s",
+	              text);
+	ck_assert_msg(!strstr(text, "\"index\":0,"), "%s", text);
+	const char *predict_bg[] = {"predict", "--model", model,
+	                            "--top-k", "3",       "--include-background",
+	                            pic,       NULL};
+	run_cli(predict_bg, text, sizeof text);
+	ck_assert_msg(strstr(text, "\"predictions\":[{\"index\":0,\"label\":\"background\""),
+	              "%s", text);
+	ck_assert_msg(strstr(text, "{\"index\":7,"), "%s", text);
+
+	const char *attribute[] = {"attribute", "--model", model, "--steps", "2", "--heatmaps",
+	                           "none",      pic,       NULL};
+	run_cli(attribute, text, sizeof text);
+	ck_assert_msg(strstr(text, "\"target\":{\"index\":7,"), "%s", text);
+	const char *attribute_bg[] = {"attribute", "--model", model, "--steps", "2",
+	                              "--heatmaps", "none", "--include-background", pic, NULL};
+	run_cli(attribute_bg, text, sizeof text);
+	ck_assert_msg(strstr(text, "\"target\":{\"index\":0,"), "%s", text);
+	const char *attribute_0[] = {"attribute", "--model", model, "--steps", "2",
+	                             "--heatmaps", "none", "--target", "0", pic, NULL};
+	run_cli(attribute_0, text, sizeof text);
+	ck_assert_msg(strstr(text, "\"target\":{\"index\":0,"), "%s", text);
+}
+END_TEST
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
 
 int main(void)
@@ -305,6 +375,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_matches_pytorch, 0, (int)(sizeof variants / sizeof variants[0]));
 	tcase_add_test(tc, test_loads_by_directory);
 	tcase_add_test(tc, test_corrupt_checkpoints_refused);
+	tcase_add_test(tc, test_background_class);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
