@@ -58,7 +58,12 @@ static const struct {
 	int classes;
 	const char *arch;
 } variants[] = {
-    {"tf_bottleneck", BLOCK_BOTTLENECK, {1, 2, 1, 1}, {16, 32, 48, 64}, 1001, "resnet_v2_17-custom"},
+    {"tf_bottleneck",
+     BLOCK_BOTTLENECK,
+     {1, 2, 1, 1},
+     {16, 32, 48, 64},
+     1001,
+     "resnet_v2_17-custom"},
     {"tf_basic", BLOCK_BASIC, {2, 1, 1, 1}, {8, 12, 16, 24}, 10, "resnet_v2_12-custom"},
 };
 
@@ -130,7 +135,8 @@ START_TEST(test_matches_pytorch)
 		double rel = sqrt(num / den);
 		ck_assert_msg(den > 0 && rel <= 1e-2, "%s image %d: gradient relative L2 error %g",
 		              variants[v].name, i, rel);
-		fprintf(stderr, "%s image %d: gradient relative L2 %.3g\n", variants[v].name, i, rel);
+		fprintf(stderr, "%s image %d: gradient relative L2 %.3g\n", variants[v].name, i,
+		        rel);
 	}
 	/* Integrated Gradients of image 0 (16-point Gauss-Legendre, gray
 	 * baseline, the top-1 target) through the attribution module */
@@ -339,24 +345,24 @@ START_TEST(test_background_class)
 	ck_assert_msg(strstr(text, "\"predictions\":[{\"index\":7,\"label\":\"stingray\""), "%s",
 	              text);
 	ck_assert_msg(!strstr(text, "\"index\":0,"), "%s", text);
-	const char *predict_bg[] = {"predict", "--model", model,
-	                            "--top-k", "3",       "--include-background",
-	                            pic,       NULL};
+	const char *predict_bg[] = {
+	    "predict", "--model", model, "--top-k", "3", "--include-background", pic, NULL};
 	run_cli(predict_bg, text, sizeof text);
-	ck_assert_msg(strstr(text, "\"predictions\":[{\"index\":0,\"label\":\"background\""),
-	              "%s", text);
+	ck_assert_msg(strstr(text, "\"predictions\":[{\"index\":0,\"label\":\"background\""), "%s",
+	              text);
 	ck_assert_msg(strstr(text, "{\"index\":7,"), "%s", text);
 
-	const char *attribute[] = {"attribute", "--model", model, "--steps", "2", "--heatmaps",
-	                           "none",      pic,       NULL};
+	const char *attribute[] = {"attribute",  "--model", model, "--steps", "2",
+	                           "--heatmaps", "none",    pic,   NULL};
 	run_cli(attribute, text, sizeof text);
 	ck_assert_msg(strstr(text, "\"target\":{\"index\":7,"), "%s", text);
-	const char *attribute_bg[] = {"attribute", "--model", model, "--steps", "2",
-	                              "--heatmaps", "none", "--include-background", pic, NULL};
+	const char *attribute_bg[] = {"attribute", "--model",    model,  "--steps",
+	                              "2",         "--heatmaps", "none", "--include-background",
+	                              pic,         NULL};
 	run_cli(attribute_bg, text, sizeof text);
 	ck_assert_msg(strstr(text, "\"target\":{\"index\":0,"), "%s", text);
-	const char *attribute_0[] = {"attribute", "--model", model, "--steps", "2",
-	                             "--heatmaps", "none", "--target", "0", pic, NULL};
+	const char *attribute_0[] = {"attribute", "--model",  model, "--steps", "2", "--heatmaps",
+	                             "none",      "--target", "0",   pic,       NULL};
 	run_cli(attribute_0, text, sizeof text);
 	ck_assert_msg(strstr(text, "\"target\":{\"index\":0,"), "%s", text);
 }
@@ -372,7 +378,8 @@ int main(void)
 	Suite *s = suite_create("tf-model");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 600);
-	tcase_add_loop_test(tc, test_matches_pytorch, 0, (int)(sizeof variants / sizeof variants[0]));
+	tcase_add_loop_test(tc, test_matches_pytorch, 0,
+	                    (int)(sizeof variants / sizeof variants[0]));
 	tcase_add_test(tc, test_loads_by_directory);
 	tcase_add_test(tc, test_corrupt_checkpoints_refused);
 	tcase_add_test(tc, test_background_class);

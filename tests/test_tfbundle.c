@@ -86,7 +86,8 @@ static const char *tf_dir(void)
 	snprintf(buf, sizeof buf, "%s/tf-checkpoints", root ? root : "../shared/testdata");
 	struct stat st;
 	if (stat(buf, &st) != 0) {
-		fprintf(stderr, "test_tfbundle: %s absent, skipping TensorFlow-written files\n", buf);
+		fprintf(stderr, "test_tfbundle: %s absent, skipping TensorFlow-written files\n",
+		        buf);
 		return NULL;
 	}
 	return buf;
@@ -241,8 +242,8 @@ static struct tfb_file *open_tf(const char *folder)
 	return open_ok(path); /* a directory holding variables.index */
 }
 
-static void check_float(const struct tfb_file *f, const char *name, int ndim,
-                        const int64_t *shape, float value, int64_t offset)
+static void check_float(const struct tfb_file *f, const char *name, int ndim, const int64_t *shape,
+                        float value, int64_t offset)
 {
 	const struct tfb_tensor *t = tfbundle_find(f, name);
 	ck_assert_msg(t != NULL, "no tensor %s", name);

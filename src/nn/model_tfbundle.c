@@ -39,8 +39,8 @@ struct tf_loader {
 	struct tfb_file *file;
 	const char *path;
 	struct igs_error *err;
-	int n_convs, n_bns;      /* conv2d .. conv2d_{n-1}, likewise for BN */
-	int next_conv, next_bn;  /* creation-order cursors */
+	int n_convs, n_bns;     /* conv2d .. conv2d_{n-1}, likewise for BN */
+	int next_conv, next_bn; /* creation-order cursors */
 };
 
 static void layer_name(char *buf, size_t len, const char *layer, int i, const char *part)
@@ -71,8 +71,8 @@ static float *read_var(struct tf_loader *ld, const char *name, int ndim, int64_t
 	if (!ok) {
 		char got[96] = "", want[96] = "";
 		for (int i = 0; i < t->ndim; i++)
-			snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
-			         (long long)t->shape[i]);
+			snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld",
+			         i ? ", " : "", (long long)t->shape[i]);
 		for (int i = 0; i < ndim; i++)
 			snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s%lld",
 			         i ? ", " : "", shape[i] < 0 ? "*" : "",
@@ -96,8 +96,8 @@ static float *read_var(struct tf_loader *ld, const char *name, int ndim, int64_t
 	}
 	for (int64_t i = 0; i < t->numel; i++)
 		if (!isfinite(data[i])) {
-			igs_fail(ld->err, IGS_ERR_MODEL, "%s: variable '%s' holds a non-finite value",
-			         ld->path, name);
+			igs_fail(ld->err, IGS_ERR_MODEL,
+			         "%s: variable '%s' holds a non-finite value", ld->path, name);
 			free(data);
 			return NULL;
 		}
@@ -171,9 +171,10 @@ static int next_bn(struct tf_loader *ld, int channels, float **scale_out, float 
 	}
 	for (int c = 0; rc == 0 && c < channels; c++) {
 		if (!(p[3][c] + TF_BN_EPS > 0)) {
-			layer_name(name, sizeof name, "batch_normalization", idx, "moving_variance");
-			rc = igs_fail(ld->err, IGS_ERR_MODEL, "%s: '%s' is negative at %d", ld->path,
-			              name, c);
+			layer_name(name, sizeof name, "batch_normalization", idx,
+			           "moving_variance");
+			rc = igs_fail(ld->err, IGS_ERR_MODEL, "%s: '%s' is negative at %d",
+			              ld->path, name, c);
 			break;
 		}
 		float s = p[0][c] / sqrtf(p[3][c] + TF_BN_EPS);
@@ -242,8 +243,9 @@ static int count_layers(struct tf_loader *ld, const char *layer, const char *par
 	for (int i = 0; i <= max; i++) {
 		layer_name(name, sizeof name, layer, i, part);
 		if (!tfbundle_find(ld->file, name))
-			return igs_fail(ld->err, IGS_ERR_MODEL, "%s: '%s' is missing (there are up to %s_%d)",
-			                ld->path, name, layer, max);
+			return igs_fail(ld->err, IGS_ERR_MODEL,
+			                "%s: '%s' is missing (there are up to %s_%d)", ld->path,
+			                name, layer, max);
 	}
 	*n = max + 1;
 	return 0;
@@ -264,8 +266,8 @@ static int grow_blocks(struct model *m, int *cap)
 }
 
 /* One pre-activation block reading c_in channels; *c_io becomes its output width. */
-static int load_block(struct tf_loader *ld, struct model *m, struct block_params *blk, bool bottleneck,
-                      int *c_io, int *stage)
+static int load_block(struct tf_loader *ld, struct model *m, struct block_params *blk,
+                      bool bottleneck, int *c_io, int *stage)
 {
 	struct model_info *info = &m->info;
 	const int c_in = *c_io;
@@ -277,8 +279,8 @@ static int load_block(struct tf_loader *ld, struct model *m, struct block_params
 	if (rc < 0)
 		return rc;
 	const int first = ld->next_conv;
-	blk->has_downsample = bottleneck ? conv_kernel_size(ld, first + 1) == 1
-	                                 : conv_kernel_size(ld, first) == 1;
+	blk->has_downsample =
+	    bottleneck ? conv_kernel_size(ld, first + 1) == 1 : conv_kernel_size(ld, first) == 1;
 	if (*stage < 0 && !blk->has_downsample)
 		return igs_fail(ld->err, IGS_ERR_MODEL,
 		                "%s: the first block has no projection (conv2d_1 is not 1x1)",
@@ -311,10 +313,11 @@ static int load_block(struct tf_loader *ld, struct model *m, struct block_params
 	width = blk->convs[blk->n_convs - 1].c_out;
 	const int shortcut = blk->has_downsample ? blk->downsample.c_out : c_in;
 	if (width != shortcut)
-		return igs_fail(ld->err, IGS_ERR_MODEL,
-		                "%s: a block ending in conv2d_%d gives %d channels but its shortcut "
-		                "%d",
-		                ld->path, ld->next_conv - 1, width, shortcut);
+		return igs_fail(
+		    ld->err, IGS_ERR_MODEL,
+		    "%s: a block ending in conv2d_%d gives %d channels but its shortcut "
+		    "%d",
+		    ld->path, ld->next_conv - 1, width, shortcut);
 	info->widths[*stage] = width;
 	*c_io = width;
 	return 0;
@@ -329,10 +332,11 @@ static int build(struct model *m, struct tf_loader *ld)
 	if (rc < 0)
 		return rc;
 	if (ld->n_convs < 4 || !tfbundle_find(ld->file, "dense/kernel"))
-		return igs_fail(ld->err, IGS_ERR_MODEL,
-		                "%s: not TensorFlow's official ResNet v2 layout (expected conv2d/kernel, "
-		                "conv2d_1/kernel, ..., batch_normalization/gamma, ..., dense/kernel)",
-		                ld->path);
+		return igs_fail(
+		    ld->err, IGS_ERR_MODEL,
+		    "%s: not TensorFlow's official ResNet v2 layout (expected conv2d/kernel, "
+		    "conv2d_1/kernel, ..., batch_normalization/gamma, ..., dense/kernel)",
+		    ld->path);
 	info->family = FAMILY_TENSORFLOW;
 	info->family_name = "tensorflow";
 	for (int c = 0; c < 3; c++) { /* the notebook's x/255 - 0.5 */
@@ -343,8 +347,8 @@ static int build(struct model *m, struct tf_loader *ld)
 
 	const int k = conv_kernel_size(ld, 0);
 	if (k % 2 == 0)
-		return igs_fail(ld->err, IGS_ERR_MODEL, "%s: stem 'conv2d/kernel' needs an odd size",
-		                ld->path);
+		return igs_fail(ld->err, IGS_ERR_MODEL,
+		                "%s: stem 'conv2d/kernel' needs an odd size", ld->path);
 	rc = next_conv(ld, &m->stem, 3, k, 2);
 	if (rc < 0)
 		return rc;
@@ -369,9 +373,10 @@ static int build(struct model *m, struct tf_loader *ld)
 	if (rc < 0)
 		return rc;
 	if (ld->next_bn != ld->n_bns)
-		return igs_fail(ld->err, IGS_ERR_MODEL,
-		                "%s: %d BatchNorms left over after the final one (batch_normalization_%d)",
-		                ld->path, ld->n_bns - ld->next_bn, ld->next_bn - 1);
+		return igs_fail(
+		    ld->err, IGS_ERR_MODEL,
+		    "%s: %d BatchNorms left over after the final one (batch_normalization_%d)",
+		    ld->path, ld->n_bns - ld->next_bn, ld->next_bn - 1);
 
 	int64_t kshape[2] = {channels, -1};
 	float *kernel = read_var(ld, "dense/kernel", 2, kshape);

@@ -94,8 +94,8 @@ struct header {
 	uint64_t endianness;
 };
 
-static int parse_header_proto(struct header *h, const unsigned char *v, size_t n,
-                              const char *label, struct igs_error *err)
+static int parse_header_proto(struct header *h, const unsigned char *v, size_t n, const char *label,
+                              struct igs_error *err)
 {
 	struct cursor c = {v, v + n};
 	struct field f;
@@ -134,14 +134,28 @@ static int parse_header_proto(struct header *h, const unsigned char *v, size_t n
 static size_t dtype_size(int dtype)
 {
 	switch (dtype) {
-	case TFB_DT_UINT8: case TFB_DT_INT8: case TFB_DT_BOOL: case 11: case 12:
+	case TFB_DT_UINT8:
+	case TFB_DT_INT8:
+	case TFB_DT_BOOL:
+	case 11:
+	case 12:
 		return 1;
-	case TFB_DT_INT16: case TFB_DT_BFLOAT16: case 15: case 16: case TFB_DT_UINT16:
+	case TFB_DT_INT16:
+	case TFB_DT_BFLOAT16:
+	case 15:
+	case 16:
+	case TFB_DT_UINT16:
 	case TFB_DT_HALF:
 		return 2;
-	case TFB_DT_FLOAT: case TFB_DT_INT32: case 13: case TFB_DT_UINT32:
+	case TFB_DT_FLOAT:
+	case TFB_DT_INT32:
+	case 13:
+	case TFB_DT_UINT32:
 		return 4;
-	case TFB_DT_DOUBLE: case TFB_DT_COMPLEX64: case TFB_DT_INT64: case TFB_DT_UINT64:
+	case TFB_DT_DOUBLE:
+	case TFB_DT_COMPLEX64:
+	case TFB_DT_INT64:
+	case TFB_DT_UINT64:
 		return 8;
 	case TFB_DT_COMPLEX128:
 		return 16;
@@ -153,12 +167,12 @@ static size_t dtype_size(int dtype)
 const char *tfbundle_dtype_name(int dtype)
 {
 	static const char *const names[] = {
-	    [1] = "float",      [2] = "double",  [3] = "int32",       [4] = "uint8",
-	    [5] = "int16",      [6] = "int8",    [7] = "string",      [8] = "complex64",
-	    [9] = "int64",      [10] = "bool",   [11] = "qint8",      [12] = "quint8",
-	    [13] = "qint32",    [14] = "bfloat16", [15] = "qint16",   [16] = "quint16",
-	    [17] = "uint16",    [18] = "complex128", [19] = "half",   [20] = "resource",
-	    [21] = "variant",   [22] = "uint32", [23] = "uint64",
+	    [1] = "float",    [2] = "double",      [3] = "int32",   [4] = "uint8",
+	    [5] = "int16",    [6] = "int8",        [7] = "string",  [8] = "complex64",
+	    [9] = "int64",    [10] = "bool",       [11] = "qint8",  [12] = "quint8",
+	    [13] = "qint32",  [14] = "bfloat16",   [15] = "qint16", [16] = "quint16",
+	    [17] = "uint16",  [18] = "complex128", [19] = "half",   [20] = "resource",
+	    [21] = "variant", [22] = "uint32",     [23] = "uint64",
 	};
 	if (dtype > 0 && dtype < (int)(sizeof names / sizeof names[0]) && names[dtype])
 		return names[dtype];
@@ -244,15 +258,15 @@ static int entry_fail(struct igs_error *err, const char *label, const char *name
 	return igs_fail(err, IGS_ERR_FORMAT, "%s: tensor '%s': %s", label, name, problem);
 }
 
-static int on_data_entry(void *ctx, const struct key_buf *key, const unsigned char *v,
-                         size_t vlen, struct igs_error *err)
+static int on_data_entry(void *ctx, const struct key_buf *key, const unsigned char *v, size_t vlen,
+                         struct igs_error *err)
 {
 	struct walk *w = ctx;
 	const char *label = w->label;
 	if (w->any_key && key_cmp(key->p, key->len, w->last_key, w->last_len) <= 0)
 		return igs_fail(err, IGS_ERR_FORMAT,
-		                "%s: keys out of order at '%.*s' (a table's keys increase)",
-		                label, (int)(key->len > 200 ? 200 : key->len), key->p);
+		                "%s: keys out of order at '%.*s' (a table's keys increase)", label,
+		                (int)(key->len > 200 ? 200 : key->len), key->p);
 	unsigned char *lk = realloc(w->last_key, key->len + 1);
 	if (!lk)
 		return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory for keys", label);
@@ -293,8 +307,9 @@ static int on_data_entry(void *ctx, const struct key_buf *key, const unsigned ch
 		if ((want_varint && fl.wire != WT_VARINT) ||
 		    (fl.number == 6 && fl.wire != WT_FIXED32) ||
 		    ((fl.number == 2 || fl.number == 7) && fl.wire != WT_BYTES))
-			return entry_fail(err, label, name, "a BundleEntryProto field has the "
-			                                    "wrong wire type");
+			return entry_fail(err, label, name,
+			                  "a BundleEntryProto field has the "
+			                  "wrong wire type");
 		switch (fl.number) {
 		case 1:
 			t->dtype = fl.value > 1000 ? -1 : (int)fl.value;
@@ -305,21 +320,34 @@ static int on_data_entry(void *ctx, const struct key_buf *key, const unsigned ch
 			if (r == -1)
 				return entry_fail(err, label, name, "malformed TensorShapeProto");
 			if (r == -2)
-				return entry_fail(err, label, name, "shape of unknown rank or size");
+				return entry_fail(err, label, name,
+				                  "shape of unknown rank or size");
 			if (r == -3)
 				return entry_fail(err, label, name, "more than 8 dimensions");
 			break;
-		case 3: shard = (int64_t)fl.value; break;
-		case 4: offset = (int64_t)fl.value; break;
-		case 5: size = (int64_t)fl.value; break;
-		case 6: t->crc32c_masked = (uint32_t)fl.value; break;
-		case 7: t->partitioned = 1; break;
-		default: break;
+		case 3:
+			shard = (int64_t)fl.value;
+			break;
+		case 4:
+			offset = (int64_t)fl.value;
+			break;
+		case 5:
+			size = (int64_t)fl.value;
+			break;
+		case 6:
+			t->crc32c_masked = (uint32_t)fl.value;
+			break;
+		case 7:
+			t->partitioned = 1;
+			break;
+		default:
+			break;
 		}
 	}
 	if (r < 0)
-		return entry_fail(err, label, name, "malformed BundleEntryProto (bad varint or "
-		                                    "length)");
+		return entry_fail(err, label, name,
+		                  "malformed BundleEntryProto (bad varint or "
+		                  "length)");
 	if (t->dtype <= 0)
 		return entry_fail(err, label, name, "no valid dtype");
 	if (shard < 0 || shard >= MAX_SHARDS || offset < 0 || size < 0)
@@ -346,8 +374,8 @@ static int on_data_entry(void *ctx, const struct key_buf *key, const unsigned ch
 	return 0;
 }
 
-static int on_index_entry(void *ctx, const struct key_buf *key, const unsigned char *v,
-                          size_t vlen, struct igs_error *err)
+static int on_index_entry(void *ctx, const struct key_buf *key, const unsigned char *v, size_t vlen,
+                          struct igs_error *err)
 {
 	struct walk *w = ctx;
 	struct cursor c = {v, v + vlen};
@@ -363,15 +391,14 @@ static int on_index_entry(void *ctx, const struct key_buf *key, const unsigned c
 	if (rc == 0)
 		rc = tfb_block_each(&b, &w->data_key, w->label, what, on_data_entry, w, err);
 	free(b.owned);
-	if (rc == 0 && w->any_key &&
-	    key_cmp(key->p, key->len, w->last_key, w->last_len) < 0)
+	if (rc == 0 && w->any_key && key_cmp(key->p, key->len, w->last_key, w->last_len) < 0)
 		rc = igs_fail(err, IGS_ERR_FORMAT,
 		              "%s: index key of %s is below the block's last key", w->label, what);
 	return rc;
 }
 
-static int on_meta_entry(void *ctx, const struct key_buf *key, const unsigned char *v,
-                         size_t vlen, struct igs_error *err)
+static int on_meta_entry(void *ctx, const struct key_buf *key, const unsigned char *v, size_t vlen,
+                         struct igs_error *err)
 {
 	(void)ctx, (void)key, (void)v, (void)vlen, (void)err;
 	return 0; /* filter blocks and the like: nothing a bundle reader uses */
@@ -427,9 +454,9 @@ static int parse_index(struct tfb_file *f, const unsigned char *bytes, size_t le
 	f->num_shards = (int)w.header.num_shards;
 	for (size_t i = 0; i < f->count; i++)
 		if (f->tensors[i].shard >= f->num_shards)
-			return igs_fail(err, IGS_ERR_FORMAT,
-			                "%s: tensor '%s' is in shard %d of %d", label,
-			                f->tensors[i].name, f->tensors[i].shard, f->num_shards);
+			return igs_fail(err, IGS_ERR_FORMAT, "%s: tensor '%s' is in shard %d of %d",
+			                label, f->tensors[i].name, f->tensors[i].shard,
+			                f->num_shards);
 	return 0;
 }
 
@@ -580,8 +607,8 @@ static int checkpoint_sha256(struct tfb_file *f, const unsigned char *index, siz
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[32];
 	unsigned int md_len = 0;
-	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	         EVP_DigestUpdate(ctx, index, len);
+	int ok =
+	    ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, index, len);
 	for (int i = 0; ok && i < f->num_shards; i++)
 		if (f->shards[i].size)
 			ok = EVP_DigestUpdate(ctx, f->shards[i].map, f->shards[i].size);
@@ -684,8 +711,8 @@ const struct tfb_tensor *tfbundle_find(const struct tfb_file *f, const char *nam
 	while (lo < hi) { /* keys are in bytewise order */
 		size_t mid = lo + (hi - lo) / 2;
 		const char *k = f->tensors[mid].name;
-		int c = key_cmp((const unsigned char *)k, strlen(k), (const unsigned char *)name,
-		                nlen);
+		int c =
+		    key_cmp((const unsigned char *)k, strlen(k), (const unsigned char *)name, nlen);
 		if (c == 0)
 			return &f->tensors[mid];
 		if (c < 0)

@@ -50,23 +50,35 @@
 
 /* TensorFlow's DataType numbers (types.proto) that a reader may meet. */
 enum tfb_dtype {
-	TFB_DT_FLOAT = 1, TFB_DT_DOUBLE = 2, TFB_DT_INT32 = 3, TFB_DT_UINT8 = 4,
-	TFB_DT_INT16 = 5, TFB_DT_INT8 = 6, TFB_DT_STRING = 7, TFB_DT_COMPLEX64 = 8,
-	TFB_DT_INT64 = 9, TFB_DT_BOOL = 10, TFB_DT_BFLOAT16 = 14, TFB_DT_UINT16 = 17,
-	TFB_DT_COMPLEX128 = 18, TFB_DT_HALF = 19, TFB_DT_UINT32 = 22, TFB_DT_UINT64 = 23,
+	TFB_DT_FLOAT = 1,
+	TFB_DT_DOUBLE = 2,
+	TFB_DT_INT32 = 3,
+	TFB_DT_UINT8 = 4,
+	TFB_DT_INT16 = 5,
+	TFB_DT_INT8 = 6,
+	TFB_DT_STRING = 7,
+	TFB_DT_COMPLEX64 = 8,
+	TFB_DT_INT64 = 9,
+	TFB_DT_BOOL = 10,
+	TFB_DT_BFLOAT16 = 14,
+	TFB_DT_UINT16 = 17,
+	TFB_DT_COMPLEX128 = 18,
+	TFB_DT_HALF = 19,
+	TFB_DT_UINT32 = 22,
+	TFB_DT_UINT64 = 23,
 };
 
 struct tfb_tensor {
-	const char *name;        /* owned by the tfb_file */
-	int dtype;               /* enum tfb_dtype value (others kept as numbers) */
+	const char *name; /* owned by the tfb_file */
+	int dtype;        /* enum tfb_dtype value (others kept as numbers) */
 	int ndim;
 	int64_t shape[TFB_MAX_DIMS];
-	int64_t numel;           /* product of shape (1 for a scalar) */
+	int64_t numel; /* product of shape (1 for a scalar) */
 	int shard;
-	uint64_t offset, size;   /* in the shard */
-	uint32_t crc32c_masked;  /* as recorded in the index */
-	int partitioned;         /* a sliced (partitioned) variable: listed, not readable */
-	const void *data;        /* inside the shard mapping; NULL for a parsed-only index */
+	uint64_t offset, size;  /* in the shard */
+	uint32_t crc32c_masked; /* as recorded in the index */
+	int partitioned;        /* a sliced (partitioned) variable: listed, not readable */
+	const void *data;       /* inside the shard mapping; NULL for a parsed-only index */
 	size_t nbytes;
 };
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "file.h"
+
 /* ======================================================================== */
 /* Prefix resolution                                                        */
 /* ======================================================================== */
@@ -67,7 +68,8 @@ static int checkpoint_file_prefix(const char *dir, const char *file, char *out, 
 			j++;
 		if (j >= len || text[j] != '"')
 			break;
-		for (j++; j < len && text[j] != '"' && text[j] != '\n' && n + 1 < sizeof value; j++) {
+		for (j++; j < len && text[j] != '"' && text[j] != '\n' && n + 1 < sizeof value;
+		     j++) {
 			if (text[j] == '\\' && j + 1 < len)
 				j++;
 			value[n++] = (char)text[j];
@@ -108,10 +110,11 @@ int tfbundle_resolve_prefix(const char *path, char *out, size_t cap, struct igs_
 		snprintf(buf, sizeof buf, "%s/variables", path);
 		if (has_index(buf))
 			return put(out, cap, buf, err);
-		return igs_fail(err, IGS_ERR_IO,
-		                "%s: a directory without a 'checkpoint' file, variables/variables.index "
-		                "or variables.index: not a TensorFlow checkpoint",
-		                path);
+		return igs_fail(
+		    err, IGS_ERR_IO,
+		    "%s: a directory without a 'checkpoint' file, variables/variables.index "
+		    "or variables.index: not a TensorFlow checkpoint",
+		    path);
 	}
 	size_t n = strlen(path);
 	if (n > 6 && !strcmp(path + n - 6, ".index") && is_file(path)) {

@@ -39,8 +39,7 @@ static uint32_t crc32c_table(uint32_t c, const unsigned char *p, size_t n)
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t c,
-                                                               const unsigned char *p,
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t c, const unsigned char *p,
                                                                size_t n)
 {
 	uint64_t c64 = c;
@@ -86,7 +85,6 @@ uint32_t tfbundle_crc_mask(uint32_t crc)
 /* 2. Bounded reading                                                       */
 /* ======================================================================== */
 
-
 uint32_t tfb_load_le32(const unsigned char *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -130,8 +128,6 @@ bool tfb_read_varint32(struct cursor *c, uint32_t *out)
 /* 3. Table blocks                                                          */
 /* ======================================================================== */
 
-
-
 bool tfb_read_handle(struct cursor *c, struct handle *h)
 {
 	return tfb_read_varint(c, &h->offset) && tfb_read_varint(c, &h->size);
@@ -139,9 +135,8 @@ bool tfb_read_handle(struct cursor *c, struct handle *h)
 
 /* Check the trailer of the block at `h` (CRC of contents + type byte) and
  * decompress it when snappy. `what` is "index block", "data block 3", ... */
-int tfb_block_read(struct block *b, const unsigned char *file, size_t blocks_end,
-                      struct handle h, const char *label, const char *what,
-                      struct igs_error *err)
+int tfb_block_read(struct block *b, const unsigned char *file, size_t blocks_end, struct handle h,
+                   const char *label, const char *what, struct igs_error *err)
 {
 	memset(b, 0, sizeof *b);
 	if (h.offset > blocks_end || h.size > blocks_end - h.offset ||
@@ -191,20 +186,18 @@ int tfb_block_read(struct block *b, const unsigned char *file, size_t blocks_end
 	if (snappy_uncompress((const char *)p, h.size, (char *)b->owned, &ulen) != SNAPPY_OK) {
 		free(b->owned);
 		b->owned = NULL;
-		return igs_fail(err, IGS_ERR_FORMAT, "%s: %s: snappy decompression failed",
-		                label, what);
+		return igs_fail(err, IGS_ERR_FORMAT, "%s: %s: snappy decompression failed", label,
+		                what);
 	}
 	b->data = b->owned;
 	b->size = ulen;
 	return 0;
 }
 
-
-
 /* Walk every entry of a block in order, checking the restart array: every
  * restart offset must be the start of an entry that shares no prefix. */
-int tfb_block_each(const struct block *b, struct key_buf *key, const char *label,
-                      const char *what, entry_fn fn, void *ctx, struct igs_error *err)
+int tfb_block_each(const struct block *b, struct key_buf *key, const char *label, const char *what,
+                   entry_fn fn, void *ctx, struct igs_error *err)
 {
 	if (b->size < 4)
 		return igs_fail(err, IGS_ERR_FORMAT,
@@ -262,7 +255,8 @@ int tfb_block_each(const struct block *b, struct key_buf *key, const char *label
 		if (klen + 1 > key->cap) {
 			unsigned char *np = realloc(key->p, klen + 1);
 			if (!np)
-				return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory for keys", label);
+				return igs_fail(err, IGS_ERR_NOMEM, "%s: no memory for keys",
+				                label);
 			key->p = np;
 			key->cap = klen + 1;
 		}

@@ -59,15 +59,15 @@ bool tfb_read_handle(struct cursor *c, struct handle *h);
  * CRC checked (over contents + type byte), decompressed when snappy (then
  * b->owned is to be freed).  Messages start with `label` and name `what`.
  */
-int tfb_block_read(struct block *b, const unsigned char *file, size_t blocks_end,
-                   struct handle h, const char *label, const char *what, struct igs_error *err);
+int tfb_block_read(struct block *b, const unsigned char *file, size_t blocks_end, struct handle h,
+                   const char *label, const char *what, struct igs_error *err);
 
 /*
  * tfb_block_each - call `fn` for every entry of a block in order, with the
  * full key rebuilt in `key` (NUL-terminated, caller frees key->p); checks
  * the restart array: every restart offset starts an entry sharing no prefix.
  */
-int tfb_block_each(const struct block *b, struct key_buf *key, const char *label,
-                   const char *what, entry_fn fn, void *ctx, struct igs_error *err);
+int tfb_block_each(const struct block *b, struct key_buf *key, const char *label, const char *what,
+                   entry_fn fn, void *ctx, struct igs_error *err);
 
 #endif
