@@ -368,6 +368,33 @@ START_TEST(test_background_class)
 }
 END_TEST
 
+/* TensorFlow-written checkpoints that are not an official ResNet: refused
+ * by name (skipped when ../shared/testdata is absent). */
+START_TEST(test_other_tf_models_refused)
+{
+	const char *root = getenv("IGSERVE_SHARED_TESTDATA");
+	char dir[1024];
+	snprintf(dir, sizeof dir, "%s/tf-checkpoints", root ? root : "../shared/testdata");
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		fprintf(stderr, "test_tf_model: %s absent, skipping\n", dir);
+		return;
+	}
+	struct model *m = NULL;
+	struct igs_error err = {0};
+	char path[1100];
+	snprintf(path, sizeof path, "%s/saved_model_half_plus_three", dir);
+	ck_assert_int_eq(model_open(&m, path, NULL, &err), IGS_ERR_MODEL);
+	ck_assert_msg(strstr(err.message, "not TensorFlow's official ResNet v2 layout"), "%s",
+	              err.message);
+	snprintf(path, sizeof path, "%s/saved_model_half_plus_two_mkl", dir);
+	ck_assert_int_eq(model_open(&m, path, NULL, &err), IGS_ERR_MODEL);
+	ck_assert_msg(strstr(err.message, "conv2d/bias") && strstr(err.message, "no bias"), "%s",
+	              err.message);
+	ck_assert_ptr_null(m);
+}
+END_TEST
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
 
 int main(void)
@@ -383,6 +410,7 @@ int main(void)
 	tcase_add_test(tc, test_loads_by_directory);
 	tcase_add_test(tc, test_corrupt_checkpoints_refused);
 	tcase_add_test(tc, test_background_class);
+	tcase_add_test(tc, test_other_tf_models_refused);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

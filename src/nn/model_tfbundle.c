@@ -21,9 +21,12 @@
  * where that layer's is not.  Kernels are HWIO.  Strided convolutions use
  * fixed padding ((k-1)/2 each side, then VALID), the others SAME: for odd
  * kernels both are k/2 on every side.  Optimizer slots, global_step and any
- * other variable outside these names are ignored.
+ * other variable outside these names are ignored.  The names may sit in one
+ * variable scope ("resnet_model/conv2d/kernel", as later versions of the
+ * official model write them): the stem's scope is taken for all.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +44,36 @@ struct tf_loader {
 	struct igs_error *err;
 	int n_convs, n_bns;     /* conv2d .. conv2d_{n-1}, likewise for BN */
 	int next_conv, next_bn; /* creation-order cursors */
+	char scope[256];        /* "" or a variable scope around the model, "resnet_model/" */
 };
+
+/* A model variable by its name inside the scope. */
+static const struct tfb_tensor *find_var(const struct tf_loader *ld, const char *name)
+{
+	char full[512];
+	snprintf(full, sizeof full, "%s%s", ld->scope, name);
+	return tfbundle_find(ld->file, full);
+}
+
+/* The scope of the stem's "conv2d/kernel" (the shortest such name), as
+ * later versions of the official model wrap it in variable_scope('resnet_model'). */
+static void find_scope(struct tf_loader *ld)
+{
+	const char *key = "conv2d/kernel";
+	const size_t klen = strlen(key);
+	size_t best = SIZE_MAX;
+	ld->scope[0] = 0;
+	for (size_t t = 0; t < tfbundle_count(ld->file); t++) {
+		const char *v = tfbundle_at(ld->file, t)->name;
+		size_t n = strlen(v);
+		if (n < klen || strcmp(v + n - klen, key) || (n > klen && v[n - klen - 1] != '/'))
+			continue;
+		if (n - klen < best && n - klen < sizeof ld->scope) {
+			best = n - klen;
+			snprintf(ld->scope, sizeof ld->scope, "%.*s", (int)best, v);
+		}
+	}
+}
 
 static void layer_name(char *buf, size_t len, const char *layer, int i, const char *part)
 {
@@ -60,9 +92,10 @@ static int fail_code(const struct tf_loader *ld)
  * back), all finite; malloc'ed, or NULL with the error set. */
 static float *read_var(struct tf_loader *ld, const char *name, int ndim, int64_t *shape)
 {
-	const struct tfb_tensor *t = tfbundle_find(ld->file, name);
+	const struct tfb_tensor *t = find_var(ld, name);
 	if (!t) {
-		igs_fail(ld->err, IGS_ERR_MODEL, "%s: missing variable '%s'", ld->path, name);
+		igs_fail(ld->err, IGS_ERR_MODEL, "%s: missing variable '%s%s'", ld->path, ld->scope,
+		         name);
 		return NULL;
 	}
 	bool ok = t->ndim == ndim;
@@ -111,7 +144,7 @@ static int conv_kernel_size(struct tf_loader *ld, int i)
 	if (i >= ld->n_convs)
 		return 0;
 	layer_name(name, sizeof name, "conv2d", i, "kernel");
-	const struct tfb_tensor *t = tfbundle_find(ld->file, name);
+	const struct tfb_tensor *t = find_var(ld, name);
 	return t && t->ndim == 4 ? (int)t->shape[0] : 0;
 }
 
@@ -221,6 +254,10 @@ static int count_layers(struct tf_loader *ld, const char *layer, const char *par
 	int max = -1;
 	for (size_t t = 0; t < tfbundle_count(ld->file); t++) {
 		const char *v = tfbundle_at(ld->file, t)->name;
+		const size_t slen = strlen(ld->scope);
+		if (strncmp(v, ld->scope, slen))
+			continue;
+		v += slen;
 		if (strncmp(v, layer, plen))
 			continue;
 		int idx = 0, used = 0;
@@ -242,7 +279,7 @@ static int count_layers(struct tf_loader *ld, const char *layer, const char *par
 	}
 	for (int i = 0; i <= max; i++) {
 		layer_name(name, sizeof name, layer, i, part);
-		if (!tfbundle_find(ld->file, name))
+		if (!find_var(ld, name))
 			return igs_fail(ld->err, IGS_ERR_MODEL,
 			                "%s: '%s' is missing (there are up to %s_%d)", ld->path,
 			                name, layer, max);
@@ -326,12 +363,13 @@ static int load_block(struct tf_loader *ld, struct model *m, struct block_params
 static int build(struct model *m, struct tf_loader *ld)
 {
 	struct model_info *info = &m->info;
+	find_scope(ld);
 	int rc = count_layers(ld, "conv2d", "kernel", &ld->n_convs);
 	if (rc == 0)
 		rc = count_layers(ld, "batch_normalization", "gamma", &ld->n_bns);
 	if (rc < 0)
 		return rc;
-	if (ld->n_convs < 4 || !tfbundle_find(ld->file, "dense/kernel"))
+	if (ld->n_convs < 4 || !find_var(ld, "dense/kernel"))
 		return igs_fail(
 		    ld->err, IGS_ERR_MODEL,
 		    "%s: not TensorFlow's official ResNet v2 layout (expected conv2d/kernel, "
