@@ -66,6 +66,11 @@ static const struct maxpool_shape pool_cases[] = {
     POOL(2, 1, 8, 6, 2, 2, 0),   POOL(4, 3, 5, 7, 3, 1, 1),
     POOL(1, 2, 2, 3, 3, 2, 1),   /* windows mostly padding */
     POOL(32, 2, 9, 12, 3, 2, 1), /* two channel blocks (blocked output) */
+    /* TensorFlow 'SAME' (the official ResNet v2 stem pool): even sides pad
+     * 0 before and 1 after, odd sides 1 and 1 */
+    {.c = 3, .n = 2, .h_in = 10, .w_in = 9, .k = 3, .stride = 2, .same = true},
+    {.c = 32, .n = 1, .h_in = 12, .w_in = 12, .k = 3, .stride = 2, .same = true},
+    {.c = 2, .n = 1, .h_in = 7, .w_in = 8, .k = 2, .stride = 2, .same = true},
 };
 #define N_POOL_CASES (sizeof pool_cases / sizeof pool_cases[0])
 

@@ -16,6 +16,17 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
                           const struct maxpool_shape *s)
 {
 	const int C = s->c;
+	int py = s->pad, px = s->pad;
+	if (s->same) { /* TensorFlow's rule, as tf.nn.max_pool documents it */
+		const int oh = (int)ceil((double)s->h_in / s->stride);
+		const int ow = (int)ceil((double)s->w_in / s->stride);
+		ck_assert_int_eq(s->h_out, oh);
+		ck_assert_int_eq(s->w_out, ow);
+		py = (oh - 1) * s->stride + s->k - s->h_in;
+		px = (ow - 1) * s->stride + s->k - s->w_in;
+		py = py > 0 ? py / 2 : 0;
+		px = px > 0 ? px / 2 : 0;
+	}
 	for (int b = 0; b < s->n; b++)
 		for (int oy = 0; oy < s->h_out; oy++)
 			for (int ox = 0; ox < s->w_out; ox++)
@@ -24,8 +35,8 @@ static void naive_maxpool(double *out, int32_t *argmax, double *gap, const float
 					int32_t best_i = -1;
 					for (int ky = 0; ky < s->k; ky++)
 						for (int kx = 0; kx < s->k; kx++) {
-							int iy = oy * s->stride - s->pad + ky;
-							int ix = ox * s->stride - s->pad + kx;
+							int iy = oy * s->stride - py + ky;
+							int ix = ox * s->stride - px + kx;
 							double v = -INFINITY;
 							int32_t idx = -1;
 							if (iy >= 0 && iy < s->h_in && ix >= 0 &&

@@ -408,7 +408,7 @@ START_TEST(test_top_k_matches_full_sort)
 		for (size_t q = 0; q < sizeof ks / sizeof *ks; q++) {
 			struct prediction *top = NULL;
 			int count = 0;
-			ck_assert_int_eq(service_top_k(s, logits, ks[q], &top, &count, &err), 0);
+			ck_assert_int_eq(service_top_k(s, logits, 0, ks[q], &top, &count, &err), 0);
 			int want = ks[q] < 1 ? 1 : ks[q] > CLASSES ? CLASSES : ks[q];
 			ck_assert_int_eq(count, want);
 			double psum = 0;

@@ -176,6 +176,7 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
 	request_options_resolve(&out->options);
+	out->options.attr.first_default_target = service_first_class(s, &out->options);
 	/* lend the thread between the network's blocks too, not only between
 	 * chunks: a waiting prediction then runs within milliseconds */
 	if (job && job->yield) {
@@ -196,7 +197,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 
 	t0 = igs_now();
 	const struct attr_result *r = &out->attr;
-	if ((rc = service_top_k(s, r->logits, o->top_k, &out->top, &out->top_count, err)))
+	if ((rc = service_top_k(s, r->logits, service_first_class(s, o), o->top_k, &out->top,
+	                        &out->top_count, err)))
 		goto done;
 	softmax_forward(probs, r->logits, info->classes);
 	out->target = (struct prediction){.index = r->target,

@@ -114,6 +114,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 
 	if (!strcmp(name, "top_k"))
 		return int_in(name, value, 1, 100000, &o->top_k, err);
+	if (!strcmp(name, "include_background"))
+		return bool_value(name, value, &o->include_background, err);
 	if (!strcmp(name, "resize")) {
 		int m = image_resize_mode_parse(value);
 		if (m < 0)

@@ -16,6 +16,9 @@
 
 struct request_options {
 	int top_k;               /* 5 */
+	/* false: a 1001-class model's class 0 (background) is left out of the
+	 * predictions and of the default target */
+	bool include_background;
 	enum resize_mode resize; /* letterbox */
 	struct attr_params attr; /* what to attribute and how (attr_params_init) */
 	unsigned heatmaps;       /* HEATMAP_* set (heatmap.h); the contract's seven */

@@ -64,6 +64,7 @@ int selfcheck_run(struct service_worker *w, const struct service *s, struct igs_
 	struct request_options o;
 	request_options_init(&o);
 	o.top_k = info.classes;
+	o.include_background = true; /* every class, a background one too */
 	rc = service_predict(w, png, len, &o, &job, &pred, err);
 	if (rc < 0)
 		goto out;

@@ -242,14 +242,21 @@ static void sift_down(int *heap, int n, int i, const float *logits)
 	}
 }
 
-int service_top_k(const struct service *s, const float *logits, int k, struct prediction **top,
-                  int *count, struct igs_error *err)
+int service_first_class(const struct service *s, const struct request_options *o)
+{
+	return model_get_info(s->model)->classes == 1001 && !o->include_background ? 1 : 0;
+}
+
+int service_top_k(const struct service *s, const float *logits, int first, int k,
+                  struct prediction **top, int *count, struct igs_error *err)
 {
 	*top = NULL;
 	*count = 0;
 	const int classes = model_get_info(s->model)->classes;
-	if (k > classes)
-		k = classes;
+	if (first < 0 || first >= classes)
+		first = 0;
+	if (k > classes - first)
+		k = classes - first;
 	if (k < 1)
 		k = 1;
 	float *probs = malloc((size_t)classes * sizeof *probs);
@@ -264,10 +271,10 @@ int service_top_k(const struct service *s, const float *logits, int k, struct pr
 	softmax_forward(probs, logits, classes);
 	/* The k best in a min-heap: O(classes log k). */
 	for (int c = 0; c < k; c++)
-		heap[c] = c;
+		heap[c] = first + c;
 	for (int i = k / 2 - 1; i >= 0; i--)
 		sift_down(heap, k, i, logits);
-	for (int c = k; c < classes; c++)
+	for (int c = first + k; c < classes; c++)
 		if (ranks_above(logits, c, heap[0])) {
 			heap[0] = c;
 			sift_down(heap, k, 0, logits);
@@ -359,7 +366,8 @@ int service_predict(struct service_worker *w, const void *bytes, size_t len,
 		if (!isfinite(w->logits[c]))
 			return igs_fail(err, IGS_ERR_INTERNAL,
 			                "the model produced a non-finite logit for class %d", c);
-	rc = service_top_k(s, w->logits, o->top_k, &out->top, &out->count, err);
+	rc = service_top_k(s, w->logits, service_first_class(s, o), o->top_k, &out->top,
+	                   &out->count, err);
 	if (rc < 0)
 		return rc;
 	out->timing_ms.decode = prep_ms[0];

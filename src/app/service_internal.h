@@ -40,11 +40,19 @@ int service_prepare_input(struct service_worker *w, const void *bytes, size_t le
                           struct image_geometry *geom, double timing_ms[2], struct igs_error *err);
 
 /*
- * service_top_k - the top `k` classes of `logits` (at most the class
- * count; sorted by logit, ties to the lower index) with their softmax
- * probabilities: *top is malloc'd (caller frees), *count its length.
+ * service_first_class - 1 when the model's class 0 is a background class
+ * the request leaves out (1001 classes, include_background false), else 0.
  */
-int service_top_k(const struct service *s, const float *logits, int k, struct prediction **top,
+int service_first_class(const struct service *s, const struct request_options *o);
+
+/*
+ * service_top_k - the top `k` classes of `logits` among classes >= `first`
+ * (at most that many; sorted by logit, ties to the lower index) with their
+ * softmax probabilities over all classes: *top is malloc'd (caller frees),
+ * *count its length.
+ */
+int service_top_k(const struct service *s, const float *logits, int first, int k,
+                  struct prediction **top,
                   int *count, struct igs_error *err);
 
 #endif

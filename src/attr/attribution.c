@@ -970,8 +970,9 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	memcpy(out->logits, r.logits, C * sizeof *out->logits);
 	int target = o->target;
 	if (target < 0) {
-		target = 0;
-		for (int j = 1; j < r.classes; j++)
+		const int first = o->first_default_target;
+		target = first > 0 && first < r.classes ? first : 0;
+		for (int j = target + 1; j < r.classes; j++)
 			if (out->logits[j] > out->logits[target])
 				target = j;
 	}

@@ -58,6 +58,8 @@ enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
 
 struct attr_params {
 	int target;                  /* -1: the top-1 class */
+	int first_default_target;    /* 0; the top-1 default is taken among classes >= this
+	                                (1 leaves out a background class 0) */
 	enum attr_method method;     /* integrated gradients */
 	enum quad_rule rule;         /* gausslegendre */
 	int steps;                   /* 50 */

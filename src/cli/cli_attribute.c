@@ -118,6 +118,10 @@ int cli_attribute(int argc, char **argv)
 	    "overlay_full)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
 #undef OPT
+	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
+	                           "a 1001-class model's background class 0 may be the default "
+	                           "target and is listed",
+	                           NULL, NULL};
 	flags[n++] = (struct flag){"raw",
 	                           FLAG_STRING,
 	                           &raw_path,

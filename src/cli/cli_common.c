@@ -34,7 +34,8 @@ size_t cli_model_flags(struct flag *f, struct cli_model_options *o)
 {
 	const struct flag add[CLI_MODEL_FLAG_COUNT] = {
 		{"model", FLAG_STRING, &o->model, "FILE",
-		 "weights (.safetensors); default: fetched ImageNet weights, else the demo model",
+		 "weights (.safetensors, or a TensorFlow checkpoint prefix or directory); default: "
+		 "fetched ImageNet weights, else the demo model",
 		 NULL, NULL},
 		{"labels", FLAG_STRING, &o->labels, "FILE",
 		 "class names, one per line (default: built-in ImageNet names, or labels.txt beside "

@@ -18,7 +18,7 @@ int cli_predict(int argc, char **argv)
 	cli_model_options_init(&mo);
 	request_options_init(&ro);
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 3];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 4];
 	size_t n = cli_model_flags(flags, &mo);
 	int threads = cli_default_threads();
 	flags[n++] = (struct flag){"threads", FLAG_INT, &threads, "N",
@@ -27,6 +27,8 @@ int cli_predict(int argc, char **argv)
 	                           "how many classes to print per image (5)", cli_set_request_option, &ro};
 	flags[n++] = (struct flag){"resize", FLAG_CALLBACK, NULL, "MODE",
 	                           "letterbox (default), center-crop or stretch", cli_set_request_option, &ro};
+	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
+	                           "list a 1001-class model's background class 0 too", NULL, NULL};
 
 	const char *synopsis = "[--model FILE] [--labels FILE] [--top-k K] IMAGE...";
 	const char *images[MAX_IMAGES];

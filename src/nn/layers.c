@@ -19,10 +19,24 @@
 #include <emmintrin.h>
 #endif
 
+/* TensorFlow's SAME: out = ceil(in / stride), total padding split low half first. */
+static void same_padding(int in, int k, int stride, int *out, int *before)
+{
+	*out = (in + stride - 1) / stride;
+	int total = (*out - 1) * stride + k - in;
+	*before = total > 0 ? total / 2 : 0;
+}
+
 void maxpool_shape_finish(struct maxpool_shape *s)
 {
+	if (s->same) {
+		same_padding(s->h_in, s->k, s->stride, &s->h_out, &s->pad_top);
+		same_padding(s->w_in, s->k, s->stride, &s->w_out, &s->pad_left);
+		return;
+	}
 	s->h_out = (s->h_in + 2 * s->pad - s->k) / s->stride + 1;
 	s->w_out = (s->w_in + 2 * s->pad - s->k) / s->stride + 1;
+	s->pad_top = s->pad_left = s->pad;
 }
 
 /* [*lo, *hi): this thread's contiguous block of [0, total). */
@@ -224,7 +238,7 @@ static struct act_shape pool_out(const struct maxpool_shape *s)
 void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict in,
                      const struct maxpool_shape *s)
 {
-	const int C = s->c, k = s->k, st = s->stride, pad = s->pad;
+	const int C = s->c, k = s->k, st = s->stride, pad_y = s->pad_top, pad_x = s->pad_left;
 	const int hi = s->h_in, wi = s->w_in, ho = s->h_out, wo = s->w_out;
 	const struct act_shape os = pool_out(s);
 	const int L = run_length(&os); /* channels written contiguously */
@@ -232,11 +246,11 @@ void maxpool_forward(float *restrict out, int32_t *restrict argmax, const float 
 #pragma omp parallel for schedule(static)
 	for (long row = 0; row < rows; row++) {
 		const int n = (int)(row / ho), oy = (int)(row % ho);
-		int y0 = oy * st - pad, y1 = y0 + k;
+		int y0 = oy * st - pad_y, y1 = y0 + k;
 		y0 = y0 < 0 ? 0 : y0;
 		y1 = y1 > hi ? hi : y1;
 		for (int ox = 0; ox < wo; ox++) {
-			int x0 = ox * st - pad, x1 = x0 + k;
+			int x0 = ox * st - pad_x, x1 = x0 + k;
 			x0 = x0 < 0 ? 0 : x0;
 			x1 = x1 > wi ? wi : x1;
 			for (int c0 = 0; c0 < C; c0 += L) {

@@ -61,6 +61,11 @@ void affine_relu_backward(float *d_in, const float *d_out, const uint8_t *mask, 
  * blocked by out_block channels. */
 struct maxpool_shape {
 	int c, n, h_in, w_in, k, stride, pad, h_out, w_out;
+	/* TensorFlow's 'SAME' padding instead of `pad` on every side: the
+	 * output is ceil(in / stride) and the padding that needs, split with
+	 * the smaller half before (0 before and 1 after for 3x3/2 on 112). */
+	bool same;
+	int pad_top, pad_left; /* set by maxpool_shape_finish */
 	int out_block;
 	/* The input came out of a ReLU: argmax is -1 where the maximum is not
 	 * positive, since the ReLU passes no gradient there (which spares the

@@ -1,6 +1,6 @@
 /*
  * model.c - a resident ResNet: opened from its weights file by the reader
- * for its format (model_safetensors.c), then described, counted and its
+ * for its format (model_safetensors.c, model_tfbundle.c), then described, counted and its
  * convolutions packed for the backend (conv.h); read-only afterwards.
  */
 #include "model_internal.h"
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "tfbundle.h"
 
 static void conv_clear(struct conv_params *c)
 {
@@ -38,9 +39,9 @@ static size_t conv_param_count(const struct conv_params *c)
 static void describe_architecture(struct model *m)
 {
 	struct model_info *info = &m->info;
-	static const int standard_blocks[5][4] = {
-	    {2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 6, 3}, {3, 4, 23, 3}, {3, 8, 36, 3}};
-	static const int standard_depth[5] = {18, 34, 50, 101, 152};
+	static const int standard_blocks[6][4] = {{2, 2, 2, 2},  {3, 4, 6, 3},  {3, 4, 6, 3},
+	                                          {3, 4, 23, 3}, {3, 8, 36, 3}, {3, 24, 36, 3}};
+	static const int standard_depth[6] = {18, 34, 50, 101, 152, 200};
 	int total = 0;
 	for (int s = 0; s < info->stages; s++)
 		total += info->blocks[s];
@@ -51,14 +52,16 @@ static void describe_architecture(struct model *m)
 	for (int s = 0; standard && s < 4; s++)
 		standard = info->widths[s] == (64 << s) * expansion;
 	bool known = false;
-	for (int d = 0; standard && d < 5; d++) {
+	for (int d = 0; standard && d < 6; d++) {
 		if (standard_depth[d] != info->depth)
 			continue;
 		known = !memcmp(info->blocks, standard_blocks[d], sizeof standard_blocks[d]);
 		if (standard_depth[d] == 34 && info->block != BLOCK_BASIC)
 			known = false;
 	}
-	const char *base = info->family == FAMILY_TORCHVISION ? "resnet" : "resnetv2_";
+	const char *base = info->family == FAMILY_TORCHVISION  ? "resnet"
+	                   : info->family == FAMILY_TENSORFLOW ? "resnet_v2_"
+	                                                       : "resnetv2_";
 	if (known)
 		snprintf(info->arch, sizeof info->arch, "%s%d", base, info->depth);
 	else
@@ -141,7 +144,7 @@ static int pack_convs(struct model *m, struct igs_error *err)
 	const bool blocked = m->act_block != 0;
 	const enum conv_precision p = m->info.precision;
 	int rc = pack_conv(&m->stem, &h, false, 0, p, err);
-	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool */
+	h = (h + 2 * 1 - 3) / 2 + 1; /* the 3x3 stride-2 max-pool (ceil(h/2), SAME too) */
 	for (int b = 0; b < m->n_blocks && rc == 0; b++) {
 		struct block_params *blk = &m->blocks[b];
 		int ds = h;
@@ -190,7 +193,8 @@ int model_open(struct model **out, const char *path, const struct model_options 
 	if (!m)
 		return igs_fail(err, IGS_ERR_NOMEM, "%s: out of memory", path);
 	m->info.precision = precision;
-	rc = model_read_safetensors(m, path, err);
+	rc = tfbundle_is_checkpoint(path) ? model_read_tfbundle(m, path, err)
+	                                  : model_read_safetensors(m, path, err);
 	if (rc == 0)
 		rc = finish(m, err);
 	if (rc < 0) {

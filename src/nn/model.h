@@ -1,7 +1,8 @@
 /*
  * model.h - a ResNet resident in memory, and the passes that run it.
  *
- * A `struct model` is loaded once from a .safetensors file (architecture
+ * A `struct model` is loaded once from a .safetensors file or a TensorFlow
+ * checkpoint (architecture
  * detected from names and shapes, BatchNorm folded into the convolutions
  * where it can be) and is read-only afterwards: any number of threads can
  * run it at once, each with its own `struct net_workspace`.
@@ -20,7 +21,7 @@
 #include "conv.h"
 #include "error.h"
 
-enum model_family { FAMILY_TORCHVISION, FAMILY_TIMM_RESNETV2 };
+enum model_family { FAMILY_TORCHVISION, FAMILY_TIMM_RESNETV2, FAMILY_TENSORFLOW };
 enum block_kind { BLOCK_BASIC, BLOCK_BOTTLENECK };
 
 #define MODEL_MAX_STAGES 8
@@ -29,7 +30,7 @@ struct model_info {
 	enum model_family family;
 	enum block_kind block;
 	char arch[48];           /* "resnet50", "resnetv2_50", "resnet18", or "resnet-custom" */
-	const char *family_name; /* "torchvision" or "timm_resnetv2" */
+	const char *family_name; /* "torchvision", "timm_resnetv2" or "tensorflow" */
 	int depth;               /* 18, 34, 50, 101, 152, or the layer count of a custom one */
 	int stages;
 	int blocks[MODEL_MAX_STAGES];

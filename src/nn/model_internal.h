@@ -49,6 +49,7 @@ struct model {
 	struct conv_params stem;         /* torchvision: conv1+bn1+relu folded */
 	int n_blocks;
 	struct block_params *blocks;     /* stage by stage */
+	bool pool_same;                  /* TensorFlow: the stem's max-pool pads 'SAME' */
 	bool has_final_norm;             /* timm ResNetV2: norm + ReLU before pooling */
 	struct affine_params final_norm;
 	float *fc_weight;                /* [classes][features] */
@@ -77,5 +78,7 @@ unsigned model_block_entry_backward(const struct model *m, int b);
  * Errors name the file and the problem.
  */
 int model_read_safetensors(struct model *m, const char *path, struct igs_error *err);
+/* A TensorFlow checkpoint (TensorBundle V2) in the official ResNet v2 layout. */
+int model_read_tfbundle(struct model *m, const char *path, struct igs_error *err);
 
 #endif

@@ -95,6 +95,7 @@ static size_t layout(struct net_workspace *ws, struct carver *cv, int n)
 	                                  .k = 3,
 	                                  .stride = 2,
 	                                  .pad = 1,
+	                                  .same = m->pool_same,
 	                                  .out_block = m->act_block,
 	                                  .after_relu = m->stem.relu};
 	maxpool_shape_finish(&ws->pool);
