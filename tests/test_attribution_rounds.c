@@ -59,34 +59,40 @@ START_TEST(test_adaptive_refines_until_tolerance)
 	ck_assert_str_eq(first.estimator, ATTR_ESTIMATOR_SUBRULE);
 	ck_assert_double_ge(first.relative_l2, e2);
 	ck_assert_double_le(first.relative_l2, 1.5 * e2);
-	ro.tolerance = e2 / 10.0; /* needs m = 32 (e2 / 16) */
+	ro.tolerance = e2 / 10.0; /* needs m >= 20 (the error is e2 * 2 / m) */
 	struct attr_result res;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 4, NULL, &res, NULL), 0);
 	ck_assert(res.adaptive);
 	ck_assert(res.converged);
-	ck_assert_int_eq(res.steps, 32);
-	ck_assert_int_eq(res.evaluations, 32); /* nested: every point evaluated once */
-	double e32 = rel_l2(res.attr, exact);
-	ck_assert_double_le(e32, ro.tolerance);
-	ck_assert_double_eq_tol(e32, e2 / 16, e2 * 1e-3);
-	ck_assert_double_ge(res.relative_l2, e32);
-	ck_assert_double_le(res.relative_l2, 1.05 * e32);
+	/* the factor comes from the observed rate (exactly 1/m here): from 2
+	 * points, 2 -> 4 (default, no rate yet) -> 28 (x7 aims at 0.85 tol);
+	 * doubling would have needed 32 */
+	ck_assert_int_eq(res.steps, 28);
+	ck_assert_int_eq(res.evaluations, 28); /* nested: every point evaluated once */
+	const int M = res.steps;
+	double em = rel_l2(res.attr, exact);
+	ck_assert_double_le(em, ro.tolerance);
+	ck_assert_double_eq_tol(em, e2 * 2 / M, e2 * 1e-3);
+	ck_assert_double_ge(res.relative_l2, em);
+	ck_assert_double_le(res.relative_l2, 1.05 * em);
 	ck_assert_double_le(res.relative_l2, ro.tolerance);
 	ck_assert_double_le(res.relative_error, ro.tolerance);
-	/* same table and attributions as a direct 32-point run */
-	struct attr_params direct = opts(RULE_RIEMANN_LEFT, 32, BASELINE_BLACK);
+	/* same table and attributions as a direct M-point run */
+	struct attr_params direct = opts(RULE_RIEMANN_LEFT, M, BASELINE_BLACK);
 	struct attr_result d;
 	ck_assert_int_eq(attribution_run(&o, x, &direct, 4, NULL, &d, NULL), 0);
-	ck_assert_int_eq(res.path_count, 32);
-	for (int k = 0; k < 32; k++) {
+	ck_assert_int_eq(res.path_count, M);
+	for (int k = 0; k < M; k++) {
 		ck_assert_double_eq(res.path[k].alpha, d.path[k].alpha);
 		ck_assert_double_eq_tol(res.path[k].weight, d.path[k].weight, 1e-17);
 		ck_assert_double_eq_tol(res.path[k].output, d.path[k].output, 1e-9);
 	}
 	for (int i = 0; i < N; i++)
 		ck_assert_float_eq_tol(res.attr[i], d.attr[i], 1e-5f * fabsf(d.attr[i]) + 1e-9f);
-	/* the plain 32-point run reports the same estimate */
-	ck_assert_double_eq_tol(d.relative_l2, res.relative_l2, 1e-6 * res.relative_l2);
+	/* the plain M-point run nests M/2 (factor 2, not 7): its estimate is
+	 * of the same error, from another coarse rule */
+	ck_assert_double_ge(d.relative_l2, em);
+	ck_assert_double_le(d.relative_l2, 1.05 * em);
 	attr_result_clear(&res);
 	attr_result_clear(&d);
 

@@ -627,45 +627,38 @@ static double difference_estimate(const float *fine, const float *coarse, size_t
 	return sqrt(d2 / f2) / (q - 1.0);
 }
 
-/* The points refinement evaluates going from the m-point rule to the
- * first of its refinements with at least `to` points. */
-static int new_points_between(enum quad_rule rule, int m, int to)
-{
-	int total = 0;
-	while (m < to) {
-		struct quad_refinement ref;
-		quadrature_refinement(rule, m, &ref);
-		total += ref.new_points;
-		m = ref.next_m;
-	}
-	return total;
-}
-
 /*
- * The predicted last round of adaptive IG: the estimate falls as m^-p,
- * p observed from the last two rounds (clamped to [0.5, 2]; 1 before
- * there are two), so the tolerance needs about m (E / tol)^(1/p) points;
- * the first refinement at or past that, capped by max_steps.  It only
- * sizes the progress report: nested rules check after every round, which
- * never does more work than jumping there directly.
+ * The next refinement's factor (quadrature_refinement_by): the spacing
+ * ratio that should bring the estimate e under the tolerance, from the
+ * observed rate.  The estimate falls as m^-p, p measured between the last
+ * two rounds (e_prev at spacing q_prev times coarser; clamped to [0.5, 2],
+ * 1 before there are two), so the tolerance needs a ratio of about
+ * (e / tol)^(1/p); aimed at 0.85 tol so that one round usually does, and
+ * at most 4 (a larger jump risks more overshoot than it saves).  The default factor (the smallest) when there is no estimate
+ * yet or only the completeness error is short; smaller factors when
+ * max_steps would be passed.  Gauss-Legendre doubles its order.
  */
-static int predicted_points(const struct run *r, enum quad_rule rule, int m, double e_prev,
-                            double e)
+static int next_factor(const struct run *r, enum quad_rule rule, int m, double e_prev, double e,
+                       int q_prev)
 {
 	const struct attr_params *o = r->o;
-	double p = 1.0, q = quadrature_refinement_ratio(rule);
-	if (isfinite(e_prev) && isfinite(e) && e_prev > 0 && e > 0)
-		p = fmin(fmax(log(e_prev / e) / log(q), 0.5), 2.0);
-	double need = isfinite(e) && e > o->tolerance ? m * pow(e / o->tolerance, 1.0 / p) : m;
-	int at = m;
-	while (at < need) {
+	const int k0 = quadrature_default_factor(rule), step = rule == RULE_RIEMANN_MIDDLE ? 2 : 1;
+	if (rule == RULE_GAUSS_LEGENDRE || !isfinite(e) || !(e > o->tolerance))
+		return k0;
+	double p = 1.0;
+	if (isfinite(e_prev) && e_prev > e && e > 0 && q_prev >= 2)
+		p = fmin(fmax(log(e_prev / e) / log((double)q_prev), 0.5), 2.0);
+	double need = pow(e / (0.85 * o->tolerance), 1.0 / p);
+	int k = need >= 4 ? 4 : (int)ceil(need);
+	if (rule == RULE_RIEMANN_MIDDLE && k % 2 == 0)
+		k++;
+	for (; k > k0; k -= step) {
 		struct quad_refinement ref;
-		quadrature_refinement(rule, at, &ref);
-		if (ref.next_m > o->max_steps || ref.next_m > QUADRATURE_MAX_POINTS)
+		quadrature_refinement_by(rule, m, k, &ref);
+		if (ref.next_m <= o->max_steps && ref.next_m <= QUADRATURE_MAX_POINTS)
 			break;
-		at = ref.next_m;
 	}
-	return at;
+	return k < k0 ? k0 : k;
 }
 
 /*
@@ -683,6 +676,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 	bool adaptive = final_m == 0;
 	int limit = adaptive ? o->max_steps : final_m;
 	double e_prev = NAN;
+	int q_prev = 0; /* the factor of the last round */
 	int rc = 0;
 	for (;;) {
 		if (adaptive && out->relative_l2 <= o->tolerance &&
@@ -691,7 +685,9 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		if (!adaptive && m >= final_m)
 			break;
 		struct quad_refinement ref;
-		quadrature_refinement(rule, m, &ref);
+		int factor = adaptive ? next_factor(r, rule, m, e_prev, out->relative_l2, q_prev)
+		                      : quadrature_default_factor(rule);
+		quadrature_refinement_by(rule, m, factor, &ref);
 		if (ref.next_m > limit || ref.next_m > QUADRATURE_MAX_POINTS)
 			break;
 		size_t np = (size_t)ref.new_points;
@@ -711,13 +707,11 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			              ref.next_m);
 			goto round_done;
 		}
-		if ((rc = quadrature_refine_nodes(rule, m, na, nw, err)))
+		if ((rc = quadrature_refine_nodes_by(rule, m, factor, na, nw, err)))
 			goto round_done;
-		if (adaptive) {
-			int last = predicted_points(r, rule, m, e_prev, out->relative_l2);
-			r->total = r->done +
-			           new_points_between(rule, m, last > ref.next_m ? last : ref.next_m);
-		}
+		/* progress counts to this round's end: the total grows as rounds
+		 * are added */
+		r->total = r->done + ref.new_points;
 		/* reuse: G and the running sum scale by r; otherwise start over */
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] *= ref.reuse_scale;
@@ -759,8 +753,8 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		memcpy(r->prev_attr, out->attr, r->n * sizeof *r->prev_attr);
 		finish_attr(r, out);
 		e_prev = out->relative_l2;
-		out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n,
-		                                       quadrature_refinement_ratio(rule));
+		q_prev = factor;
+		out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, factor);
 		out->estimator = ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
 		r->best_rel = out->relative_error;
 		r->best_l2 = out->relative_l2;

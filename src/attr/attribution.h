@@ -178,7 +178,7 @@ struct attr_result {
  * Convergence estimators.  Every Riemann rule's m points can hold a
  * complete coarser rule (quadrature_coarser), evaluated first; so can the
  * previous round of adaptive refinement.  With q the ratio of the two
- * rules' spacings (quadrature_refinement_ratio),
+ * rules' spacings (the refinement's factor: quadrature_refinement_by),
  *   relative_l2 = ||attr_m - attr_coarse||_2 / ||attr_m||_2 / (q - 1).
  * Why: a ReLU network's gradient is piecewise constant along the path, so
  * every rule's error falls as C/m (Gauss-Legendre's order buys nothing);

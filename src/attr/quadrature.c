@@ -143,75 +143,99 @@ int quadrature_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
 	return 0;
 }
 
-void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *out)
+int quadrature_default_factor(enum quad_rule rule)
 {
+	return rule == RULE_RIEMANN_MIDDLE ? 3 : 2;
+}
+
+void quadrature_refinement_by(enum quad_rule rule, int m, int factor, struct quad_refinement *out)
+{
+	const int k = factor;
+	out->factor = k;
 	switch (rule) {
 	case RULE_RIEMANN_LEFT:
 	case RULE_RIEMANN_RIGHT:
-		out->next_m = 2 * m;
-		out->reuse_scale = 0.5;
-		out->new_points = m;
+	case RULE_RIEMANN_MIDDLE:
+		/* every spacing divided by k (the middle rule: k odd, so the old
+		 * midpoints stay midpoints) */
+		out->next_m = k * m;
+		out->reuse_scale = 1.0 / k;
+		out->new_points = (k - 1) * m;
 		break;
 	case RULE_RIEMANN_TRAPEZOID:
-		out->next_m = 2 * m - 1;
-		out->reuse_scale = 0.5;
-		out->new_points = m - 1;
-		break;
-	case RULE_RIEMANN_MIDDLE:
-		out->next_m = 3 * m;
-		out->reuse_scale = 1.0 / 3.0;
-		out->new_points = 2 * m;
+		/* each of the m-1 intervals cut into k */
+		out->next_m = k * (m - 1) + 1;
+		out->reuse_scale = 1.0 / k;
+		out->new_points = (k - 1) * (m - 1);
 		break;
 	case RULE_GAUSS_LEGENDRE:
 	default:
-		out->next_m = 2 * m;
+		out->next_m = k * m;
 		out->reuse_scale = 0.0;
-		out->new_points = 2 * m;
+		out->new_points = k * m;
 		break;
+	}
+}
+
+void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *out)
+{
+	quadrature_refinement_by(rule, m, quadrature_default_factor(rule), out);
+}
+
+int quadrature_refine_nodes_by(enum quad_rule rule, int m, int factor, double *alpha,
+                               double *weight, struct igs_error *err)
+{
+	struct quad_refinement ref;
+	const int k = factor;
+	quadrature_refinement_by(rule, m, k, &ref);
+	if (m < quadrature_min_points(rule) || k < 2 || ref.next_m > QUADRATURE_MAX_POINTS ||
+	    (rule == RULE_RIEMANN_MIDDLE && k % 2 == 0))
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "%s cannot be refined from %d points by %d within %d points",
+		                quadrature_rule_name(rule), m, k, QUADRATURE_MAX_POINTS);
+	int n = 0;
+	switch (rule) {
+	case RULE_RIEMANN_LEFT:
+	case RULE_RIEMANN_RIGHT:
+		/* j/(km), j not a multiple of k (those are the old nodes) */
+		for (int j = 1; j < k * m + (rule == RULE_RIEMANN_RIGHT); j++) {
+			if (j % k == 0)
+				continue;
+			alpha[n] = (double)j / (k * m);
+			weight[n++] = 1.0 / (k * m);
+		}
+		return 0;
+	case RULE_RIEMANN_TRAPEZOID: {
+		/* j/(k(m-1)) inside the old intervals: the new rule's interior weight */
+		const int intervals = k * (m - 1);
+		for (int j = 1; j < intervals; j++) {
+			if (j % k == 0)
+				continue;
+			alpha[n] = (double)j / intervals;
+			weight[n++] = 1.0 / intervals;
+		}
+		return 0;
+	}
+	case RULE_RIEMANN_MIDDLE:
+		/* (j + 0.5)/(km) except the old midpoints, j = ik + (k-1)/2 */
+		for (int j = 0; j < k * m; j++) {
+			if (j % k == (k - 1) / 2)
+				continue;
+			alpha[n] = (j + 0.5) / (k * m);
+			weight[n++] = 1.0 / (k * m);
+		}
+		return 0;
+	case RULE_GAUSS_LEGENDRE:
+	default:
+		return quadrature_nodes(rule, ref.next_m, alpha, weight, err);
 	}
 }
 
 int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *weight,
                             struct igs_error *err)
 {
-	struct quad_refinement ref;
-	quadrature_refinement(rule, m, &ref);
-	if (m < quadrature_min_points(rule) || ref.next_m > QUADRATURE_MAX_POINTS)
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "%s cannot be refined from %d points within %d points",
-		                quadrature_rule_name(rule), m, QUADRATURE_MAX_POINTS);
-	switch (rule) {
-	case RULE_RIEMANN_LEFT:
-	case RULE_RIEMANN_RIGHT:
-		/* odd numerators over 2m */
-		for (int k = 0; k < m; k++) {
-			alpha[k] = (2.0 * k + 1.0) / (2.0 * m);
-			weight[k] = 1.0 / (2.0 * m);
-		}
-		return 0;
-	case RULE_RIEMANN_TRAPEZOID:
-		/* midpoints of the m-1 old intervals, interior weight of the new rule */
-		for (int k = 0; k < m - 1; k++) {
-			alpha[k] = (k + 0.5) / (m - 1);
-			weight[k] = 1.0 / (2.0 * (m - 1));
-		}
-		return 0;
-	case RULE_RIEMANN_MIDDLE: {
-		/* (j + 0.5)/(3m) for j not = 1 mod 3 (those are the old midpoints) */
-		int n = 0;
-		for (int j = 0; j < 3 * m; j++) {
-			if (j % 3 == 1)
-				continue;
-			alpha[n] = (j + 0.5) / (3.0 * m);
-			weight[n] = 1.0 / (3.0 * m);
-			n++;
-		}
-		return 0;
-	}
-	case RULE_GAUSS_LEGENDRE:
-	default:
-		return quadrature_nodes(rule, ref.next_m, alpha, weight, err);
-	}
+	return quadrature_refine_nodes_by(rule, m, quadrature_default_factor(rule), alpha, weight,
+	                                  err);
 }
 
 int quadrature_coarser(enum quad_rule rule, int m)
@@ -233,9 +257,4 @@ int quadrature_coarser(enum quad_rule rule, int m)
 		return 0;
 	}
 	return c >= quadrature_min_points(rule) && c < m ? c : 0;
-}
-
-double quadrature_refinement_ratio(enum quad_rule rule)
-{
-	return rule == RULE_RIEMANN_MIDDLE ? 3.0 : 2.0;
 }

@@ -75,9 +75,23 @@ struct quad_refinement {
 	int next_m;
 	double reuse_scale;
 	int new_points; /* next_m - m when reused, next_m otherwise */
+	int factor;     /* the spacing ratio (Gauss-Legendre: the order ratio) */
 };
 
 void quadrature_refinement(enum quad_rule rule, int m, struct quad_refinement *out);
+
+/*
+ * The same with the spacing divided by `factor` (>= 2; odd for the middle
+ * rule): left/right/middle go to factor * m points, the trapezoid to
+ * factor * (m - 1) + 1, every old point kept with r = 1/factor;
+ * Gauss-Legendre to factor * m points, nothing kept.  Adaptive IG picks the
+ * factor from the observed rate of convergence.  quadrature_refinement is
+ * this with the default factor (3 for the middle rule, else 2).
+ */
+int quadrature_default_factor(enum quad_rule rule);
+void quadrature_refinement_by(enum quad_rule rule, int m, int factor, struct quad_refinement *out);
+int quadrature_refine_nodes_by(enum quad_rule rule, int m, int factor, double *alpha,
+                               double *weight, struct igs_error *err);
 
 /*
  * quadrature_refine_nodes - the new nodes and their weights (in the
@@ -97,9 +111,5 @@ int quadrature_refine_nodes(enum quad_rule rule, int m, double *alpha, double *w
  * without evaluating anything more.
  */
 int quadrature_coarser(enum quad_rule rule, int m);
-
-/* How much finer one refinement step is (the ratio of the rules'
- * spacings): 3 for the middle rule, 2 for the others. */
-double quadrature_refinement_ratio(enum quad_rule rule);
 
 #endif
