@@ -109,4 +109,16 @@ int run_command(const char *cmd, char *text, size_t size);
 
 void assert_predictions_close(const char *json_a, const char *json_b);
 
+/* A raw TCP connection to the server on 127.0.0.1:port, from `source`
+ * (another loopback address such as "127.0.0.2"; NULL: any), with a receive
+ * buffer of `rcvbuf` bytes (0: the system's). */
+int raw_connect(int port, const char *source, int rcvbuf);
+
+/* Send all of `text` (len bytes); false when the peer closed or reset. */
+bool raw_send(int fd, const void *text, size_t len);
+
+/* Read until the peer closes or `timeout_s` passes; the bytes read,
+ * NUL-terminated (never NULL). */
+char *raw_read_all(int fd, double timeout_s, size_t *len);
+
 #endif

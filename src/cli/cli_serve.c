@@ -3,7 +3,8 @@
  *
  * SIGTERM / SIGINT start a drain: /readyz and new model requests answer
  * 503, requests in flight get up to --drain-timeout seconds to finish, then
- * the process exits with status 0.
+ * the process exits with status 0.  A second signal, or a drain that
+ * overruns --drain-timeout by EXIT_GRACE_S, exits at once with status 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +71,64 @@ static int wait_signal(const sigset_t *set)
 		if (read(signal_pipe[0], &b, 1) == 1)
 			return b;
 	}
+}
+
+/*
+ * After the first signal the drain runs on the main thread; this thread
+ * bounds it.  A second SIGTERM/SIGINT exits at once, and so does a drain
+ * that overruns --drain-timeout by EXIT_GRACE_S (a job that does not reach
+ * its next cancellation check, a stuck write): status 1 either way, with a
+ * log line saying why.
+ */
+enum { EXIT_GRACE_S = 5 };
+
+struct exit_guard {
+	sigset_t signals;
+	double limit_s;
+	bool log_text;
+};
+
+static double monotonic_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void exit_forced(const struct exit_guard *g, const char *reason)
+{
+	char when[40];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	if (g->log_text)
+		fprintf(stderr, "%s event=exit_forced reason=%s\n", when, reason);
+	else
+		fprintf(stderr, "{\"time\":\"%s\",\"event\":\"exit_forced\",\"reason\":\"%s\"}\n",
+		        when, reason);
+	fflush(stderr);
+	_exit(1);
+}
+
+static void *exit_guard_main(void *arg)
+{
+	const struct exit_guard *g = arg;
+	const double end = monotonic_s() + g->limit_s;
+	for (;;) {
+		double left = end - monotonic_s();
+		if (left <= 0)
+			exit_forced(g, "drain_timeout_overrun");
+		if (left > 0.2)
+			left = 0.2;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(left * 1e9)};
+		unsigned char b;
+		if (sigtimedwait(&g->signals, NULL, &ts) > 0 || read(signal_pipe[0], &b, 1) == 1)
+			exit_forced(g, "second_signal");
+	}
+	return NULL;
 }
 
 static int set_log_format(void *ctx, const char *name, const char *value, struct igs_error *err)
@@ -237,6 +296,12 @@ int cli_serve(int argc, char **argv)
 		return 1;
 	}
 	wait_signal(&signals);
+	static struct exit_guard guard;
+	guard = (struct exit_guard){
+	    .signals = signals, .limit_s = drain_timeout + EXIT_GRACE_S, .log_text = sc.log_text};
+	pthread_t guard_thread;
+	if (pthread_create(&guard_thread, NULL, exit_guard_main, &guard) == 0)
+		pthread_detach(guard_thread);
 	server_drain(srv, drain_timeout);
 	server_close(&srv);
 	service_close(&svc);

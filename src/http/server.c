@@ -196,11 +196,24 @@ static void wait_idle(struct server *srv, double deadline)
 	}
 }
 
+/* Mark every job still in flight as stopped by the drain (answered 503). */
+static void cancel_inflight(struct server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	for (struct conn *c = srv->watch_head; c; c = c->wnext) {
+		atomic_store(&c->drain_cancelled, true);
+		atomic_store(&c->job.control.cancelled, true);
+	}
+	pthread_mutex_unlock(&srv->lock);
+}
+
 int server_drain(struct server *srv, double timeout_s)
 {
+	const double t0 = igs_now();
 	atomic_store(&srv->draining, true);
 	pthread_mutex_lock(&srv->lock);
 	int before = srv->inflight;
+	srv->close_by = t0 + timeout_s;
 	pthread_mutex_unlock(&srv->lock);
 	cJSON *doc = access_log_begin();
 	cJSON_AddStringToObject(doc, "event", "draining");
@@ -208,18 +221,30 @@ int server_drain(struct server *srv, double timeout_s)
 	cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);
 	access_log_write(srv, doc);
 
+	/* The whole drain fits in timeout_s: requests get all of it but a
+	 * reserve, in which what is left is stopped and its answers sent. */
+	const double reserve = timeout_s * 0.2 < 1.0 ? timeout_s * 0.2 : 1.0;
 	pthread_mutex_lock(&srv->lock);
-	wait_idle(srv, igs_now() + timeout_s);
+	wait_idle(srv, t0 + timeout_s - reserve);
 	int left = srv->inflight;
-	if (left > 0) /* out of time: stop what still runs (answered 503) */
-		for (struct conn *c = srv->watch_head; c; c = c->wnext) {
-			atomic_store(&c->drain_cancelled, true);
-			atomic_store(&c->job.control.cancelled, true);
-		}
 	pthread_mutex_unlock(&srv->lock);
+	if (left > 0) {
+		cancel_inflight(srv);
+		pool_stop(srv->pool); /* running jobs stop at their next check */
+		pthread_mutex_lock(&srv->lock);
+		wait_idle(srv, t0 + timeout_s);
+		pthread_mutex_unlock(&srv->lock);
+	}
 	return left;
 }
 
+/*
+ * The order matters: libmicrohttpd serves until MHD_stop_daemon returns
+ * (a /metrics scrape, an upload finishing), so the pool stays allocated
+ * until then; it only stops taking jobs (pool_submit answers 503).  The
+ * workers are joined first because their done callbacks resume
+ * connections, which needs the daemon.
+ */
 void server_close(struct server **psrv)
 {
 	struct server *srv = *psrv;
@@ -229,10 +254,12 @@ void server_close(struct server **psrv)
 	atomic_store(&srv->draining, true);
 	/* Workers finish (cancelled jobs stop at their next check); queued
 	 * jobs are answered 503; every suspended connection gets resumed. */
-	pool_close(&srv->pool);
+	pool_stop(srv->pool);
 	if (srv->daemon) {
+		/* answers still being written: until the drain's end, or 2 s */
 		pthread_mutex_lock(&srv->lock);
-		wait_idle(srv, igs_now() + 2.0);
+		double until = srv->close_by > 0 ? srv->close_by : igs_now() + 2.0;
+		wait_idle(srv, until);
 		pthread_mutex_unlock(&srv->lock);
 	}
 	if (srv->watchdog_started) {
@@ -248,6 +275,7 @@ void server_close(struct server **psrv)
 		cJSON_AddStringToObject(doc, "event", "stopped");
 		access_log_write(srv, doc);
 	}
+	pool_close(&srv->pool);
 	metrics_close(&srv->metrics);
 	free(srv->model_info_json);
 	pthread_cond_destroy(&srv->changed);

@@ -56,13 +56,17 @@ int server_port(const struct server *srv);
 bool server_ready(const struct server *srv);
 
 /*
- * server_drain - stop taking work: readyz and new model requests answer
- * 503.  Waits up to `timeout_s` for requests in flight to be answered, then
- * cancels what is left.  Returns the number of requests still in flight.
+ * server_drain - stop taking work: readyz and new model requests (and
+ * uploads that complete from now on) answer 503.  Waits for requests in
+ * flight to be answered, then cancels what is left (answered 503) and
+ * stops the workers, all within `timeout_s`.  Returns the number of
+ * requests that were still in flight when the wait ended.
  */
 int server_drain(struct server *srv, double timeout_s);
 
-/* server_close - join the workers, stop the daemon, free; *srv becomes NULL. */
+/* server_close - join the workers, wait for answers being written (until
+ * the drain's end, or 2 s without a drain), stop the daemon, free; *srv
+ * becomes NULL. */
 void server_close(struct server **srv);
 
 #endif

@@ -55,6 +55,7 @@ struct server {
 	struct conn *watch_head;
 	char selfcheck_error[IGS_ERROR_MESSAGE_MAX];
 	bool stopping;
+	double close_by; /* igs_now() by which server_close stops waiting (0: unset) */
 	pthread_t watchdog;
 	bool watchdog_started;
 	struct pool_job selfcheck;

@@ -159,5 +159,8 @@ enum MHD_Result upload_finish(struct conn *c)
 	}
 	if (!c->image || c->image_len == 0)
 		return conn_send_error(c, IGS_ERR_BAD_OPTION, "request: the image is empty");
+	/* An upload that began before the drain and ends during it. */
+	if (atomic_load(&srv->draining))
+		return conn_send_error(c, IGS_ERR_NOT_READY, "server: shutting down");
 	return jobs_submit(c);
 }

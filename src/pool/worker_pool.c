@@ -259,15 +259,14 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 	return 0;
 }
 
-void pool_close(struct worker_pool **pp)
+void pool_stop(struct worker_pool *p)
 {
-	struct worker_pool *p = *pp;
 	if (!p)
 		return;
-	*pp = NULL;
 	pthread_mutex_lock(&p->lock);
+	const bool already = p->closing;
 	p->closing = true;
-	/* Queued jobs will not run: hand them back as cancelled. */
+	/* Queued jobs will not run: hand them back as refused. */
 	struct pool_job *orphans = NULL, *job;
 	for (int k = 0; k < JOB_KINDS; k++)
 		while ((job = queue_pop(&p->queue[k]))) {
@@ -283,11 +282,24 @@ void pool_close(struct worker_pool **pp)
 		job->finished_at = igs_now();
 		job->done(job);
 	}
-	for (int i = 0; i < p->n_workers; i++) {
-		if (p->workers[i].started)
+	if (already)
+		return;
+	for (int i = 0; i < p->n_workers; i++)
+		if (p->workers[i].started) {
 			pthread_join(p->workers[i].thread, NULL);
+			p->workers[i].started = false;
+		}
+}
+
+void pool_close(struct worker_pool **pp)
+{
+	struct worker_pool *p = *pp;
+	if (!p)
+		return;
+	*pp = NULL;
+	pool_stop(p);
+	for (int i = 0; i < p->n_workers; i++)
 		service_worker_close(&p->workers[i].sw);
-	}
 	free(p->workers);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);

@@ -68,10 +68,16 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
               struct igs_error *err);
 
 /*
- * pool_close - stop taking jobs, let running jobs finish, complete the
- * queued ones with IGS_ERR_CANCELLED (their done callbacks run), join the
- * threads and free everything.  *p becomes NULL.
+ * pool_stop - stop taking jobs (pool_submit answers IGS_ERR_NOT_READY),
+ * complete the queued ones with IGS_ERR_NOT_READY (their done callbacks
+ * run), let running jobs finish and join the threads.  The pool stays
+ * valid: the queries below keep answering (zeros) until pool_close, so a
+ * server can stop its workers while its HTTP threads still serve.
  */
+void pool_stop(struct worker_pool *p);
+
+/* pool_close - pool_stop (if not done yet), then free everything; *p
+ * becomes NULL. */
 void pool_close(struct worker_pool **p);
 
 /*
