@@ -18,7 +18,9 @@ extern char model_path[4096];
 extern char fixtures[2048];
 
 /* An attribution that would take minutes, cut by its deadline: it holds a
- * worker for exactly `ms` milliseconds on any machine, then answers 504. */
+ * worker for exactly `ms` milliseconds on any machine, then answers 504.
+ * (Its 262144 passes are over the default --max-evaluations: the spawned
+ * servers allow 1000000.) */
 #define SLOW(ms) "steps=4096&smoothgrad=smoothgrad&smoothgrad_samples=64&deadline_ms=" #ms
 
 /* Fill model_path and fixtures from IGSERVE_FIXTURES; start libcurl. */

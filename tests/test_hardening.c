@@ -127,6 +127,181 @@ START_TEST(test_drain_keeps_serving_safely)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 3: limits on one request's work                           */
+/* ================================================================ */
+
+static void expect_bad_option(int port, const char *path, const char *mentions)
+{
+	size_t png_len;
+	void *png = make_png(64, 64, 22, &png_len);
+	struct request q = {.path = path, .image = png, .image_len = png_len};
+	struct reply r;
+	http(port, &q, &r);
+	assert_error(&r, 400, "bad_option");
+	ck_assert_msg(strstr(r.body, mentions) != NULL, "%s: %s", path, r.body);
+	reply_free(&r);
+	free(png);
+}
+
+static long post_status(int port, const char *path)
+{
+	size_t png_len;
+	void *png = make_png(64, 64, 22, &png_len);
+	struct request q = {.path = path, .image = png, .image_len = png_len};
+	struct reply r;
+	http(port, &q, &r);
+	long status = r.status;
+	reply_free(&r);
+	free(png);
+	return status;
+}
+
+START_TEST(test_request_limits)
+{
+	static const char *const extra[] = {"--deadline-ms", "60000", "--max-evaluations", "1000",
+	                                    NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	/* --max-deadline-ms defaults to --deadline-ms */
+	expect_bad_option(s.port, "/attribute?steps=4&deadline_ms=60001", "--max-deadline-ms");
+	expect_bad_option(s.port, "/predict?deadline_ms=86400000", "--max-deadline-ms");
+	ck_assert_int_eq(post_status(s.port, "/predict?deadline_ms=60000"), 200);
+	/* steps x smoothgrad_samples */
+	expect_bad_option(s.port, "/attribute?steps=100&smoothgrad=smoothgrad&smoothgrad_samples=11",
+	                  "--max-evaluations");
+	ck_assert_int_eq(
+	    post_status(s.port, "/attribute?steps=10&smoothgrad=smoothgrad&smoothgrad_samples=4"),
+	    200);
+	expect_bad_option(s.port, "/attribute?steps=1001", "--max-evaluations");
+	/* refinement's max_steps counts only when refinement is on */
+	expect_bad_option(s.port, "/attribute?steps=4&tolerance=0.001&max_steps=1024",
+	                  "--max-evaluations");
+	ck_assert_int_eq(post_status(s.port, "/attribute?steps=4&max_steps=1024"), 200);
+	/* saliency is one pass whatever steps says */
+	ck_assert_int_eq(post_status(s.port, "/attribute?method=saliency&steps=2000&heatmaps=none"),
+	                 200);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+
+	/* the cap can be raised above the default deadline */
+	static const char *const raised[] = {"--deadline-ms", "1000", "--max-deadline-ms", "90000",
+	                                     NULL};
+	server_spawn(&s, raised);
+	ck_assert_int_eq(post_status(s.port, "/predict?deadline_ms=90000"), 200);
+	expect_bad_option(s.port, "/predict?deadline_ms=90001", "--max-deadline-ms");
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
+START_TEST(test_queue_expiry)
+{
+	static const char *const extra[] = {"--workers", "1", "--interleave-predictions", "0", NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	size_t png_len;
+	void *png = make_png(64, 64, 23, &png_len);
+	struct request slow = {.path = "/attribute?" SLOW(6000), .image = png, .image_len = png_len};
+	struct async a1, a2;
+	async_start(&a1, s.port, &slow);
+	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
+
+	/* A queued job past its deadline is answered 504 while the worker is
+	 * still busy, not when it gets to the job. */
+	struct request expiring = {
+	    .path = "/predict?deadline_ms=300", .image = png, .image_len = png_len};
+	async_start(&a2, s.port, &expiring);
+	async_wait(&a2);
+	assert_error(&a2.r, 504, "deadline_exceeded");
+	ck_assert_msg(metric(s.port, "igserve_running_jobs") == 1 && a1.finished == 0,
+	              "the 504 came only after the running job (running %g, finished %g, %ld)",
+	              metric(s.port, "igserve_running_jobs"), a1.finished, a1.r.status);
+	reply_free(&a2.r);
+
+	/* A queued job whose client has gone leaves the queue. */
+	double cancelled = metric(s.port, "igserve_jobs_cancelled_total");
+	struct request leaving = {
+	    .path = "/attribute?steps=8", .image = png, .image_len = png_len, .timeout_ms = 300};
+	struct reply r;
+	http(s.port, &leaving, &r);
+	ck_assert_int_eq(r.rc, CURLE_OPERATION_TIMEDOUT);
+	reply_free(&r);
+	ck_assert(metric_wait(s.port, "igserve_jobs_cancelled_total", cancelled + 1, 3));
+	ck_assert(metric(s.port, "igserve_queue_depth{queue=\"attribute\"}") == 0);
+	ck_assert_msg(metric(s.port, "igserve_running_jobs") == 1 && a1.finished == 0,
+	              "the departed client's job left only after the running job");
+
+	async_wait(&a1);
+	assert_error(&a1.r, 504, "deadline_exceeded");
+	reply_free(&a1.r);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+	free(png);
+}
+END_TEST
+
+/* ================================================================ */
+/* finding 10: half-closed clients                                   */
+/* ================================================================ */
+
+/* The request, then shutdown(SHUT_WR), then the whole answer. */
+static char *half_closed_request(int port, const char *path, const char *accept)
+{
+	size_t png_len;
+	void *png = make_png(64, 64, 24, &png_len);
+	char head[512];
+	int n = snprintf(head, sizeof head,
+	                 "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+	                 "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n",
+	                 path, png_len, accept ? "Accept: " : "", accept ? accept : "",
+	                 accept ? "\r\n" : "");
+	int fd = raw_connect(port, NULL, 0);
+	ck_assert(raw_send(fd, head, (size_t)n) && raw_send(fd, png, png_len));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char *answer = raw_read_all(fd, 30, NULL);
+	close(fd);
+	free(png);
+	return answer;
+}
+
+/* The final answer after any 1xx interim answers. */
+static const char *final_answer(const char *text)
+{
+	while (!strncmp(text, "HTTP/1.1 1", 10) && strstr(text, "\r\n\r\n"))
+		text = strstr(text, "\r\n\r\n") + 4;
+	return text;
+}
+
+START_TEST(test_half_closed_client)
+{
+	struct server_proc s;
+	server_spawn(&s, NULL);
+	double cancelled = metric(s.port, "igserve_jobs_cancelled_total");
+	/* runs for 1.5 s (many watchdog rounds), then answers 200 (adaptive
+	 * IG at its deadline, its first rule done) */
+	const char *path = "/attribute?steps=4&tolerance=1e-9&max_steps=4096&deadline_ms=1500";
+	char *answer = half_closed_request(s.port, path, NULL);
+	const char *final = final_answer(answer);
+	ck_assert_msg(!strncmp(final, "HTTP/1.1 200", 12), "half-closed client got: %.300s",
+	              answer);
+	ck_assert(strstr(final, "\"completeness\"") != NULL);
+	free(answer);
+
+	answer = half_closed_request(s.port, path, "text/event-stream");
+	ck_assert_msg(!strncmp(answer, "HTTP/1.1 200", 12), "stream: %.300s", answer);
+	ck_assert_msg(strstr(answer, "event: result\n") != NULL, "stream: %.300s", answer);
+	free(answer);
+
+	answer = half_closed_request(s.port, "/predict", NULL);
+	ck_assert(!strncmp(final_answer(answer), "HTTP/1.1 200", 12));
+	free(answer);
+	ck_assert(metric(s.port, "igserve_jobs_cancelled_total") == cancelled);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -134,6 +309,9 @@ int main(void)
 	TCase *t = tcase_create("own-server");
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, test_drain_keeps_serving_safely);
+	tcase_add_test(t, test_request_limits);
+	tcase_add_test(t, test_queue_expiry);
+	tcase_add_test(t, test_half_closed_client);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -169,6 +169,11 @@ int cli_serve(int argc, char **argv)
 	    .http_threads = 2,
 	    .deadline_ms = 120000,
 	    .max_steps_cap = 4096,
+	    .max_deadline_ms = -1, /* -1: --deadline-ms */
+	    .max_evaluations = 4096,
+	    .max_buffered_bytes = 256u << 20,
+	    .max_connections_per_address = 64,
+	    .header_timeout_s = 10,
 	};
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
@@ -176,7 +181,7 @@ int cli_serve(int argc, char **argv)
 	int worker_threads = 0; /* 0: the cores shared by the workers */
 	int interleave = 1;
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 22];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 32];
 	size_t n = cli_model_flags(flags, &mo);
 	const struct flag serve_flags[] = {
 	    {"host", FLAG_STRING, &sc.host, "ADDR", "address to listen on (0.0.0.0; :: for IPv6)",
@@ -208,6 +213,25 @@ int cli_serve(int argc, char **argv)
 	    {"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
 	     "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
 	     NULL},
+	    {"max-deadline-ms", FLAG_INT, &sc.max_deadline_ms, "MS",
+	     "largest deadline_ms a request may ask for; above is 400 (default: --deadline-ms)",
+	     NULL, NULL},
+	    {"max-evaluations", FLAG_INT, &sc.max_evaluations, "N",
+	     "forward+backward passes one attribution may ask for (steps x smoothgrad_samples; "
+	     "max_steps with tolerance); above is 400 (4096)",
+	     NULL, NULL},
+	    {"max-buffered-bytes", FLAG_SIZE, &sc.max_buffered_bytes, "BYTES",
+	     "request bodies held in memory at once, across connections and queued jobs; "
+	     "an upload that does not fit is 429 (256M)",
+	     NULL, NULL},
+	    {"max-connections-per-address", FLAG_INT, &sc.max_connections_per_address, "N",
+	     "concurrent connections from one client address; more are closed at once "
+	     "(64; 0: no limit)",
+	     NULL, NULL},
+	    {"header-timeout", FLAG_INT, &sc.header_timeout_s, "SECONDS",
+	     "a request's headers must arrive within this of the connection's start or its "
+	     "previous answer, else the connection is closed (10; 0: never)",
+	     NULL, NULL},
 	    {"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
 	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
@@ -224,7 +248,7 @@ int cli_serve(int argc, char **argv)
 	    {"log-format", FLAG_CALLBACK, NULL, "FORMAT",
 	     "request log lines on stderr: json (default) or text", set_log_format, &sc.log_text},
 	};
-	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 22, "flags[] is too small");
+	_Static_assert(sizeof serve_flags / sizeof serve_flags[0] <= 32, "flags[] is too small");
 	memcpy(flags + n, serve_flags, sizeof serve_flags);
 	n += sizeof serve_flags / sizeof serve_flags[0];
 
@@ -244,6 +268,20 @@ int cli_serve(int argc, char **argv)
 		return 2;
 	}
 	sc.interleave_predictions = interleave;
+	if (sc.max_deadline_ms == -1)
+		sc.max_deadline_ms = sc.deadline_ms;
+	if (sc.max_deadline_ms < 0 || sc.max_evaluations < 1 || sc.max_buffered_bytes == 0 ||
+	    sc.max_connections_per_address < 0 || sc.header_timeout_s < 0) {
+		fprintf(stderr, "igserve serve: --max-evaluations and --max-buffered-bytes must be "
+		                "positive; --max-deadline-ms, --max-connections-per-address and "
+		                "--header-timeout not negative\n");
+		return 2;
+	}
+	if (sc.deadline_ms > 0 && sc.max_deadline_ms > 0 && sc.deadline_ms > sc.max_deadline_ms) {
+		fprintf(stderr, "igserve serve: --deadline-ms %d is over --max-deadline-ms %d\n",
+		        sc.deadline_ms, sc.max_deadline_ms);
+		return 2;
+	}
 	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
 	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
 	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||

@@ -127,6 +127,7 @@ enum MHD_Result handler_on_request(void *cls, struct MHD_Connection *mc, const c
 		if (!c)
 			return MHD_NO;
 		*con_cls = c;
+		c->http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
 		return begin(c, url, method);
 	}
 	if (!routes_takes_upload(c->ep) && c->phase == PHASE_WAITING) {

@@ -34,6 +34,11 @@ struct server_config {
 	int http_threads;            /* MHD polling threads */
 	int deadline_ms;             /* default request deadline; 0: none */
 	int max_steps_cap;           /* ceiling for steps and max_steps (request_options_set) */
+	int max_deadline_ms;         /* ceiling for a request's deadline_ms; 0: none */
+	int max_evaluations;         /* passes one attribution may ask for; 0: none */
+	size_t max_buffered_bytes;   /* upload bytes buffered across connections (429) */
+	int max_connections_per_address; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT; 0: none */
+	int header_timeout_s;        /* a request's headers must arrive within this; 0: none */
 	bool log_text;               /* plain text log lines instead of JSON */
 };
 

@@ -93,6 +93,7 @@ struct conn {
 	size_t image_len;
 	struct request_options options;
 	bool sse;
+	bool http10; /* an HTTP/1.0 request: no 1xx answers */
 
 	/* job; `answer` is written by the worker before the job's done call */
 	struct pool_job job;
@@ -109,6 +110,7 @@ struct conn {
 	/* watch list, under srv->lock */
 	struct conn *wnext, *wprev;
 	bool watched;
+	bool probed; /* the watchdog sent its 100 Continue probe (watchdog.c) */
 	int fd;
 };
 

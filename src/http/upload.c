@@ -159,6 +159,11 @@ enum MHD_Result upload_finish(struct conn *c)
 	}
 	if (!c->image || c->image_len == 0)
 		return conn_send_error(c, IGS_ERR_BAD_OPTION, "request: the image is empty");
+	struct request_limits limits = {.max_deadline_ms = srv->cfg.max_deadline_ms,
+	                                .max_evaluations = srv->cfg.max_evaluations};
+	int rc = request_options_check_limits(&c->options, c->ep == EP_ATTRIBUTE, &limits, err);
+	if (rc < 0)
+		return conn_send_error(c, rc, err->message);
 	/* An upload that began before the drain and ends during it. */
 	if (atomic_load(&srv->draining))
 		return conn_send_error(c, IGS_ERR_NOT_READY, "server: shutting down");

@@ -4,9 +4,12 @@
  * MHD does not watch the socket of a suspended connection, so a client
  * that disconnects while its job runs is only noticed at resume.  The
  * watchdog peeks at those sockets every 100 ms and sets the job's
- * `cancelled` flag, which the attribution loop checks between chunks.
+ * `cancelled` flag, which the attribution loop checks between chunks; and
+ * it sweeps the pool's queues of jobs cancelled or past their deadline.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -46,16 +49,61 @@ void watchdog_remove(struct conn *c)
 	pthread_mutex_unlock(&srv->lock);
 }
 
-/* A peer that closed or reset its end: recv sees EOF or an error. */
-static bool peer_gone(int fd)
+/* What a peek at a watched socket says about its peer. */
+enum peer_state { PEER_HERE, PEER_EOF, PEER_GONE };
+
+static enum peer_state peer_state(int fd)
 {
 	char b;
 	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n > 0)
-		return false;
-	if (n == 0)
-		return true;
-	return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+		return PEER_HERE;
+	if (n == 0) {
+		/* After the probe, a peer that had closed answers with a reset,
+		 * which leaves the socket closed. */
+		struct tcp_info ti;
+		socklen_t len = sizeof ti;
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
+			return PEER_GONE;
+		return PEER_EOF;
+	}
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? PEER_HERE : PEER_GONE;
+}
+
+/*
+ * EOF alone does not say the client has gone: a client may shut down its
+ * sending side after the request (shutdown(SHUT_WR)) and still wait for
+ * the answer.  A closed socket and a half-closed one look the same until
+ * something is sent, so the first EOF sends an interim "100 Continue"
+ * (every HTTP/1.1 client must accept and skip 1xx answers): a client that
+ * has closed resets the connection, one that has half-closed reads on.
+ * The probe is written only while the connection is suspended, under its
+ * lock, so it cannot mix with libmicrohttpd's writes (the answer comes
+ * after the resume).  Streams (SSE) are not probed: their next event
+ * shows libmicrohttpd a closed peer; HTTP/1.0 clients, which must not get
+ * 1xx answers, are taken for gone at EOF as before.
+ * Called with srv->lock held.
+ */
+static void check_peer(struct conn *c)
+{
+	if (c->fd < 0 || atomic_load(&c->job.control.cancelled))
+		return;
+	enum peer_state st = peer_state(c->fd);
+	if (st == PEER_EOF && c->http10)
+		st = PEER_GONE;
+	if (st == PEER_EOF && !c->sse && !c->probed) {
+		static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		pthread_mutex_lock(&c->lock);
+		if (c->suspended && !c->job_done) {
+			c->probed = true;
+			if (send(c->fd, probe, sizeof probe - 1, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+			    (ssize_t)(sizeof probe - 1))
+				st = PEER_GONE;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (st == PEER_GONE)
+		atomic_store(&c->job.control.cancelled, true);
 }
 
 void *watchdog_main(void *arg)
@@ -64,9 +112,14 @@ void *watchdog_main(void *arg)
 	pthread_mutex_lock(&srv->lock);
 	while (!srv->stopping) {
 		for (struct conn *c = srv->watch_head; c; c = c->wnext)
-			if (c->fd >= 0 && !atomic_load(&c->job.control.cancelled) &&
-			    peer_gone(c->fd))
-				atomic_store(&c->job.control.cancelled, true);
+			check_peer(c);
+		/* Queued jobs of departed clients, or past their deadline, leave
+		 * their queue now (their done callbacks take srv->lock). */
+		pthread_mutex_unlock(&srv->lock);
+		pool_sweep(srv->pool);
+		pthread_mutex_lock(&srv->lock);
+		if (srv->stopping)
+			break;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)(WATCH_PERIOD_S * 1e9);

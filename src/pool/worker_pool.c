@@ -328,6 +328,58 @@ int pool_submit(struct worker_pool *p, struct pool_job *job, struct igs_error *e
 	return rc;
 }
 
+/* Why a queued job should leave its queue without running, or 0. */
+static int job_expired(struct pool_job *job, double now)
+{
+	if (atomic_load(&job->control.cancelled))
+		return igs_fail(&job->err, IGS_ERR_CANCELLED, "request: the client went away");
+	if (job->control.deadline > 0 && now >= job->control.deadline)
+		return igs_fail(&job->err, IGS_ERR_DEADLINE,
+		                "request: the deadline passed while the job waited in the queue");
+	return 0;
+}
+
+int pool_sweep(struct worker_pool *p)
+{
+	const double now = igs_now();
+	struct pool_job *gone = NULL;
+	int count = 0;
+	pthread_mutex_lock(&p->lock);
+	for (int k = 0; k < JOB_KINDS; k++) {
+		struct job_queue *q = &p->queue[k];
+		struct pool_job *prev = NULL, *job = q->head;
+		while (job) {
+			struct pool_job *next = job->next;
+			int status = job_expired(job, now);
+			if (status < 0) {
+				if (prev)
+					prev->next = next;
+				else
+					q->head = next;
+				if (q->tail == job)
+					q->tail = prev;
+				q->depth--;
+				job->status = status;
+				job->next = gone;
+				gone = job;
+				count++;
+			} else {
+				prev = job;
+			}
+			job = next;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	while (gone) {
+		struct pool_job *job = gone;
+		gone = job->next;
+		job->next = NULL;
+		job->started_at = job->finished_at = now;
+		job->done(job);
+	}
+	return count;
+}
+
 int pool_queue_depth(struct worker_pool *p, enum job_kind kind)
 {
 	pthread_mutex_lock(&p->lock);

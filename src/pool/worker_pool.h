@@ -13,9 +13,9 @@
  * A full queue refuses the job at once (IGS_ERR_BUSY -> 429); the HTTP layer
  * never waits for a queue slot.
  *
- * A job is checked before it runs: cancelled (client gone) or past its
- * deadline, it completes with IGS_ERR_CANCELLED / IGS_ERR_DEADLINE without
- * touching the model.
+ * A job is checked before it runs, and while it waits (pool_sweep):
+ * cancelled (client gone) or past its deadline, it completes with
+ * IGS_ERR_CANCELLED / IGS_ERR_DEADLINE without touching the model.
  */
 #ifndef IGSERVE_WORKER_POOL_H
 #define IGSERVE_WORKER_POOL_H
@@ -87,6 +87,16 @@ void pool_close(struct worker_pool **p);
  * and done is not called.
  */
 int pool_submit(struct worker_pool *p, struct pool_job *job, struct igs_error *err);
+
+/*
+ * pool_sweep - take out of their queues the jobs that are cancelled (their
+ * client has gone) or past their deadline, and complete them at once with
+ * IGS_ERR_CANCELLED / IGS_ERR_DEADLINE (done callbacks run on the calling
+ * thread, which must hold none of the submitter's locks).  The server calls
+ * it periodically, so such jobs neither hold queue slots nor wait for a
+ * worker to be answered.  Returns how many jobs left.
+ */
+int pool_sweep(struct worker_pool *p);
 
 /* Jobs waiting in a queue; jobs being run now. */
 int pool_queue_depth(struct worker_pool *p, enum job_kind kind);
