@@ -302,6 +302,85 @@ START_TEST(test_half_closed_client)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 11: log forgery                                           */
+/* ================================================================ */
+
+/* The server's log once a line mentions `needle` (within 5 s). */
+static char *log_with(const struct server_proc *s, const char *needle)
+{
+	double t0 = now_s();
+	for (;;) {
+		char *log = read_file(s->log_path, NULL);
+		if ((log && strstr(log, needle)) || now_s() - t0 > 5)
+			return log;
+		free(log);
+		sleep_s(0.05);
+	}
+}
+
+#define FORGED_PATH "/%0a2026-01-01T00:00:00.000Z%20event=forged%20status=200%1b[2J"
+
+START_TEST(test_log_forgery)
+{
+	static const char *const text[] = {"--log-format", "text", NULL};
+	struct server_proc s;
+	server_spawn(&s, text);
+	ck_assert_int_eq(http_status_get(s.port, FORGED_PATH), 404);
+	char *log = log_with(&s, "forged");
+	ck_assert_ptr_nonnull(log);
+	/* every line is one record: it starts with the time, and the path is
+	 * one quoted value with its control bytes escaped */
+	int forged_lines = 0;
+	for (char *line = log; *line; line = strchr(line, '\n') + 1) {
+		ck_assert_msg(strchr(line, '\n') != NULL, "unterminated line");
+		ck_assert_msg(!strncmp(line, "20", 2) && line[4] == '-' && line[10] == 'T',
+		              "a line that is not a record: %.120s", line);
+		ck_assert_msg(strncmp(line, "2026-01-01T00:00:00.000Z event=forged", 37),
+		              "a forged line: %.120s", line);
+		char *end = strchr(line, '\n');
+		*end = 0;
+		if (strstr(line, "forged")) {
+			forged_lines++;
+			ck_assert_msg(strstr(line, " status=404") != NULL, "%s", line);
+			ck_assert_msg(strstr(line, "endpoint=\"/\\\\x0a2026") != NULL, "%s", line);
+			ck_assert_msg(strchr(line, 0x1b) == NULL, "a raw escape byte: %s", line);
+		}
+		*end = '\n';
+	}
+	ck_assert_int_eq(forged_lines, 1);
+	free(log);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+
+	/* JSON lines: each parses, the path's bytes escaped */
+	server_spawn(&s, NULL);
+	ck_assert_int_eq(http_status_get(s.port, FORGED_PATH), 404);
+	log = log_with(&s, "forged");
+	forged_lines = 0;
+	for (char *line = log; *line; line = strchr(line, '\n') + 1) {
+		char *end = strchr(line, '\n');
+		ck_assert_ptr_nonnull(end);
+		*end = 0;
+		cJSON *doc = cJSON_Parse(line);
+		ck_assert_msg(doc != NULL, "not JSON: %s", line);
+		cJSON *ep = cJSON_GetObjectItem(doc, "endpoint");
+		if (cJSON_IsString(ep) && strstr(ep->valuestring, "forged")) {
+			forged_lines++;
+			for (const char *p = ep->valuestring; *p; p++)
+				ck_assert_msg((unsigned char)*p >= 0x20 && *p != 0x7f, "%s", line);
+			ck_assert(!strncmp(ep->valuestring, "/\\x0a2026", 9));
+		}
+		cJSON_Delete(doc);
+		*end = '\n';
+	}
+	ck_assert_int_eq(forged_lines, 1);
+	free(log);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -312,6 +391,7 @@ int main(void)
 	tcase_add_test(t, test_request_limits);
 	tcase_add_test(t, test_queue_expiry);
 	tcase_add_test(t, test_half_closed_client);
+	tcase_add_test(t, test_log_forgery);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -99,7 +99,7 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 {
 	c->ep = routes_find(url);
 	snprintf(c->method, sizeof c->method, "%s", method);
-	snprintf(c->path, sizeof c->path, "%s", url);
+	access_log_escape(c->path, sizeof c->path, url);
 	const bool post = routes_takes_upload(c->ep);
 	if (c->ep == EP_OTHER)
 		return conn_send_error(c, IGS_ERR_NOT_FOUND, "no such endpoint");

@@ -181,6 +181,9 @@ void access_log_write(const struct server *srv, struct cJSON *doc);
 /* MHD_OPTION_NOTIFY_COMPLETED: the request's log line, metrics, cancellation. */
 void access_log_on_completed(void *srv, struct MHD_Connection *mc, void **con_cls,
                              enum MHD_RequestTerminationCode toe);
+/* `in` for a log field: control bytes, non-ASCII bytes and '\' as \xNN
+ * (clients choose paths; a decoded %0a must not start a log line). */
+void access_log_escape(char *out, size_t cap, const char *in);
 /* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages as log events. */
 void access_log_mhd(void *srv, const char *fmt, va_list ap);
 
