@@ -167,6 +167,11 @@ void server_spawn_model(struct server_proc *s, const char *model, const char *co
 		p = p ? strstr(p, "\"port\":") : NULL;
 		if (p)
 			s->port = atoi(p + 7);
+		/* --log-format text */
+		p = log && !p ? strstr(log, " event=listening ") : NULL;
+		p = p ? strstr(p, " port=") : NULL;
+		if (p)
+			s->port = atoi(p + 6);
 		free(log);
 		int status;
 		ck_assert_msg(waitpid(s->pid, &status, WNOHANG) == 0, "igserve serve exited early");

@@ -381,6 +381,39 @@ START_TEST(test_log_forgery)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 13: the weights' path                                     */
+/* ================================================================ */
+
+START_TEST(test_no_weights_path)
+{
+	struct server_proc s;
+	server_spawn(&s, NULL);
+	/* the directory the fixture model lives in, absolute or not */
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", model_path);
+	*strrchr(dir, '/') = 0;
+	ck_assert(strlen(dir) > 0);
+	struct request q = {.path = "/v1/model"};
+	struct reply r;
+	http(s.port, &q, &r);
+	ck_assert_int_eq(r.status, 200);
+	cJSON *doc = cJSON_Parse(r.body);
+	ck_assert_str_eq(cJSON_GetObjectItem(doc, "path")->valuestring, "tv_basic.safetensors");
+	ck_assert_msg(strstr(r.body, dir) == NULL, "/v1/model shows %s: %s", dir, r.body);
+	cJSON_Delete(doc);
+	reply_free(&r);
+	q.path = "/metrics";
+	http(s.port, &q, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(strstr(r.body, ",path=\"tv_basic.safetensors\"}") != NULL);
+	ck_assert_msg(strstr(r.body, dir) == NULL, "/metrics shows %s", dir);
+	reply_free(&r);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -392,6 +425,7 @@ int main(void)
 	tcase_add_test(t, test_queue_expiry);
 	tcase_add_test(t, test_half_closed_client);
 	tcase_add_test(t, test_log_forgery);
+	tcase_add_test(t, test_no_weights_path);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -55,7 +55,7 @@ static enum MHD_Result answer_metrics(struct conn *c)
 	    .arch = srv->info.arch,
 	    .family = srv->info.family,
 	    .sha256 = srv->info.sha256,
-	    .path = srv->info.path,
+	    .path = strrchr(srv->info.path, '/') ? strrchr(srv->info.path, '/') + 1 : srv->info.path,
 	    .classes = srv->info.classes,
 	    .input_size = srv->info.input_size,
 	};
