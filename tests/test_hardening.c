@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "http_harness.h"
+#include "server_internal.h"
 
 /* A POST of `body` (len bytes) as raw image/png to `path`, headers only. */
 static int post_headers(char *out, size_t cap, const char *path, size_t len)
@@ -414,6 +416,124 @@ START_TEST(test_no_weights_path)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 12: bodies on GETs, a stream out of memory                */
+/* ================================================================ */
+
+START_TEST(test_get_with_body)
+{
+	struct server_proc s;
+	server_spawn(&s, NULL);
+	/* announced: refused at once */
+	int fd = raw_connect(s.port, NULL, 0);
+	const char *head = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+	ck_assert(raw_send(fd, head, strlen(head)));
+	char *answer = raw_read_all(fd, 10, NULL);
+	ck_assert_msg(!strncmp(answer, "HTTP/1.1 413", 12), "%.200s", answer);
+	ck_assert(strstr(answer, "too_large") != NULL);
+	free(answer);
+	close(fd);
+
+	/* chunked: read up to a small limit, then the connection is closed */
+	fd = raw_connect(s.port, NULL, 0);
+	head = "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+	ck_assert(raw_send(fd, head, strlen(head)));
+	static char chunk[8192 + 16];
+	int n = snprintf(chunk, sizeof chunk, "2000\r\n");
+	memset(chunk + n, 'a', 8192);
+	memcpy(chunk + n + 8192, "\r\n", 2);
+	size_t sent = 0;
+	while (sent < (64u << 20) && raw_send(fd, chunk, (size_t)n + 8192 + 2))
+		sent += 8192;
+	ck_assert_msg(sent < (16u << 20), "the server took %zu body bytes of a GET", sent);
+	close(fd);
+	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
+	char *log = read_file(s.log_path, NULL);
+	ck_assert(strstr(log, "\"endpoint\":\"/healthz\",\"status\":413") != NULL);
+	free(log);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
+static long vm_size_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmSize:", 7))
+			kib = strtol(line + 7, NULL, 10);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* sse_push out of memory (address space capped in this forked test): the
+ * last event cannot silently vanish; the stream is marked failed (it ends
+ * with an error, and the log line says 503 out_of_memory). */
+START_TEST(test_sse_out_of_memory)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+	sse_push(c, "progress", "{\"points_done\":1}", false);
+	ck_assert(c->ev_len > 0 && !c->stream_end && !c->stream_failed);
+	size_t big = 64u << 20;
+	char *data = malloc(big + 1);
+	ck_assert_ptr_nonnull(data);
+	memset(data, 'x', big);
+	data[big] = 0;
+	long vm = vm_size_kib();
+	ck_assert(vm > 0);
+	struct rlimit rl = {.rlim_cur = (rlim_t)(vm + 32 * 1024) * 1024,
+	                    .rlim_max = (rlim_t)(vm + 32 * 1024) * 1024};
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	sse_push(c, "result", data, true);
+	ck_assert(c->stream_failed && c->stream_end);
+	ck_assert_int_eq(c->status, 503); /* out_of_memory's status (error.c) */
+	ck_assert_str_eq(c->error_code, "out_of_memory");
+	free(data);
+	free(c->events);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+END_TEST
+
+/* A second signal during the drain exits at once (status 1, logged). */
+START_TEST(test_second_signal_forces_exit)
+{
+	static const char *const extra[] = {"--workers", "1", "--drain-timeout", "30", NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	size_t png_len;
+	void *png = make_png(64, 64, 25, &png_len);
+	struct request slow = {.path = "/attribute?" SLOW(20000), .image = png, .image_len = png_len};
+	struct async a;
+	async_start(&a, s.port, &slow);
+	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
+	kill(s.pid, SIGTERM);
+	sleep_s(0.5);
+	int status = 0;
+	ck_assert_int_eq(waitpid(s.pid, &status, WNOHANG), 0); /* still draining */
+	kill(s.pid, SIGINT);
+	double t0 = now_s();
+	pid_t r;
+	while ((r = waitpid(s.pid, &status, WNOHANG)) == 0 && now_s() - t0 < 10)
+		sleep_s(0.02);
+	ck_assert_msg(r == s.pid, "still running 10 s after the second signal");
+	s.pid = 0;
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	char *log = read_file(s.log_path, NULL);
+	ck_assert(strstr(log, "\"event\":\"exit_forced\",\"reason\":\"second_signal\"") != NULL);
+	free(log);
+	async_wait(&a);
+	reply_free(&a.r);
+	unlink(s.log_path);
+	free(png);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -426,6 +546,9 @@ int main(void)
 	tcase_add_test(t, test_half_closed_client);
 	tcase_add_test(t, test_log_forgery);
 	tcase_add_test(t, test_no_weights_path);
+	tcase_add_test(t, test_get_with_body);
+	tcase_add_test(t, test_sse_out_of_memory);
+	tcase_add_test(t, test_second_signal_forces_exit);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -102,6 +102,7 @@ struct conn {
 	/* shared with the worker, under lock */
 	pthread_mutex_t lock;
 	bool suspended, job_active, job_done, closed, stream_end;
+	bool stream_failed; /* an event could not be queued (out of memory) */
 	char *events; /* SSE bytes not yet handed to MHD */
 	size_t ev_len, ev_cap, ev_sent;
 
@@ -140,7 +141,8 @@ void *watchdog_main(void *srv);
 /* ---- sse.c ---- */
 
 /* Queue one event and resume the connection if MHD waits for it (worker
- * thread); `last` ends the stream. */
+ * thread); `last` ends the stream.  Out of memory, the stream ends cut
+ * short (stream_failed; 503 out_of_memory in the log). */
 void sse_push(struct conn *c, const char *event, const char *data, bool last);
 /* The job_control progress callback of a streaming request. */
 void sse_on_progress(void *conn, const struct job_progress *p);
