@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -534,6 +535,74 @@ START_TEST(test_second_signal_forces_exit)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 7: one budget for buffered uploads                        */
+/* ================================================================ */
+
+/* A raw upload of `announced` bytes to /predict with `sent` sent so far. */
+static int partial_upload(int port, size_t announced, size_t sent)
+{
+	char head[256];
+	int n = post_headers(head, sizeof head, "/predict", announced);
+	int fd = raw_connect(port, NULL, 0);
+	char *junk = calloc(1, sent + 1);
+	ck_assert(raw_send(fd, head, (size_t)n) && raw_send(fd, junk, sent));
+	free(junk);
+	return fd;
+}
+
+START_TEST(test_upload_budget)
+{
+	static const char *const extra[] = {"--max-body-bytes", "800K", "--max-buffered-bytes", "1M",
+	                                    NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	/* one upload holds 700 KB of the 1 MiB */
+	int holder = partial_upload(s.port, 700000, 1000);
+	sleep_s(0.2);
+	/* another 700 KB does not fit: 429 with Retry-After, before its body */
+	int refused = partial_upload(s.port, 700000, 0);
+	char *answer = raw_read_all(refused, 10, NULL);
+	ck_assert_msg(!strncmp(answer, "HTTP/1.1 429", 12), "%.300s", answer);
+	ck_assert(strstr(answer, "queue_full") && strstr(answer, "--max-buffered-bytes"));
+	ck_assert(strstr(answer, "Retry-After: ") != NULL);
+	free(answer);
+	close(refused);
+	/* nor does a chunked one that grows past the budget (429 at its end) */
+	size_t big = 500000;
+	char *body = calloc(1, big);
+	struct request q = {.path = "/predict", .content_type = "image/png", .body = body,
+	                    .len = big, .chunked = true};
+	struct reply r;
+	http(s.port, &q, &r);
+	assert_error(&r, 429, "queue_full");
+	reply_free(&r);
+	/* small requests still fit */
+	size_t png_len;
+	void *png = make_png(64, 64, 26, &png_len);
+	struct request small = {.path = "/predict", .image = png, .image_len = png_len};
+	http(s.port, &small, &r);
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	/* the holder finishes (zeros are no image: 415) and its share comes back */
+	char *rest = calloc(1, 699000);
+	ck_assert(raw_send(holder, rest, 699000));
+	free(rest);
+	answer = raw_read_all(holder, 10, NULL);
+	ck_assert_msg(!strncmp(answer, "HTTP/1.1 415", 12), "%.300s", answer);
+	free(answer);
+	close(holder);
+	sleep_s(0.2);
+	http(s.port, &q, &r);
+	ck_assert_msg(r.status == 415, "after the holder left: %ld %s", r.status, r.body);
+	reply_free(&r);
+	free(body);
+	free(png);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -549,6 +618,7 @@ int main(void)
 	tcase_add_test(t, test_get_with_body);
 	tcase_add_test(t, test_sse_out_of_memory);
 	tcase_add_test(t, test_second_signal_forces_exit);
+	tcase_add_test(t, test_upload_budget);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -69,6 +69,11 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "server: --max-body-bytes, --max-connections and --http-threads "
 		                "must be positive");
+	if (cfg->max_buffered_bytes < cfg->max_body_bytes)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "server: --max-buffered-bytes (%zu) must be at least "
+		                "--max-body-bytes (%zu)",
+		                cfg->max_buffered_bytes, cfg->max_body_bytes);
 	struct server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
@@ -80,6 +85,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	atomic_init(&srv->ready, false);
 	atomic_init(&srv->draining, false);
 	atomic_init(&srv->next_id, 0);
+	atomic_init(&srv->buffered, 0);
 	int rc = 0;
 
 	srv->model_info_json = json_render_model(s);

@@ -48,6 +48,7 @@ struct server {
 	char *model_info_json; /* GET /v1/model, rendered once */
 	atomic_bool ready, draining;
 	atomic_ullong next_id;
+	atomic_size_t buffered; /* upload buffer bytes of all connections (upload.c) */
 
 	pthread_mutex_t lock;   /* guards everything below */
 	pthread_cond_t changed; /* inflight dropped, or stopping set */
@@ -89,6 +90,8 @@ struct conn {
 	char *body;
 	size_t len, cap, discarded;
 	bool too_large;
+	bool over_budget;  /* --max-buffered-bytes reached: discard, then 429 */
+	size_t reserved;   /* bytes of srv->buffered held for `body` */
 	const char *image;
 	size_t image_len;
 	struct request_options options;
@@ -158,6 +161,8 @@ enum MHD_Result jobs_answer(struct conn *c);
 
 /* ---- upload.c ---- */
 
+/* Give back a connection's share of --max-buffered-bytes (its body freed). */
+void upload_release(struct conn *c);
 /* First call of a model request: refuse what can be refused before the
  * body (so `Expect: 100-continue` clients never send it), read options. */
 enum MHD_Result upload_begin(struct conn *c);
