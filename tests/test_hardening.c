@@ -603,6 +603,67 @@ START_TEST(test_upload_budget)
 }
 END_TEST
 
+/* ================================================================ */
+/* finding 4: connection exhaustion                                  */
+/* ================================================================ */
+
+/* 1 when the server has closed fd (EOF or reset), without blocking. */
+static int peer_closed(int fd)
+{
+	char b[256];
+	ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+START_TEST(test_connection_exhaustion)
+{
+	static const char *const extra[] = {"--header-timeout", "2", NULL};
+	struct server_proc s;
+	server_spawn(&s, extra);
+	enum { SLOW = 256 };
+	static int fds[SLOW];
+	bool closed[SLOW] = {false};
+	/* 256 connections from one address sending their headers slowly */
+	for (int i = 0; i < SLOW; i++) {
+		fds[i] = raw_connect(s.port, "127.0.0.2", 0);
+		const char *start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+		raw_send(fds[i], start, strlen(start));
+	}
+	sleep_s(0.5);
+	int open_now = 0;
+	for (int i = 0; i < SLOW; i++)
+		if (!(closed[i] = peer_closed(fds[i])))
+			open_now++;
+	ck_assert_msg(open_now <= 64, "%d connections from one address kept (limit 64)", open_now);
+	/* other clients are served meanwhile */
+	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
+	/* a byte every 200 ms never looks idle; the header timeout cuts them */
+	double t0 = now_s();
+	while (open_now > 0 && now_s() - t0 < 10) {
+		for (int i = 0; i < SLOW; i++)
+			if (!closed[i] && (!raw_send(fds[i], "a", 1) || peer_closed(fds[i]))) {
+				closed[i] = true;
+				open_now--;
+			}
+		sleep_s(0.2);
+	}
+	ck_assert_msg(open_now == 0, "%d slow-header connections still open after 10 s",
+	              open_now);
+	for (int i = 0; i < SLOW; i++)
+		close(fds[i]);
+
+	/* 600 connections that close at once: none may linger and block */
+	for (int i = 0; i < 600; i++)
+		close(raw_connect(s.port, NULL, 0));
+	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
+	char *log = read_file(s.log_path, NULL);
+	ck_assert(strstr(log, "\"endpoint\":\"/healthz\",\"status\":200") != NULL);
+	free(log);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+}
+END_TEST
+
 int main(void)
 {
 	setup_paths();
@@ -619,6 +680,7 @@ int main(void)
 	tcase_add_test(t, test_sse_out_of_memory);
 	tcase_add_test(t, test_second_signal_forces_exit);
 	tcase_add_test(t, test_upload_budget);
+	tcase_add_test(t, test_connection_exhaustion);
 	suite_add_tcase(s, t);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -124,6 +124,7 @@ void access_log_on_completed(void *cls, struct MHD_Connection *mc, void **con_cl
 	if (!c)
 		return;
 	*con_cls = NULL;
+	watchdog_request_finished(srv, mc);
 	pthread_mutex_lock(&c->lock);
 	c->closed = true;
 	bool active = c->job_active;

@@ -135,6 +135,7 @@ enum MHD_Result handler_on_request(void *cls, struct MHD_Connection *mc, const c
 		if (!c)
 			return MHD_NO;
 		*con_cls = c;
+		watchdog_request_started(srv, mc);
 		c->http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
 		return begin(c, url, method);
 	}

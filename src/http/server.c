@@ -118,6 +118,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 		flags |= MHD_USE_DUAL_STACK; /* "::" serves IPv4 too */
 	struct MHD_OptionItem opts[] = {
 	    {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+	    {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_address, NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
 	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
 	    {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
@@ -129,6 +130,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler_on_request,
 	                               srv, MHD_OPTION_EXTERNAL_LOGGER, access_log_mhd, srv,
 	                               MHD_OPTION_NOTIFY_COMPLETED, access_log_on_completed, srv,
+	                               MHD_OPTION_NOTIFY_CONNECTION, watchdog_on_connection, srv,
 	                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (!srv->daemon) {
 		rc = igs_fail(err, IGS_ERR_IO,

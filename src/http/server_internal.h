@@ -54,12 +54,22 @@ struct server {
 	pthread_cond_t changed; /* inflight dropped, or stopping set */
 	int inflight;
 	struct conn *watch_head;
+	struct conn_link *links; /* every open connection (watchdog.c) */
 	char selfcheck_error[IGS_ERROR_MESSAGE_MAX];
 	bool stopping;
 	double close_by; /* igs_now() by which server_close stops waiting (0: unset) */
 	pthread_t watchdog;
 	bool watchdog_started;
 	struct pool_job selfcheck;
+};
+
+/* One TCP connection, from accept to close, for the header timeout. */
+struct conn_link {
+	struct conn_link *next, *prev;
+	int fd;
+	double since;    /* igs_now() of the connection's start or its last answer */
+	bool in_request; /* headers are in; a request is being served */
+	bool cut;        /* shut down for being too slow with its headers */
 };
 
 enum conn_phase {
@@ -138,8 +148,16 @@ enum MHD_Result conn_send_error(struct conn *c, int code, const char *message);
 /* Watch (or stop watching) the socket of a connection whose job runs. */
 void watchdog_add(struct conn *c);
 void watchdog_remove(struct conn *c);
-/* The thread: every 100 ms, cancel the jobs of peers that have left. */
+/* The thread: every 100 ms, cancel the jobs of peers that have left, sweep
+ * the queues, cut connections over --header-timeout. */
 void *watchdog_main(void *srv);
+/* MHD_OPTION_NOTIFY_CONNECTION: keep srv->links. */
+void watchdog_on_connection(void *srv, struct MHD_Connection *mc, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe);
+/* A request's headers are in / its answer is done (keep-alive: the next
+ * request's headers are timed from here). */
+void watchdog_request_started(struct server *srv, struct MHD_Connection *mc);
+void watchdog_request_finished(struct server *srv, struct MHD_Connection *mc);
 
 /* ---- sse.c ---- */
 

@@ -8,11 +8,13 @@
  * it sweeps the pool's queues of jobs cancelled or past their deadline.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "server_internal.h"
 
 #define WATCH_PERIOD_S 0.1
@@ -106,6 +108,83 @@ static void check_peer(struct conn *c)
 		atomic_store(&c->job.control.cancelled, true);
 }
 
+/* ---- the header timeout ---- */
+
+void watchdog_on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe)
+{
+	struct server *srv = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct conn_link *l = calloc(1, sizeof *l);
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!l)
+			return; /* not timed; the idle timeout still applies */
+		l->fd = ci ? ci->connect_fd : -1;
+		l->since = igs_now();
+		pthread_mutex_lock(&srv->lock);
+		l->next = srv->links;
+		if (srv->links)
+			srv->links->prev = l;
+		srv->links = l;
+		pthread_mutex_unlock(&srv->lock);
+		*socket_context = l;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+		/* MHD closes the socket after this call: while a link is in the
+		 * list (under srv->lock) its fd is the connection's. */
+		struct conn_link *l = *socket_context;
+		pthread_mutex_lock(&srv->lock);
+		if (l->prev)
+			l->prev->next = l->next;
+		else
+			srv->links = l->next;
+		if (l->next)
+			l->next->prev = l->prev;
+		pthread_mutex_unlock(&srv->lock);
+		*socket_context = NULL;
+		free(l);
+	}
+}
+
+static void mark_request(struct server *srv, struct MHD_Connection *mc, bool started)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_link *l = ci ? ci->socket_context : NULL;
+	if (!l)
+		return;
+	pthread_mutex_lock(&srv->lock);
+	l->in_request = started;
+	l->since = igs_now();
+	pthread_mutex_unlock(&srv->lock);
+}
+
+void watchdog_request_started(struct server *srv, struct MHD_Connection *mc)
+{
+	mark_request(srv, mc, true);
+}
+
+void watchdog_request_finished(struct server *srv, struct MHD_Connection *mc)
+{
+	mark_request(srv, mc, false);
+}
+
+/* Headers that take longer than --header-timeout (sent slowly, a byte at
+ * a time, which the idle timeout never sees as idle) lose their
+ * connection: shutdown() wakes libmicrohttpd, which reads EOF and closes
+ * it.  Called with srv->lock held. */
+static void cut_slow_headers(struct server *srv, double now)
+{
+	const double limit = srv->cfg.header_timeout_s;
+	if (limit <= 0)
+		return;
+	for (struct conn_link *l = srv->links; l; l = l->next)
+		if (!l->in_request && !l->cut && l->fd >= 0 && now - l->since > limit) {
+			l->cut = true;
+			shutdown(l->fd, SHUT_RDWR);
+		}
+}
+
 void *watchdog_main(void *arg)
 {
 	struct server *srv = arg;
@@ -113,6 +192,7 @@ void *watchdog_main(void *arg)
 	while (!srv->stopping) {
 		for (struct conn *c = srv->watch_head; c; c = c->wnext)
 			check_peer(c);
+		cut_slow_headers(srv, igs_now());
 		/* Queued jobs of departed clients, or past their deadline, leave
 		 * their queue now (their done callbacks take srv->lock). */
 		pthread_mutex_unlock(&srv->lock);
