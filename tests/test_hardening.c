@@ -620,18 +620,18 @@ START_TEST(test_connection_exhaustion)
 	static const char *const extra[] = {"--header-timeout", "2", NULL};
 	struct server_proc s;
 	server_spawn(&s, extra);
-	enum { SLOW = 256 };
-	static int fds[SLOW];
-	bool closed[SLOW] = {false};
+	enum { N_SLOW = 256 };
+	static int fds[N_SLOW];
+	bool closed[N_SLOW] = {false};
 	/* 256 connections from one address sending their headers slowly */
-	for (int i = 0; i < SLOW; i++) {
+	for (int i = 0; i < N_SLOW; i++) {
 		fds[i] = raw_connect(s.port, "127.0.0.2", 0);
 		const char *start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 		raw_send(fds[i], start, strlen(start));
 	}
 	sleep_s(0.5);
 	int open_now = 0;
-	for (int i = 0; i < SLOW; i++)
+	for (int i = 0; i < N_SLOW; i++)
 		if (!(closed[i] = peer_closed(fds[i])))
 			open_now++;
 	ck_assert_msg(open_now <= 64, "%d connections from one address kept (limit 64)", open_now);
@@ -640,7 +640,7 @@ START_TEST(test_connection_exhaustion)
 	/* a byte every 200 ms never looks idle; the header timeout cuts them */
 	double t0 = now_s();
 	while (open_now > 0 && now_s() - t0 < 10) {
-		for (int i = 0; i < SLOW; i++)
+		for (int i = 0; i < N_SLOW; i++)
 			if (!closed[i] && (!raw_send(fds[i], "a", 1) || peer_closed(fds[i]))) {
 				closed[i] = true;
 				open_now--;
@@ -649,12 +649,29 @@ START_TEST(test_connection_exhaustion)
 	}
 	ck_assert_msg(open_now == 0, "%d slow-header connections still open after 10 s",
 	              open_now);
-	for (int i = 0; i < SLOW; i++)
+	for (int i = 0; i < N_SLOW; i++)
 		close(fds[i]);
 
-	/* 600 connections that close at once: none may linger and block */
+	/* 600 connections that close one after the other */
 	for (int i = 0; i < 600; i++)
 		close(raw_connect(s.port, NULL, 0));
+	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
+	ck_assert_int_eq(server_terminate(&s, 30), 0);
+	unlink(s.log_path);
+
+	/* 600 connections open at once (over --max-connections: the rest wait
+	 * in the backlog), then all closed: with libmicrohttpd's epoll loop
+	 * 128 of them stayed in CLOSE-WAIT and nothing was accepted for
+	 * --idle-timeout (30 s); /healthz must answer within 5 s. */
+	static const char *const no_per_address[] = {"--max-connections-per-address", "0", NULL};
+	server_spawn(&s, no_per_address);
+	static int many[600];
+	for (int i = 0; i < 600; i++)
+		many[i] = raw_connect(s.port, NULL, 0);
+	sleep_s(0.5);
+	for (int i = 0; i < 600; i++)
+		close(many[i]);
+	sleep_s(0.5);
 	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
 	char *log = read_file(s.log_path, NULL);
 	ck_assert(strstr(log, "\"endpoint\":\"/healthz\",\"status\":200") != NULL);

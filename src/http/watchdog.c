@@ -9,8 +9,8 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -18,6 +18,17 @@
 #include "server_internal.h"
 
 #define WATCH_PERIOD_S 0.1
+
+/* TCP_CLOSE of the kernel's tcp_states.h, which no user header exports
+ * beside linux/tcp.h's struct tcp_info. */
+enum { TCP_STATE_CLOSE = 7 };
+
+/* The socket's TCP_INFO; false when it cannot be read. */
+static bool tcp_info_of(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof *ti;
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) == 0;
+}
 
 void watchdog_add(struct conn *c)
 {
@@ -64,8 +75,7 @@ static enum peer_state peer_state(int fd)
 		/* After the probe, a peer that had closed answers with a reset,
 		 * which leaves the socket closed. */
 		struct tcp_info ti;
-		socklen_t len = sizeof ti;
-		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
+		if (tcp_info_of(fd, &ti) && ti.tcpi_state == TCP_STATE_CLOSE)
 			return PEER_GONE;
 		return PEER_EOF;
 	}
@@ -169,20 +179,47 @@ void watchdog_request_finished(struct server *srv, struct MHD_Connection *mc)
 	mark_request(srv, mc, false);
 }
 
-/* Headers that take longer than --header-timeout (sent slowly, a byte at
- * a time, which the idle timeout never sees as idle) lose their
- * connection: shutdown() wakes libmicrohttpd, which reads EOF and closes
- * it.  Called with srv->lock held. */
-static void cut_slow_headers(struct server *srv, double now)
+/* Connections shut down per round, fewer than the 128 events
+ * libmicrohttpd 0.9.75 takes from one epoll_wait (see below). */
+#define CUTS_PER_ROUND 64
+
+/*
+ * Connections without a request that should go:
+ *   - headers that take longer than --header-timeout (sent slowly, a byte
+ *     at a time, which the idle timeout never sees as idle);
+ *   - peers that closed before sending anything (EOF, no byte received).
+ * shutdown() wakes libmicrohttpd, which reads EOF and closes them.  The
+ * second case is there for libmicrohttpd 0.9.75's epoll loop: when one
+ * epoll_wait returns exactly its 128 events it calls epoll_wait again
+ * with the full timeout (up to --idle-timeout), so 128 clients that
+ * connect and close together stayed in CLOSE-WAIT, and the listening
+ * socket unserved, for 30 s.  Any event ends that wait; a round cuts
+ * fewer than 128 so as not to make the same batch again.
+ * Called with srv->lock held.
+ */
+static void cut_dead_and_slow(struct server *srv, double now)
 {
 	const double limit = srv->cfg.header_timeout_s;
-	if (limit <= 0)
-		return;
-	for (struct conn_link *l = srv->links; l; l = l->next)
-		if (!l->in_request && !l->cut && l->fd >= 0 && now - l->since > limit) {
+	int cuts = 0;
+	for (struct conn_link *l = srv->links; l && cuts < CUTS_PER_ROUND; l = l->next) {
+		if (l->in_request || l->cut || l->fd < 0)
+			continue;
+		bool cut = limit > 0 && now - l->since > limit;
+		if (!cut && now - l->since > WATCH_PERIOD_S) {
+			/* EOF, and never a byte: nothing was asked (a request whose
+			 * bytes libmicrohttpd has read but not handed over yet has
+			 * bytes received) */
+			char b;
+			struct tcp_info ti;
+			cut = recv(l->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 &&
+			      tcp_info_of(l->fd, &ti) && ti.tcpi_bytes_received == 0;
+		}
+		if (cut) {
 			l->cut = true;
 			shutdown(l->fd, SHUT_RDWR);
+			cuts++;
 		}
+	}
 }
 
 void *watchdog_main(void *arg)
@@ -192,7 +229,7 @@ void *watchdog_main(void *arg)
 	while (!srv->stopping) {
 		for (struct conn *c = srv->watch_head; c; c = c->wnext)
 			check_peer(c);
-		cut_slow_headers(srv, igs_now());
+		cut_dead_and_slow(srv, igs_now());
 		/* Queued jobs of departed clients, or past their deadline, leave
 		 * their queue now (their done callbacks take srv->lock). */
 		pthread_mutex_unlock(&srv->lock);
