@@ -34,6 +34,19 @@ static int post_headers(char *out, size_t cap, const char *path, size_t len)
 	                path, len);
 }
 
+/* The server's log once a line mentions `needle` (within 5 s). */
+static char *log_with(const struct server_proc *s, const char *needle)
+{
+	double t0 = now_s();
+	for (;;) {
+		char *log = read_file(s->log_path, NULL);
+		if ((log && strstr(log, needle)) || now_s() - t0 > 5)
+			return log;
+		free(log);
+		sleep_s(0.05);
+	}
+}
+
 /* ================================================================ */
 /* finding 1: the drain's order                                      */
 /* ================================================================ */
@@ -309,19 +322,6 @@ END_TEST
 /* finding 11: log forgery                                           */
 /* ================================================================ */
 
-/* The server's log once a line mentions `needle` (within 5 s). */
-static char *log_with(const struct server_proc *s, const char *needle)
-{
-	double t0 = now_s();
-	for (;;) {
-		char *log = read_file(s->log_path, NULL);
-		if ((log && strstr(log, needle)) || now_s() - t0 > 5)
-			return log;
-		free(log);
-		sleep_s(0.05);
-	}
-}
-
 #define FORGED_PATH "/%0a2026-01-01T00:00:00.000Z%20event=forged%20status=200%1b[2J"
 
 START_TEST(test_log_forgery)
@@ -449,7 +449,7 @@ START_TEST(test_get_with_body)
 	ck_assert_msg(sent < (16u << 20), "the server took %zu body bytes of a GET", sent);
 	close(fd);
 	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
-	char *log = read_file(s.log_path, NULL);
+	char *log = log_with(&s, "\"endpoint\":\"/healthz\",\"status\":413");
 	ck_assert(strstr(log, "\"endpoint\":\"/healthz\",\"status\":413") != NULL);
 	free(log);
 	ck_assert_int_eq(server_terminate(&s, 30), 0);
@@ -673,7 +673,8 @@ START_TEST(test_connection_exhaustion)
 		close(many[i]);
 	sleep_s(0.5);
 	ck_assert_int_eq(http_status_get(s.port, "/healthz"), 200);
-	char *log = read_file(s.log_path, NULL);
+	/* (the line is written once the answer is out: wait for it) */
+	char *log = log_with(&s, "\"endpoint\":\"/healthz\",\"status\":200");
 	ck_assert(strstr(log, "\"endpoint\":\"/healthz\",\"status\":200") != NULL);
 	free(log);
 	ck_assert_int_eq(server_terminate(&s, 30), 0);
