@@ -209,7 +209,9 @@ int cli_serve(int argc, char **argv)
 	    {"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
 	     "memory per connection for headers and buffers (64K)", NULL, NULL},
 	    {"http-threads", FLAG_INT, &sc.http_threads, "N",
-	     "threads handling HTTP (2); they never run the model", NULL, NULL},
+	     "threads handling HTTP (2, raised to one per 120 --max-connections); they never run "
+	     "the model",
+	     NULL, NULL},
 	    {"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
 	     "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
 	     NULL},

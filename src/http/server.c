@@ -116,6 +116,18 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_DUAL_STACK; /* "::" serves IPv4 too */
+	/* libmicrohttpd 0.9.75's epoll loop calls epoll_wait again, with the
+	 * full timeout (up to --idle-timeout), whenever one call returned all
+	 * of its 128 events: 128 clients of one thread that connect and close
+	 * together stalled it, the listening socket unserved, for 30 s.  With
+	 * at most CONNECTIONS_PER_HTTP_THREAD connections per thread (plus
+	 * its listening and wake-up descriptors) no call returns 128. */
+	enum { CONNECTIONS_PER_HTTP_THREAD = 120 };
+	int http_threads = cfg->http_threads;
+	const int need = (cfg->max_connections + CONNECTIONS_PER_HTTP_THREAD - 1) /
+	                 CONNECTIONS_PER_HTTP_THREAD;
+	if (http_threads < need)
+		http_threads = need;
 	struct MHD_OptionItem opts[] = {
 	    {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
 	    {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_address, NULL},
@@ -123,8 +135,8 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
 	    {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
 	    {MHD_OPTION_SOCK_ADDR, 0, &addr},
-	    {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-	     cfg->http_threads, NULL},
+	    {http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, http_threads,
+	     NULL},
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler_on_request,
@@ -157,6 +169,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	cJSON_AddStringToObject(doc, "address", address);
 	cJSON_AddNumberToObject(doc, "port", srv->port);
 	cJSON_AddNumberToObject(doc, "workers", cfg->workers);
+	cJSON_AddNumberToObject(doc, "http_threads", http_threads);
 	cJSON_AddStringToObject(doc, "engine", srv->info.engine);
 	cJSON_AddStringToObject(doc, "precision", srv->info.precision);
 	access_log_write(srv, doc);

@@ -189,12 +189,10 @@ void watchdog_request_finished(struct server *srv, struct MHD_Connection *mc)
  *     at a time, which the idle timeout never sees as idle);
  *   - peers that closed before sending anything (EOF, no byte received).
  * shutdown() wakes libmicrohttpd, which reads EOF and closes them.  The
- * second case is there for libmicrohttpd 0.9.75's epoll loop: when one
- * epoll_wait returns exactly its 128 events it calls epoll_wait again
- * with the full timeout (up to --idle-timeout), so 128 clients that
- * connect and close together stayed in CLOSE-WAIT, and the listening
- * socket unserved, for 30 s.  Any event ends that wait; a round cuts
- * fewer than 128 so as not to make the same batch again.
+ * second case closes half-dead connections promptly whatever the event
+ * loop makes of them (libmicrohttpd 0.9.75's epoll loop could sleep on
+ * 128 of them for --idle-timeout: see server.c); a round cuts fewer than
+ * the 128 events that loop takes at once.
  * Called with srv->lock held.
  */
 static void cut_dead_and_slow(struct server *srv, double now)
