@@ -470,6 +470,20 @@ static long vm_size_kib(void)
 	return kib;
 }
 
+/* For test_sse_out_of_memory under the sanitizers' allocators: an
+ * allocation that fails returns NULL, as glibc's does, instead of ending
+ * the test program (the servers these tests start are other processes). */
+const char *__asan_default_options(void);
+const char *__tsan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
 /* sse_push out of memory (address space capped in this forked test): the
  * last event cannot silently vanish; the stream is marked failed (it ends
  * with an error, and the log line says 503 out_of_memory). */
