@@ -142,6 +142,10 @@ void server_spawn_model(struct server_proc *s, const char *model, const char *co
 	argv[n++] = "127.0.0.1";
 	argv[n++] = "--port";
 	argv[n++] = "0";
+	/* SLOW() asks for 262144 passes and relies on its deadline; a test
+	 * of the limit itself passes its own --max-evaluations (later wins). */
+	argv[n++] = "--max-evaluations";
+	argv[n++] = "1000000";
 	for (int i = 0; extra && extra[i]; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
@@ -163,6 +167,11 @@ void server_spawn_model(struct server_proc *s, const char *model, const char *co
 		p = p ? strstr(p, "\"port\":") : NULL;
 		if (p)
 			s->port = atoi(p + 7);
+		/* --log-format text */
+		p = log && !p ? strstr(log, " event=listening ") : NULL;
+		p = p ? strstr(p, " port=") : NULL;
+		if (p)
+			s->port = atoi(p + 6);
 		free(log);
 		int status;
 		ck_assert_msg(waitpid(s->pid, &status, WNOHANG) == 0, "igserve serve exited early");
@@ -402,6 +411,7 @@ void async_start(struct async *a, int port, const struct request *q)
 {
 	a->port = port;
 	a->q = *q;
+	a->finished = 0;
 	ck_assert_int_eq(pthread_create(&a->thread, NULL, async_main, a), 0);
 }
 
@@ -478,6 +488,64 @@ void assert_predictions_close(const char *json_a, const char *json_b)
 }
 
 
+/* ================================================================ */
+/* helpers: raw sockets                                              */
+/* ================================================================ */
+
+int raw_connect(int port, const char *source, int rcvbuf)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	if (source) {
+		struct sockaddr_in b = {.sin_family = AF_INET};
+		ck_assert_int_eq(inet_pton(AF_INET, source, &b.sin_addr), 1);
+		ck_assert_int_eq(bind(fd, (struct sockaddr *)&b, sizeof b), 0);
+	}
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
+	              strerror(errno));
+	return fd;
+}
+
+bool raw_send(int fd, const void *text, size_t len)
+{
+	const char *p = text;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+char *raw_read_all(int fd, double timeout_s, size_t *len)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	double t0 = now_s();
+	while (now_s() - t0 < timeout_s) {
+		if (n + 2048 > cap)
+			buf = realloc(buf, cap *= 2);
+		ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+		if (k > 0)
+			n += (size_t)k;
+		else if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			break;
+	}
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+}
 
 void setup_paths(void)
 {

@@ -18,7 +18,9 @@ extern char model_path[4096];
 extern char fixtures[2048];
 
 /* An attribution that would take minutes, cut by its deadline: it holds a
- * worker for exactly `ms` milliseconds on any machine, then answers 504. */
+ * worker for exactly `ms` milliseconds on any machine, then answers 504.
+ * (Its 262144 passes are over the default --max-evaluations: the spawned
+ * servers allow 1000000.) */
 #define SLOW(ms) "steps=4096&smoothgrad=smoothgrad&smoothgrad_samples=64&deadline_ms=" #ms
 
 /* Fill model_path and fixtures from IGSERVE_FIXTURES; start libcurl. */
@@ -113,5 +115,17 @@ char *predictions_text(const char *json);
 int run_command(const char *cmd, char *text, size_t size);
 
 void assert_predictions_close(const char *json_a, const char *json_b);
+
+/* A raw TCP connection to the server on 127.0.0.1:port, from `source`
+ * (another loopback address such as "127.0.0.2"; NULL: any), with a receive
+ * buffer of `rcvbuf` bytes (0: the system's). */
+int raw_connect(int port, const char *source, int rcvbuf);
+
+/* Send all of `text` (len bytes); false when the peer closed or reset. */
+bool raw_send(int fd, const void *text, size_t len);
+
+/* Read until the peer closes or `timeout_s` passes; the bytes read,
+ * NUL-terminated (never NULL). */
+char *raw_read_all(int fd, double timeout_s, size_t *len);
 
 #endif

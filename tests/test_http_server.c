@@ -56,8 +56,10 @@ START_TEST(test_queue_full)
 	void *png = make_png(64, 64, 8, &png_len);
 	struct request slow = {
 	    .path = "/attribute?" SLOW(2000), .image = png, .image_len = png_len};
+	/* (a deadline well past the first's: a queued job whose deadline
+	 * passes is answered 504 at once, ahead of the waiting predict) */
 	struct request slow2 = {
-	    .path = "/attribute?" SLOW(3000), .image = png, .image_len = png_len};
+	    .path = "/attribute?" SLOW(6000), .image = png, .image_len = png_len};
 	struct async a1, a2, p1;
 	async_start(&a1, s.port, &slow);
 	ck_assert(metric_wait(s.port, "igserve_running_jobs", 1, 10));
@@ -489,6 +491,11 @@ START_TEST(test_serve_help_and_bad_flags)
 	                                         "IGSERVE_MEAN",
 	                                         "IGSERVE_STD",
 	                                         "IGSERVE_LOG_FORMAT",
+	                                         "IGSERVE_MAX_DEADLINE_MS",
+	                                         "IGSERVE_MAX_EVALUATIONS",
+	                                         "IGSERVE_MAX_BUFFERED_BYTES",
+	                                         "IGSERVE_MAX_CONNECTIONS_PER_ADDRESS",
+	                                         "IGSERVE_HEADER_TIMEOUT",
 	                                         "IGSERVE_MODEL",
 	                                         "IGSERVE_LABELS"};
 	for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++)
@@ -499,6 +506,12 @@ START_TEST(test_serve_help_and_bad_flags)
 	snprintf(cmd, sizeof cmd, "'%s' serve --workers 0 2>&1", bin);
 	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
 	ck_assert(strstr(text, "--workers") != NULL);
+	snprintf(cmd, sizeof cmd, "'%s' serve --deadline-ms 5000 --max-deadline-ms 1000 2>&1", bin);
+	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
+	ck_assert(strstr(text, "--max-deadline-ms") != NULL);
+	snprintf(cmd, sizeof cmd, "'%s' serve --max-evaluations 0 2>&1", bin);
+	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
+	ck_assert(strstr(text, "--max-evaluations") != NULL);
 	snprintf(cmd, sizeof cmd, "'%s' serve --interleave-predictions 2 2>&1", bin);
 	ck_assert_int_ne(run_command(cmd, text, sizeof text), 0);
 	ck_assert(strstr(text, "--interleave-predictions must be 0 or 1") != NULL);

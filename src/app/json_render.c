@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base64.h"
 #include "heatmap.h"
@@ -222,7 +223,9 @@ char *json_render_model(const struct service *s)
 	cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(std, 3));
 	cJSON_AddStringToObject(pre, "scale", "0..1");
 	cJSON_AddStringToObject(pre, "layout", "RGB");
-	cJSON_AddStringToObject(o, "path", info->path);
+	/* the file's name only: the server's directories are nobody's business */
+	const char *slash = strrchr(info->path, '/');
+	cJSON_AddStringToObject(o, "path", slash ? slash + 1 : info->path);
 	cJSON_AddNumberToObject(o, "parameters", (double)info->parameters);
 	cJSON *stages = cJSON_AddArrayToObject(o, "stages");
 	for (int i = 0; i < info->stages; i++) {

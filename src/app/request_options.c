@@ -229,3 +229,42 @@ void request_options_resolve(struct request_options *o)
 	if (!o->steps_given && a->steps > ATTR_ADAPTIVE_START_POINTS)
 		a->steps = ATTR_ADAPTIVE_START_POINTS;
 }
+
+/* ===== limits on one request's work ======================================= */
+
+long long request_options_evaluations(const struct request_options *o)
+{
+	const struct attr_params *a = &o->attr;
+	long long points = 1;
+	if (a->method == ATTR_INTEGRATED_GRADIENTS) {
+		points = a->steps;
+		if (a->tolerance > 0 && a->max_steps > points)
+			points = a->max_steps;
+		/* adaptive Gauss-Legendre recomputes every order: up to twice
+		 * max_steps in all (the nested rules reuse every point) */
+		if (a->tolerance > 0 && o->rule_given && a->rule == RULE_GAUSS_LEGENDRE)
+			points *= 2;
+	}
+	long long samples = a->smooth != SMOOTH_NONE && a->smooth_samples > 1 ? a->smooth_samples : 1;
+	return points * samples;
+}
+
+int request_options_check_limits(const struct request_options *o, bool attribution,
+                                 const struct request_limits *l, struct igs_error *err)
+{
+	if (l->max_deadline_ms > 0 && o->deadline_ms > l->max_deadline_ms)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "deadline_ms %d is over this server's limit of %d "
+		                "(--max-deadline-ms)",
+		                o->deadline_ms, l->max_deadline_ms);
+	if (!attribution || l->max_evaluations <= 0)
+		return 0;
+	long long evals = request_options_evaluations(o);
+	if (evals > l->max_evaluations)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "the request asks for %lld forward+backward passes (path points "
+		                "x smoothgrad_samples; max_steps with tolerance), over this "
+		                "server's limit of %d (--max-evaluations)",
+		                evals, l->max_evaluations);
+	return 0;
+}

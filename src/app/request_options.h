@@ -51,4 +51,27 @@ int request_options_set(struct request_options *o, const char *name, const char 
  */
 void request_options_resolve(struct request_options *o);
 
+/* The server's limits on one request's work (contract: "Limits on one
+ * request's work"); 0 in a field: no limit. */
+struct request_limits {
+	int max_deadline_ms; /* a larger deadline_ms is refused */
+	int max_evaluations; /* forward+backward passes one attribution may ask for */
+};
+
+/*
+ * request_options_evaluations - the forward+backward passes the options
+ * may ask for: path points (steps, or max_steps when adaptive refinement
+ * may go that far; 1 for saliency and input x gradient) times SmoothGrad's
+ * samples.  (Baselines and targets multiply it too once they exist.)
+ */
+long long request_options_evaluations(const struct request_options *o);
+
+/*
+ * request_options_check_limits - IGS_ERR_BAD_OPTION, naming the option
+ * and the server's flag, when deadline_ms is over l->max_deadline_ms or
+ * (when `attribution`) the evaluations are over l->max_evaluations.
+ */
+int request_options_check_limits(const struct request_options *o, bool attribution,
+                                 const struct request_limits *l, struct igs_error *err);
+
 #endif

@@ -709,9 +709,10 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		}
 		if ((rc = quadrature_refine_nodes_by(rule, m, factor, na, nw, err)))
 			goto round_done;
-		/* progress counts to this round's end: the total grows as rounds
-		 * are added */
-		r->total = r->done + ref.new_points;
+		/* adaptive progress counts to this round's end: the total grows
+		 * as rounds are added (plain IG's is its m from the start) */
+		if (adaptive)
+			r->total = r->done + ref.new_points;
 		/* reuse: G and the running sum scale by r; otherwise start over */
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] *= ref.reuse_scale;

@@ -3,7 +3,8 @@
  *
  * SIGTERM / SIGINT start a drain: /readyz and new model requests answer
  * 503, requests in flight get up to --drain-timeout seconds to finish, then
- * the process exits with status 0.
+ * the process exits with status 0.  A second signal, or a drain that
+ * overruns --drain-timeout by EXIT_GRACE_S, exits at once with status 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +73,64 @@ static int wait_signal(const sigset_t *set)
 	}
 }
 
+/*
+ * After the first signal the drain runs on the main thread; this thread
+ * bounds it.  A second SIGTERM/SIGINT exits at once, and so does a drain
+ * that overruns --drain-timeout by EXIT_GRACE_S (a job that does not reach
+ * its next cancellation check, a stuck write): status 1 either way, with a
+ * log line saying why.
+ */
+enum { EXIT_GRACE_S = 5 };
+
+struct exit_guard {
+	sigset_t signals;
+	double limit_s;
+	bool log_text;
+};
+
+static double monotonic_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void exit_forced(const struct exit_guard *g, const char *reason)
+{
+	char when[40];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	if (g->log_text)
+		fprintf(stderr, "%s event=exit_forced reason=%s\n", when, reason);
+	else
+		fprintf(stderr, "{\"time\":\"%s\",\"event\":\"exit_forced\",\"reason\":\"%s\"}\n",
+		        when, reason);
+	fflush(stderr);
+	_exit(1);
+}
+
+static void *exit_guard_main(void *arg)
+{
+	const struct exit_guard *g = arg;
+	const double end = monotonic_s() + g->limit_s;
+	for (;;) {
+		double left = end - monotonic_s();
+		if (left <= 0)
+			exit_forced(g, "drain_timeout_overrun");
+		if (left > 0.2)
+			left = 0.2;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(left * 1e9)};
+		unsigned char b;
+		if (sigtimedwait(&g->signals, NULL, &ts) > 0 || read(signal_pipe[0], &b, 1) == 1)
+			exit_forced(g, "second_signal");
+	}
+	return NULL;
+}
+
 static int set_log_format(void *ctx, const char *name, const char *value, struct igs_error *err)
 {
 	bool *log_text = ctx;
@@ -110,6 +169,11 @@ int cli_serve(int argc, char **argv)
 	    .http_threads = 2,
 	    .deadline_ms = 120000,
 	    .max_steps_cap = 4096,
+	    .max_deadline_ms = -1, /* -1: --deadline-ms */
+	    .max_evaluations = 4096,
+	    .max_buffered_bytes = 256u << 20,
+	    .max_connections_per_address = 64,
+	    .header_timeout_s = 10,
 	};
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
@@ -145,10 +209,31 @@ int cli_serve(int argc, char **argv)
 	    {"connection-memory", FLAG_SIZE, &sc.connection_memory, "BYTES",
 	     "memory per connection for headers and buffers (64K)", NULL, NULL},
 	    {"http-threads", FLAG_INT, &sc.http_threads, "N",
-	     "threads handling HTTP (2); they never run the model", NULL, NULL},
+	     "threads handling HTTP (2, raised to one per 120 --max-connections); they never run "
+	     "the model",
+	     NULL, NULL},
 	    {"deadline-ms", FLAG_INT, &sc.deadline_ms, "MS",
 	     "default request deadline, queue wait included; then 504 (120000; 0: none)", NULL,
 	     NULL},
+	    {"max-deadline-ms", FLAG_INT, &sc.max_deadline_ms, "MS",
+	     "largest deadline_ms a request may ask for; above is 400 (default: --deadline-ms)",
+	     NULL, NULL},
+	    {"max-evaluations", FLAG_INT, &sc.max_evaluations, "N",
+	     "forward+backward passes one attribution may ask for (steps x smoothgrad_samples; "
+	     "max_steps with tolerance); above is 400 (4096)",
+	     NULL, NULL},
+	    {"max-buffered-bytes", FLAG_SIZE, &sc.max_buffered_bytes, "BYTES",
+	     "request bodies held in memory at once, across connections and queued jobs; "
+	     "an upload that does not fit is 429 (256M)",
+	     NULL, NULL},
+	    {"max-connections-per-address", FLAG_INT, &sc.max_connections_per_address, "N",
+	     "concurrent connections from one client address; more are closed at once "
+	     "(64; 0: no limit)",
+	     NULL, NULL},
+	    {"header-timeout", FLAG_INT, &sc.header_timeout_s, "SECONDS",
+	     "a request's headers must arrive within this of the connection's start or its "
+	     "previous answer, else the connection is closed (10; 0: never)",
+	     NULL, NULL},
 	    {"drain-timeout", FLAG_DOUBLE, &drain_timeout, "SECONDS",
 	     "on SIGTERM/SIGINT, time given to requests in flight (25)", NULL, NULL},
 	    {"memory-budget", FLAG_SIZE, &memory_budget, "BYTES",
@@ -193,6 +278,20 @@ int cli_serve(int argc, char **argv)
 		return 2;
 	}
 	sc.interleave_predictions = interleave;
+	if (sc.max_deadline_ms == -1)
+		sc.max_deadline_ms = sc.deadline_ms;
+	if (sc.max_deadline_ms < 0 || sc.max_evaluations < 1 || sc.max_buffered_bytes == 0 ||
+	    sc.max_connections_per_address < 0 || sc.header_timeout_s < 0) {
+		fprintf(stderr, "igserve serve: --max-evaluations and --max-buffered-bytes must be "
+		                "positive; --max-deadline-ms, --max-connections-per-address and "
+		                "--header-timeout not negative\n");
+		return 2;
+	}
+	if (sc.deadline_ms > 0 && sc.max_deadline_ms > 0 && sc.deadline_ms > sc.max_deadline_ms) {
+		fprintf(stderr, "igserve serve: --deadline-ms %d is over --max-deadline-ms %d\n",
+		        sc.deadline_ms, sc.max_deadline_ms);
+		return 2;
+	}
 	if (sc.workers < 1 || sc.queue_size < 1 || sc.attribute_queue_size < 1 ||
 	    sc.max_connections < 1 || sc.http_threads < 1 || sc.max_steps_cap < 1 ||
 	    sc.idle_timeout_s < 0 || sc.deadline_ms < 0 || !(drain_timeout >= 0) ||
@@ -245,6 +344,12 @@ int cli_serve(int argc, char **argv)
 		return 1;
 	}
 	wait_signal(&signals);
+	static struct exit_guard guard;
+	guard = (struct exit_guard){
+	    .signals = signals, .limit_s = drain_timeout + EXIT_GRACE_S, .log_text = sc.log_text};
+	pthread_t guard_thread;
+	if (pthread_create(&guard_thread, NULL, exit_guard_main, &guard) == 0)
+		pthread_detach(guard_thread);
 	server_drain(srv, drain_timeout);
 	server_close(&srv);
 	service_close(&svc);

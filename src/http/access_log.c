@@ -33,6 +33,58 @@ cJSON *access_log_begin(void)
 	return doc;
 }
 
+static bool is_control(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+void access_log_escape(char *out, size_t cap, const char *in)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && n + 5 < cap; p++) {
+		if (is_control(*p) || *p >= 0x80 || *p == '\\') {
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		} else {
+			out[n++] = (char)*p;
+		}
+	}
+	out[n] = 0;
+}
+
+/* A text-format value: bare when it is one plain word, else quoted with
+ * \" \\ \n \r \t \xNN escapes, so no value can end its line or fake a
+ * field. */
+static void write_text_value(FILE *f, const char *v)
+{
+	bool plain = *v != 0;
+	for (const unsigned char *p = (const unsigned char *)v; *p && plain; p++)
+		plain = !is_control(*p) && *p != ' ' && *p != '"' && *p != '=' && *p != '\\';
+	if (plain) {
+		fputs(v, f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
+		default:
+			if (is_control(*p))
+				fprintf(f, "\\x%02x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
 void access_log_write(const struct server *srv, cJSON *doc)
 {
 	if (!srv || !srv->cfg.log_text) {
@@ -47,8 +99,10 @@ void access_log_write(const struct server *srv, cJSON *doc)
 			const char *sep = it == doc->child ? "" : " ";
 			if (!strcmp(it->string, "time") && cJSON_IsString(it))
 				fprintf(stderr, "%s", it->valuestring);
-			else if (cJSON_IsString(it))
-				fprintf(stderr, "%s%s=%s", sep, it->string, it->valuestring);
+			else if (cJSON_IsString(it)) {
+				fprintf(stderr, "%s%s=", sep, it->string);
+				write_text_value(stderr, it->valuestring);
+			}
 			else if (cJSON_IsNumber(it))
 				fprintf(stderr, "%s%s=%.15g", sep, it->string, it->valuedouble);
 			else if (cJSON_IsBool(it))
@@ -70,6 +124,7 @@ void access_log_on_completed(void *cls, struct MHD_Connection *mc, void **con_cl
 	if (!c)
 		return;
 	*con_cls = NULL;
+	watchdog_request_finished(srv, mc);
 	pthread_mutex_lock(&c->lock);
 	c->closed = true;
 	bool active = c->job_active;

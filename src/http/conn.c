@@ -38,6 +38,7 @@ void conn_unref(struct conn *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&c->lock);
+	upload_release(c);
 	free(c->body);
 	free(c->answer);
 	free(c->events);

@@ -13,6 +13,9 @@
 extern const unsigned char openapi_yaml[];
 extern const size_t openapi_yaml_len;
 
+/* The most body bytes a GET may carry (and have ignored). */
+#define GET_BODY_MAX (64 * 1024)
+
 static const char index_html[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>igserve</title>"
     "</head>\n<body><h1>igserve</h1>\n<p>ResNet image classification with Integrated "
@@ -55,7 +58,7 @@ static enum MHD_Result answer_metrics(struct conn *c)
 	    .arch = srv->info.arch,
 	    .family = srv->info.family,
 	    .sha256 = srv->info.sha256,
-	    .path = srv->info.path,
+	    .path = strrchr(srv->info.path, '/') ? strrchr(srv->info.path, '/') + 1 : srv->info.path,
 	    .classes = srv->info.classes,
 	    .input_size = srv->info.input_size,
 	};
@@ -99,7 +102,7 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 {
 	c->ep = routes_find(url);
 	snprintf(c->method, sizeof c->method, "%s", method);
-	snprintf(c->path, sizeof c->path, "%s", url);
+	access_log_escape(c->path, sizeof c->path, url);
 	const bool post = routes_takes_upload(c->ep);
 	const struct browser_policy *bp = &c->srv->browser;
 	const char *origin =
@@ -130,6 +133,11 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 	if (!post && strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return conn_send_error(c, IGS_ERR_METHOD, "use GET");
 	if (!post) {
+		const char *len_text = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+		                                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (len_text && strtoull(len_text, NULL, 10) > GET_BODY_MAX)
+			return conn_send_error(c, IGS_ERR_TOO_LARGE,
+			                       "request: a GET has no use for a body");
 		/* Answered on the next call, once MHD knows there is no body, so
 		 * the connection can be kept alive. */
 		c->phase = PHASE_WAITING;
@@ -149,11 +157,22 @@ enum MHD_Result handler_on_request(void *cls, struct MHD_Connection *mc, const c
 		if (!c)
 			return MHD_NO;
 		*con_cls = c;
+		watchdog_request_started(srv, mc);
+		c->http10 = version && !strcmp(version, MHD_HTTP_VERSION_1_0);
 		return begin(c, url, method);
 	}
 	if (!routes_takes_upload(c->ep) && c->phase == PHASE_WAITING) {
 		if (*upload_data_size) {
-			*upload_data_size = 0; /* a GET with a body: ignore it */
+			/* A GET with a body: ignored up to GET_BODY_MAX (it can only
+			 * be chunked here), then the connection is closed. */
+			c->discarded += *upload_data_size;
+			*upload_data_size = 0;
+			if (c->discarded > GET_BODY_MAX) {
+				c->status = MHD_HTTP_CONTENT_TOO_LARGE;
+				c->error_code = igs_code_name(IGS_ERR_TOO_LARGE);
+				c->phase = PHASE_ANSWERED;
+				return MHD_NO;
+			}
 			return MHD_YES;
 		}
 		return answer_get(c);

@@ -69,6 +69,11 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "server: --max-body-bytes, --max-connections and --http-threads "
 		                "must be positive");
+	if (cfg->max_buffered_bytes < cfg->max_body_bytes)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "server: --max-buffered-bytes (%zu) must be at least "
+		                "--max-body-bytes (%zu)",
+		                cfg->max_buffered_bytes, cfg->max_body_bytes);
 	struct server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
@@ -80,6 +85,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	atomic_init(&srv->ready, false);
 	atomic_init(&srv->draining, false);
 	atomic_init(&srv->next_id, 0);
+	atomic_init(&srv->buffered, 0);
 	int rc = 0;
 
 	rc = browser_policy_open(&srv->browser, cfg->cors_origins, cfg->auth_token_file, err);
@@ -113,19 +119,33 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_DUAL_STACK; /* "::" serves IPv4 too */
+	/* libmicrohttpd 0.9.75's epoll loop calls epoll_wait again, with the
+	 * full timeout (up to --idle-timeout), whenever one call returned all
+	 * of its 128 events: 128 clients of one thread that connect and close
+	 * together stalled it, the listening socket unserved, for 30 s.  With
+	 * at most CONNECTIONS_PER_HTTP_THREAD connections per thread (plus
+	 * its listening and wake-up descriptors) no call returns 128. */
+	enum { CONNECTIONS_PER_HTTP_THREAD = 120 };
+	int http_threads = cfg->http_threads;
+	const int need = (cfg->max_connections + CONNECTIONS_PER_HTTP_THREAD - 1) /
+	                 CONNECTIONS_PER_HTTP_THREAD;
+	if (http_threads < need)
+		http_threads = need;
 	struct MHD_OptionItem opts[] = {
 	    {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+	    {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_address, NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
 	    {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)cfg->connection_memory, NULL},
 	    {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
 	    {MHD_OPTION_SOCK_ADDR, 0, &addr},
-	    {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
-	     cfg->http_threads, NULL},
+	    {http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, http_threads,
+	     NULL},
 	    {MHD_OPTION_END, 0, NULL},
 	};
 	srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler_on_request,
 	                               srv, MHD_OPTION_EXTERNAL_LOGGER, access_log_mhd, srv,
 	                               MHD_OPTION_NOTIFY_COMPLETED, access_log_on_completed, srv,
+	                               MHD_OPTION_NOTIFY_CONNECTION, watchdog_on_connection, srv,
 	                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (!srv->daemon) {
 		rc = igs_fail(err, IGS_ERR_IO,
@@ -152,6 +172,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	cJSON_AddStringToObject(doc, "address", address);
 	cJSON_AddNumberToObject(doc, "port", srv->port);
 	cJSON_AddNumberToObject(doc, "workers", cfg->workers);
+	cJSON_AddNumberToObject(doc, "http_threads", http_threads);
 	cJSON_AddStringToObject(doc, "engine", srv->info.engine);
 	cJSON_AddStringToObject(doc, "precision", srv->info.precision);
 	/* how many tokens, never which */
@@ -203,11 +224,24 @@ static void wait_idle(struct server *srv, double deadline)
 	}
 }
 
+/* Mark every job still in flight as stopped by the drain (answered 503). */
+static void cancel_inflight(struct server *srv)
+{
+	pthread_mutex_lock(&srv->lock);
+	for (struct conn *c = srv->watch_head; c; c = c->wnext) {
+		atomic_store(&c->drain_cancelled, true);
+		atomic_store(&c->job.control.cancelled, true);
+	}
+	pthread_mutex_unlock(&srv->lock);
+}
+
 int server_drain(struct server *srv, double timeout_s)
 {
+	const double t0 = igs_now();
 	atomic_store(&srv->draining, true);
 	pthread_mutex_lock(&srv->lock);
 	int before = srv->inflight;
+	srv->close_by = t0 + timeout_s;
 	pthread_mutex_unlock(&srv->lock);
 	cJSON *doc = access_log_begin();
 	cJSON_AddStringToObject(doc, "event", "draining");
@@ -215,18 +249,30 @@ int server_drain(struct server *srv, double timeout_s)
 	cJSON_AddNumberToObject(doc, "timeout_s", timeout_s);
 	access_log_write(srv, doc);
 
+	/* The whole drain fits in timeout_s: requests get all of it but a
+	 * reserve, in which what is left is stopped and its answers sent. */
+	const double reserve = timeout_s * 0.2 < 1.0 ? timeout_s * 0.2 : 1.0;
 	pthread_mutex_lock(&srv->lock);
-	wait_idle(srv, igs_now() + timeout_s);
+	wait_idle(srv, t0 + timeout_s - reserve);
 	int left = srv->inflight;
-	if (left > 0) /* out of time: stop what still runs (answered 503) */
-		for (struct conn *c = srv->watch_head; c; c = c->wnext) {
-			atomic_store(&c->drain_cancelled, true);
-			atomic_store(&c->job.control.cancelled, true);
-		}
 	pthread_mutex_unlock(&srv->lock);
+	if (left > 0) {
+		cancel_inflight(srv);
+		pool_stop(srv->pool); /* running jobs stop at their next check */
+		pthread_mutex_lock(&srv->lock);
+		wait_idle(srv, t0 + timeout_s);
+		pthread_mutex_unlock(&srv->lock);
+	}
 	return left;
 }
 
+/*
+ * The order matters: libmicrohttpd serves until MHD_stop_daemon returns
+ * (a /metrics scrape, an upload finishing), so the pool stays allocated
+ * until then; it only stops taking jobs (pool_submit answers 503).  The
+ * workers are joined first because their done callbacks resume
+ * connections, which needs the daemon.
+ */
 void server_close(struct server **psrv)
 {
 	struct server *srv = *psrv;
@@ -236,10 +282,12 @@ void server_close(struct server **psrv)
 	atomic_store(&srv->draining, true);
 	/* Workers finish (cancelled jobs stop at their next check); queued
 	 * jobs are answered 503; every suspended connection gets resumed. */
-	pool_close(&srv->pool);
+	pool_stop(srv->pool);
 	if (srv->daemon) {
+		/* answers still being written: until the drain's end, or 2 s */
 		pthread_mutex_lock(&srv->lock);
-		wait_idle(srv, igs_now() + 2.0);
+		double until = srv->close_by > 0 ? srv->close_by : igs_now() + 2.0;
+		wait_idle(srv, until);
 		pthread_mutex_unlock(&srv->lock);
 	}
 	if (srv->watchdog_started) {
@@ -255,6 +303,7 @@ void server_close(struct server **psrv)
 		cJSON_AddStringToObject(doc, "event", "stopped");
 		access_log_write(srv, doc);
 	}
+	pool_close(&srv->pool);
 	metrics_close(&srv->metrics);
 	browser_policy_close(&srv->browser);
 	free(srv->model_info_json);

@@ -34,6 +34,11 @@ struct server_config {
 	int http_threads;            /* MHD polling threads */
 	int deadline_ms;             /* default request deadline; 0: none */
 	int max_steps_cap;           /* ceiling for steps and max_steps (request_options_set) */
+	int max_deadline_ms;         /* ceiling for a request's deadline_ms; 0: none */
+	int max_evaluations;         /* passes one attribution may ask for; 0: none */
+	size_t max_buffered_bytes;   /* upload bytes buffered across connections (429) */
+	int max_connections_per_address; /* MHD_OPTION_PER_IP_CONNECTION_LIMIT; 0: none */
+	int header_timeout_s;        /* a request's headers must arrive within this; 0: none */
 	bool log_text;               /* plain text log lines instead of JSON */
 	const char *cors_origins;    /* --cors-origins (browser.h); NULL: none */
 	const char *auth_token_file; /* --auth-token-file; NULL: no authentication */
@@ -58,13 +63,17 @@ int server_port(const struct server *srv);
 bool server_ready(const struct server *srv);
 
 /*
- * server_drain - stop taking work: readyz and new model requests answer
- * 503.  Waits up to `timeout_s` for requests in flight to be answered, then
- * cancels what is left.  Returns the number of requests still in flight.
+ * server_drain - stop taking work: readyz and new model requests (and
+ * uploads that complete from now on) answer 503.  Waits for requests in
+ * flight to be answered, then cancels what is left (answered 503) and
+ * stops the workers, all within `timeout_s`.  Returns the number of
+ * requests that were still in flight when the wait ended.
  */
 int server_drain(struct server *srv, double timeout_s);
 
-/* server_close - join the workers, stop the daemon, free; *srv becomes NULL. */
+/* server_close - join the workers, wait for answers being written (until
+ * the drain's end, or 2 s without a drain), stop the daemon, free; *srv
+ * becomes NULL. */
 void server_close(struct server **srv);
 
 #endif

@@ -50,16 +50,28 @@ struct server {
 	struct browser_policy browser; /* CORS origins, bearer tokens */
 	atomic_bool ready, draining;
 	atomic_ullong next_id;
+	atomic_size_t buffered; /* upload buffer bytes of all connections (upload.c) */
 
 	pthread_mutex_t lock;   /* guards everything below */
 	pthread_cond_t changed; /* inflight dropped, or stopping set */
 	int inflight;
 	struct conn *watch_head;
+	struct conn_link *links; /* every open connection (watchdog.c) */
 	char selfcheck_error[IGS_ERROR_MESSAGE_MAX];
 	bool stopping;
+	double close_by; /* igs_now() by which server_close stops waiting (0: unset) */
 	pthread_t watchdog;
 	bool watchdog_started;
 	struct pool_job selfcheck;
+};
+
+/* One TCP connection, from accept to close, for the header timeout. */
+struct conn_link {
+	struct conn_link *next, *prev;
+	int fd;
+	double since;    /* igs_now() of the connection's start or its last answer */
+	bool in_request; /* headers are in; a request is being served */
+	bool cut;        /* shut down for being too slow with its headers */
 };
 
 enum conn_phase {
@@ -92,10 +104,13 @@ struct conn {
 	char *body;
 	size_t len, cap, discarded;
 	bool too_large;
+	bool over_budget;  /* --max-buffered-bytes reached: discard, then 429 */
+	size_t reserved;   /* bytes of srv->buffered held for `body` */
 	const char *image;
 	size_t image_len;
 	struct request_options options;
 	bool sse;
+	bool http10; /* an HTTP/1.0 request: no 1xx answers */
 
 	/* job; `answer` is written by the worker before the job's done call */
 	struct pool_job job;
@@ -104,6 +119,7 @@ struct conn {
 	/* shared with the worker, under lock */
 	pthread_mutex_t lock;
 	bool suspended, job_active, job_done, closed, stream_end;
+	bool stream_failed; /* an event could not be queued (out of memory) */
 	char *events; /* SSE bytes not yet handed to MHD */
 	size_t ev_len, ev_cap, ev_sent;
 
@@ -112,6 +128,7 @@ struct conn {
 	/* watch list, under srv->lock */
 	struct conn *wnext, *wprev;
 	bool watched;
+	bool probed; /* the watchdog sent its 100 Continue probe (watchdog.c) */
 	int fd;
 };
 
@@ -135,13 +152,22 @@ enum MHD_Result conn_send_error(struct conn *c, int code, const char *message);
 /* Watch (or stop watching) the socket of a connection whose job runs. */
 void watchdog_add(struct conn *c);
 void watchdog_remove(struct conn *c);
-/* The thread: every 100 ms, cancel the jobs of peers that have left. */
+/* The thread: every 100 ms, cancel the jobs of peers that have left, sweep
+ * the queues, cut connections over --header-timeout. */
 void *watchdog_main(void *srv);
+/* MHD_OPTION_NOTIFY_CONNECTION: keep srv->links. */
+void watchdog_on_connection(void *srv, struct MHD_Connection *mc, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe);
+/* A request's headers are in / its answer is done (keep-alive: the next
+ * request's headers are timed from here). */
+void watchdog_request_started(struct server *srv, struct MHD_Connection *mc);
+void watchdog_request_finished(struct server *srv, struct MHD_Connection *mc);
 
 /* ---- sse.c ---- */
 
 /* Queue one event and resume the connection if MHD waits for it (worker
- * thread); `last` ends the stream. */
+ * thread); `last` ends the stream.  Out of memory, the stream ends cut
+ * short (stream_failed; 503 out_of_memory in the log). */
 void sse_push(struct conn *c, const char *event, const char *data, bool last);
 /* The job_control progress callback of a streaming request. */
 void sse_on_progress(void *conn, const struct job_progress *p);
@@ -157,6 +183,8 @@ enum MHD_Result jobs_answer(struct conn *c);
 
 /* ---- upload.c ---- */
 
+/* Give back a connection's share of --max-buffered-bytes (its body freed). */
+void upload_release(struct conn *c);
 /* First call of a model request: refuse what can be refused before the
  * body (so `Expect: 100-continue` clients never send it), read options. */
 enum MHD_Result upload_begin(struct conn *c);
@@ -182,6 +210,9 @@ void access_log_write(const struct server *srv, struct cJSON *doc);
 /* MHD_OPTION_NOTIFY_COMPLETED: the request's log line, metrics, cancellation. */
 void access_log_on_completed(void *srv, struct MHD_Connection *mc, void **con_cls,
                              enum MHD_RequestTerminationCode toe);
+/* `in` for a log field: control bytes, non-ASCII bytes and '\' as \xNN
+ * (clients choose paths; a decoded %0a must not start a log line). */
+void access_log_escape(char *out, size_t cap, const char *in);
 /* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages as log events. */
 void access_log_mhd(void *srv, const char *fmt, va_list ap);
 

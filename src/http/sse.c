@@ -25,10 +25,19 @@ void sse_push(struct conn *c, const char *event, const char *data, bool last)
 				c->ev_cap = cap;
 			}
 		}
-		if (c->ev_len + need <= c->ev_cap)
+		if (c->ev_len + need <= c->ev_cap) {
 			c->ev_len += (size_t)snprintf(c->events + c->ev_len, c->ev_cap - c->ev_len,
 			                              "event: %s\ndata: %s\n\n", event, data);
-		if (last)
+		} else if (!c->stream_failed) {
+			/* Out of memory: a lost progress event would be harmless, a
+			 * lost last one would look like a complete stream without
+			 * an answer.  End the stream as failed: the client sees it
+			 * cut short, the log says 503 out_of_memory. */
+			c->stream_failed = true;
+			c->status = igs_code_http_status(IGS_ERR_NOMEM);
+			c->error_code = igs_code_name(IGS_ERR_NOMEM);
+		}
+		if (last || c->stream_failed)
 			c->stream_end = true;
 		resume = c->suspended;
 		c->suspended = false;
@@ -95,7 +104,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 			c->ev_sent = c->ev_len = 0;
 		n = (ssize_t)k;
 	} else if (c->stream_end) {
-		n = MHD_CONTENT_READER_END_OF_STREAM;
+		n = c->stream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+		                     : MHD_CONTENT_READER_END_OF_STREAM;
 	} else {
 		c->suspended = true;
 		MHD_suspend_connection(c->mhd);

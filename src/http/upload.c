@@ -47,6 +47,52 @@ static int apply_form_part(void *ctx, const struct form_part *part, struct igs_e
 	return request_options_set(&c->options, part->name, value, c->srv->cfg.max_steps_cap, err);
 }
 
+/*
+ * --max-buffered-bytes: every connection reserves its buffer's capacity
+ * from one budget before allocating it, and gives it back when the body is
+ * freed (with the request's state, after the answer, so bodies waiting in
+ * a queue count too).  256 connections x --max-body-bytes could otherwise
+ * hold gigabytes.
+ */
+static bool budget_reserve(struct conn *c, size_t n)
+{
+	struct server *srv = c->srv;
+	size_t cur = atomic_load(&srv->buffered);
+	do {
+		if (n > srv->cfg.max_buffered_bytes || cur > srv->cfg.max_buffered_bytes - n)
+			return false;
+	} while (!atomic_compare_exchange_weak(&srv->buffered, &cur, cur + n));
+	c->reserved += n;
+	return true;
+}
+
+void upload_release(struct conn *c)
+{
+	if (c->reserved) {
+		atomic_fetch_sub(&c->srv->buffered, c->reserved);
+		c->reserved = 0;
+	}
+}
+
+static enum MHD_Result send_over_budget(struct conn *c)
+{
+	char msg[200];
+	snprintf(msg, sizeof msg,
+	         "server: uploads in progress fill the buffer of %zu bytes "
+	         "(--max-buffered-bytes); retry later",
+	         c->srv->cfg.max_buffered_bytes);
+	return conn_send_error(c, IGS_ERR_BUSY, msg);
+}
+
+/* Drop the body buffered so far (the rest will be discarded). */
+static void drop_body(struct conn *c)
+{
+	free(c->body);
+	c->body = NULL;
+	c->len = c->cap = 0;
+	upload_release(c);
+}
+
 enum MHD_Result upload_begin(struct conn *c)
 {
 	struct server *srv = c->srv;
@@ -71,12 +117,20 @@ enum MHD_Result upload_begin(struct conn *c)
 			         n, srv->cfg.max_body_bytes);
 			return conn_send_error(c, IGS_ERR_TOO_LARGE, msg);
 		}
+		/* What was announced must fit in the buffer budget now. */
+		if (errno == 0 && end != len_text &&
+		    n > srv->cfg.max_buffered_bytes - atomic_load(&srv->buffered))
+			return send_over_budget(c);
 		/* Preallocate what was announced, up to 1 MiB: memory follows
 		 * the bytes that actually arrive, not what a client claims. */
 		if (errno == 0 && end != len_text && n > 0) {
 			size_t cap = n < (1u << 20) ? (size_t)n : (1u << 20);
+			if (!budget_reserve(c, cap))
+				return send_over_budget(c);
 			c->body = malloc(cap);
 			c->cap = c->body ? cap : 0;
+			if (!c->body)
+				upload_release(c);
 		}
 	}
 
@@ -106,16 +160,14 @@ enum MHD_Result upload_begin(struct conn *c)
 enum MHD_Result upload_take(struct conn *c, const char *data, size_t n)
 {
 	size_t max = c->srv->cfg.max_body_bytes;
-	if (c->too_large) {
+	if (c->too_large || c->over_budget) {
 		c->discarded += n;
 		return c->discarded > 2 * max ? MHD_NO : MHD_YES;
 	}
 	if (c->len + n > max) {
 		c->too_large = true;
 		c->discarded = c->len + n;
-		free(c->body);
-		c->body = NULL;
-		c->len = c->cap = 0;
+		drop_body(c);
 		return MHD_YES;
 	}
 	if (c->len + n > c->cap) {
@@ -124,11 +176,18 @@ enum MHD_Result upload_take(struct conn *c, const char *data, size_t n)
 			cap *= 2;
 		if (cap > max)
 			cap = max;
-		char *nb = realloc(c->body, cap);
+		if (!budget_reserve(c, cap - c->cap) && !budget_reserve(c, c->len + n - c->cap)) {
+			c->over_budget = true;
+			c->discarded = c->len + n;
+			drop_body(c);
+			return MHD_YES;
+		}
+		size_t want = c->reserved; /* what was reserved: cap, or just enough */
+		char *nb = realloc(c->body, want);
 		if (!nb)
 			return MHD_NO;
 		c->body = nb;
-		c->cap = cap;
+		c->cap = want;
 	}
 	memcpy(c->body + c->len, data, n);
 	c->len += n;
@@ -145,6 +204,8 @@ enum MHD_Result upload_finish(struct conn *c)
 		         srv->cfg.max_body_bytes);
 		return conn_send_error(c, IGS_ERR_TOO_LARGE, msg);
 	}
+	if (c->over_budget)
+		return send_over_budget(c);
 	if (c->kind == BODY_MULTIPART) {
 		int rc = body_multipart_parse(c->body ? c->body : "", c->len, c->boundary,
 		                              apply_form_part, c, err);
@@ -159,5 +220,13 @@ enum MHD_Result upload_finish(struct conn *c)
 	}
 	if (!c->image || c->image_len == 0)
 		return conn_send_error(c, IGS_ERR_BAD_OPTION, "request: the image is empty");
+	struct request_limits limits = {.max_deadline_ms = srv->cfg.max_deadline_ms,
+	                                .max_evaluations = srv->cfg.max_evaluations};
+	int rc = request_options_check_limits(&c->options, c->ep == EP_ATTRIBUTE, &limits, err);
+	if (rc < 0)
+		return conn_send_error(c, rc, err->message);
+	/* An upload that began before the drain and ends during it. */
+	if (atomic_load(&srv->draining))
+		return conn_send_error(c, IGS_ERR_NOT_READY, "server: shutting down");
 	return jobs_submit(c);
 }

@@ -259,15 +259,14 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
 	return 0;
 }
 
-void pool_close(struct worker_pool **pp)
+void pool_stop(struct worker_pool *p)
 {
-	struct worker_pool *p = *pp;
 	if (!p)
 		return;
-	*pp = NULL;
 	pthread_mutex_lock(&p->lock);
+	const bool already = p->closing;
 	p->closing = true;
-	/* Queued jobs will not run: hand them back as cancelled. */
+	/* Queued jobs will not run: hand them back as refused. */
 	struct pool_job *orphans = NULL, *job;
 	for (int k = 0; k < JOB_KINDS; k++)
 		while ((job = queue_pop(&p->queue[k]))) {
@@ -283,11 +282,24 @@ void pool_close(struct worker_pool **pp)
 		job->finished_at = igs_now();
 		job->done(job);
 	}
-	for (int i = 0; i < p->n_workers; i++) {
-		if (p->workers[i].started)
+	if (already)
+		return;
+	for (int i = 0; i < p->n_workers; i++)
+		if (p->workers[i].started) {
 			pthread_join(p->workers[i].thread, NULL);
+			p->workers[i].started = false;
+		}
+}
+
+void pool_close(struct worker_pool **pp)
+{
+	struct worker_pool *p = *pp;
+	if (!p)
+		return;
+	*pp = NULL;
+	pool_stop(p);
+	for (int i = 0; i < p->n_workers; i++)
 		service_worker_close(&p->workers[i].sw);
-	}
 	free(p->workers);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
@@ -314,6 +326,58 @@ int pool_submit(struct worker_pool *p, struct pool_job *job, struct igs_error *e
 	}
 	pthread_mutex_unlock(&p->lock);
 	return rc;
+}
+
+/* Why a queued job should leave its queue without running, or 0. */
+static int job_expired(struct pool_job *job, double now)
+{
+	if (atomic_load(&job->control.cancelled))
+		return igs_fail(&job->err, IGS_ERR_CANCELLED, "request: the client went away");
+	if (job->control.deadline > 0 && now >= job->control.deadline)
+		return igs_fail(&job->err, IGS_ERR_DEADLINE,
+		                "request: the deadline passed while the job waited in the queue");
+	return 0;
+}
+
+int pool_sweep(struct worker_pool *p)
+{
+	const double now = igs_now();
+	struct pool_job *gone = NULL;
+	int count = 0;
+	pthread_mutex_lock(&p->lock);
+	for (int k = 0; k < JOB_KINDS; k++) {
+		struct job_queue *q = &p->queue[k];
+		struct pool_job *prev = NULL, *job = q->head;
+		while (job) {
+			struct pool_job *next = job->next;
+			int status = job_expired(job, now);
+			if (status < 0) {
+				if (prev)
+					prev->next = next;
+				else
+					q->head = next;
+				if (q->tail == job)
+					q->tail = prev;
+				q->depth--;
+				job->status = status;
+				job->next = gone;
+				gone = job;
+				count++;
+			} else {
+				prev = job;
+			}
+			job = next;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	while (gone) {
+		struct pool_job *job = gone;
+		gone = job->next;
+		job->next = NULL;
+		job->started_at = job->finished_at = now;
+		job->done(job);
+	}
+	return count;
 }
 
 int pool_queue_depth(struct worker_pool *p, enum job_kind kind)

@@ -13,9 +13,9 @@
  * A full queue refuses the job at once (IGS_ERR_BUSY -> 429); the HTTP layer
  * never waits for a queue slot.
  *
- * A job is checked before it runs: cancelled (client gone) or past its
- * deadline, it completes with IGS_ERR_CANCELLED / IGS_ERR_DEADLINE without
- * touching the model.
+ * A job is checked before it runs, and while it waits (pool_sweep):
+ * cancelled (client gone) or past its deadline, it completes with
+ * IGS_ERR_CANCELLED / IGS_ERR_DEADLINE without touching the model.
  */
 #ifndef IGSERVE_WORKER_POOL_H
 #define IGSERVE_WORKER_POOL_H
@@ -68,10 +68,16 @@ int pool_open(struct worker_pool **out, struct service *s, const struct worker_p
               struct igs_error *err);
 
 /*
- * pool_close - stop taking jobs, let running jobs finish, complete the
- * queued ones with IGS_ERR_NOT_READY (their done callbacks run), join the
- * threads and free everything.  *p becomes NULL.
+ * pool_stop - stop taking jobs (pool_submit answers IGS_ERR_NOT_READY),
+ * complete the queued ones with IGS_ERR_NOT_READY (their done callbacks
+ * run), let running jobs finish and join the threads.  The pool stays
+ * valid: the queries below keep answering (zeros) until pool_close, so a
+ * server can stop its workers while its HTTP threads still serve.
  */
+void pool_stop(struct worker_pool *p);
+
+/* pool_close - pool_stop (if not done yet), then free everything; *p
+ * becomes NULL. */
 void pool_close(struct worker_pool **p);
 
 /*
@@ -81,6 +87,16 @@ void pool_close(struct worker_pool **p);
  * and done is not called.
  */
 int pool_submit(struct worker_pool *p, struct pool_job *job, struct igs_error *err);
+
+/*
+ * pool_sweep - take out of their queues the jobs that are cancelled (their
+ * client has gone) or past their deadline, and complete them at once with
+ * IGS_ERR_CANCELLED / IGS_ERR_DEADLINE (done callbacks run on the calling
+ * thread, which must hold none of the submitter's locks).  The server calls
+ * it periodically, so such jobs neither hold queue slots nor wait for a
+ * worker to be answered.  Returns how many jobs left.
+ */
+int pool_sweep(struct worker_pool *p);
 
 /* Jobs waiting in a queue; jobs being run now. */
 int pool_queue_depth(struct worker_pool *p, enum job_kind kind);
