@@ -295,6 +295,8 @@ void http(int port, const struct request *q, struct reply *r)
 		snprintf(line, sizeof line, "Accept: %s", q->accept);
 		hdrs = curl_slist_append(hdrs, line);
 	}
+	if (q->header)
+		hdrs = curl_slist_append(hdrs, q->header);
 	hdrs = curl_slist_append(hdrs, q->expect_continue ? "Expect: 100-continue" : "Expect:");
 	if (q->image) {
 		mime = curl_mime_init(c);

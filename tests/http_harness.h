@@ -48,6 +48,7 @@ struct request {
 	bool chunked; /* send the body with Transfer-Encoding: chunked */
 	bool expect_continue;
 	const char *accept;
+	const char *header; /* one more header line, "Name: value" */
 	/* multipart: the image and NULL-terminated name/value pairs */
 	const void *image;
 	size_t image_len;

@@ -82,7 +82,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	atomic_init(&srv->next_id, 0);
 	int rc = 0;
 
-	srv->model_info_json = json_render_model(s);
+	srv->model_info_json = json_render_model(s, cfg->max_body_bytes);
 	if (!srv->model_info_json || metrics_open(&srv->metrics) < 0) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
 		goto fail;
