@@ -104,7 +104,7 @@
 		if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
 		return `${n} bytes`;
 	}
-	const pct = (p) => (p >= 0.001 ? (100 * p).toFixed(1) + '%' : (100 * p).toExponential(1) + '%');
+	const pct = (p) => (p >= 0.0001 ? (100 * p).toFixed(p >= 0.001 ? 1 : 2) + '%' : p > 0 ? '<0.01%' : '0%');
 	const num = (x, d = 4) => (x === null || x === undefined ? 'n/a'
 		: Math.abs(x) >= 1e-3 || x === 0 ? Number(x.toPrecision(d)).toString() : x.toExponential(2));
 	function seconds(s) {
@@ -386,7 +386,7 @@
 		const left = p.points_done > 0 ? elapsed * (p.points_total - p.points_done) / p.points_done : Infinity;
 		const parts = [`${p.points_done} of ${p.points_total} path points`];
 		if (p.relative_l2 !== null && p.relative_l2 !== undefined)
-			parts.push(`error estimate ${num(p.relative_l2, 3)} (relative L2, round ${p.round})`);
+			parts.push(`error estimate ${num(p.relative_l2, 3)} (relative L2, after round ${p.round})`);
 		if (p.relative_error !== null && p.relative_error !== undefined)
 			parts.push(`completeness error ${num(p.relative_error, 3)}`);
 		parts.push(`about ${seconds(left)} left`);
@@ -411,6 +411,7 @@
 		$('explain').disabled = true;
 		$('progress-section').hidden = false;
 		$('live-preview-figure').hidden = true;
+		$('live-preview').removeAttribute('src');
 		const bar = $('progress');
 		bar.value = 0;
 		bar.dataset.pointsDone = '0';
@@ -441,10 +442,13 @@
 			}
 			if (result) {
 				const n = result.method.steps;
+				const l2 = result.convergence ? result.convergence.relative_l2 : null;
 				showProgress({ points_done: n, points_total: n, relative_error: result.completeness.relative_error,
-					relative_l2: result.convergence ? result.convergence.relative_l2 : null,
-					round: 0 }, started);
-				$('progress-text').textContent += ` · done in ${seconds((performance.now() - started) / 1000)}`;
+					relative_l2: l2, round: 0 }, started);
+				$('progress-text').textContent = [`${n} of ${n} path points`,
+					l2 === null ? 'no error estimate' : `error estimate ${num(l2, 3)} (relative L2)`,
+					`completeness error ${num(result.completeness.relative_error, 3)}`,
+					`done in ${seconds((performance.now() - started) / 1000)}`].join(' · ');
 				showResult(result);
 			}
 		} catch (e) {
@@ -639,7 +643,9 @@
 		setupImageInput();
 		setupOptions();
 		$('path-slider').addEventListener('input', (e) => selectPathPoint(Number(e.target.value)));
-		$('opacity').addEventListener('input', (e) => { $('heatmap').style.opacity = e.target.value / 100; });
+		const opacity = () => { $('heatmap').style.opacity = $('opacity').value / 100; };
+		$('opacity').addEventListener('input', opacity);
+		opacity();
 		loadServerDescription().catch((e) => showError(`Cannot read the server’s description: ${e.message}`));
 	}
 	if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
