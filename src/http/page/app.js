@@ -242,7 +242,12 @@
 	}
 
 	function setupImageInput() {
-		$('file-input').addEventListener('change', (e) => takeImage(e.target.files[0]));
+		$('file-input').addEventListener('change', (e) => {
+			const file = e.target.files[0];
+			// cleared, so that choosing the same file again (after an error) is a change too
+			e.target.value = '';
+			takeImage(file);
+		});
 		const zone = $('drop-zone');
 		zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
 		zone.addEventListener('dragleave', () => zone.classList.remove('over'));
