@@ -10,7 +10,7 @@
 // report, moves the path slider by keyboard (the path map must change), then gets a visible
 // error for a file that is not an image and one for a PNG that does not decode (the server's
 // 422). At desktop size also: refinement with previews, 413/429/503 in words (answers played
-// by page.route) and the token dialog on a 401; at phone size: drag and drop, and a target
+// by page.route) and the token dialog on a 401; at phone size: drag and drop, paste, and a target
 // chosen by keyboard. Throughout: no console errors (but the expected "Failed to load
 // resource" line of each refusal), no uncaught exceptions, no request to any other origin, no
 // horizontal scrolling. Screenshots of
@@ -199,6 +199,18 @@ async function flow(context, origin, size) {
 			return first !== null && /triangle/.test(first.textContent);
 		});
 		check(true, tag('a dropped image is classified (triangle first)'));
+		// and by paste
+		const square = [...fs.readFileSync(path.join(root, 'models', 'demo', 'examples', 'square.png'))];
+		await page.evaluate((b) => {
+			const dt = new DataTransfer();
+			dt.items.add(new File([new Uint8Array(b)], 'square.png', { type: 'image/png' }));
+			document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true }));
+		}, square);
+		await page.waitForFunction(() => {
+			const first = document.querySelector('[data-testid=prediction]');
+			return first !== null && /square/.test(first.textContent);
+		});
+		check(true, tag('a pasted image is classified (square first)'));
 		await predictions.nth(2).focus();
 		await page.keyboard.press('Enter');
 		check(await predictions.nth(2).getAttribute('aria-pressed') === 'true', tag('Enter on a prediction makes it the target'));

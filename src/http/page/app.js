@@ -202,6 +202,7 @@
 		if (lim.upload_bytes) bits.push(`uploads up to ${formatBytes(lim.upload_bytes)}`);
 		if (lim.pixels) bits.push(`images up to ${(lim.pixels / 1e6).toFixed(0)} megapixels`);
 		$('limits').textContent = bits.length ? `This server allows ${bits.join(', ')}.` : '';
+		syncOptions();
 	}
 
 	// ---- 1. the image ----
@@ -318,11 +319,16 @@
 
 	// ---- 3. options ----
 
+	// Steps and refinement belong to the path rules; saliency and input x gradient have none.
+	function syncOptions() {
+		const path = !['saliency', 'input_x_gradient'].includes($('method').value);
+		$('steps').disabled = $('refine').disabled = !path;
+		$('tolerance').disabled = $('max-steps').disabled = !path || !$('refine').checked;
+	}
+
 	function setupOptions() {
-		$('refine').addEventListener('change', () => {
-			const on = $('refine').checked;
-			$('tolerance').disabled = $('max-steps').disabled = !on;
-		});
+		$('refine').addEventListener('change', syncOptions);
+		$('method').addEventListener('change', syncOptions);
 		$('heatmap-mode').addEventListener('change', () => showMap($('heatmap-mode').value));
 		$('options').addEventListener('submit', (e) => {
 			e.preventDefault();
