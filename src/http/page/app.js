@@ -217,7 +217,11 @@
 	}
 
 	async function takeImage(file) {
-		if (!file || state.busy) return;
+		if (!file) return;
+		if (state.busy) {
+			showError('An explanation is running; choose the next image when it has finished.');
+			return;
+		}
 		clearError();
 		const type = await sniff(file);
 		if (!type) {
@@ -437,6 +441,7 @@
 				return;
 			}
 			let result = null;
+			let failed = false;
 			if ((res.headers.get('Content-Type') || '').startsWith('text/event-stream')) {
 				for await (const ev of readEvents(res.body)) {
 					const data = JSON.parse(ev.data);
@@ -446,8 +451,10 @@
 						const status = { bad_option: 400, deadline_exceeded: 504, queue_full: 429,
 							not_ready: 503, out_of_memory: 503 }[data.error && data.error.code] || 500;
 						showError(describeError(status, data, null));
+						failed = true;
 					}
 				}
+				if (!result && !failed) showError('The server ended the event stream without a result.');
 			} else {
 				result = await res.json();
 			}
