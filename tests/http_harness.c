@@ -295,9 +295,9 @@ void http(int port, const struct request *q, struct reply *r)
 		snprintf(line, sizeof line, "Accept: %s", q->accept);
 		hdrs = curl_slist_append(hdrs, line);
 	}
-	if (q->header)
-		hdrs = curl_slist_append(hdrs, q->header);
 	hdrs = curl_slist_append(hdrs, q->expect_continue ? "Expect: 100-continue" : "Expect:");
+	for (const char *const *h = q->headers; h && *h; h++)
+		hdrs = curl_slist_append(hdrs, *h);
 	if (q->image) {
 		mime = curl_mime_init(c);
 		curl_mimepart *part = curl_mime_addpart(mime);

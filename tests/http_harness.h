@@ -48,7 +48,7 @@ struct request {
 	bool chunked; /* send the body with Transfer-Encoding: chunked */
 	bool expect_continue;
 	const char *accept;
-	const char *header; /* one more header line, "Name: value" */
+	const char *const *headers; /* more "Name: value" lines, NULL-terminated */
 	/* multipart: the image and NULL-terminated name/value pairs */
 	const void *image;
 	size_t image_len;

@@ -210,12 +210,14 @@ START_TEST(test_page_files)
 		reply_free(&r);
 
 		snprintf(line, sizeof line, "If-None-Match: %s", etag);
-		q.header = line;
+		const char *const current[] = {line, NULL};
+		q.headers = current;
 		http(port, &q, &r);
 		ck_assert_int_eq(r.status, 304);
 		ck_assert_uint_eq(r.len, 0);
 		reply_free(&r);
-		q.header = "If-None-Match: \"0000000000000000\"";
+		const char *const stale[] = {"If-None-Match: \"0000000000000000\"", NULL};
+		q.headers = stale;
 		http(port, &q, &r);
 		ck_assert_int_eq(r.status, 200);
 		ck_assert_uint_eq(r.len, len);
