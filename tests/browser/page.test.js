@@ -158,6 +158,9 @@ async function flow(context, origin, size) {
 	for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowRight');
 	const mapAfter = await byId('path-map').getAttribute('src');
 	check(mapBefore && mapBefore.startsWith('data:image/png') && mapAfter !== mapBefore, tag('moving the slider changes the path map'));
+	await slider.fill('0'); // as a script would set it
+	check(await byId('path-map').getAttribute('src') !== mapAfter && /^Path point 1 of/.test(await page.locator('label[for=path-slider]').textContent()),
+		tag('setting the slider to 0 shows the first point'));
 	check(await byId('path-plot').locator('polyline').count() === 2 && await byId('path-plot').innerHTML() !== plotBefore,
 		tag('the path plot draws F and dF/dalpha and moves its marker'));
 	check(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1),
