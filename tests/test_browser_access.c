@@ -158,8 +158,9 @@ START_TEST(test_bearer_tokens)
 			reply_free(&r);
 		}
 	/* open without a token */
-	static const char *const open_paths[] = {"/", "/healthz", "/readyz", "/openapi.yaml"};
-	for (int i = 0; i < 4; i++)
+	static const char *const open_paths[] = {"/", "/app.js", "/app.css", "/healthz", "/readyz",
+	                                         "/openapi.yaml"};
+	for (int i = 0; i < 6; i++)
 		ck_assert_msg(http_status_get(s.port, open_paths[i]) == 200, "%s", open_paths[i]);
 	free(png);
 	ck_assert_int_eq(server_terminate(&s, 10), 0);

@@ -124,6 +124,16 @@ START_TEST(test_get_endpoints)
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(has_header(&r, "Content-Type: text/html"));
 	ck_assert(strstr(r.body, "<html") != NULL);
+	/* every hook the contract's "The web page" names is in the page */
+	static const char *const hooks[] = {"predictions", "explain", "progress", "heatmap",
+	                                    "completeness", "path-slider", "path-map",
+	                                    "path-plot", "error"};
+	for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+		char attr[64];
+		snprintf(attr, sizeof attr, "data-testid=\"%s\"", hooks[i]);
+		ck_assert_msg(strstr(r.body, attr) != NULL, "the page lacks %s", attr);
+	}
+	ck_assert(has_header(&r, "Content-Security-Policy: default-src 'none'"));
 	reply_free(&r);
 
 	q.path = "/metrics";
@@ -156,6 +166,82 @@ START_TEST(test_get_endpoints)
 	q.method = "HEAD";
 	http(port, &q, &r);
 	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+}
+END_TEST
+
+/* The page's script and style sheet: their types, no-cache with an ETag,
+ * 304 when the client's copy is current, and the page loads only them. */
+START_TEST(test_page_files)
+{
+	int port = main_server.port;
+	static const struct {
+		const char *path, *type, *source;
+	} files[] = {
+	    {"/", "Content-Type: text/html; charset=utf-8", "src/http/page/index.html"},
+	    {"/index.html", "Content-Type: text/html; charset=utf-8", "src/http/page/index.html"},
+	    {"/app.js", "Content-Type: text/javascript; charset=utf-8", "src/http/page/app.js"},
+	    {"/app.css", "Content-Type: text/css; charset=utf-8", "src/http/page/app.css"},
+	};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		struct request q = {.path = files[i].path};
+		struct reply r;
+		http(port, &q, &r);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert_msg(has_header(&r, files[i].type), "%s: wrong Content-Type", files[i].path);
+		ck_assert(has_header(&r, "Cache-Control: no-cache"));
+		/* the bytes in the binary are the repository's */
+		char src[4200];
+		snprintf(src, sizeof src, "%s/../../%s", fixtures, files[i].source);
+		size_t len;
+		char *want = read_file(src, &len);
+		ck_assert_msg(want != NULL, "cannot read %s", src);
+		ck_assert_uint_eq(r.len, len);
+		ck_assert(memcmp(r.body, want, len) == 0);
+		free(want);
+
+		char etag[64] = "", line[96];
+		for (const char *h = r.headers; *h; h++)
+			if (!strncasecmp(h, "ETag: ", 6)) {
+				snprintf(etag, sizeof etag, "%.*s", (int)strcspn(h + 6, "\r\n"), h + 6);
+				break;
+			}
+		ck_assert_msg(etag[0] == '"', "%s: no ETag", files[i].path);
+		reply_free(&r);
+
+		snprintf(line, sizeof line, "If-None-Match: %s", etag);
+		const char *const current[] = {line, NULL};
+		q.headers = current;
+		http(port, &q, &r);
+		ck_assert_int_eq(r.status, 304);
+		ck_assert_uint_eq(r.len, 0);
+		reply_free(&r);
+		const char *const stale[] = {"If-None-Match: \"0000000000000000\"", NULL};
+		q.headers = stale;
+		http(port, &q, &r);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert_uint_eq(r.len, len);
+		reply_free(&r);
+	}
+
+	/* what the page builds its form from: the defaults and this server's limits */
+	struct request q = {.path = "/v1/model"};
+	struct reply r;
+	http(port, &q, &r);
+	cJSON *doc = cJSON_Parse(r.body);
+	ck_assert(doc != NULL);
+	cJSON *d = cJSON_GetObjectItem(doc, "request_defaults");
+	cJSON *lim = cJSON_GetObjectItem(doc, "limits");
+	ck_assert(d && lim);
+	ck_assert_int_eq(cJSON_GetObjectItem(d, "steps")->valueint, 50);
+	ck_assert_str_eq(cJSON_GetObjectItem(d, "method")->valuestring, "gausslegendre");
+	ck_assert_str_eq(cJSON_GetObjectItem(d, "baseline")->valuestring, "gray");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(d, "tolerance")));
+	ck_assert_int_eq(cJSON_GetObjectItem(lim, "upload_bytes")->valueint, MAIN_MAX_BODY);
+	ck_assert_int_eq(cJSON_GetObjectItem(lim, "pixels")->valueint, 1000000);
+	ck_assert_int_eq(cJSON_GetObjectItem(lim, "max_steps")->valueint, 4096);
+	ck_assert_int_eq(cJSON_GetObjectItem(lim, "path_maps_points")->valueint, 512);
+	cJSON_Delete(doc);
 	reply_free(&r);
 }
 END_TEST
@@ -660,6 +746,7 @@ int main(void)
 	tcase_add_unchecked_fixture(e2e, main_server_up, main_server_down);
 	tcase_set_timeout(e2e, 120);
 	tcase_add_test(e2e, test_get_endpoints);
+	tcase_add_test(e2e, test_page_files);
 	tcase_add_test(e2e, test_not_found_and_method);
 	tcase_add_test(e2e, test_predict_uploads_and_cli);
 	tcase_add_test(e2e, test_bad_requests);

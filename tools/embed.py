@@ -3,7 +3,8 @@
 
 Defines `const unsigned char SYMBOL[]` (NUL-terminated, so it is also a C
 string) and `const size_t SYMBOL_len` (the byte count without the NUL).
-Used at build time to put openapi.yaml into the igserve binary.
+Used at build time to put openapi.yaml and the web page (src/http/page/)
+into the igserve binary.
 """
 import sys
 

@@ -208,7 +208,25 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	return print_and_delete(root);
 }
 
-char *json_render_model(const struct service *s)
+/* The defaults of request_options_init, by their contract names. */
+static cJSON *request_defaults_object(void)
+{
+	struct request_options o;
+	request_options_init(&o);
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "top_k", o.top_k);
+	cJSON_AddStringToObject(d, "resize", image_resize_mode_name(o.resize));
+	cJSON_AddStringToObject(d, "method", attribution_method_name(o.attr.method, o.attr.rule));
+	cJSON_AddNumberToObject(d, "steps", o.attr.steps);
+	cJSON_AddStringToObject(d, "baseline", attribution_baseline_name(o.attr.baseline));
+	cJSON_AddNumberToObject(d, "blur_sigma", o.attr.blur_sigma);
+	cJSON_AddNullToObject(d, "tolerance");
+	cJSON_AddNumberToObject(d, "max_steps", o.attr.max_steps);
+	cJSON_AddStringToObject(d, "output", attribution_output_name(o.attr.output));
+	return d;
+}
+
+char *json_render_model(const struct service *s, size_t max_upload_bytes)
 {
 	const struct model_info *info = model_get_info(s->model);
 	cJSON *o = model_object(s);
@@ -236,6 +254,14 @@ char *json_render_model(const struct service *s)
 	}
 	cJSON_AddNumberToObject(o, "max_batch", s->max_batch);
 	cJSON_AddStringToObject(o, "precision", conv_precision_name(info->precision));
+	cJSON_AddItemToObject(o, "request_defaults", request_defaults_object());
+	cJSON *lim = cJSON_AddObjectToObject(o, "limits");
+	cJSON_AddNumberToObject(lim, "max_steps", s->cfg.max_steps_cap);
+	cJSON_AddNumberToObject(lim, "path_maps_points", ATTR_PATH_MAPS_MAX_POINTS);
+	cJSON_AddNumberToObject(lim, "upload_bytes", (double)max_upload_bytes);
+	cJSON_AddNumberToObject(lim, "pixels", (double)(s->cfg.limits.max_pixels
+	                                                    ? s->cfg.limits.max_pixels
+	                                                    : IMAGE_DEFAULT_MAX_PIXELS));
 	return print_and_delete(o);
 }
 

@@ -20,8 +20,13 @@ char *json_render_predict(const struct service *s, const struct predict_result *
  */
 char *json_render_attribute(const struct service *s, const struct attribute_result *r);
 
-/* GET /v1/model: architecture, classes, input size, preprocessing, weights. */
-char *json_render_model(const struct service *s);
+/*
+ * GET /v1/model: architecture, classes, input size, preprocessing, weights,
+ * and what a client needs to build a request: the options' defaults
+ * (request_defaults) and this server's limits, `max_upload_bytes` being
+ * the HTTP body limit.
+ */
+char *json_render_model(const struct service *s, size_t max_upload_bytes);
 
 /*
  * The error document, {"error": {"code", "message"}}, code from

@@ -20,7 +20,6 @@
 
 /* Per-point maps cost size*size floats each; beyond this many points they
  * would dominate memory, so such requests are refused up front. */
-#define PATH_MAPS_MAX_POINTS 512
 
 /* ---- vocabulary ---- */
 
@@ -829,12 +828,12 @@ static int check_options(const struct grad_oracle *oracle, const struct attr_par
 	if (o->path_maps) {
 		int points =
 		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
-		if (points > PATH_MAPS_MAX_POINTS)
+		if (points > ATTR_PATH_MAPS_MAX_POINTS)
 			return igs_fail(
 			    err, IGS_ERR_BAD_OPTION,
 			    "path_maps allows at most %d path points, the request may use "
 			    "%d (lower steps or max_steps)",
-			    PATH_MAPS_MAX_POINTS, points);
+			    ATTR_PATH_MAPS_MAX_POINTS, points);
 	}
 	return 0;
 }

@@ -80,6 +80,9 @@ void attr_params_init(struct attr_params *p);
 
 /* Contract names ("gray", "smoothgrad", "probability"), and back (-1 when
  * unknown; case-insensitive). */
+/* path_maps keeps one map per point: at most this many points. */
+#define ATTR_PATH_MAPS_MAX_POINTS 512
+
 const char *attribution_baseline_name(enum baseline_kind b);
 int attribution_baseline_parse(const char *name);
 const char *attribution_smooth_name(enum smooth_kind k);

@@ -1,7 +1,7 @@
 /*
  * handler.c - libmicrohttpd's access handler: each request is routed on
- * its first call; GETs are answered here, model requests go through
- * upload.c and jobs.c.
+ * its first call; GETs are answered here (the web page by page.c), model
+ * requests go through upload.c and jobs.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +15,6 @@ extern const size_t openapi_yaml_len;
 
 /* The most body bytes a GET may carry (and have ignored). */
 #define GET_BODY_MAX (64 * 1024)
-
-static const char index_html[] =
-    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>igserve</title>"
-    "</head>\n<body><h1>igserve</h1>\n<p>ResNet image classification with Integrated "
-    "Gradients explanations.</p>\n<ul>\n<li><code>POST /predict</code> and <code>POST "
-    "/attribute</code>: upload an image (multipart field <code>image</code>, or raw "
-    "<code>image/jpeg</code> / <code>image/png</code>)</li>\n<li><a href=\"/v1/model\">"
-    "/v1/model</a>, <a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, "
-    "<a href=\"/readyz\">/readyz</a></li>\n<li><a href=\"/openapi.yaml\">/openapi.yaml</a>: "
-    "the full interface</li>\n</ul>\n</body></html>\n";
 
 static enum MHD_Result answer_readyz(struct conn *c)
 {
@@ -89,8 +79,9 @@ static enum MHD_Result answer_get(struct conn *c)
 		return conn_send_text(c, 200, "application/yaml", (const char *)openapi_yaml,
 		                      openapi_yaml_len, false);
 	case EP_INDEX:
-		return conn_send_text(c, 200, "text/html; charset=utf-8", index_html,
-		                      sizeof index_html - 1, false);
+	case EP_APP_JS:
+	case EP_APP_CSS:
+		return page_answer(c);
 	default:
 		return conn_send_error(c, IGS_ERR_NOT_FOUND, "no such endpoint");
 	}

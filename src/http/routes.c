@@ -10,6 +10,7 @@ static const char *const paths[EP_COUNT] = {
     [EP_HEALTHZ] = "/healthz",      [EP_READYZ] = "/readyz",
     [EP_METRICS] = "/metrics",      [EP_MODEL] = "/v1/model",
     [EP_OPENAPI] = "/openapi.yaml", [EP_INDEX] = "/",
+    [EP_APP_JS] = "/app.js",        [EP_APP_CSS] = "/app.css",
     [EP_OTHER] = "other",
 };
 

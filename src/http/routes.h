@@ -15,7 +15,9 @@ enum endpoint {
 	EP_METRICS,
 	EP_MODEL,
 	EP_OPENAPI,
-	EP_INDEX,
+	EP_INDEX,   /* the web page: "/" and "/index.html" */
+	EP_APP_JS,  /* its script */
+	EP_APP_CSS, /* its style sheet */
 	EP_OTHER, /* no such endpoint */
 	EP_COUNT
 };

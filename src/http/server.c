@@ -91,7 +91,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	rc = browser_policy_open(&srv->browser, cfg->cors_origins, cfg->auth_token_file, err);
 	if (rc < 0)
 		goto fail;
-	srv->model_info_json = json_render_model(s);
+	srv->model_info_json = json_render_model(s, cfg->max_body_bytes);
 	if (!srv->model_info_json || metrics_open(&srv->metrics) < 0) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
 		goto fail;

@@ -147,6 +147,12 @@ enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_t
 /* The contract's JSON error document for igs_code `code`, with its status. */
 enum MHD_Result conn_send_error(struct conn *c, int code, const char *message);
 
+/* ---- page.c ---- */
+
+/* GET /, /app.js, /app.css: the embedded web page (304 on a matching
+ * If-None-Match). */
+enum MHD_Result page_answer(struct conn *c);
+
 /* ---- watchdog.c ---- */
 
 /* Watch (or stop watching) the socket of a connection whose job runs. */

@@ -204,6 +204,8 @@ const cases = [
 	['GET /openapi.yaml', ['/openapi.yaml', 'get'], 200, { path: '/openapi.yaml' },
 		(res) => (res.body.toString() === specText ? [] : ['differs from the openapi.yaml checked'])],
 	['GET /', ['/', 'get'], 200, { path: '/' }],
+	['GET /app.js', ['/app.js', 'get'], 200, { path: '/app.js' }],
+	['GET /app.css', ['/app.css', 'get'], 200, { path: '/app.css' }],
 	['POST /predict multipart, top_k as a form field', predict, 200,
 		{ method: 'POST', path: '/predict', ...form({ top_k: '3' }) },
 		(res) => (res.json.predictions.length <= 3 ? [] : ['more than top_k predictions'])],
