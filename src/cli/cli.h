@@ -19,11 +19,11 @@ int cli_serve(int argc, char **argv);
 struct service;
 struct service_worker;
 struct request_options;
-/* `attribute --manifest` (cli_manifest.c): explain every line of the
- * manifest into out_dir; 0 when every line of the shard succeeded (or was
- * done already), 1 when some failed, 2 on a bad --shard. */
-int cli_attribute_manifest(const char *manifest, const char *out_dir, const char *shard,
-                           struct service *svc, struct service_worker *worker,
+/* `attribute --manifest` (cli_manifest.c): explain the lines of the
+ * manifest whose index is shard_index mod shard_count into out_dir; 0 when
+ * every one succeeded (or was done already), 1 when some failed. */
+int cli_attribute_manifest(const char *manifest, const char *out_dir, int shard_index,
+                           int shard_count, struct service *svc, struct service_worker *worker,
                            const struct request_options *base, int max_steps_cap,
                            size_t max_bytes);
 /* "I/N" with 0 <= I < N into *index, *count; -1 when malformed. */

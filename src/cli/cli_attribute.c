@@ -194,7 +194,7 @@ int cli_attribute(int argc, char **argv)
 		fprintf(stderr, "igserve attribute: --shard needs --manifest\n");
 		return 2;
 	}
-	int shard_i, shard_n;
+	int shard_i = 0, shard_n = 1;
 	if (shard && cli_parse_shard(shard, &shard_i, &shard_n)) {
 		fprintf(stderr, "igserve attribute: --shard must be I/N with 0 <= I < N, got '%s'\n",
 		        shard);
@@ -238,7 +238,7 @@ int cli_attribute(int argc, char **argv)
 		return 1;
 
 	if (manifest) {
-		rc = cli_attribute_manifest(manifest, out_dir, shard, svc, worker, &ro, 0,
+		rc = cli_attribute_manifest(manifest, out_dir, shard_i, shard_n, svc, worker, &ro, 0,
 		                            cfg.limits.max_bytes);
 		service_worker_close(&worker);
 		service_close(&svc);

@@ -133,17 +133,11 @@ static void image_path(char *buf, size_t size, const char *manifest, const char 
 		snprintf(buf, size, "%.*s/%s", (int)(slash - manifest), manifest, image);
 }
 
-int cli_attribute_manifest(const char *manifest, const char *out_dir, const char *shard,
-                           struct service *svc, struct service_worker *worker,
+int cli_attribute_manifest(const char *manifest, const char *out_dir, int shard_index,
+                           int shard_count, struct service *svc, struct service_worker *worker,
                            const struct request_options *base, int max_steps_cap,
                            size_t max_bytes)
 {
-	int shard_index = 0, shard_count = 1;
-	if (shard && cli_parse_shard(shard, &shard_index, &shard_count)) {
-		fprintf(stderr, "igserve attribute: --shard must be I/N with 0 <= I < N, got '%s'\n",
-		        shard);
-		return 2;
-	}
 	struct igs_error err = {0};
 	unsigned char *text = NULL;
 	size_t len = 0;

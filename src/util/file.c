@@ -79,6 +79,22 @@ int file_read_all(const char *path, size_t max_bytes, unsigned char **out, size_
 	return 0;
 }
 
+/* Every byte to fd, through short writes and EINTR: 0, or the errno. */
+static int write_all(int fd, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 int file_write_new(const char *path, const void *data, size_t len, struct igs_error *err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
@@ -90,19 +106,7 @@ int file_write_new(const char *path, const void *data, size_t len, struct igs_er
 			                path);
 		return igs_fail(err, IGS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
 	}
-	const unsigned char *p = data;
-	size_t done = 0;
-	int e = 0;
-	while (done < len) {
-		ssize_t n = write(fd, p + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			e = n < 0 ? errno : EIO;
-			break;
-		}
-		done += (size_t)n;
-	}
+	int e = write_all(fd, data, len);
 	if (close(fd) != 0 && e == 0)
 		e = errno;
 	if (e) {
@@ -134,27 +138,17 @@ int file_write_atomic(const char *path, const void *data, size_t len, struct igs
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return igs_fail(err, IGS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-	const unsigned char *p = data;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t w = write(fd, p + done, len - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		int e = errno;
+	int e = write_all(fd, data, len);
+	if (e == 0 && fsync(fd) != 0)
+		e = errno;
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e) {
 		unlink(tmp);
 		return igs_fail(err, IGS_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
 	}
 	if (rename(tmp, path) != 0) {
-		int e = errno;
+		e = errno;
 		unlink(tmp);
 		return igs_fail(err, IGS_ERR_IO, "%s: cannot rename into place: %s", path,
 		                strerror(e));
