@@ -2,10 +2,10 @@
  * attribution.c - IG, saliency, input x gradient and SmoothGrad over a
  * gradient oracle (see attribution.h for the math and the contract).
  *
- * Contents: PRNG and baselines; the network adapter; one run's state;
- * evaluating path points in chunks; finishing samples; rounds of
- * refinement and their convergence estimate;
- * attribution_run.
+ * Contents: one run's state; evaluating path points in chunks; finishing
+ * samples; rounds of refinement and their convergence estimate;
+ * attribution_run.  The options' names are in attr_vocabulary.c, the
+ * baselines in baseline.c, the network adapter in net_oracle.c.
  */
 #include "attribution.h"
 
@@ -13,303 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <strings.h>
-
-#include "model.h"
+#include "attr_internal.h"
 #include "quadrature.h"
-
-/* Per-point maps cost size*size floats each; beyond this many points they
- * would dominate memory, so such requests are refused up front. */
-
-/* ---- vocabulary ---- */
-
-void attr_params_init(struct attr_params *p)
-{
-	*p = (struct attr_params){
-	    .target = -1,
-	    .method = ATTR_INTEGRATED_GRADIENTS,
-	    .rule = RULE_GAUSS_LEGENDRE,
-	    .steps = 50,
-	    .baseline = BASELINE_GRAY,
-	    .blur_sigma = 10.0,
-	    .seed = 0,
-	    .tolerance = 0,
-	    .max_steps = 512,
-	    .path_maps = false,
-	    .output = OUTPUT_LOGIT,
-	    .smooth = SMOOTH_NONE,
-	    .smooth_samples = 0,
-	    .smooth_sigma = 0.15,
-	};
-}
-
-static const char *const baseline_names[BASELINE_COUNT] = {
-    [BASELINE_GRAY] = "gray", [BASELINE_BLACK] = "black", [BASELINE_WHITE] = "white",
-    [BASELINE_BLUR] = "blur", [BASELINE_NOISE] = "noise",
-};
-
-static const char *const smooth_names[SMOOTH_COUNT] = {
-    [SMOOTH_NONE] = "none",
-    [SMOOTH_GRAD] = "smoothgrad",
-    [SMOOTH_GRAD_SQ] = "smoothgrad_sq",
-    [SMOOTH_VARGRAD] = "vargrad",
-};
-
-static const char *const output_names[OUTPUT_COUNT] = {
-    [OUTPUT_LOGIT] = "logit",
-    [OUTPUT_PROBABILITY] = "probability",
-};
-
-static int lookup(const char *const *names, int count, const char *name)
-{
-	for (int i = 0; i < count; i++)
-		if (!strcasecmp(names[i], name))
-			return i;
-	return -1;
-}
-
-const char *attribution_baseline_name(enum baseline_kind b)
-{
-	return (unsigned)b < BASELINE_COUNT ? baseline_names[b] : "?";
-}
-
-int attribution_baseline_parse(const char *name)
-{
-	return lookup(baseline_names, BASELINE_COUNT, name);
-}
-
-const char *attribution_smooth_name(enum smooth_kind k)
-{
-	return (unsigned)k < SMOOTH_COUNT ? smooth_names[k] : "?";
-}
-
-int attribution_smooth_parse(const char *name)
-{
-	return lookup(smooth_names, SMOOTH_COUNT, name);
-}
-
-const char *attribution_output_name(enum output_kind k)
-{
-	return (unsigned)k < OUTPUT_COUNT ? output_names[k] : "?";
-}
-
-int attribution_output_parse(const char *name)
-{
-	return lookup(output_names, OUTPUT_COUNT, name);
-}
-
-const char *attribution_method_name(enum attr_method method, enum quad_rule rule)
-{
-	switch (method) {
-	case ATTR_SALIENCY:
-		return "saliency";
-	case ATTR_INPUT_X_GRADIENT:
-		return "input_x_gradient";
-	case ATTR_INTEGRATED_GRADIENTS:
-		break;
-	}
-	return quadrature_rule_name(rule);
-}
-
-int attribution_method_parse(const char *name, enum attr_method *method, enum quad_rule *rule)
-{
-	int r = quadrature_rule_parse(name);
-	if (r >= 0) {
-		*method = ATTR_INTEGRATED_GRADIENTS;
-		*rule = (enum quad_rule)r;
-	} else if (!strcasecmp(name, "integrated_gradients") || !strcasecmp(name, "ig")) {
-		*method = ATTR_INTEGRATED_GRADIENTS;
-	} else if (!strcasecmp(name, "saliency")) {
-		*method = ATTR_SALIENCY;
-	} else if (!strcasecmp(name, "input_x_gradient")) {
-		*method = ATTR_INPUT_X_GRADIENT;
-	} else {
-		return -1;
-	}
-	return 0;
-}
-
-/* ---- PRNG and baselines ---- */
-
-uint64_t attribution_splitmix64(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [0, 1) with 53 bits */
-static double uniform01(uint64_t *state)
-{
-	return (double)(attribution_splitmix64(state) >> 11) * 0x1.0p-53;
-}
-
-/*
- * Separable Gaussian blur, edges clamped.  src, dst [size][size][3];
- * tmp [size][size][3] scratch.  Weights exp(-d^2 / 2 sigma^2) for
- * |d| <= ceil(3 sigma), normalized to sum 1.
- */
-static int blur(const float *restrict src, float *restrict dst, int size, double sigma,
-                struct igs_error *err)
-{
-	if (!(sigma > 0) || sigma > ATTR_BLUR_SIGMA_MAX)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_sigma must be in (0, %g], got %g",
-		                ATTR_BLUR_SIGMA_MAX, sigma);
-	int radius = (int)ceil(3.0 * sigma);
-	size_t n = (size_t)size * size * 3;
-	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
-	float *tmp = malloc(n * sizeof *tmp);
-	if (!kernel || !tmp) {
-		free(kernel);
-		free(tmp);
-		return igs_fail(err, IGS_ERR_NOMEM, "blur baseline: out of memory");
-	}
-	double total = 0;
-	for (int d = -radius; d <= radius; d++)
-		total += kernel[d + radius] = exp(-(double)d * d / (2.0 * sigma * sigma));
-	for (int d = 0; d <= 2 * radius; d++)
-		kernel[d] /= total;
-	/* rows: tmp[y][x] = sum_d k[d] src[y][clamp(x + d)] */
-	for (int y = 0; y < size; y++)
-		for (int x = 0; x < size; x++)
-			for (int c = 0; c < 3; c++) {
-				double s = 0;
-				for (int d = -radius; d <= radius; d++) {
-					int xx = x + d < 0 ? 0 : x + d >= size ? size - 1 : x + d;
-					s += kernel[d + radius] *
-					     src[((size_t)y * size + xx) * 3 + c];
-				}
-				tmp[((size_t)y * size + x) * 3 + c] = (float)s;
-			}
-	/* columns */
-	for (int y = 0; y < size; y++)
-		for (int x = 0; x < size; x++)
-			for (int c = 0; c < 3; c++) {
-				double s = 0;
-				for (int d = -radius; d <= radius; d++) {
-					int yy = y + d < 0 ? 0 : y + d >= size ? size - 1 : y + d;
-					s += kernel[d + radius] *
-					     tmp[((size_t)yy * size + x) * 3 + c];
-				}
-				dst[((size_t)y * size + x) * 3 + c] = (float)s;
-			}
-	free(kernel);
-	free(tmp);
-	return 0;
-}
-
-/* Whether the baseline is one value everywhere, and which. */
-static bool constant_baseline(enum baseline_kind kind, float *value)
-{
-	switch (kind) {
-	case BASELINE_GRAY:
-		*value = 127.5f;
-		return true;
-	case BASELINE_BLACK:
-		*value = 0.0f;
-		return true;
-	case BASELINE_WHITE:
-		*value = 255.0f;
-		return true;
-	default:
-		return false;
-	}
-}
-
-int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
-                         int size, float *out, struct igs_error *err)
-{
-	size_t n = (size_t)size * size * 3;
-	float v;
-	switch (kind) {
-	case BASELINE_GRAY:
-	case BASELINE_BLACK:
-	case BASELINE_WHITE:
-		constant_baseline(kind, &v);
-		for (size_t i = 0; i < n; i++)
-			out[i] = v;
-		return 0;
-	case BASELINE_BLUR:
-		return blur(x, out, size, blur_sigma, err);
-	case BASELINE_NOISE: {
-		uint64_t state = seed;
-		for (size_t i = 0; i < n; i++)
-			out[i] = (float)(uniform01(&state) * 255.0);
-		return 0;
-	}
-	}
-	return igs_fail(err, IGS_ERR_BAD_OPTION, "baseline %d is unknown", (int)kind);
-}
-
-/* ---- the network as an oracle ---- */
-
-struct net_oracle_ctx {
-	struct net_workspace *ws;
-};
-
-static int net_oracle_forward(void *ctx, const float *pixels, int n, float *logits,
-                              struct igs_error *err)
-{
-	int rc = net_forward(ctx, pixels, n, logits);
-	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *grad,
-                               struct igs_error *err)
-{
-	int rc = net_backward(ctx, d_logits, grad);
-	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_path_start(void *ctx, const float *x, const float *baseline,
-                                 struct igs_error *err)
-{
-	int rc = net_path_start(ctx, x, baseline);
-	return rc ? igs_fail(err, rc, "network path setup failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_forward_path(void *ctx, const float *alpha, int n, float *logits,
-                                   struct igs_error *err)
-{
-	int rc = net_forward_path(ctx, alpha, n, logits);
-	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_constant_logits(void *ctx, float value, float *logits, struct igs_error *err)
-{
-	int rc = net_constant_logits(ctx, value, logits);
-	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_backward_path(void *ctx, const float *d_logits, int n, const float *weight,
-                                    double *sums, struct igs_error *err)
-{
-	(void)n; /* the batch of the last forward_path */
-	int rc = net_backward_path(ctx, d_logits, weight, sums);
-	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-static int net_oracle_path_gradient(void *ctx, float *grad, struct igs_error *err)
-{
-	int rc = net_path_gradient(ctx, grad);
-	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
-}
-
-void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
-{
-	const struct model_info *info = model_get_info(m);
-	*o = (struct grad_oracle){.ctx = ws,
-	                          .size = info->input_size,
-	                          .classes = info->classes,
-	                          .forward = net_oracle_forward,
-	                          .backward = net_oracle_backward,
-	                          .path_start = net_oracle_path_start,
-	                          .forward_path = net_oracle_forward_path,
-	                          .backward_path = net_oracle_backward_path,
-	                          .path_gradient = net_oracle_path_gradient,
-	                          .constant_logits = net_oracle_constant_logits};
-}
 
 void attr_result_clear(struct attr_result *r)
 {
@@ -377,7 +82,7 @@ static void sample_input(struct run *r, int s)
 	double sd = r->o->smooth_sigma * 255.0;
 	for (size_t i = 0; i < r->n; i += 2) {
 		/* Box-Muller: u1 in (0, 1] keeps the log finite */
-		double u1 = 1.0 - uniform01(&state), u2 = uniform01(&state);
+		double u1 = 1.0 - attr_uniform01(&state), u2 = attr_uniform01(&state);
 		double rad = sqrt(-2.0 * log(u1)) * sd;
 		r->xs[i] = r->x[i] + (float)(rad * cos(2.0 * M_PI * u2));
 		if (i + 1 < r->n)
@@ -947,7 +652,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	 * baseline's logits the oracle may have from an earlier run. */
 	memcpy(r.rows, pixels, r.n * sizeof *r.rows);
 	float constant;
-	if (oracle->constant_logits && constant_baseline(bk, &constant)) {
+	if (oracle->constant_logits && attr_constant_baseline(bk, &constant)) {
 		rc = oracle->forward(oracle->ctx, r.rows, 1, r.logits, err);
 		if (!rc)
 			rc = oracle->constant_logits(oracle->ctx, constant, r.logits + C, err);

@@ -1,0 +1,122 @@
+/*
+ * baseline.c - the PRNG and the baseline images x' of the path
+ * (attribution_baseline in attribution.h).
+ */
+#include "attribution.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "attr_internal.h"
+
+/* ---- PRNG and baselines ---- */
+
+uint64_t attribution_splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* uniform in [0, 1) with 53 bits */
+double attr_uniform01(uint64_t *state)
+{
+	return (double)(attribution_splitmix64(state) >> 11) * 0x1.0p-53;
+}
+
+/*
+ * Separable Gaussian blur, edges clamped.  src, dst [size][size][3];
+ * tmp [size][size][3] scratch.  Weights exp(-d^2 / 2 sigma^2) for
+ * |d| <= ceil(3 sigma), normalized to sum 1.
+ */
+static int blur(const float *restrict src, float *restrict dst, int size, double sigma,
+                struct igs_error *err)
+{
+	if (!(sigma > 0) || sigma > ATTR_BLUR_SIGMA_MAX)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_sigma must be in (0, %g], got %g",
+		                ATTR_BLUR_SIGMA_MAX, sigma);
+	int radius = (int)ceil(3.0 * sigma);
+	size_t n = (size_t)size * size * 3;
+	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
+	float *tmp = malloc(n * sizeof *tmp);
+	if (!kernel || !tmp) {
+		free(kernel);
+		free(tmp);
+		return igs_fail(err, IGS_ERR_NOMEM, "blur baseline: out of memory");
+	}
+	double total = 0;
+	for (int d = -radius; d <= radius; d++)
+		total += kernel[d + radius] = exp(-(double)d * d / (2.0 * sigma * sigma));
+	for (int d = 0; d <= 2 * radius; d++)
+		kernel[d] /= total;
+	/* rows: tmp[y][x] = sum_d k[d] src[y][clamp(x + d)] */
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int c = 0; c < 3; c++) {
+				double s = 0;
+				for (int d = -radius; d <= radius; d++) {
+					int xx = x + d < 0 ? 0 : x + d >= size ? size - 1 : x + d;
+					s += kernel[d + radius] *
+					     src[((size_t)y * size + xx) * 3 + c];
+				}
+				tmp[((size_t)y * size + x) * 3 + c] = (float)s;
+			}
+	/* columns */
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int c = 0; c < 3; c++) {
+				double s = 0;
+				for (int d = -radius; d <= radius; d++) {
+					int yy = y + d < 0 ? 0 : y + d >= size ? size - 1 : y + d;
+					s += kernel[d + radius] *
+					     tmp[((size_t)yy * size + x) * 3 + c];
+				}
+				dst[((size_t)y * size + x) * 3 + c] = (float)s;
+			}
+	free(kernel);
+	free(tmp);
+	return 0;
+}
+
+bool attr_constant_baseline(enum baseline_kind kind, float *value)
+{
+	switch (kind) {
+	case BASELINE_GRAY:
+		*value = 127.5f;
+		return true;
+	case BASELINE_BLACK:
+		*value = 0.0f;
+		return true;
+	case BASELINE_WHITE:
+		*value = 255.0f;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
+                         int size, float *out, struct igs_error *err)
+{
+	size_t n = (size_t)size * size * 3;
+	float v;
+	switch (kind) {
+	case BASELINE_GRAY:
+	case BASELINE_BLACK:
+	case BASELINE_WHITE:
+		attr_constant_baseline(kind, &v);
+		for (size_t i = 0; i < n; i++)
+			out[i] = v;
+		return 0;
+	case BASELINE_BLUR:
+		return blur(x, out, size, blur_sigma, err);
+	case BASELINE_NOISE: {
+		uint64_t state = seed;
+		for (size_t i = 0; i < n; i++)
+			out[i] = (float)(attr_uniform01(&state) * 255.0);
+		return 0;
+	}
+	}
+	return igs_fail(err, IGS_ERR_BAD_OPTION, "baseline %d is unknown", (int)kind);
+}
