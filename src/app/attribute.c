@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "clock.h"
 #include "heatmap.h"
+#include "path_views.h"
 #include "layers.h"
 #include "png_encode.h"
 #include "service_internal.h"
@@ -84,7 +85,7 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 	res->maps = calloc(HEATMAP_KINDS, sizeof *res->maps);
 	if (!res->maps)
 		return igs_fail(err, IGS_ERR_NOMEM, "heatmaps: out of memory");
-	for (unsigned bit = 1; bit <= HEATMAP_OVERLAY_FULL; bit <<= 1) {
+	for (unsigned bit = 1; bit <= HEATMAP_LAST; bit <<= 1) {
 		if (!(res->options.heatmaps & bit))
 			continue;
 		struct heatmap_image im;
@@ -129,8 +130,62 @@ static int render_path_maps(struct attribute_result *res, struct igs_error *err)
 	return 0;
 }
 
+/* ---- the notebook's views (issue 15) ---- */
+
+/* Where the PNGs of step view `bit` go. */
+static struct rendered_png **step_view_pngs(struct attribute_result *res, unsigned bit)
+{
+	return bit == PATH_VIEW_STEP_NORMALIZED ? &res->path_step_normalized
+	                                        : &res->path_step_deviation;
+}
+
+/* One RGB PNG per path point and step view asked for, each point scaled
+ * alone (path_views.h). */
+static int render_path_steps(struct attribute_result *res, struct igs_error *err)
+{
+	const struct attr_result *r = &res->attr;
+	if (!r->path_steps)
+		return 0;
+	const size_t n = (size_t)r->size * r->size * 3;
+	for (size_t i = 0; i < n * (size_t)r->path_count; i++)
+		if (!isfinite(r->path_steps[i]))
+			return igs_fail(err, IGS_ERR_INTERNAL,
+			                "path step %zu of point %zu is not finite", i % n, i / n);
+	unsigned views = request_options_path_views(&res->options);
+	for (unsigned bit = PATH_VIEW_STEP_NORMALIZED; bit <= PATH_VIEW_STEP_DEVIATION; bit <<= 1) {
+		if (!(views & bit))
+			continue;
+		struct rendered_png **pngs = step_view_pngs(res, bit);
+		if (!(*pngs = calloc((size_t)r->path_count, sizeof **pngs)))
+			return igs_fail(err, IGS_ERR_NOMEM, "path views: out of memory");
+		for (int k = 0; k < r->path_count; k++) {
+			struct heatmap_image im;
+			int rc = path_view_render_step(bit, r->path_steps + (size_t)k * n, r->size, &im,
+			                               err);
+			char name[32];
+			snprintf(name, sizeof name, "path_%04d.%s", k, path_view_name(bit));
+			if (rc == 0)
+				rc = encode(&im, name, &(*pngs)[k], err);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static void free_pngs(struct rendered_png *pngs, int count)
+{
+	for (int k = 0; pngs && k < count; k++) {
+		free(pngs[k].bytes);
+		free(pngs[k].file);
+	}
+	free(pngs);
+}
+
 void attribute_result_clear(struct attribute_result *r)
 {
+	free_pngs(r->path_step_normalized, r->attr.path_count);
+	free_pngs(r->path_step_deviation, r->attr.path_count);
 	for (int i = 0; r->maps && i < r->map_count; i++) {
 		free(r->maps[i].bytes);
 		free(r->maps[i].file);
@@ -205,7 +260,7 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	                                  .label = service_label(s, r->target),
 	                                  .logit = r->logits[r->target],
 	                                  .probability = probs[r->target]};
-	if ((rc = render_path_maps(out, err)) ||
+	if ((rc = render_path_maps(out, err)) || (rc = render_path_steps(out, err)) ||
 	    (rc = render_heatmaps(out, pixels, &original, &geom, err)))
 		goto done;
 	out->timing_ms.heatmaps = igs_ms_since(t0);

@@ -126,6 +126,15 @@ static cJSON *method_object(const struct attribute_result *res)
 	return m;
 }
 
+/* The notebook's views (issue 15): a path row's step maps, when asked. */
+static void add_path_step_views(cJSON *row, const struct attribute_result *res, int k, bool *ok)
+{
+	if (res->path_step_normalized)
+		add_item(row, "step_normalized", png_value(&res->path_step_normalized[k]), ok);
+	if (res->path_step_deviation)
+		add_item(row, "step_deviation", png_value(&res->path_step_deviation[k]), ok);
+}
+
 static cJSON *path_array(const struct attribute_result *res, bool *ok)
 {
 	const struct attr_result *r = &res->attr;
@@ -142,6 +151,7 @@ static cJSON *path_array(const struct attribute_result *res, bool *ok)
 		cJSON_AddNumberToObject(row, "path_derivative", p->path_derivative);
 		if (res->path_maps)
 			add_item(row, "map", png_value(&res->path_maps[k]), ok);
+		add_path_step_views(row, res, k, ok);
 	}
 	return path;
 }
@@ -258,6 +268,7 @@ char *json_render_model(const struct service *s, size_t max_upload_bytes)
 	cJSON *lim = cJSON_AddObjectToObject(o, "limits");
 	cJSON_AddNumberToObject(lim, "max_steps", s->cfg.max_steps_cap);
 	cJSON_AddNumberToObject(lim, "path_maps_points", ATTR_PATH_MAPS_MAX_POINTS);
+	cJSON_AddNumberToObject(lim, "path_steps_points", ATTR_PATH_STEPS_MAX_POINTS);
 	cJSON_AddNumberToObject(lim, "upload_bytes", (double)max_upload_bytes);
 	cJSON_AddNumberToObject(lim, "pixels", (double)(s->cfg.limits.max_pixels
 	                                                    ? s->cfg.limits.max_pixels

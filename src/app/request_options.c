@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "heatmap.h"
+#include "path_views.h"
 
 void request_options_init(struct request_options *o)
 {
@@ -87,7 +88,8 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
 			                "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
 			                "magnitude, overlay, overlay_full, channel_r, channel_g, "
-			                "channel_b, all, none)",
+			                "channel_b, channel_r_deviation, channel_g_deviation, "
+			                "channel_b_deviation, all, none)",
 			                (int)len, p);
 		p += len;
 		if (*p == ',')
@@ -216,12 +218,26 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return double_in(name, value, 0, 10, &a->smooth_sigma, err);
 	if (!strcmp(name, "deadline_ms"))
 		return int_in(name, value, 1, 24 * 3600 * 1000, &o->deadline_ms, err);
+	/* ---- the notebook's views (issue 15) ---- */
+	if (!strcmp(name, "path_views"))
+		return path_view_parse(value, &o->path_views, err);
 	return igs_fail(err, IGS_ERR_BAD_OPTION, "unknown option '%s'", name_in);
+}
+
+unsigned request_options_path_views(const struct request_options *o)
+{
+	if (o->path_views)
+		return o->path_views;
+	return o->attr.path_maps ? PATH_VIEW_GRADIENT : 0;
 }
 
 void request_options_resolve(struct request_options *o)
 {
 	struct attr_params *a = &o->attr;
+	/* the notebook's views (issue 15): what the attribution keeps per point */
+	unsigned views = request_options_path_views(o);
+	a->path_maps = views & PATH_VIEW_GRADIENT;
+	a->path_steps = views & PATH_VIEW_STEPS;
 	if (a->method != ATTR_INTEGRATED_GRADIENTS || !(a->tolerance > 0))
 		return;
 	if (!o->rule_given)

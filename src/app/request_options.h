@@ -28,6 +28,10 @@ struct request_options {
 	/* whether the request named a quadrature rule, or steps: adaptive IG
 	 * picks its own otherwise (request_options_resolve) */
 	bool rule_given, steps_given;
+	/* ---- the notebook's views (issue 15) ---- */
+	/* PATH_VIEW_* set (path_views.h) drawn per path point; 0: not given
+	 * (path_maps alone draws the gradient maps) */
+	unsigned path_views;
 };
 
 /* The defaults listed above. */
@@ -50,6 +54,14 @@ int request_options_set(struct request_options *o, const char *name, const char 
  * ATTR_ADAPTIVE_START_POINTS (attribution.h).
  */
 void request_options_resolve(struct request_options *o);
+
+/*
+ * request_options_path_views - the per-point views the options ask for
+ * (PATH_VIEW_*): `path_views` when given (naming views turns them on),
+ * else the gradient maps with path_maps, else none.  request_options_resolve
+ * sets attr.path_maps and attr.path_steps from it.
+ */
+unsigned request_options_path_views(const struct request_options *o);
 
 /* The server's limits on one request's work (contract: "Limits on one
  * request's work"); 0 in a field: no limit. */

@@ -114,7 +114,7 @@ void predict_result_clear(struct predict_result *r);
  * to a file (the CLI's --out), that file's path, which the JSON then shows
  * instead of base64.  `name` is static ("overlay", "path_0003"...). */
 struct rendered_png {
-	char name[16];
+	char name[32]; /* "channel_r_deviation", "path_0003.step_normalized" */
 	unsigned char *bytes;
 	size_t len;
 	char *file; /* malloc'd, or NULL */
@@ -129,6 +129,10 @@ struct attribute_result {
 	struct rendered_png *maps; /* [map_count]: the heatmaps asked for, in HEATMAP_* order */
 	int map_count;
 	struct rendered_png *path_maps; /* [attr.path_count] with path_maps, else NULL */
+	/* ---- the notebook's views (issue 15) ---- */
+	/* [attr.path_count] each when path_views names them (path_views.h),
+	 * else NULL: PNGs of each point's signed step, two scalings */
+	struct rendered_png *path_step_normalized, *path_step_deviation;
 	struct {
 		double decode, preprocess, attribution, heatmaps, total;
 	} timing_ms;

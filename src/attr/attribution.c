@@ -23,6 +23,7 @@ void attr_result_clear(struct attr_result *r)
 	free(r->baseline);
 	free(r->path);
 	free(r->path_maps);
+	free(r->path_steps);
 	memset(r, 0, sizeof *r);
 }
 
@@ -161,16 +162,27 @@ static void finish_sample(struct run *r, int s)
 	r->samples_done++;
 }
 
+/* The notebook's views: the point's signed step (x_s - x') * g (or g)
+ * of the current sample, times `inv` (1 / samples), added into step[n]. */
+static void add_step(struct run *r, const float *restrict g, double inv, float *restrict step)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		double a = r->multiply_diff ? ((double)r->xs[i] - r->base[i]) * g[i] : g[i];
+		step[i] += (float)(a * inv);
+	}
+}
+
 /*
  * Evaluate `m` points (alpha, weight) for each of r->samples samples,
  * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
  * point, or summed by the oracle and added at the end); with SmoothGrad
- * each finished sample is folded into acc1/acc2.  table[m] and
- * maps[m][hw] (may be NULL) receive the per-point rows, averaged over
- * samples; they must be zeroed by the caller.
+ * each finished sample is folded into acc1/acc2.  table[m], maps[m][hw]
+ * and steps[m][n] (both may be NULL) receive the per-point rows, averaged
+ * over samples; they must be zeroed by the caller.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
-                       struct attr_point *table, float *maps, struct igs_error *err)
+                       struct attr_point *table, float *maps, float *steps,
+                       struct igs_error *err)
 {
 	long total = (long)m * r->samples;
 	int rc;
@@ -237,6 +249,8 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 					             fabsf(g[3 * px + 2])) *
 					            inv);
 			}
+			if (steps)
+				add_step(r, g, inv, steps + (size_t)k * r->n);
 			if (r->acc1 && k == m - 1) {
 				finish_sample(r, s);
 				memcpy(r->done_table, table, (size_t)m * sizeof *table);
@@ -294,24 +308,28 @@ static void finish_attr(struct run *r, struct attr_result *out)
 	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
 }
 
-/* Merge two alpha-sorted tables (and their maps) into dst. */
-static void merge_points(const struct attr_point *a, const float *amaps, int na,
-                         const struct attr_point *b, const float *bmaps, int nb,
-                         struct attr_point *dst, float *dmaps, size_t hw)
+/* Merge two alpha-sorted tables into dst; from[k] says where row k came
+ * from: i >= 0 for a[i], -1 - j for b[j]. */
+static void merge_points(const struct attr_point *a, int na, const struct attr_point *b, int nb,
+                         struct attr_point *dst, int *from)
 {
 	int i = 0, j = 0;
 	for (int k = 0; k < na + nb; k++) {
 		bool take_a = j >= nb || (i < na && a[i].alpha < b[j].alpha);
 		dst[k] = take_a ? a[i] : b[j];
-		if (dmaps)
-			memcpy(dmaps + (size_t)k * hw,
-			       take_a ? amaps + (size_t)i * hw : bmaps + (size_t)j * hw,
-			       hw * sizeof *dmaps);
-		if (take_a)
-			i++;
-		else
-			j++;
+		from[k] = take_a ? i++ : -1 - j++;
 	}
+}
+
+/* The per-point rows (maps or steps, `len` floats each) in merge_points'
+ * order. */
+static void merge_rows(const int *from, int count, const float *a, const float *b, float *dst,
+                       size_t len)
+{
+	for (int k = 0; k < count; k++)
+		memcpy(dst + (size_t)k * len,
+		       from[k] >= 0 ? a + (size_t)from[k] * len : b + (size_t)(-1 - from[k]) * len,
+		       len * sizeof *dst);
 }
 
 /* ---- rounds of refinement ---- */
@@ -398,15 +416,22 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
 		struct attr_point *nt = calloc(np, sizeof *nt);
 		struct attr_point *merged = calloc((size_t)ref.next_m, sizeof *merged);
-		float *nmaps = NULL, *mmaps = NULL;
-		if (out->path_maps) {
-			nmaps = calloc(np * r->hw, sizeof *nmaps);
-			mmaps = ref.reuse_scale > 0
-			            ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps)
-			            : NULL;
+		int *from = malloc((size_t)ref.next_m * sizeof *from);
+		/* the per-point rows kept (maps, steps): the new points' and,
+		 * when the old points stay, all of them merged */
+		float **kept[2] = {&out->path_maps, &out->path_steps};
+		const size_t row_len[2] = {r->hw, r->n};
+		float *nrows[2] = {NULL, NULL}, *mrows[2] = {NULL, NULL};
+		bool rows_ok = true;
+		for (int a = 0; a < 2; a++) {
+			if (!*kept[a])
+				continue;
+			nrows[a] = calloc(np * row_len[a], sizeof *nrows[a]);
+			if (ref.reuse_scale > 0)
+				mrows[a] = calloc((size_t)ref.next_m * row_len[a], sizeof *mrows[a]);
+			rows_ok = rows_ok && nrows[a] && (ref.reuse_scale <= 0 || mrows[a]);
 		}
-		if (!na || !nw || !nt || !merged || (out->path_maps && !nmaps) ||
-		    (out->path_maps && ref.reuse_scale > 0 && !mmaps)) {
+		if (!na || !nw || !nt || !merged || !from || !rows_ok) {
 			rc = igs_fail(err, IGS_ERR_NOMEM, "IG refinement: out of memory at %d points",
 			              ref.next_m);
 			goto round_done;
@@ -421,7 +446,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] *= ref.reuse_scale;
 		r->running *= ref.reuse_scale;
-		rc = eval_points(r, na, nw, ref.new_points, nt, nmaps, err);
+		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1], err);
 		if (rc == IGS_ERR_DEADLINE) {
 			out->deadline_hit = true;
 			rc = 0;
@@ -432,25 +457,28 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		if (ref.reuse_scale > 0) {
 			for (int k = 0; k < out->path_count; k++)
 				out->path[k].weight *= ref.reuse_scale;
-			merge_points(out->path, out->path_maps, out->path_count, nt, nmaps,
-			             ref.new_points, merged, mmaps, r->hw);
+			merge_points(out->path, out->path_count, nt, ref.new_points, merged, from);
+			for (int a = 0; a < 2; a++)
+				if (*kept[a])
+					merge_rows(from, ref.next_m, *kept[a], nrows[a], mrows[a],
+					           row_len[a]);
 			free(out->path);
 			out->path = merged;
 			merged = NULL;
-			if (out->path_maps) {
-				free(out->path_maps);
-				out->path_maps = mmaps;
-				mmaps = NULL;
-			}
 		} else {
 			free(out->path);
 			out->path = nt;
 			nt = NULL;
-			if (out->path_maps) {
-				free(out->path_maps);
-				out->path_maps = nmaps;
-				nmaps = NULL;
-			}
+		}
+		for (int a = 0; a < 2; a++) {
+			if (!*kept[a])
+				continue;
+			free(*kept[a]);
+			*kept[a] = ref.reuse_scale > 0 ? mrows[a] : nrows[a];
+			if (ref.reuse_scale > 0)
+				mrows[a] = NULL;
+			else
+				nrows[a] = NULL;
 		}
 		out->path_count = ref.next_m;
 		m = ref.next_m;
@@ -472,8 +500,11 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		free(nw);
 		free(nt);
 		free(merged);
-		free(nmaps);
-		free(mmaps);
+		free(from);
+		for (int a = 0; a < 2; a++) {
+			free(nrows[a]);
+			free(mrows[a]);
+		}
 		if (rc || out->deadline_hit)
 			break;
 	}
@@ -539,6 +570,16 @@ static int check_options(const struct grad_oracle *oracle, const struct attr_par
 			    "path_maps allows at most %d path points, the request may use "
 			    "%d (lower steps or max_steps)",
 			    ATTR_PATH_MAPS_MAX_POINTS, points);
+	}
+	if (o->path_steps) {
+		int points =
+		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
+		if (points > ATTR_PATH_STEPS_MAX_POINTS)
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "path_views step_normalized and step_deviation allow at most "
+			                "%d path points (an RGB map per point), the request may use "
+			                "%d (lower steps or max_steps)",
+			                ATTR_PATH_STEPS_MAX_POINTS, points);
 	}
 	return 0;
 }
@@ -622,11 +663,14 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	out->path = calloc((size_t)(m > 0 ? m : 1), sizeof *out->path);
 	if (o->path_maps && m > 0)
 		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
+	if (o->path_steps && m > 0)
+		out->path_steps = calloc((size_t)m * r.n, sizeof *out->path_steps);
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
 	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
 	    !r.xs || !r.G || !r.prev_attr || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
 	    !out->logits || !out->baseline || !out->path ||
-	    (o->path_maps && m > 0 && !out->path_maps)) {
+	    (o->path_maps && m > 0 && !out->path_maps) ||
+	    (o->path_steps && m > 0 && !out->path_steps)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -684,13 +728,14 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		if ((rc = oracle->path_start(oracle->ctx, pixels, r.base, err)))
 			goto fail;
 		r.by_position = true;
-		/* per-point maps need each point's pixel gradient */
+		/* per-point maps and steps need each point's pixel gradient */
 		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
-		           o->smooth == SMOOTH_NONE;
+		           !o->path_steps && o->smooth == SMOOTH_NONE;
 	}
 	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
-	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err);
-	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps) {
+	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, out->path_steps, err);
+	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps &&
+	    !o->path_steps) {
 		/* SmoothGrad's best so far: the samples finished (their mean
 		 * path table, kept at each sample's end) */
 		memcpy(out->path, r.done_table, (size_t)m * sizeof *out->path);

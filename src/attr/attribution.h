@@ -73,6 +73,8 @@ struct attr_params {
 	enum smooth_kind smooth;     /* none */
 	int smooth_samples;          /* 0 */
 	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
+	/* ---- the notebook's views (issue 15) ---- */
+	bool path_steps; /* per-path-point signed attribution steps, RGB (path_steps below) */
 };
 
 /* The defaults listed above. */
@@ -82,6 +84,10 @@ void attr_params_init(struct attr_params *p);
  * unknown; case-insensitive). */
 /* path_maps keeps one map per point: at most this many points. */
 #define ATTR_PATH_MAPS_MAX_POINTS 512
+/* path_steps keeps three floats per pixel and point, three times a map:
+ * at most this many points (77 MB at 224 x 224, about the maps' 103 MB at
+ * their cap, before a refinement's merge briefly doubles it). */
+#define ATTR_PATH_STEPS_MAX_POINTS 128
 
 const char *attribution_baseline_name(enum baseline_kind b);
 int attribution_baseline_parse(const char *name);
@@ -162,6 +168,12 @@ struct attr_result {
 	/* [path_count][size][size]: sum over channels of |dF_t/dx| at each
 	 * point (only with path_maps; NULL otherwise) */
 	float *path_maps;
+	/* [path_count][size][size][3]: the signed attribution step of each
+	 * point, s_k = (x - x') * dF_t(x' + a_k (x - x'))/dx (the gradient
+	 * itself for saliency), averaged over SmoothGrad's samples, so that
+	 * sum_k weight_k s_k is the attributions (plain IG and SmoothGrad's
+	 * mean).  Only with path_steps; NULL otherwise. */
+	float *path_steps;
 	enum quad_rule rule; /* the rule of the final answer (IG) */
 	int steps;           /* points of the final rule */
 	int evaluations;     /* gradient evaluations spent in all */
@@ -224,7 +236,7 @@ uint64_t attribution_splitmix64(uint64_t *state);
  * attribution_run - attributions of `pixels` ([size][size][3], 0..255,
  * caller-owned) for the options in `o` (method, rule, steps, baseline,
  * blur_sigma, seed, tolerance, max_steps, output, smooth*, target,
- * path_maps), evaluating at most `batch` images per oracle call.
+ * path_maps, path_steps), evaluating at most `batch` images per oracle call.
  *
  * Integrated Gradients runs in rounds: the coarsest rule nested in the
  * request's points first, then each refinement's new points (plain IG:

@@ -1,7 +1,8 @@
 /*
  * cli_attribute.c - `igserve attribute`: the /attribute JSON of one image
  * on stdout; --out DIR writes the heatmaps as PNG files, --raw FILE the
- * attributions as .npy.  Long runs report progress on stderr.
+ * attributions as .npy; with path maps --out DIR also gets the per-point
+ * floats as .npy (path_views.h).  Long runs report progress on stderr.
  */
 #include <errno.h>
 #include <math.h>
@@ -16,6 +17,7 @@
 #include "heatmap.h"
 #include "json_render.h"
 #include "npy.h"
+#include "path_views.h"
 #include "service.h"
 
 static void on_progress(void *ctx, const struct job_progress *p)
@@ -45,12 +47,74 @@ static int write_png(struct rendered_png *png, const char *dir, struct igs_error
 	return rc;
 }
 
+/* ---- the notebook's views (issue 15) ---- */
+
+/* The .npy files --out DIR gets with path maps: the signed steps with a
+ * step view, the gradient maps' values with the gradient view. */
+#define PATH_STEPS_NPY "path_steps.npy"
+#define PATH_GRADIENT_MAPS_NPY "path_gradient_maps.npy"
+
+/* dir/name as a new file (exclusively, as the PNGs) holding `data` with
+ * `shape` as float32 .npy. */
+static int write_new_npy(const char *dir, const char *name, const float *data,
+                         const size_t *shape, int ndim, struct igs_error *err)
+{
+	char path[4096];
+	int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return igs_fail(err, IGS_ERR_IO, "%s: output directory path too long", dir);
+	unsigned char *npy = NULL;
+	size_t len = 0;
+	int rc = npy_encode_f32(data, shape, ndim, &npy, &len, err);
+	if (rc == 0)
+		rc = file_write_new(path, npy, len, err);
+	free(npy);
+	return rc;
+}
+
+/* Every step view's PNGs, then the per-point floats. */
+static int write_path_views(struct attribute_result *res, const char *dir, struct igs_error *err)
+{
+	const struct attr_result *r = &res->attr;
+	int rc = 0;
+	for (int k = 0; res->path_step_normalized && k < r->path_count && rc == 0; k++)
+		rc = write_png(&res->path_step_normalized[k], dir, err);
+	for (int k = 0; res->path_step_deviation && k < r->path_count && rc == 0; k++)
+		rc = write_png(&res->path_step_deviation[k], dir, err);
+	const size_t shape[4] = {(size_t)r->path_count, (size_t)r->size, (size_t)r->size, 3};
+	if (rc == 0 && r->path_steps)
+		rc = write_new_npy(dir, PATH_STEPS_NPY, r->path_steps, shape, 4, err);
+	if (rc == 0 && r->path_maps)
+		rc = write_new_npy(dir, PATH_GRADIENT_MAPS_NPY, r->path_maps, shape, 3, err);
+	return rc;
+}
+
+/* Before the attribution: the .npy files are not there yet. */
+static int check_path_npy_free(const char *dir, unsigned views, struct igs_error *err)
+{
+	const char *names[2] = {views & PATH_VIEW_STEPS ? PATH_STEPS_NPY : NULL,
+	                        views & PATH_VIEW_GRADIENT ? PATH_GRADIENT_MAPS_NPY : NULL};
+	for (int i = 0; i < 2; i++) {
+		char path[4096];
+		struct stat st;
+		if (!names[i])
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (lstat(path, &st) == 0)
+			return igs_fail(err, IGS_ERR_IO,
+			                "%s: already exists (--out does not overwrite; remove it or "
+			                "choose another directory)",
+			                path);
+	}
+	return 0;
+}
+
 /* Before the attribution: none of the heatmap files --out DIR will get
  * exists yet (they are created exclusively, so one would fail the run only
  * after the work). */
 static int check_out_dir_free(const char *dir, unsigned heatmaps, struct igs_error *err)
 {
-	for (unsigned bit = 1; bit <= HEATMAP_OVERLAY_FULL; bit <<= 1) {
+	for (unsigned bit = 1; bit <= HEATMAP_LAST; bit <<= 1) {
 		if (!(heatmaps & bit))
 			continue;
 		char path[4096];
@@ -74,6 +138,8 @@ static int write_outputs(struct attribute_result *res, const char *dir, const ch
 		rc = write_png(&res->path_maps[k], dir, err);
 	for (int i = 0; dir && i < res->map_count && rc == 0; i++)
 		rc = write_png(&res->maps[i], dir, err);
+	if (rc == 0 && dir)
+		rc = write_path_views(res, dir, err);
 	const size_t shape[3] = {(size_t)res->attr.size, (size_t)res->attr.size, 3};
 	if (rc == 0 && raw_path)
 		rc = npy_write_f32(raw_path, res->attr.attr, shape, 3, err);
@@ -117,6 +183,10 @@ int cli_attribute(int argc, char **argv)
 	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
 	    "overlay_full)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
+	OPT("path-views", "LIST",
+	    "per-point views, comma-separated: gradient (what --path-maps draws alone), "
+	    "step_normalized, step_deviation (the signed step (x - x') * gradient, min-max or "
+	    "deviation scaled), all; naming any turns path maps on");
 #undef OPT
 	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
 	                           "a 1001-class model's background class 0 may be the default "
@@ -152,7 +222,9 @@ int cli_attribute(int argc, char **argv)
 	                           NULL,
 	                           NULL};
 	flags[n++] = (struct flag){
-	    "path-maps", FLAG_BOOL, &ro.attr.path_maps, NULL, "also draw |gradient| at every path point",
+	    "path-maps", FLAG_BOOL, &ro.attr.path_maps, NULL,
+	    "also draw |gradient| at every path point (with --out: PNGs and "
+	    "path_gradient_maps.npy; --path-views for the signed steps and path_steps.npy)",
 	    NULL,        NULL};
 	flags[n++] = (struct flag){"memory-budget",
 	                           FLAG_SIZE,
@@ -219,7 +291,8 @@ int cli_attribute(int argc, char **argv)
 		        strerror(errno));
 		return 1;
 	}
-	if (out_dir && check_out_dir_free(out_dir, ro.heatmaps, &err) != 0) {
+	if (out_dir && (check_out_dir_free(out_dir, ro.heatmaps, &err) != 0 ||
+	                check_path_npy_free(out_dir, request_options_path_views(&ro), &err) != 0)) {
 		fprintf(stderr, "igserve attribute: %s\n", err.message);
 		return 1;
 	}

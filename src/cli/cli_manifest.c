@@ -3,7 +3,9 @@
  * of a JSON-lines manifest explained into DIR (contract: Many images).
  *
  * For a line with id NAME: DIR/NAME.json (the /attribute JSON, heatmaps
- * named by file), DIR/NAME.<map>.png, and DIR/NAME.npy with "raw": "npy".
+ * named by file), DIR/NAME.<map>.png, and DIR/NAME.npy with "raw": "npy";
+ * with path maps also DIR/NAME.path_NNNN[.VIEW].png and the per-point
+ * floats DIR/NAME.path_steps.npy, DIR/NAME.path_gradient_maps.npy.
  * Every file is written atomically (file_write_atomic), the JSON last: its
  * presence means the line is done, so a rerun skips it and an interrupted
  * run resumes where it stopped.  --shard I/N takes the lines whose index
@@ -85,6 +87,43 @@ static int write_map(struct rendered_png *png, const char *dir, const char *id,
 	return rc;
 }
 
+/* ---- the notebook's views (issue 15) ---- */
+
+/* DIR/ID.SUFFIX, atomically, as float32 .npy. */
+static int write_npy(const char *dir, const char *id, const char *suffix, const float *data,
+                     const size_t *shape, int ndim, struct igs_error *err)
+{
+	char path[4096];
+	if (out_path(path, sizeof path, dir, id, suffix))
+		return igs_fail(err, IGS_ERR_IO, "%s: output path too long", dir);
+	unsigned char *npy = NULL;
+	size_t len = 0;
+	int rc = npy_encode_f32(data, shape, ndim, &npy, &len, err);
+	if (rc == 0)
+		rc = file_write_atomic(path, npy, len, err);
+	free(npy);
+	return rc;
+}
+
+/* The step views' PNGs and the per-point floats (cli_attribute.c's
+ * --out files, prefixed by the line's id). */
+static int write_path_views(struct attribute_result *res, const char *dir, const char *id,
+                            struct igs_error *err)
+{
+	const struct attr_result *r = &res->attr;
+	int rc = 0;
+	for (int k = 0; res->path_step_normalized && k < r->path_count && rc == 0; k++)
+		rc = write_map(&res->path_step_normalized[k], dir, id, err);
+	for (int k = 0; res->path_step_deviation && k < r->path_count && rc == 0; k++)
+		rc = write_map(&res->path_step_deviation[k], dir, id, err);
+	const size_t shape[4] = {(size_t)r->path_count, (size_t)r->size, (size_t)r->size, 3};
+	if (rc == 0 && r->path_steps)
+		rc = write_npy(dir, id, ".path_steps.npy", r->path_steps, shape, 4, err);
+	if (rc == 0 && r->path_maps)
+		rc = write_npy(dir, id, ".path_gradient_maps.npy", r->path_maps, shape, 3, err);
+	return rc;
+}
+
 /* One line's outputs: maps, .npy, then the JSON. */
 static int write_line_outputs(struct service *svc, struct attribute_result *res, const char *dir,
                               const char *id, struct igs_error *err)
@@ -94,6 +133,8 @@ static int write_line_outputs(struct service *svc, struct attribute_result *res,
 		rc = write_map(&res->path_maps[k], dir, id, err);
 	for (int i = 0; i < res->map_count && rc == 0; i++)
 		rc = write_map(&res->maps[i], dir, id, err);
+	if (rc == 0)
+		rc = write_path_views(res, dir, id, err);
 	char path[4096];
 	if (rc == 0 && res->options.raw_npy) {
 		const size_t shape[3] = {(size_t)res->attr.size, (size_t)res->attr.size, 3};

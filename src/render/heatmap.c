@@ -62,6 +62,8 @@ void heatmap_image_clear(struct heatmap_image *im)
 static const char *const heatmap_names[HEATMAP_KINDS] = {
     "normalized", "deviation", "magnitude", "overlay",
     "channel_r",  "channel_g", "channel_b", "overlay_full",
+    /* the notebook's views (issue 15) */
+    "channel_r_deviation", "channel_g_deviation", "channel_b_deviation",
 };
 
 const char *heatmap_name(unsigned bit)
@@ -134,6 +136,30 @@ static uint8_t minmax_byte(float v, float lo, float hi)
 	return hi > lo ? to_byte(((double)v - lo) / ((double)hi - lo)) : 0;
 }
 
+/* ---- the notebook's views (issue 15): per-channel deviation ---- */
+
+/* channel c of attr alone: |a_c - median_c| * 2 / max|a_c - median_c|,
+ * clipped, grayscale (0 everywhere when the channel is constant). */
+static int channel_deviation(const float *attr, int size, int c, struct heatmap_image *out,
+                             struct igs_error *err)
+{
+	size_t hw = (size_t)size * size;
+	float *v = malloc(2 * hw * sizeof *v);
+	if (!v)
+		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+	for (size_t p = 0; p < hw; p++)
+		v[p] = attr[3 * p + c];
+	double med = quantile(v, hw, 0.5, v + hw);
+	double maxdev = 0;
+	for (size_t p = 0; p < hw; p++)
+		maxdev = fmax(maxdev, fabs(v[p] - med));
+	int rc = alloc_image(out, size, size, 1, err);
+	for (size_t p = 0; rc == 0 && p < hw; p++)
+		out->pixels[p] = maxdev > 0 ? to_byte(fabs(v[p] - med) * 2.0 / maxdev) : 0;
+	free(v);
+	return rc;
+}
+
 int heatmap_render(unsigned bit, const float *attr, int size, const float *input,
                    struct heatmap_image *out, struct igs_error *err)
 {
@@ -184,6 +210,14 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 			out->pixels[p] = minmax_byte(attr[3 * p + c], lo, hi);
 		return 0;
 	}
+	case HEATMAP_CHANNEL_R_DEVIATION:
+	case HEATMAP_CHANNEL_G_DEVIATION:
+	case HEATMAP_CHANNEL_B_DEVIATION:
+		return channel_deviation(attr, size,
+		                         bit == HEATMAP_CHANNEL_R_DEVIATION   ? 0
+		                         : bit == HEATMAP_CHANNEL_G_DEVIATION ? 1
+		                                                              : 2,
+		                         out, err);
 	case HEATMAP_MAGNITUDE:
 	case HEATMAP_OVERLAY: {
 		if (bit == HEATMAP_OVERLAY && !input)

@@ -13,6 +13,9 @@
  *               sampled bilinearly through image_geometry; source pixels the
  *               model never saw (cropped away) are shown at half brightness
  *   channel_r/g/b each channel min-max scaled, grayscale
+ *   channel_r/g/b_deviation each channel c alone, |a_c - median_c| * 2 /
+ *               max|a_c - median_c|, clipped to 1, grayscale (not in the
+ *               default set)
  * A value v in [0, 1] becomes the byte floor(255 v + 0.5).  A constant
  * input to a min-max scale draws as 0.  Percentile and median follow NumPy
  * (linear interpolation between order statistics).
@@ -35,9 +38,15 @@
 #define HEATMAP_CHANNEL_G (1u << 5)
 #define HEATMAP_CHANNEL_B (1u << 6)
 #define HEATMAP_OVERLAY_FULL (1u << 7) /* overlay at the upload's own resolution */
-#define HEATMAP_KINDS 8
+/* ---- the notebook's views (issue 15): per-channel deviation ---- */
+#define HEATMAP_CHANNEL_R_DEVIATION (1u << 8)
+#define HEATMAP_CHANNEL_G_DEVIATION (1u << 9)
+#define HEATMAP_CHANNEL_B_DEVIATION (1u << 10)
+#define HEATMAP_KINDS 11
 #define HEATMAP_DEFAULT 0x7fu /* the seven the contract lists */
-#define HEATMAP_ALL 0xffu
+#define HEATMAP_ALL 0x7ffu
+/* The last bit, for loops over the maps in answer order. */
+#define HEATMAP_LAST (1u << (HEATMAP_KINDS - 1))
 
 struct heatmap_image {
 	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
