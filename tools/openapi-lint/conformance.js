@@ -222,10 +222,20 @@ const cases = [
 		(res) => {
 			const p = [];
 			const maps = Object.keys(res.json.heatmaps).sort().join(',');
-			if (maps !== 'channel_b,channel_g,channel_r,deviation,magnitude,normalized,overlay,overlay_full')
+			if (maps !== 'channel_b,channel_b_deviation,channel_g,channel_g_deviation,channel_r,channel_r_deviation,deviation,magnitude,normalized,overlay,overlay_full')
 				p.push(`heatmaps=all gave ${maps}`);
 			if (!res.json.attributions_npy) p.push('raw=npy gave no attributions_npy');
 			if (!res.json.path.every((pt) => pt.map)) p.push('path_maps=true gave a path point without map');
+			return p;
+		}],
+	['POST /attribute path_views=all, a channel deviation map', attribute, 200,
+		{ method: 'POST', path: '/attribute?steps=3&heatmaps=channel_g_deviation&path_views=all', headers: png, body: image },
+		(res) => {
+			const p = [];
+			if (Object.keys(res.json.heatmaps).join(',') !== 'channel_g_deviation')
+				p.push(`heatmaps=channel_g_deviation gave ${Object.keys(res.json.heatmaps)}`);
+			if (!res.json.path.every((pt) => pt.map && pt.step_normalized && pt.step_deviation))
+				p.push('path_views=all gave a path point without map, step_normalized or step_deviation');
 			return p;
 		}],
 	['POST /attribute tolerance, trapezoid, blur baseline, probability', attribute, 200,
