@@ -62,9 +62,11 @@ static void refused(const char *query, const char *const *words)
 	http(server.port, &q, &r);
 	assert_error(&r, 400, "bad_option");
 	cJSON *doc = cJSON_Parse(r.body);
-	const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "error"), "message")->valuestring;
+	const char *msg =
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "error"), "message")->valuestring;
 	for (int i = 0; words[i]; i++)
-		ck_assert_msg(strstr(msg, words[i]), "%s: '%s' not in \"%s\"", query, words[i], msg);
+		ck_assert_msg(strstr(msg, words[i]), "%s: '%s' not in \"%s\"", query, words[i],
+		              msg);
 	cJSON_Delete(doc);
 	reply_free(&r);
 	free(png);

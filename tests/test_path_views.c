@@ -52,11 +52,12 @@ START_TEST(test_linear_steps_are_difference_times_weights)
 			ck_assert_ptr_null(res.path_maps); /* only what was asked */
 			ck_assert_int_eq(res.path_count, 7);
 			float base[N];
-			ck_assert_int_eq(attribution_baseline(baselines[b], 1.5, 3, x, SIZE, base, NULL),
-			                 0);
+			ck_assert_int_eq(
+			    attribution_baseline(baselines[b], 1.5, 3, x, SIZE, base, NULL), 0);
 			for (int k = 0; k < res.path_count; k++)
 				for (int i = 0; i < N; i++) {
-					float want = (float)(((double)x[i] - base[i]) * (float)t.w[2][i]);
+					float want =
+					    (float)(((double)x[i] - base[i]) * (float)t.w[2][i]);
 					ck_assert_float_eq(res.path_steps[(size_t)k * N + i], want);
 				}
 			attr_result_clear(&res);
@@ -78,8 +79,10 @@ START_TEST(test_quadratic_steps_follow_the_path)
 	static const struct {
 		enum quad_rule rule;
 		int steps;
-	} cases[] = {{RULE_GAUSS_LEGENDRE, 6},    {RULE_RIEMANN_TRAPEZOID, 9},
-	             {RULE_RIEMANN_MIDDLE, 9},    {RULE_RIEMANN_LEFT, 8},
+	} cases[] = {{RULE_GAUSS_LEGENDRE, 6},
+	             {RULE_RIEMANN_TRAPEZOID, 9},
+	             {RULE_RIEMANN_MIDDLE, 9},
+	             {RULE_RIEMANN_LEFT, 8},
 	             {RULE_GAUSS_LEGENDRE, 16}};
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
 		struct attr_params ro = opts(cases[c].rule, cases[c].steps, BASELINE_WHITE);
@@ -101,11 +104,11 @@ START_TEST(test_quadratic_steps_follow_the_path)
 					double g = toy_grad(&t, 0, i, pt);
 					double want = (x[i] - 255.0) * g;
 					m += fabs(g);
-					ck_assert_double_eq_tol(res.path_steps[(size_t)k * N + i], want,
-					                        1e-5 * fabs(want) + 1e-7);
+					ck_assert_double_eq_tol(res.path_steps[(size_t)k * N + i],
+					                        want, 1e-5 * fabs(want) + 1e-7);
 				}
-				ck_assert_double_eq_tol(res.path_maps[(size_t)k * SIZE * SIZE + px], m,
-				                        1e-5 * m + 1e-9);
+				ck_assert_double_eq_tol(res.path_maps[(size_t)k * SIZE * SIZE + px],
+				                        m, 1e-5 * m + 1e-9);
 			}
 		}
 		attr_result_clear(&res);
@@ -200,11 +203,12 @@ START_TEST(test_steps_cap)
 	test_image(x);
 	struct igs_error err = {0};
 	struct attr_result res;
-	struct attr_params ro = opts(RULE_RIEMANN_LEFT, ATTR_PATH_STEPS_MAX_POINTS + 1, BASELINE_GRAY);
+	struct attr_params ro =
+	    opts(RULE_RIEMANN_LEFT, ATTR_PATH_STEPS_MAX_POINTS + 1, BASELINE_GRAY);
 	ro.path_steps = true;
 	ck_assert_int_eq(attribution_run(&o, x, &ro, 8, NULL, &res, &err), IGS_ERR_BAD_OPTION);
-	ck_assert_msg(strstr(err.message, "path_views") && strstr(err.message, "at most 128"),
-	              "%s", err.message);
+	ck_assert_msg(strstr(err.message, "path_views") && strstr(err.message, "at most 128"), "%s",
+	              err.message);
 	ck_assert_ptr_null(res.attr);
 	/* adaptive: max_steps counts */
 	ro = opts(RULE_RIEMANN_TRAPEZOID, 8, BASELINE_GRAY);
@@ -279,8 +283,8 @@ static uint8_t *png_round_trip(const struct heatmap_image *im)
 {
 	unsigned char *png;
 	size_t len;
-	ck_assert_int_eq(png_encode(im->pixels, im->width, im->height, im->channels, &png, &len, NULL),
-	                 0);
+	ck_assert_int_eq(
+	    png_encode(im->pixels, im->width, im->height, im->channels, &png, &len, NULL), 0);
 	png_image d;
 	memset(&d, 0, sizeof d);
 	d.version = PNG_IMAGE_VERSION;
@@ -315,7 +319,8 @@ START_TEST(test_step_maps_decode_to_the_formulas)
 		signed_values(step, NV, seed);
 		for (int i = 0; i < NV; i++)
 			v[i] = step[i];
-		static const unsigned views[] = {PATH_VIEW_STEP_NORMALIZED, PATH_VIEW_STEP_DEVIATION};
+		static const unsigned views[] = {PATH_VIEW_STEP_NORMALIZED,
+		                                 PATH_VIEW_STEP_DEVIATION};
 		for (int w = 0; w < 2; w++) {
 			struct heatmap_image im;
 			ck_assert_int_eq(path_view_render_step(views[w], step, S, &im, NULL), 0);
@@ -326,7 +331,8 @@ START_TEST(test_step_maps_decode_to_the_formulas)
 			else
 				naive_deviation(v, NV, want);
 			for (int i = 0; i < NV; i++)
-				ck_assert_msg(got[i] == want[i], "view %s value %d: %d, expected %d",
+				ck_assert_msg(got[i] == want[i],
+				              "view %s value %d: %d, expected %d",
 				              path_view_name(views[w]), i, got[i], want[i]);
 			free(got);
 			heatmap_image_clear(&im);
@@ -373,8 +379,8 @@ START_TEST(test_channel_deviation_maps)
 		uint8_t *got = png_round_trip(&im);
 		int bright = 0;
 		for (int p = 0; p < HW; p++) {
-			ck_assert_msg(got[p] == want[p], "%s pixel %d: %d, expected %d", names[c], p,
-			              got[p], want[p]);
+			ck_assert_msg(got[p] == want[p], "%s pixel %d: %d, expected %d", names[c],
+			              p, got[p], want[p]);
 			bright += got[p] == 255;
 		}
 		/* half the largest deviation already saturates: some pixels do,
@@ -433,8 +439,8 @@ START_TEST(test_path_views_options)
 	/* the channel deviation maps by name; not in the default set */
 	request_options_init(&o);
 	ck_assert_uint_eq(o.heatmaps, HEATMAP_DEFAULT);
-	ck_assert_int_eq(request_options_set(&o, "heatmaps", "channel_g_deviation,channel_r", 0, &err),
-	                 0);
+	ck_assert_int_eq(
+	    request_options_set(&o, "heatmaps", "channel_g_deviation,channel_r", 0, &err), 0);
 	ck_assert_uint_eq(o.heatmaps, HEATMAP_CHANNEL_G_DEVIATION | HEATMAP_CHANNEL_R);
 }
 END_TEST

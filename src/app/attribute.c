@@ -160,8 +160,8 @@ static int render_path_steps(struct attribute_result *res, struct igs_error *err
 			return igs_fail(err, IGS_ERR_NOMEM, "path views: out of memory");
 		for (int k = 0; k < r->path_count; k++) {
 			struct heatmap_image im;
-			int rc = path_view_render_step(bit, r->path_steps + (size_t)k * n, r->size, &im,
-			                               err);
+			int rc = path_view_render_step(bit, r->path_steps + (size_t)k * n, r->size,
+			                               &im, err);
 			char name[32];
 			snprintf(name, sizeof name, "path_%04d.%s", k, path_view_name(bit));
 			if (rc == 0)

@@ -85,12 +85,13 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 		unsigned bit = heatmap_bit(p, len);
 		mask |= bit;
 		if (!bit && len > 0)
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
-			                "magnitude, overlay, overlay_full, channel_r, channel_g, "
-			                "channel_b, channel_r_deviation, channel_g_deviation, "
-			                "channel_b_deviation, all, none)",
-			                (int)len, p);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
+			    "magnitude, overlay, overlay_full, channel_r, channel_g, "
+			    "channel_b, channel_r_deviation, channel_g_deviation, "
+			    "channel_b_deviation, all, none)",
+			    (int)len, p);
 		p += len;
 		if (*p == ',')
 			p++;

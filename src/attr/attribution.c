@@ -181,8 +181,7 @@ static void add_step(struct run *r, const float *restrict g, double inv, float *
  * over samples; they must be zeroed by the caller.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
-                       struct attr_point *table, float *maps, float *steps,
-                       struct igs_error *err)
+                       struct attr_point *table, float *maps, float *steps, struct igs_error *err)
 {
 	long total = (long)m * r->samples;
 	int rc;
@@ -428,7 +427,8 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 				continue;
 			nrows[a] = calloc(np * row_len[a], sizeof *nrows[a]);
 			if (ref.reuse_scale > 0)
-				mrows[a] = calloc((size_t)ref.next_m * row_len[a], sizeof *mrows[a]);
+				mrows[a] =
+				    calloc((size_t)ref.next_m * row_len[a], sizeof *mrows[a]);
 			rows_ok = rows_ok && nrows[a] && (ref.reuse_scale <= 0 || mrows[a]);
 		}
 		if (!na || !nw || !nt || !merged || !from || !rows_ok) {
@@ -575,11 +575,12 @@ static int check_options(const struct grad_oracle *oracle, const struct attr_par
 		int points =
 		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
 		if (points > ATTR_PATH_STEPS_MAX_POINTS)
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "path_views step_normalized and step_deviation allow at most "
-			                "%d path points (an RGB map per point), the request may use "
-			                "%d (lower steps or max_steps)",
-			                ATTR_PATH_STEPS_MAX_POINTS, points);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "path_views step_normalized and step_deviation allow at most "
+			    "%d path points (an RGB map per point), the request may use "
+			    "%d (lower steps or max_steps)",
+			    ATTR_PATH_STEPS_MAX_POINTS, points);
 	}
 	return 0;
 }
@@ -667,7 +668,8 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		out->path_steps = calloc((size_t)m * r.n, sizeof *out->path_steps);
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
 	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
-	    !r.xs || !r.G || !r.prev_attr || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
+	    !r.xs || !r.G || !r.prev_attr ||
+	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
 	    !out->logits || !out->baseline || !out->path ||
 	    (o->path_maps && m > 0 && !out->path_maps) ||
 	    (o->path_steps && m > 0 && !out->path_steps)) {

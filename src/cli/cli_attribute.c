@@ -56,8 +56,8 @@ static int write_png(struct rendered_png *png, const char *dir, struct igs_error
 
 /* dir/name as a new file (exclusively, as the PNGs) holding `data` with
  * `shape` as float32 .npy. */
-static int write_new_npy(const char *dir, const char *name, const float *data,
-                         const size_t *shape, int ndim, struct igs_error *err)
+static int write_new_npy(const char *dir, const char *name, const float *data, const size_t *shape,
+                         int ndim, struct igs_error *err)
 {
 	char path[4096];
 	int n = snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -101,10 +101,11 @@ static int check_path_npy_free(const char *dir, unsigned views, struct igs_error
 			continue;
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		if (lstat(path, &st) == 0)
-			return igs_fail(err, IGS_ERR_IO,
-			                "%s: already exists (--out does not overwrite; remove it or "
-			                "choose another directory)",
-			                path);
+			return igs_fail(
+			    err, IGS_ERR_IO,
+			    "%s: already exists (--out does not overwrite; remove it or "
+			    "choose another directory)",
+			    path);
 	}
 	return 0;
 }
@@ -222,10 +223,14 @@ int cli_attribute(int argc, char **argv)
 	                           NULL,
 	                           NULL};
 	flags[n++] = (struct flag){
-	    "path-maps", FLAG_BOOL, &ro.attr.path_maps, NULL,
+	    "path-maps",
+	    FLAG_BOOL,
+	    &ro.attr.path_maps,
+	    NULL,
 	    "also draw |gradient| at every path point (with --out: PNGs and "
 	    "path_gradient_maps.npy; --path-views for the signed steps and path_steps.npy)",
-	    NULL,        NULL};
+	    NULL,
+	    NULL};
 	flags[n++] = (struct flag){"memory-budget",
 	                           FLAG_SIZE,
 	                           &memory_budget,

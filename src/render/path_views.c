@@ -23,7 +23,8 @@ const char *path_view_name(unsigned bit)
 unsigned path_view_bit(const char *name, size_t len)
 {
 	for (int i = 0; i < PATH_VIEW_KINDS; i++)
-		if (strlen(path_view_names[i]) == len && !strncasecmp(path_view_names[i], name, len))
+		if (strlen(path_view_names[i]) == len &&
+		    !strncasecmp(path_view_names[i], name, len))
 			return 1u << i;
 	return 0;
 }
