@@ -12,10 +12,13 @@
     channel of the attributions;
   - DIR/path_gradient_maps.npy [points, 64, 64] is what path_NNNN.png draws
     (one scale: the path's largest value);
+  - on a 64x64 upload (no resize, so x is known) the steps and gradient
+    maps match float64 PyTorch's (x - x') * dF_t/dx and sum_c |dF_t/dx| at
+    every point (tests/fixtures/resnets.py's reference_forward);
   - --path-maps alone changes nothing that existed (no step fields, no
     path_steps.npy); a manifest line with path_views gets ID.path_steps.npy;
     the cap and a bad view are refused, naming path_views.
-Needs numpy and PIL (scripts/install-deps, test set).
+Needs numpy, PIL and torch (scripts/install-deps, test set).
 """
 import json
 import os
@@ -24,7 +27,12 @@ import sys
 import tempfile
 
 import numpy as np
+import torch
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+import resnets  # noqa: E402
+import st  # noqa: E402
 
 BIN = os.environ.get("IGSERVE_BINARY", "build/igserve")
 FIXTURES = os.environ.get("IGSERVE_FIXTURES", "tests/fixtures")
@@ -84,6 +92,26 @@ def load_npy(path, shape):
     return a
 
 
+def reference_path(pixels, alphas, target):
+    """float64 PyTorch: per point, (x - x') * g and sum_c |g|, g = dF_t/dx at
+    x' + a (x - x'), gray baseline, torchvision normalization."""
+    tensors, _ = st.load(MODEL)
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in tensors.items()}
+    mean = torch.tensor(resnets.TORCHVISION_MEAN, dtype=torch.float64)
+    std = torch.tensor(resnets.TORCHVISION_STD, dtype=torch.float64)
+    x = torch.tensor(pixels, dtype=torch.float64)
+    base = torch.full_like(x, 127.5)
+    a = torch.tensor(alphas, dtype=torch.float64)[:, None, None, None]
+    pts = (base + a * (x - base)).requires_grad_(True)
+    logits = resnets.reference_forward(sd, ((pts / 255.0 - mean) / std).permute(0, 3, 1, 2))
+    (g,) = torch.autograd.grad(logits[:, target].sum(), pts)
+    return ((x - base) * g).numpy(), g.abs().sum(-1).numpy()
+
+
+def rel_l2(a, b):
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="igserve-views-")
     img = os.path.join(tmp, "in.png")
@@ -135,6 +163,29 @@ def main():
     if np.allclose(steps[0], steps[-1]):
         sys.exit("FAIL: the first and last steps are the same")
 
+    # ---- against float64 PyTorch on a 64x64 upload: x is the upload ----
+    pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    img64 = os.path.join(tmp, "in64.png")
+    Image.fromarray(pixels).save(img64)
+    out4 = os.path.join(tmp, "out4")
+    # fp32: split bfloat16 (auto on AMX CPUs) is held to its own limits elsewhere
+    doc4 = json.loads(run(["--precision", "fp32", "--steps", "6",
+                           "--path-views", "gradient,step_deviation",
+                           "--heatmaps", "none", "--out", out4, img64]).stdout)
+    alphas = [r["alpha"] for r in doc4["path"]]
+    ref_steps, ref_grad = reference_path(pixels.astype(np.float64), alphas,
+                                         doc4["target"]["index"])
+    steps4 = load_npy(os.path.join(out4, "path_steps.npy"), (6, 64, 64, 3))
+    grad4 = load_npy(os.path.join(out4, "path_gradient_maps.npy"), (6, 64, 64))
+    worst = 0.0
+    for k in range(6):
+        e_s, e_g = rel_l2(steps4[k], ref_steps[k]), rel_l2(grad4[k], ref_grad[k])
+        worst = max(worst, e_s, e_g)
+        if not (e_s < 1e-4 and e_g < 1e-4):
+            sys.exit(f"FAIL: point {k} (alpha {alphas[k]:.4f}) vs PyTorch float64: steps "
+                     f"{e_s:.3g}, gradient maps {e_g:.3g} relative L2")
+        checks += 1
+
     # ---- --path-maps alone: the answer as before ----
     out2 = os.path.join(tmp, "out2")
     doc2 = json.loads(run(["--steps", "4", "--path-maps", "--heatmaps", "none", "--out", out2,
@@ -184,7 +235,8 @@ def main():
     if os.path.exists(os.path.join(out3, "one.path_gradient_maps.npy")):
         sys.exit("FAIL: manifest wrote gradient maps nobody asked for")
     checks += 1
-    print(f"check_path_views: {checks} checks passed ({points} points)")
+    print(f"check_path_views: {checks} checks passed ({points} points; steps and gradient "
+          f"maps within {worst:.2g} relative L2 of float64 PyTorch)")
 
 
 if __name__ == "__main__":
