@@ -89,7 +89,8 @@ def main():
                            "heatmaps=overlay,magnitude,overlay_full&top_k=3&resize=center-crop",
                            "tolerance=0.01&max_steps=256&target=2&raw=npy",
                            "smoothgrad=vargrad&smoothgrad_samples=4&smoothgrad_sigma=0.2&seed=7",
-                           "output=probability&deadline_ms=1000&path_maps=true&heatmaps=none"]):
+                           "output=probability&deadline_ms=1000&path_maps=true&heatmaps=none",
+                           "path_views=gradient,step_deviation&heatmaps=channel_r_deviation,channel_b"]):
         put("request_options", "opts%d" % i, v)
 
     put("safetensors", "f32", safetensors(
