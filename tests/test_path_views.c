@@ -161,6 +161,15 @@ START_TEST(test_weighted_steps_sum_to_attributions)
 	ck_assert_int_gt(res.path_count, 4);
 	assert_steps_sum_to_attr(&res);
 	attr_result_clear(&res);
+	/* adaptive Gauss-Legendre: each order replaces the rows (nothing nests) */
+	ro = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_GRAY);
+	ro.tolerance = 1e-4;
+	ro.max_steps = 64;
+	ro.path_steps = true;
+	ck_assert_int_eq(attribution_run(&o, x, &ro, 8, NULL, &res, NULL), 0);
+	ck_assert_int_eq(res.path_count, 8);
+	assert_steps_sum_to_attr(&res);
+	attr_result_clear(&res);
 	/* SmoothGrad's mean: the steps are the samples' mean steps */
 	ro = opts(RULE_GAUSS_LEGENDRE, 5, BASELINE_GRAY);
 	ro.smooth = SMOOTH_GRAD;
