@@ -9,6 +9,7 @@
 #include "request_options.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /*
  * The guard against a forgotten option: these are the structs' sizes
@@ -25,10 +26,21 @@ _Static_assert(sizeof(struct attr_params) == 80,
                "request_options_canonical, then update this size");
 #endif
 
+void request_options_normalized(const struct request_options *in, struct request_options *out)
+{
+	/* memcpy keeps the padding as `in` has it: zero, since options start
+	 * from calloc'd or initialized memory and are set field by field */
+	memcpy(out, in, sizeof *out);
+	request_options_resolve(out);
+	out->deadline_ms = 0;
+	out->preview_px = 0;
+	out->rule_given = out->steps_given = false;
+}
+
 int request_options_canonical(const struct request_options *in, char *buf, size_t cap)
 {
-	struct request_options o = *in;
-	request_options_resolve(&o);
+	struct request_options o;
+	request_options_normalized(in, &o);
 	const struct attr_params *a = &o.attr;
 	int n = snprintf(buf, cap,
 	                 "v1;top_k=%d;include_background=%d;resize=%d;heatmaps=%u;raw_npy=%d;"

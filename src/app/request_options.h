@@ -95,4 +95,14 @@ int request_options_check_limits(const struct request_options *o, bool attributi
  */
 int request_options_canonical(const struct request_options *o, char *buf, size_t cap);
 
+/*
+ * request_options_normalized - `in` resolved, with the fields the
+ * canonical text leaves out zeroed (deadline_ms, preview_px, rule_given,
+ * steps_given).  The cache key hashes these bytes beside the text, so a
+ * field added to the structs but not yet to the text still tells requests
+ * apart (a missed hit at worst, never another request's answer).  Hence
+ * the structs hold values only, never pointers.
+ */
+void request_options_normalized(const struct request_options *in, struct request_options *out);
+
 #endif

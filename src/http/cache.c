@@ -94,6 +94,8 @@ int cache_key(const char *route, const char *model_sha256, const struct request_
 	int n = request_options_canonical(o, options, sizeof options);
 	if (n < 0)
 		return -1;
+	struct request_options normalized;
+	request_options_normalized(o, &normalized);
 	static const char version[] = "igserve result cache v1";
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned len = 0;
@@ -101,7 +103,9 @@ int cache_key(const char *route, const char *model_sha256, const struct request_
 	         digest_part(ctx, version, sizeof version - 1) &&
 	         digest_part(ctx, route, strlen(route)) &&
 	         digest_part(ctx, model_sha256, strlen(model_sha256)) &&
-	         digest_part(ctx, options, (size_t)n) && digest_part(ctx, image, image_len) &&
+	         digest_part(ctx, options, (size_t)n) &&
+	         digest_part(ctx, &normalized, sizeof normalized) &&
+	         digest_part(ctx, image, image_len) &&
 	         EVP_DigestFinal_ex(ctx, key, &len) && len == CACHE_KEY_BYTES;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -1;

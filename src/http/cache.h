@@ -45,8 +45,9 @@ void cache_close(struct cache **c);
 /*
  * cache_key - the digest of one request: `route` ("predict",
  * "attribute"), the model's sha256 (hex text), the options' canonical text
- * (request_options_canonical) and the image bytes, each length-prefixed so
- * no two different requests write the same bytes.  Returns 0, or -1 when
+ * (request_options_canonical) and their normalized bytes
+ * (request_options_normalized), and the image bytes, each length-prefixed
+ * so no two different requests write the same bytes.  Returns 0, or -1 when
  * the options do not fit their text or SHA-256 is unavailable.
  */
 int cache_key(const char *route, const char *model_sha256, const struct request_options *o,
