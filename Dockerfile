@@ -13,7 +13,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential meson ninja-build pkg-config \
         libmicrohttpd-dev libcjson-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev \
-        libopenblas-dev libdnnl-dev libssl-dev libsnappy-dev check libcurl4-openssl-dev python3 \
+        libopenblas-dev libdnnl-dev libssl-dev libsnappy-dev zlib1g-dev check libcurl4-openssl-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

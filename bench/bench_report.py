@@ -104,6 +104,12 @@ def rows_for(run, args):
                             "vm_hwm_kib")), no_autograd, "MiB", "rss"),
         ]
     rows += load_rows(srv, args)
+    if "cache" in run:
+        rows.append(
+            ("Repeated /attribute (steps=%d, heatmaps=none) from the result cache (X-Cache: hit), "
+             "end to end median ms (references: no cache)" % IG_POINTS,
+             val(run["cache"], "hit_ms_median"), "n/a (no result cache)",
+             "n/a (no result cache)", "ms", None))
     rows += tol_rows(run, args, "server", "")
     if "server_fp32" in run:
         rows += tol_rows(run, args, "server_fp32", ", igserve --precision fp32")

@@ -100,11 +100,12 @@ fi
 
 # ---- the two instances ----
 # start_instance PORT: start igserve in the background (in this shell, so that `wait` can
-# collect its exit status); $! is its pid.
+# collect its exit status); $! is its pid.  The result cache is off: every request sends the
+# same image, and the drain must find jobs in flight, not answers from the cache.
 start_instance() {
 	IGSERVE_DRAIN_TIMEOUT=${IGSERVE_DRAIN_TIMEOUT:-20} \
 		"$binary" serve --host 127.0.0.1 --port "$1" --workers 2 --model "$model" \
-		"${model_flags[@]}" >"$tmp/igserve-$1.log" 2>&1 &
+		--cache-bytes 0 "${model_flags[@]}" >"$tmp/igserve-$1.log" 2>&1 &
 	pids+=($!)
 }
 start_instance "$port_a"

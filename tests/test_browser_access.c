@@ -83,7 +83,7 @@ START_TEST(test_preflight_and_cors_headers)
 	http(s.port, &pq, &r);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(has_header(&r, "Access-Control-Allow-Origin: " ALLOWED));
-	ck_assert(has_header(&r, "Access-Control-Expose-Headers: X-Request-Id, Retry-After"));
+	ck_assert(has_header(&r, "Access-Control-Expose-Headers: X-Request-Id, Retry-After, X-Cache"));
 	reply_free(&r);
 	/* ... the second configured origin too; an unlisted one gets no CORS header */
 	static const char *const from_other[] = {"Origin: http://other.example:8000", NULL};

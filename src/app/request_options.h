@@ -9,6 +9,7 @@
 #define IGSERVE_REQUEST_OPTIONS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "attribution.h"
 #include "error.h"
@@ -85,5 +86,35 @@ long long request_options_evaluations(const struct request_options *o);
  */
 int request_options_check_limits(const struct request_options *o, bool attribution,
                                  const struct request_limits *l, struct igs_error *err);
+
+/* ---- the result cache's key (issue 16) ---- */
+
+/* Room for request_options_canonical's text. */
+#define REQUEST_OPTIONS_CANONICAL_MAX 1024
+
+/*
+ * request_options_canonical - the options that decide an answer's bytes,
+ * resolved (request_options_resolve) and written as one line of text in a
+ * fixed order, numbers exactly ("%a" for doubles): `steps=50` and no steps
+ * give the same text, as do `method=ig` and the default.  Left out, since
+ * they do not change a complete answer: deadline_ms (an answer cut by its
+ * deadline is not cached), preview (SSE only, never cached) and the
+ * bookkeeping flags rule_given and steps_given (resolve has applied them).
+ * Writes at most `cap` bytes (NUL included); returns the length, or -1
+ * when `cap` is too small.  A field added to struct request_options or
+ * struct attr_params must be added here too: a static assertion on the
+ * structs' sizes in request_canonical.c stops the build until it is.
+ */
+int request_options_canonical(const struct request_options *o, char *buf, size_t cap);
+
+/*
+ * request_options_normalized - `in` resolved, with the fields the
+ * canonical text leaves out zeroed (deadline_ms, preview_px, rule_given,
+ * steps_given).  The cache key hashes these bytes beside the text, so a
+ * field added to the structs but not yet to the text still tells requests
+ * apart (a missed hit at worst, never another request's answer).  Hence
+ * the structs hold values only, never pointers.
+ */
+void request_options_normalized(const struct request_options *in, struct request_options *out);
 
 #endif

@@ -174,6 +174,7 @@ int cli_serve(int argc, char **argv)
 	    .max_buffered_bytes = 256u << 20,
 	    .max_connections_per_address = 64,
 	    .header_timeout_s = 10,
+	    .cache_bytes = 256u << 20,
 	};
 	double drain_timeout = 25;
 	size_t memory_budget = 1u << 30;
@@ -225,6 +226,10 @@ int cli_serve(int argc, char **argv)
 	    {"max-buffered-bytes", FLAG_SIZE, &sc.max_buffered_bytes, "BYTES",
 	     "request bodies held in memory at once, across connections and queued jobs; "
 	     "an upload that does not fit is 429 (256M)",
+	     NULL, NULL},
+	    {"cache-bytes", FLAG_SIZE, &sc.cache_bytes, "BYTES",
+	     "result cache: identical /predict and /attribute requests (image bytes, options, "
+	     "model) are answered from an LRU of this many bytes, X-Cache: hit (256M; 0: off)",
 	     NULL, NULL},
 	    {"max-connections-per-address", FLAG_INT, &sc.max_connections_per_address, "N",
 	     "concurrent connections from one client address; more are closed at once "

@@ -150,6 +150,8 @@ void access_log_on_completed(void *cls, struct MHD_Connection *mc, void **con_cl
 		cJSON_AddNumberToObject(doc, "steps", steps);
 	if (c->sse)
 		cJSON_AddBoolToObject(doc, "sse", true);
+	if (c->cache_state == CACHE_STATE_HIT)
+		cJSON_AddStringToObject(doc, "cache", "hit");
 	if (error_code && status >= 400)
 		cJSON_AddStringToObject(doc, "error", error_code);
 	access_log_write(srv, doc);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "gzip.h"
 #include "json_render.h"
 #include "server_internal.h"
 
@@ -25,6 +26,7 @@ struct conn *conn_new(struct server *srv, struct MHD_Connection *mc)
 	c->fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	request_options_init(&c->options);
+	c->cache_state = srv->cache ? CACHE_STATE_MISS : CACHE_STATE_OFF;
 	return c;
 }
 
@@ -41,6 +43,7 @@ void conn_unref(struct conn *c)
 	upload_release(c);
 	free(c->body);
 	free(c->answer);
+	free(c->answer_gz);
 	free(c->events);
 	free(c);
 }
@@ -53,14 +56,28 @@ void conn_add_common_headers(struct conn *c, struct MHD_Response *r)
 	if (c->cors_origin[0]) {
 		MHD_add_response_header(r, "Access-Control-Allow-Origin", c->cors_origin);
 		MHD_add_response_header(r, "Vary", "Origin");
-		MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+		MHD_add_response_header(r, "Access-Control-Expose-Headers",
+		                        "X-Request-Id, Retry-After, X-Cache");
 	}
+	if (routes_takes_upload(c->ep) && !c->preflight)
+		MHD_add_response_header(r, "X-Cache",
+		                        c->cache_state == CACHE_STATE_HIT   ? "hit"
+		                        : c->cache_state == CACHE_STATE_OFF ? "off"
+		                                                            : "miss");
 	if (atomic_load(&c->srv->draining))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
-enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_type,
-                               const char *text, size_t len, bool owned)
+/* JSON answers of the model routes and /v1/model may be gzip-encoded
+ * (and so vary with Accept-Encoding, encoded or not). */
+static bool encodable(const struct conn *c, const char *content_type)
+{
+	return (routes_takes_upload(c->ep) || c->ep == EP_MODEL) && !c->preflight &&
+	       !strcmp(content_type, "application/json");
+}
+
+static enum MHD_Result send_buffer(struct conn *c, int status, const char *content_type,
+                                   const char *text, size_t len, bool owned, bool gzipped)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(
 	    len, (void *)text, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -70,6 +87,10 @@ enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_t
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	if (encodable(c, content_type))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+	if (gzipped)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
 	conn_add_common_headers(c, r);
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
@@ -96,6 +117,28 @@ enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_t
 	c->status = status;
 	c->phase = PHASE_ANSWERED;
 	return ok;
+}
+
+enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_type,
+                               const char *text, size_t len, bool owned)
+{
+	if (c->gzip && encodable(c, content_type)) {
+		size_t zlen;
+		char *z = gzip_compress(text, len, &zlen);
+		if (z) {
+			if (owned)
+				free((void *)text);
+			return send_buffer(c, status, content_type, z, zlen, true, true);
+		}
+		/* out of memory for the compressed copy: the identity bytes */
+	}
+	return send_buffer(c, status, content_type, text, len, owned, false);
+}
+
+enum MHD_Result conn_send_gzipped(struct conn *c, int status, const char *content_type,
+                                  const char *text, size_t len)
+{
+	return send_buffer(c, status, content_type, text, len, true, true);
 }
 
 enum MHD_Result conn_send_error(struct conn *c, int code, const char *message)

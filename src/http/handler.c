@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gzip.h"
 #include "server_internal.h"
 
 /* The embedded openapi.yaml (generated at build time by tools/embed.py). */
@@ -52,6 +53,8 @@ static enum MHD_Result answer_metrics(struct conn *c)
 	    .classes = srv->info.classes,
 	    .input_size = srv->info.input_size,
 	};
+	if (srv->cache)
+		cache_get_stats(srv->cache, &g.cache);
 	pthread_mutex_lock(&srv->lock);
 	g.inflight = srv->inflight;
 	pthread_mutex_unlock(&srv->lock);
@@ -94,6 +97,8 @@ static enum MHD_Result begin(struct conn *c, const char *url, const char *method
 	c->ep = routes_find(url);
 	snprintf(c->method, sizeof c->method, "%s", method);
 	access_log_escape(c->path, sizeof c->path, url);
+	c->gzip = gzip_accepted(
+	    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
 	const bool post = routes_takes_upload(c->ep);
 	const struct browser_policy *bp = &c->srv->browser;
 	const char *origin =

@@ -8,12 +8,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gzip.h"
 #include "json_render.h"
 #include "server_internal.h"
 
 static int render_failed(struct pool_job *job)
 {
 	return igs_fail(&job->err, IGS_ERR_NOMEM, "response: out of memory");
+}
+
+/*
+ * The worker has rendered c->answer: store it in the cache when it is
+ * complete (not cut short by a deadline) and the request was keyed, and
+ * compress it here, off the HTTP threads, when the client takes gzip.
+ * The cache keeps the identity bytes; a hit is compressed per answer.
+ */
+static void answer_rendered(struct conn *c, bool complete)
+{
+	size_t len = strlen(c->answer);
+	if (complete && c->cache_keyed)
+		cache_insert(c->srv->cache, c->cache_key, c->answer, len);
+	if (c->gzip && !c->sse)
+		c->answer_gz = gzip_compress(c->answer, len, &c->answer_gz_len);
 }
 
 static int run_predict(struct service_worker *w, struct pool_job *job)
@@ -24,6 +40,8 @@ static int run_predict(struct service_worker *w, struct pool_job *job)
 	    service_predict(w, c->image, c->image_len, &c->options, &job->control, &res, &job->err);
 	if (rc == 0 && !(c->answer = json_render_predict(c->srv->service, &res)))
 		rc = render_failed(job);
+	if (rc == 0)
+		answer_rendered(c, true);
 	predict_result_clear(&res);
 	return rc;
 }
@@ -43,6 +61,8 @@ static int run_attribute(struct service_worker *w, struct pool_job *job)
 		                    res.attr.converged);
 		if (!(c->answer = json_render_attribute(srv->service, &res)))
 			rc = render_failed(job);
+		else
+			answer_rendered(c, !res.attr.deadline_hit);
 	}
 	attribute_result_clear(&res);
 	return rc;
@@ -95,6 +115,11 @@ enum MHD_Result jobs_answer(struct conn *c)
 	}
 	if (c->job.status < 0)
 		return conn_send_error(c, c->job.status, c->job.err.message);
+	if (c->answer_gz) {
+		char *z = c->answer_gz;
+		c->answer_gz = NULL;
+		return conn_send_gzipped(c, MHD_HTTP_OK, "application/json", z, c->answer_gz_len);
+	}
 	char *text = c->answer;
 	c->answer = NULL;
 	return conn_send_text(c, MHD_HTTP_OK, "application/json", text, strlen(text), true);

@@ -308,6 +308,34 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 	    "# TYPE igserve_draining gauge\n"
 	    "igserve_draining %d\n",
 	    g->draining);
+	put(&t,
+	    "# HELP igserve_cache_hits_total Model requests answered from the result cache.\n"
+	    "# TYPE igserve_cache_hits_total counter\n"
+	    "igserve_cache_hits_total %llu\n"
+	    "# HELP igserve_cache_misses_total Model requests looked up in the result cache and "
+	    "not found.\n"
+	    "# TYPE igserve_cache_misses_total counter\n"
+	    "igserve_cache_misses_total %llu\n"
+	    "# HELP igserve_cache_insertions_total Answers stored in the result cache.\n"
+	    "# TYPE igserve_cache_insertions_total counter\n"
+	    "igserve_cache_insertions_total %llu\n"
+	    "# HELP igserve_cache_evictions_total Answers dropped from the result cache to make "
+	    "room (least recently used first).\n"
+	    "# TYPE igserve_cache_evictions_total counter\n"
+	    "igserve_cache_evictions_total %llu\n"
+	    "# HELP igserve_cache_bytes Bytes the result cache holds (answers and per-entry "
+	    "overhead).\n"
+	    "# TYPE igserve_cache_bytes gauge\n"
+	    "igserve_cache_bytes %zu\n"
+	    "# HELP igserve_cache_entries Answers the result cache holds.\n"
+	    "# TYPE igserve_cache_entries gauge\n"
+	    "igserve_cache_entries %zu\n"
+	    "# HELP igserve_cache_budget_bytes The result cache's budget (--cache-bytes; 0: "
+	    "off).\n"
+	    "# TYPE igserve_cache_budget_bytes gauge\n"
+	    "igserve_cache_budget_bytes %zu\n",
+	    g->cache.hits, g->cache.misses, g->cache.insertions, g->cache.evictions, g->cache.bytes,
+	    g->cache.entries, g->cache.budget);
 	put(&t, "# HELP igserve_model_info The model being served.\n"
 	        "# TYPE igserve_model_info gauge\n"
 	        "igserve_model_info{arch=");

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cache.h"
 #include "routes.h"
 
 /* Values that are read at scrape time rather than counted. */
@@ -22,6 +23,7 @@ struct metrics_gauges {
 	bool ready, draining;
 	const char *arch, *family, *sha256, *path;
 	int classes, input_size;
+	struct cache_stats cache; /* the result cache (all zero when it is off) */
 };
 
 struct metrics;

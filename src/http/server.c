@@ -92,7 +92,8 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	if (rc < 0)
 		goto fail;
 	srv->model_info_json = json_render_model(s, cfg->max_body_bytes);
-	if (!srv->model_info_json || metrics_open(&srv->metrics) < 0) {
+	if (!srv->model_info_json || metrics_open(&srv->metrics) < 0 ||
+	    (cfg->cache_bytes > 0 && cache_open(&srv->cache, cfg->cache_bytes) < 0)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "server: out of memory");
 		goto fail;
 	}
@@ -179,6 +180,7 @@ int server_open(struct server **out, struct service *s, const struct server_conf
 	cJSON_AddNumberToObject(doc, "auth_tokens", srv->browser.token_count);
 	cJSON_AddNumberToObject(doc, "cors_origins",
 	                        srv->browser.cors_any ? -1 : srv->browser.origin_count);
+	cJSON_AddNumberToObject(doc, "cache_bytes", (double)cfg->cache_bytes);
 	access_log_write(srv, doc);
 
 	/* Readiness: the self-check runs on a worker like any job. */
@@ -305,6 +307,7 @@ void server_close(struct server **psrv)
 	}
 	pool_close(&srv->pool);
 	metrics_close(&srv->metrics);
+	cache_close(&srv->cache);
 	browser_policy_close(&srv->browser);
 	free(srv->model_info_json);
 	pthread_cond_destroy(&srv->changed);

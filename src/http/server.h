@@ -42,6 +42,7 @@ struct server_config {
 	bool log_text;               /* plain text log lines instead of JSON */
 	const char *cors_origins;    /* --cors-origins (browser.h); NULL: none */
 	const char *auth_token_file; /* --auth-token-file; NULL: no authentication */
+	size_t cache_bytes;          /* --cache-bytes: result cache budget (cache.h); 0: off */
 };
 
 struct server;

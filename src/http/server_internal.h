@@ -10,6 +10,8 @@
  *   conn.c        connection state and the responses (JSON errors, text)
  *   watchdog.c    notices clients that leave while their job runs
  *   access_log.c  the request log line, metrics, libmicrohttpd's messages
+ *   cache.c       the result cache (cache.h), looked up in upload.c, filled in jobs.c
+ *   gzip.c        Accept-Encoding and gzip (gzip.h), applied in conn.c and jobs.c
  *
  * Threads and locks.  MHD's polling thread(s) call the access handler, the
  * SSE reader and the completion callback; workers call the job's done and
@@ -31,6 +33,7 @@
 
 #include "body.h"
 #include "browser.h"
+#include "cache.h"
 #include "metrics.h"
 #include "request_options.h"
 #include "routes.h"
@@ -48,6 +51,7 @@ struct server {
 	int port;
 	char *model_info_json; /* GET /v1/model, rendered once */
 	struct browser_policy browser; /* CORS origins, bearer tokens */
+	struct cache *cache;           /* --cache-bytes; NULL: off */
 	atomic_bool ready, draining;
 	atomic_ullong next_id;
 	atomic_size_t buffered; /* upload buffer bytes of all connections (upload.c) */
@@ -72,6 +76,13 @@ struct conn_link {
 	double since;    /* igs_now() of the connection's start or its last answer */
 	bool in_request; /* headers are in; a request is being served */
 	bool cut;        /* shut down for being too slow with its headers */
+};
+
+/* What X-Cache says about a model request's answer. */
+enum cache_state {
+	CACHE_STATE_MISS, /* computed (or refused) rather than read from the cache */
+	CACHE_STATE_HIT,  /* read from the cache */
+	CACHE_STATE_OFF,  /* --cache-bytes 0 */
 };
 
 enum conn_phase {
@@ -116,6 +127,14 @@ struct conn {
 	struct pool_job job;
 	char *answer; /* response JSON text (malloc'd) */
 
+	/* result cache and gzip (the worker writes answer_gz with answer) */
+	bool gzip;                   /* Accept-Encoding takes gzip */
+	enum cache_state cache_state;
+	bool cache_keyed;            /* cache_key is set: a complete answer is stored */
+	unsigned char cache_key[CACHE_KEY_BYTES];
+	char *answer_gz;             /* `answer` gzip-compressed, or NULL */
+	size_t answer_gz_len;
+
 	/* shared with the worker, under lock */
 	pthread_mutex_t lock;
 	bool suspended, job_active, job_done, closed, stream_end;
@@ -144,6 +163,9 @@ void conn_add_common_headers(struct conn *c, struct MHD_Response *r);
 /* Queue `text` (len bytes; freed by MHD when `owned`) with `status`. */
 enum MHD_Result conn_send_text(struct conn *c, int status, const char *content_type,
                                const char *text, size_t len, bool owned);
+/* The same for `text` that is already gzip-compressed (Content-Encoding). */
+enum MHD_Result conn_send_gzipped(struct conn *c, int status, const char *content_type,
+                                  const char *text, size_t len);
 /* The contract's JSON error document for igs_code `code`, with its status. */
 enum MHD_Result conn_send_error(struct conn *c, int code, const char *message);
 

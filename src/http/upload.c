@@ -228,5 +228,18 @@ enum MHD_Result upload_finish(struct conn *c)
 	/* An upload that began before the drain and ends during it. */
 	if (atomic_load(&srv->draining))
 		return conn_send_error(c, IGS_ERR_NOT_READY, "server: shutting down");
+	/* A cached answer is sent from here, on the HTTP thread: it takes no
+	 * queue slot and no worker.  Streams are never cached. */
+	if (srv->cache && !c->sse &&
+	    cache_key(c->ep == EP_ATTRIBUTE ? "attribute" : "predict", srv->info.sha256, &c->options,
+	              c->image, c->image_len, c->cache_key) == 0) {
+		char *text;
+		size_t len;
+		if (cache_lookup(srv->cache, c->cache_key, &text, &len)) {
+			c->cache_state = CACHE_STATE_HIT;
+			return conn_send_text(c, MHD_HTTP_OK, "application/json", text, len, true);
+		}
+		c->cache_keyed = true;
+	}
 	return jobs_submit(c);
 }

@@ -1,0 +1,57 @@
+/*
+ * request_canonical.c - the canonical text of a request's options, which
+ * the HTTP result cache hashes into its key (with the route, the image
+ * bytes and the model's sha256).  Two requests with the same text get the
+ * same answer from the same model and image, so the text must name every
+ * option that changes an answer: a missing one would serve one request's
+ * answer to another.
+ */
+#include "request_options.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * The guard against a forgotten option: these are the structs' sizes
+ * (x86-64) when every field below was written.  A new field changes them
+ * (or, tucked into padding, should be noticed in review): add it to the
+ * text, then update the numbers.
+ */
+#if defined(__x86_64__) && defined(__LP64__)
+_Static_assert(sizeof(struct request_options) == 128,
+               "struct request_options changed: add the new option to "
+               "request_options_canonical, then update this size");
+_Static_assert(sizeof(struct attr_params) == 88,
+               "struct attr_params changed: add the new field to "
+               "request_options_canonical, then update this size");
+#endif
+
+void request_options_normalized(const struct request_options *in, struct request_options *out)
+{
+	/* memcpy keeps the padding as `in` has it: zero, since options start
+	 * from calloc'd or initialized memory and are set field by field */
+	memcpy(out, in, sizeof *out);
+	request_options_resolve(out);
+	out->deadline_ms = 0;
+	out->preview_px = 0;
+	out->rule_given = out->steps_given = false;
+}
+
+int request_options_canonical(const struct request_options *in, char *buf, size_t cap)
+{
+	struct request_options o;
+	request_options_normalized(in, &o);
+	const struct attr_params *a = &o.attr;
+	int n = snprintf(buf, cap,
+	                 "v1;top_k=%d;include_background=%d;resize=%d;heatmaps=%u;raw_npy=%d;"
+	                 "target=%d;first_default_target=%d;method=%d;rule=%d;steps=%d;"
+	                 "baseline=%d;blur_sigma=%a;seed=%llu;tolerance=%a;max_steps=%d;"
+	                 "path_maps=%d;output=%d;smooth=%d;smooth_samples=%d;smooth_sigma=%a;"
+	                 "path_views=%u;path_steps=%d",
+	                 o.top_k, o.include_background, (int)o.resize, o.heatmaps, o.raw_npy,
+	                 a->target, a->first_default_target, (int)a->method, (int)a->rule,
+	                 a->steps, (int)a->baseline, a->blur_sigma, a->seed, a->tolerance,
+	                 a->max_steps, a->path_maps, (int)a->output, (int)a->smooth,
+	                 a->smooth_samples, a->smooth_sigma, o.path_views, a->path_steps);
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
