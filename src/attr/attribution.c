@@ -65,6 +65,11 @@ struct run {
 	float *prev_attr; /* [n] the previous round's attributions */
 	struct attr_point *done_table; /* SmoothGrad: the table when the last sample finished */
 	const float *round_attr;       /* a round's attributions, for its progress report */
+	/* the trapezoid rule's calibrated estimate (estimate.c): each value's
+	 * sketch bucket and sign, and the sketch of every point of the
+	 * current rule, [points][path_sketch_buckets()] in path order */
+	uint32_t *sketch_code;
+	float *sketches;
 };
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
@@ -176,12 +181,14 @@ static void add_step(struct run *r, const float *restrict g, double inv, float *
  * Evaluate `m` points (alpha, weight) for each of r->samples samples,
  * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
  * point, or summed by the oracle and added at the end); with SmoothGrad
- * each finished sample is folded into acc1/acc2.  table[m], maps[m][hw]
- * and steps[m][n] (both may be NULL) receive the per-point rows, averaged
- * over samples; they must be zeroed by the caller.
+ * each finished sample is folded into acc1/acc2.  table[m], maps[m][hw],
+ * steps[m][n] and sketches[m][buckets] (the last three may be NULL)
+ * receive the per-point rows, averaged over samples; they must be zeroed
+ * by the caller.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
-                       struct attr_point *table, float *maps, float *steps, struct igs_error *err)
+                       struct attr_point *table, float *maps, float *steps, float *sketches,
+                       struct igs_error *err)
 {
 	long total = (long)m * r->samples;
 	int rc;
@@ -250,6 +257,10 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			}
 			if (steps)
 				add_step(r, g, inv, steps + (size_t)k * r->n);
+			if (sketches)
+				path_sketch_add(r->sketch_code, r->n, r->multiply_diff ? r->xs : NULL,
+				                r->base, g, inv,
+				                sketches + (size_t)k * path_sketch_buckets());
 			if (r->acc1 && k == m - 1) {
 				finish_sample(r, s);
 				memcpy(r->done_table, table, (size_t)m * sizeof *table);
@@ -418,11 +429,11 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		int *from = malloc((size_t)ref.next_m * sizeof *from);
 		/* the per-point rows kept (maps, steps): the new points' and,
 		 * when the old points stay, all of them merged */
-		float **kept[2] = {&out->path_maps, &out->path_steps};
-		const size_t row_len[2] = {r->hw, r->n};
-		float *nrows[2] = {NULL, NULL}, *mrows[2] = {NULL, NULL};
+		float **kept[3] = {&out->path_maps, &out->path_steps, &r->sketches};
+		const size_t row_len[3] = {r->hw, r->n, (size_t)path_sketch_buckets()};
+		float *nrows[3] = {NULL, NULL, NULL}, *mrows[3] = {NULL, NULL, NULL};
 		bool rows_ok = true;
-		for (int a = 0; a < 2; a++) {
+		for (int a = 0; a < 3; a++) {
 			if (!*kept[a])
 				continue;
 			nrows[a] = calloc(np * row_len[a], sizeof *nrows[a]);
@@ -446,7 +457,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] *= ref.reuse_scale;
 		r->running *= ref.reuse_scale;
-		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1], err);
+		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1], nrows[2], err);
 		if (rc == IGS_ERR_DEADLINE) {
 			out->deadline_hit = true;
 			rc = 0;
@@ -458,7 +469,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			for (int k = 0; k < out->path_count; k++)
 				out->path[k].weight *= ref.reuse_scale;
 			merge_points(out->path, out->path_count, nt, ref.new_points, merged, from);
-			for (int a = 0; a < 2; a++)
+			for (int a = 0; a < 3; a++)
 				if (*kept[a])
 					merge_rows(from, ref.next_m, *kept[a], nrows[a], mrows[a],
 					           row_len[a]);
@@ -470,7 +481,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			out->path = nt;
 			nt = NULL;
 		}
-		for (int a = 0; a < 2; a++) {
+		for (int a = 0; a < 3; a++) {
 			if (!*kept[a])
 				continue;
 			free(*kept[a]);
@@ -487,8 +498,15 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		finish_attr(r, out);
 		e_prev = out->relative_l2;
 		q_prev = factor;
-		out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, factor);
-		out->estimator = ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
+		if (r->sketches && ref.reuse_scale > 0) {
+			out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, 2.0) *
+			                   path_cells_factor(r->sketches, m, factor);
+			out->estimator = ATTR_ESTIMATOR_CELLS;
+		} else {
+			out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, factor);
+			out->estimator =
+			    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
+		}
 		r->best_rel = out->relative_error;
 		r->best_l2 = out->relative_l2;
 		r->rounds++;
@@ -501,7 +519,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		free(nt);
 		free(merged);
 		free(from);
-		for (int a = 0; a < 2; a++) {
+		for (int a = 0; a < 3; a++) {
 			free(nrows[a]);
 			free(mrows[a]);
 		}
@@ -603,6 +621,8 @@ static void run_free(struct run *r)
 	free(r->acc2);
 	free(r->prev_attr);
 	free(r->done_table);
+	free(r->sketch_code);
+	free(r->sketches);
 }
 
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
@@ -666,13 +686,20 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
 	if (o->path_steps && m > 0)
 		out->path_steps = calloc((size_t)m * r.n, sizeof *out->path_steps);
+	/* the trapezoid rule's refinements get the calibrated estimate */
+	bool sketched = rounds && rule == RULE_RIEMANN_TRAPEZOID && m > 0;
+	if (sketched) {
+		r.sketch_code = path_sketch_codes(r.n);
+		r.sketches = calloc((size_t)m * path_sketch_buckets(), sizeof *r.sketches);
+	}
 	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
 	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
 	    !r.xs || !r.G || !r.prev_attr ||
 	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
 	    !out->logits || !out->baseline || !out->path ||
 	    (o->path_maps && m > 0 && !out->path_maps) ||
-	    (o->path_steps && m > 0 && !out->path_steps)) {
+	    (o->path_steps && m > 0 && !out->path_steps) ||
+	    (sketched && (!r.sketch_code || !r.sketches))) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -730,12 +757,14 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		if ((rc = oracle->path_start(oracle->ctx, pixels, r.base, err)))
 			goto fail;
 		r.by_position = true;
-		/* per-point maps and steps need each point's pixel gradient */
+		/* per-point maps, steps and sketches need each point's pixel
+		 * gradient */
 		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
-		           !o->path_steps && o->smooth == SMOOTH_NONE;
+		           !o->path_steps && !sketched && o->smooth == SMOOTH_NONE;
 	}
 	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
-	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, out->path_steps, err);
+	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, out->path_steps, r.sketches,
+	                 err);
 	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps &&
 	    !o->path_steps) {
 		/* SmoothGrad's best so far: the samples finished (their mean

@@ -203,11 +203,17 @@ struct attr_result {
  *   subrule_difference  the coarser rule is part of the points evaluated
  *   order_difference    Gauss-Legendre: the previous order of adaptive
  *                       refinement (m/2 points, all evaluated as well)
+ *   subrule_cells       the trapezoid rule: the same difference calibrated
+ *                       cell by cell, ||attr_m - attr_coarse|| / ||attr_m||
+ *                       times a factor from the random-phase model of the
+ *                       error and the number of cells carrying it
+ *                       (estimate.c), 1/sqrt(3)-1 for q = 2
  *   none                no coarser rule among the points (e.g. plain
  *                       Gauss-Legendre, an even trapezoid): relative_l2 NaN
  */
 #define ATTR_ESTIMATOR_SUBRULE "subrule_difference"
 #define ATTR_ESTIMATOR_ORDER "order_difference"
+#define ATTR_ESTIMATOR_CELLS "subrule_cells"
 #define ATTR_ESTIMATOR_NONE "none"
 
 /* The rule and starting points adaptive IG uses when a request names
