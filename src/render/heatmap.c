@@ -62,6 +62,7 @@ void heatmap_image_clear(struct heatmap_image *im)
 static const char *const heatmap_names[HEATMAP_KINDS] = {
     "normalized", "deviation", "magnitude", "overlay",
     "channel_r",  "channel_g", "channel_b", "overlay_full",
+    "masked_image", "alpha_scaling",
 };
 
 const char *heatmap_name(unsigned bit)

@@ -35,12 +35,15 @@
 #define HEATMAP_CHANNEL_G (1u << 5)
 #define HEATMAP_CHANNEL_B (1u << 6)
 #define HEATMAP_OVERLAY_FULL (1u << 7) /* overlay at the upload's own resolution */
-#define HEATMAP_KINDS 8
+/* Captum-like maps drawn by heatmap_render_styled only (heatmap_style.h) */
+#define HEATMAP_MASKED_IMAGE (1u << 8)  /* the input times the scaled map */
+#define HEATMAP_ALPHA_SCALING (1u << 9) /* the input, the scaled map as its opacity (RGBA) */
+#define HEATMAP_KINDS 10
 #define HEATMAP_DEFAULT 0x7fu /* the seven the contract lists */
-#define HEATMAP_ALL 0xffu
+#define HEATMAP_ALL 0x3ffu
 
 struct heatmap_image {
-	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
+	int width, height, channels; /* channels: 1 (gray), 3 (RGB) or 4 (RGBA) */
 	uint8_t *pixels;             /* height*width*channels, owned */
 };
 
