@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "file.h"
 
@@ -88,11 +89,11 @@ const char *npy_format_name(enum npy_format f)
 
 int npy_format_parse(const char *s)
 {
-	if (!strcmp(s, "npy"))
+	if (!strcasecmp(s, "npy"))
 		return NPY_FORMAT_F32;
-	if (!strcmp(s, "npy16"))
+	if (!strcasecmp(s, "npy16"))
 		return NPY_FORMAT_F16;
-	if (!strcmp(s, "map"))
+	if (!strcasecmp(s, "map"))
 		return NPY_FORMAT_MAP;
 	return -1;
 }

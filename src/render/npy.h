@@ -38,7 +38,7 @@ enum npy_format {
 	NPY_FORMAT_MAP,  /* raw=map: float32 [H, W], a[y][x][0] + a[y][x][1] + a[y][x][2] */
 };
 
-/* "npy", "npy16", "map"; parse: the format, or -1. */
+/* "npy", "npy16", "map"; parse (case-insensitive): the format, or -1. */
 const char *npy_format_name(enum npy_format f);
 int npy_format_parse(const char *s);
 
