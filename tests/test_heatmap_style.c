@@ -134,7 +134,9 @@ static int make_cases(struct style_case *c)
 	int n = 0;
 	for (size_t m = 0; m < sizeof maps / sizeof *maps; m++)
 		for (size_t s = 0; s < sizeof signs / sizeof *signs; s++)
-			for (size_t k = 0; k < sizeof scales / sizeof *scales; k++)
+			for (size_t k = 0; k < sizeof scales / sizeof *scales &&
+			                   !(m >= 7 && !strcmp(signs[s], "all")); /* refused */
+			     k++)
 				for (size_t cm = 0; cm < sizeof cmaps / sizeof *cmaps; cm++)
 					c[n++] = (struct style_case){maps[m],      signs[s],     scales[k][0],
 					                             scales[k][1], scales[k][2], scales[k][3],
@@ -340,6 +342,12 @@ START_TEST(test_scale_properties)
 	/* the overlays need the input */
 	ck_assert_int_ne(heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, NULL, &st, &im, &sc, NULL),
 	                 0);
+	/* no negative brightness or opacity (as Captum) */
+	st.sign = HEATMAP_SIGN_ALL;
+	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MASKED_IMAGE, a, S, in, &st, &im, &sc, NULL),
+	                 IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, in, &st, &im, &sc, NULL),
+	                 IGS_ERR_BAD_OPTION);
 }
 END_TEST
 
@@ -435,6 +443,8 @@ START_TEST(test_bad_values)
 	    {{"vmin", "-1"}, "vmin"},
 	    {{"vmax", "-1"}, "vmax"},
 	    {{"scale", "image", "vmax", "2"}, "scale"},
+	    {{"sign", "all", "heatmaps", "masked_image"}, "sign=all"},
+	    {{"heatmaps", "all", "sign", "all"}, "alpha_scaling"},
 	};
 	for (size_t i = 0; i < sizeof contra / sizeof *contra; i++) {
 		struct request_options o;

@@ -247,7 +247,7 @@ START_TEST(test_bad_values_are_400)
 	    {"alpha=-0.5", "alpha"},        {"clip=0", "clip"},
 	    {"clip=101", "clip"},           {"colormap=jet", "colormap"},
 	    {"scale=fixed", "vmax"},        {"scale=linear", "scale"},
-	    {"raw=npy32", "raw"},
+	    {"raw=npy32", "raw"},           {"sign=all&heatmaps=magnitude,alpha_scaling", "sign=all"},
 	};
 	if (!png_bytes)
 		png_bytes = make_png(48, 40, 9, &png_len);

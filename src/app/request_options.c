@@ -205,6 +205,11 @@ int request_options_check_heatmaps(const struct request_options *o, struct igs_e
 {
 	struct heatmap_style st;
 	request_options_heatmap_style(o, &st);
+	if (st.sign == HEATMAP_SIGN_ALL && (o->heatmaps & (HEATMAP_MASKED_IMAGE | HEATMAP_ALPHA_SCALING)))
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "sign=all cannot draw masked_image or alpha_scaling (a brightness or an "
+		                "opacity has no negative half): choose sign positive, negative or "
+		                "absolute, or other heatmaps");
 	return heatmap_style_check(&st, err);
 }
 

@@ -335,6 +335,10 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
 {
 	if (bit != HEATMAP_MAGNITUDE && !input)
 		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: %s needs the input", heatmap_name(bit));
+	if ((bit == HEATMAP_MASKED_IMAGE || bit == HEATMAP_ALPHA_SCALING) &&
+	    st->sign == HEATMAP_SIGN_ALL) /* as Captum: no negative brightness or opacity */
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "heatmap: sign=all cannot draw %s",
+		                heatmap_name(bit));
 	size_t hw = (size_t)size * size;
 	float *t = malloc(hw * sizeof *t);
 	if (!t)

@@ -31,6 +31,7 @@
  *   masked_image  input * t (Captum's masked_image; colormap "brightness")
  *   alpha_scaling the input with opacity t, RGBA (Captum's alpha_scaling;
  *                 colormap "opacity")
+ *   (these two refuse sign=all, as Captum does: IGS_ERR_BAD_OPTION)
  * A value u in [0, 1] becomes the byte floor(255 u + 0.5); percentiles
  * follow NumPy's default (linear).  With every control at its default the
  * bytes are heatmap_render's.
