@@ -279,6 +279,7 @@ START_TEST(test_against_numpy)
 		heatmap_image_clear(&im);
 	}
 	fclose(sf);
+	fprintf(stderr, "%d cases, %ld bytes, %ld off by one\n", n, total_bytes, off_by_one);
 	/* off-by-one bytes are rare, not the rule */
 	ck_assert_msg(off_by_one * 1000 <= total_bytes, "%ld of %ld bytes off by one", off_by_one,
 	              total_bytes);
