@@ -76,15 +76,16 @@ def g(sign, a):
 def render(attr, inp, case):
     kind, sign, clip, scale, vmin, vmax, cmap, alpha = case
     a = attr.astype(np.float64)
-    family = "element" if kind in ELEMENT else "deviation" if kind == "deviation" else "pixel"
+    family = ("element" if kind in ELEMENT
+              else "deviation" if kind.endswith("deviation") else "pixel")
     if sign == "-":
         sign = "absolute" if family == "pixel" else "all"
     signed = sign == "all" and family != "deviation"
     fixed = scale == "fixed" or vmin != "-" or vmax != "-"
     if family == "element":
         v = g(sign, a if kind == "normalized" else a[..., "rgb".index(kind[-1])])
-    elif family == "deviation":
-        gv = g(sign, a)
+    elif family == "deviation":  # deviation, or channel_X_deviation over one channel
+        gv = g(sign, a if kind == "deviation" else a[..., "rgb".index(kind[8])])
         v = np.abs(gv - np.median(gv))
     else:
         v = g(sign, a).sum(axis=2)
@@ -109,7 +110,7 @@ def render(attr, inp, case):
     name = cmap
     if kind in ("normalized", "deviation"):
         img, name = to_byte(t), "rgb"
-    elif kind in ("magnitude",) or family == "element":
+    elif kind in ("magnitude",) or family in ("element", "deviation"):
         if cmap in ("-", "gray"):
             img, name = to_byte(t)[..., None], "gray"
         else:

@@ -101,7 +101,7 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 			rc = encode(&im, heatmap_name(bit), &res->maps[res->map_count], err);
 		if (rc)
 			return rc;
-		res->maps[res->map_count].has_scale = true;
+		res->maps[res->map_count].has_scale = scale.colormap != NULL;
 		res->maps[res->map_count].scale.vmin = scale.vmin;
 		res->maps[res->map_count].scale.vmax = scale.vmax;
 		res->maps[res->map_count].scale.colormap = scale.colormap;

@@ -292,17 +292,19 @@ static int render_element(unsigned bit, const float *attr, int size,
 	return 0;
 }
 
-static int render_deviation(const float *attr, int size, const struct heatmap_style *st,
-                            struct heatmap_image *out, struct heatmap_scale *sc,
-                            struct igs_error *err)
+/* deviation (channel < 0: all three, RGB) or channel_X_deviation (one
+ * channel: gray, or the colormap) */
+static int render_deviation(const float *attr, int size, int channel,
+                            const struct heatmap_style *st, struct heatmap_image *out,
+                            struct heatmap_scale *sc, struct igs_error *err)
 {
 	enum heatmap_sign sign = sign_of(DEVIATION, st->sign);
-	size_t n = (size_t)size * size * 3;
+	size_t hw = (size_t)size * size, n = channel < 0 ? hw * 3 : hw;
 	float *v = malloc(3 * n * sizeof *v), *scratch = v + n, *d = v + 2 * n;
 	if (!v)
 		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	for (size_t i = 0; i < n; i++)
-		v[i] = g(sign, attr[i]);
+		v[i] = g(sign, channel < 0 ? attr[i] : attr[3 * i + channel]);
 	double med = quantile(v, n, 0.5, scratch);
 	double maxdev = 0;
 	for (size_t i = 0; i < n; i++)
@@ -316,16 +318,26 @@ static int render_deviation(const float *attr, int size, const struct heatmap_st
 			d[i] = (float)fabs(v[i] - med);
 		vmax = quantile(d, n, st->clip / 100, scratch);
 	}
-	int rc = alloc_image(out, size, size, 3, err);
+	bool gray = st->colormap == HEATMAP_CMAP_DEFAULT || st->colormap == HEATMAP_CMAP_GRAY;
+	int channels = channel < 0 || !gray ? 3 : 1;
+	int rc = alloc_image(out, size, size, channels, err);
 	if (rc) {
 		free(v);
 		return rc;
 	}
-	for (size_t i = 0; i < n; i++)
-		out->pixels[i] =
-		    vmax > vmin ? to_byte((fabs(v[i] - med) - vmin) / (vmax - vmin)) : 0;
+	for (size_t i = 0; i < n; i++) {
+		double t = vmax > vmin ? (fabs(v[i] - med) - vmin) / (vmax - vmin) : 0;
+		if (channel >= 0 && !gray)
+			heatmap_cmap_rgb(st->colormap, t, out->pixels + 3 * i);
+		else
+			out->pixels[i] = to_byte(t);
+	}
 	free(v);
-	*sc = (struct heatmap_scale){vmin, vmax, "rgb", heatmap_sign_name(sign)};
+	*sc = (struct heatmap_scale){vmin, vmax,
+	                             channel < 0 ? "rgb"
+	                             : gray      ? "gray"
+	                                         : heatmap_cmap_name(st->colormap),
+	                             heatmap_sign_name(sign)};
 	return 0;
 }
 
@@ -404,14 +416,23 @@ int heatmap_render_styled(unsigned bit, const float *attr, int size, const float
 	case HEATMAP_CHANNEL_B:
 		return render_element(bit, attr, size, st, out, sc, err);
 	case HEATMAP_DEVIATION:
-		return render_deviation(attr, size, st, out, sc, err);
+		return render_deviation(attr, size, -1, st, out, sc, err);
 	case HEATMAP_MAGNITUDE:
 	case HEATMAP_OVERLAY:
 	case HEATMAP_MASKED_IMAGE:
 	case HEATMAP_ALPHA_SCALING:
 		return render_pixel(bit, attr, size, input, st, out, sc, err);
 	}
-	return igs_fail(err, IGS_ERR_BAD_OPTION, "heatmap: unknown map %#x", bit);
+	/* The per-channel deviation maps of issue 15 are known by their
+	 * contract names, channel_X_deviation, whatever their bits. */
+	const char *name = heatmap_name(bit);
+	if (name && !strncmp(name, "channel_", 8) && name[8] && strchr("rgb", name[8]) &&
+	    !strcmp(name + 9, "_deviation"))
+		return render_deviation(attr, size, name[8] == 'r' ? 0 : name[8] == 'g' ? 1 : 2, st, out,
+		                        sc, err);
+	/* any other map: drawn as heatmap_render draws it, without a scale */
+	*sc = (struct heatmap_scale){0};
+	return heatmap_render(bit, attr, size, input, out, err);
 }
 
 /* ---- the overlay at the upload's resolution (as heatmap.c's) ---- */

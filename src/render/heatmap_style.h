@@ -8,7 +8,9 @@
  * (absolute):
  *   element maps  normalized (RGB), channel_r/g/b:  v = g(a) per element
  *                 (default sign all)
- *   deviation     (RGB) d = |g(a) - median g(a)| per element (default all)
+ *   deviation     (RGB) d = |g(a) - median g(a)| per element (default all);
+ *                 channel_X_deviation (issue 15's, known by name) the same
+ *                 over one channel, gray or the colormap
  *   pixel maps    magnitude, overlay, overlay_full, masked_image,
  *                 alpha_scaling:  s = sum_c g(a_c) per pixel (default
  *                 absolute; sign=all gives the signed sum)
@@ -98,7 +100,8 @@ void heatmap_cmap_rgb(enum heatmap_cmap c, double t, uint8_t rgb[3]);
  * heatmap_render_styled - heatmap_render under `st`, also for
  * HEATMAP_MASKED_IMAGE and HEATMAP_ALPHA_SCALING; *scale (may be NULL)
  * gets the scale used.  `input` is needed by the overlay, masked_image and
- * alpha_scaling.
+ * alpha_scaling.  A map this file does not know is heatmap_render's, with
+ * scale->colormap NULL (no scale to report).
  */
 int heatmap_render_styled(unsigned bit, const float *attr, int size, const float *input,
                           const struct heatmap_style *st, struct heatmap_image *out,
