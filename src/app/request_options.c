@@ -95,7 +95,7 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
 			                "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
 			                "magnitude, overlay, overlay_full, channel_r, channel_g, "
-			                "channel_b, all, none)",
+			                "channel_b, masked_image, alpha_scaling, all, none)",
 			                (int)len, p);
 		p += len;
 		if (*p == ',')

@@ -121,8 +121,8 @@ int cli_attribute(int argc, char **argv)
 	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");
 	OPT("heatmaps", "LIST",
 	    "comma-separated maps: normalized, deviation, magnitude, overlay, overlay_full, "
-	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
-	    "overlay_full)");
+	    "channel_r, channel_g, channel_b, masked_image, alpha_scaling, all, none (default: the "
+	    "first seven)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
 	/* heatmap controls (issue 16; README: Heatmaps you can compare) */
 	OPT("sign", "S",
