@@ -77,7 +77,8 @@ static void assert_same_as_heatmap_render(int size)
 		struct heatmap_image want, got;
 		struct heatmap_scale sc;
 		/* every map heatmap_render draws (not overlay_full, nor the styled-only ones) */
-		if (bit == HEATMAP_OVERLAY_FULL || heatmap_render(bit, a, size, in, &want, NULL) != 0)
+		if (bit == HEATMAP_OVERLAY_FULL ||
+		    heatmap_render(bit, a, size, in, &want, NULL) != 0)
 			continue;
 		compared++;
 		ck_assert_int_eq(heatmap_render_styled(bit, a, size, in, &st, &got, &sc, NULL), 0);
@@ -96,8 +97,8 @@ static void assert_same_as_heatmap_render(int size)
 	struct image_geometry geo = {up.width, up.height, size, 1.0, 1.0, -(size / 4.0), 0};
 	struct heatmap_image want, got;
 	ck_assert_int_eq(heatmap_render_overlay_full(a, size, &up, &geo, &want, NULL), 0);
-	ck_assert_int_eq(heatmap_render_overlay_full_styled(a, size, &up, &geo, &st, &got, NULL, NULL),
-	                 0);
+	ck_assert_int_eq(
+	    heatmap_render_overlay_full_styled(a, size, &up, &geo, &st, &got, NULL, NULL), 0);
 	ck_assert(!memcmp(want.pixels, got.pixels, (size_t)up.width * up.height * 3));
 	heatmap_image_clear(&want);
 	heatmap_image_clear(&got);
@@ -122,16 +123,16 @@ struct style_case {
 };
 
 /* and issue 15's channel_X_deviation where this build has them */
-static const char *const maps[] = {"normalized",          "deviation",           "magnitude",
-                                   "overlay",             "channel_r",           "channel_g",
-                                   "channel_b",           "masked_image",        "alpha_scaling",
-                                   "channel_r_deviation", "channel_g_deviation", "channel_b_deviation"};
+static const char *const maps[] = {
+    "normalized",    "deviation",           "magnitude",           "overlay",
+    "channel_r",     "channel_g",           "channel_b",           "masked_image",
+    "alpha_scaling", "channel_r_deviation", "channel_g_deviation", "channel_b_deviation"};
 static const char *const signs[] = {"-", "positive", "negative", "absolute", "all"};
 static const char *const cmaps[] = {"-", "viridis", "inferno", "gray", "rdbu"};
 /* scale variants: {clip, scale, vmin, vmax} */
 static const char *const scales[][4] = {
-    {"-", "-", "-", "-"},       {"90", "image", "-", "-"}, {"-", "fixed", "-", "1.5"},
-    {"-", "-", "-0.5", "2"},    {"100", "-", "-", "-"},
+    {"-", "-", "-", "-"},    {"90", "image", "-", "-"}, {"-", "fixed", "-", "1.5"},
+    {"-", "-", "-0.5", "2"}, {"100", "-", "-", "-"},
 };
 
 #define MAX_CASES 2000
@@ -149,16 +150,17 @@ static int make_cases(struct style_case *c)
 			                   !(no_all && !strcmp(signs[s], "all"));
 			     k++)
 				for (size_t cm = 0; cm < sizeof cmaps / sizeof *cmaps; cm++)
-					c[n++] = (struct style_case){maps[m],      signs[s],     scales[k][0],
-					                             scales[k][1], scales[k][2], scales[k][3],
-					                             cmaps[cm],    "-"};
+					c[n++] = (struct style_case){
+					    maps[m],      signs[s],     scales[k][0], scales[k][1],
+					    scales[k][2], scales[k][3], cmaps[cm],    "-"};
 	}
 	/* constant opacity on the overlay */
 	for (size_t s = 0; s < sizeof signs / sizeof *signs; s++)
 		for (size_t cm = 0; cm < sizeof cmaps / sizeof *cmaps; cm++)
 			for (int k = 0; k < 2; k++)
-				c[n++] = (struct style_case){"overlay", signs[s], "-", k ? "fixed" : "-", "-",
-				                             k ? "0.8" : "-", cmaps[cm], k ? "1" : "0.35"};
+				c[n++] = (struct style_case){
+				    "overlay", signs[s],        "-",       k ? "fixed" : "-",
+				    "-",       k ? "0.8" : "-", cmaps[cm], k ? "1" : "0.35"};
 	ck_assert_int_le(n, MAX_CASES);
 	return n;
 }
@@ -170,11 +172,12 @@ static void style_of(const struct style_case *c, struct heatmap_style *st)
 	request_options_init(&o);
 	struct igs_error err = {0};
 	const char *names[] = {"sign", "clip", "scale", "vmin", "vmax", "colormap", "alpha"};
-	const char *values[] = {c->sign, c->clip, c->scale, c->vmin, c->vmax, c->colormap, c->alpha};
+	const char *values[] = {c->sign, c->clip,     c->scale, c->vmin,
+	                        c->vmax, c->colormap, c->alpha};
 	for (int i = 0; i < 7; i++)
 		if (strcmp(values[i], "-"))
-			ck_assert_msg(request_options_set(&o, names[i], values[i], 0, &err) == 0, "%s=%s: %s",
-			              names[i], values[i], err.message);
+			ck_assert_msg(request_options_set(&o, names[i], values[i], 0, &err) == 0,
+			              "%s=%s: %s", names[i], values[i], err.message);
 	ck_assert_msg(request_options_check_heatmaps(&o, &err) == 0, "%s", err.message);
 	request_options_heatmap_style(&o, st);
 }
@@ -222,13 +225,15 @@ START_TEST(test_against_numpy)
 	ck_assert(fp != NULL);
 	for (int i = 0; i < n; i++)
 		fprintf(fp, "%d %s %s %s %s %s %s %s %s\n", i, cases[i].map, cases[i].sign,
-		        cases[i].clip, cases[i].scale, cases[i].vmin, cases[i].vmax, cases[i].colormap,
-		        cases[i].alpha);
+		        cases[i].clip, cases[i].scale, cases[i].vmin, cases[i].vmax,
+		        cases[i].colormap, cases[i].alpha);
 	fclose(fp);
 	char cmd[8192];
 	snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s'", script, dir);
-	ck_assert_msg(system(cmd) == 0, "%s failed (needs /usr/bin/python3 with numpy: "
-	                               "scripts/install-deps)", cmd);
+	ck_assert_msg(system(cmd) == 0,
+	              "%s failed (needs /usr/bin/python3 with numpy: "
+	              "scripts/install-deps)",
+	              cmd);
 
 	FILE *sf = fopen(path_in(dir, "scales.txt"), "r");
 	ck_assert(sf != NULL);
@@ -237,9 +242,9 @@ START_TEST(test_against_numpy)
 		int id, channels;
 		double vmin, vmax;
 		char cmap[32], sign[32];
-		ck_assert_int_eq(fscanf(sf, "%d %d %lf %lf %31s %31s", &id, &channels, &vmin, &vmax,
-		                        cmap, sign),
-		                 6);
+		ck_assert_int_eq(
+		    fscanf(sf, "%d %d %lf %lf %31s %31s", &id, &channels, &vmin, &vmax, cmap, sign),
+		    6);
 		ck_assert_int_eq(id, i);
 		const struct style_case *c = &cases[i];
 		struct heatmap_style st;
@@ -251,17 +256,18 @@ START_TEST(test_against_numpy)
 		/* the PNG igserve answers, read back by libpng */
 		unsigned char *png;
 		size_t len;
-		ck_assert_int_eq(png_encode(im.pixels, im.width, im.height, im.channels, &png, &len,
-		                            NULL),
-		                 0);
+		ck_assert_int_eq(
+		    png_encode(im.pixels, im.width, im.height, im.channels, &png, &len, NULL), 0);
 		int w, h, ch;
 		uint8_t *got = png_decode(png, len, &w, &h, &ch);
 		char what[256];
-		snprintf(what, sizeof what, "case %d: %s sign=%s clip=%s scale=%s vmin=%s vmax=%s "
-		         "colormap=%s alpha=%s", i, c->map, c->sign, c->clip, c->scale, c->vmin,
-		         c->vmax, c->colormap, c->alpha);
-		ck_assert_msg(w == S && h == S && ch == channels, "%s: %dx%dx%d, numpy has %d channels",
-		              what, w, h, ch, channels);
+		snprintf(what, sizeof what,
+		         "case %d: %s sign=%s clip=%s scale=%s vmin=%s vmax=%s "
+		         "colormap=%s alpha=%s",
+		         i, c->map, c->sign, c->clip, c->scale, c->vmin, c->vmax, c->colormap,
+		         c->alpha);
+		ck_assert_msg(w == S && h == S && ch == channels,
+		              "%s: %dx%dx%d, numpy has %d channels", what, w, h, ch, channels);
 		size_t nb = (size_t)HW * ch;
 		uint8_t *want = malloc(nb);
 		char name[64];
@@ -273,18 +279,21 @@ START_TEST(test_against_numpy)
 			int d = abs((int)got[k] - (int)want[k]);
 			/* float32 sums and percentiles against float64 may round a
 			 * value on a byte boundary the other way, never further */
-			ck_assert_msg(d <= 1, "%s: byte %zu is %d, numpy %d", what, k, got[k], want[k]);
+			ck_assert_msg(d <= 1, "%s: byte %zu is %d, numpy %d", what, k, got[k],
+			              want[k]);
 			off_by_one += d;
 		}
 		total_bytes += (long)nb;
 		/* the scale reported, in attribution units */
 		double tol = 1e-5 * (1 + fabs(vmax) + fabs(vmin));
 		ck_assert_msg(fabs(sc.vmin - vmin) <= tol && fabs(sc.vmax - vmax) <= tol,
-		              "%s: scale [%g, %g], numpy [%g, %g]", what, sc.vmin, sc.vmax, vmin, vmax);
+		              "%s: scale [%g, %g], numpy [%g, %g]", what, sc.vmin, sc.vmax, vmin,
+		              vmax);
 		ck_assert_msg(!strcmp(sc.colormap, cmap) && !strcmp(sc.sign, sign),
 		              "%s: %s/%s, numpy %s/%s", what, sc.colormap, sc.sign, cmap, sign);
 		if (strcmp(c->vmax, "-"))
-			ck_assert_msg(sc.vmax == atof(c->vmax), "%s: vmax %.17g reported", what, sc.vmax);
+			ck_assert_msg(sc.vmax == atof(c->vmax), "%s: vmax %.17g reported", what,
+			              sc.vmax);
 		free(want);
 		free(got);
 		free(png);
@@ -315,7 +324,8 @@ START_TEST(test_scale_properties)
 	/* signed sums: the scale is centered at 0, rdbu's white */
 	st.sign = HEATMAP_SIGN_ALL;
 	st.colormap = HEATMAP_CMAP_RDBU;
-	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, a, S, in, &st, &im, &sc, NULL), 0);
+	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, a, S, in, &st, &im, &sc, NULL),
+	                 0);
 	ck_assert(sc.vmax > 0 && sc.vmin == -sc.vmax);
 	ck_assert_int_eq(im.channels, 3);
 	for (int p = 0; p < HW; p++)
@@ -331,9 +341,11 @@ START_TEST(test_scale_properties)
 	for (int i = 0; i < N; i++)
 		b[i] = a[i] * (i % 7 == 0 ? 3.0f : 1.0f);
 	struct heatmap_image ia, ib;
-	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, a, S, in, &st, &ia, &sc, NULL), 0);
+	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, a, S, in, &st, &ia, &sc, NULL),
+	                 0);
 	ck_assert(sc.vmin == 0 && sc.vmax == 2.0);
-	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, b, S, in, &st, &ib, &sc, NULL), 0);
+	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MAGNITUDE, b, S, in, &st, &ib, &sc, NULL),
+	                 0);
 	int same = 0;
 	for (int p = 0; p < HW; p++)
 		if (fabsf(a[3 * p]) + fabsf(a[3 * p + 1]) + fabsf(a[3 * p + 2]) ==
@@ -350,17 +362,19 @@ START_TEST(test_scale_properties)
 	                 0);
 	for (int p = 0; p < HW; p++)
 		if (a[3 * p] >= 0 && a[3 * p + 1] >= 0 && a[3 * p + 2] >= 0)
-			ck_assert(!im.pixels[3 * p] && !im.pixels[3 * p + 1] && !im.pixels[3 * p + 2]);
+			ck_assert(!im.pixels[3 * p] && !im.pixels[3 * p + 1] &&
+			          !im.pixels[3 * p + 2]);
 	heatmap_image_clear(&im);
 	/* the overlays need the input */
-	ck_assert_int_ne(heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, NULL, &st, &im, &sc, NULL),
-	                 0);
+	ck_assert_int_ne(
+	    heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, NULL, &st, &im, &sc, NULL), 0);
 	/* no negative brightness or opacity (as Captum) */
 	st.sign = HEATMAP_SIGN_ALL;
 	ck_assert_int_eq(heatmap_render_styled(HEATMAP_MASKED_IMAGE, a, S, in, &st, &im, &sc, NULL),
 	                 IGS_ERR_BAD_OPTION);
-	ck_assert_int_eq(heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, in, &st, &im, &sc, NULL),
-	                 IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(
+	    heatmap_render_styled(HEATMAP_ALPHA_SCALING, a, S, in, &st, &im, &sc, NULL),
+	    IGS_ERR_BAD_OPTION);
 }
 END_TEST
 
@@ -378,19 +392,19 @@ START_TEST(test_half_known_answers)
 	    {-0.0f, 0x8000},
 	    {1.0f, 0x3c00},
 	    {-2.0f, 0xc000},
-	    {65504.0f, 0x7bff},             /* the largest half */
-	    {65519.0f, 0x7bff},             /* below the midpoint to infinity */
-	    {65520.0f, 0x7c00},             /* the midpoint: to even, infinity */
+	    {65504.0f, 0x7bff}, /* the largest half */
+	    {65519.0f, 0x7bff}, /* below the midpoint to infinity */
+	    {65520.0f, 0x7c00}, /* the midpoint: to even, infinity */
 	    {1e10f, 0x7c00},
-	    {0x1.0p-14f, 0x0400},           /* the smallest normal */
-	    {0x1.0p-24f, 0x0001},           /* the smallest subnormal */
-	    {0x1.0p-25f, 0x0000},           /* half of it: to even, zero */
-	    {0x1.8p-25f, 0x0001},           /* above half: up */
-	    {0x1.8p-24f, 0x0002},           /* 1.5 units: to even, 2 */
-	    {1.0f + 0x1.0p-11f, 0x3c00},    /* tie: to even (down) */
-	    {1.0f + 0x1.8p-10f, 0x3c02},    /* tie: to even (up) */
+	    {0x1.0p-14f, 0x0400},        /* the smallest normal */
+	    {0x1.0p-24f, 0x0001},        /* the smallest subnormal */
+	    {0x1.0p-25f, 0x0000},        /* half of it: to even, zero */
+	    {0x1.8p-25f, 0x0001},        /* above half: up */
+	    {0x1.8p-24f, 0x0002},        /* 1.5 units: to even, 2 */
+	    {1.0f + 0x1.0p-11f, 0x3c00}, /* tie: to even (down) */
+	    {1.0f + 0x1.8p-10f, 0x3c02}, /* tie: to even (up) */
 	    {1.0f + 0x1.0p-10f, 0x3c01},
-	    {0x1.ffcp-15f, 0x0400},         /* the largest subnormal rounds up to normal */
+	    {0x1.ffcp-15f, 0x0400}, /* the largest subnormal rounds up to normal */
 	    {0.333333343f, 0x3555},
 	};
 	for (size_t i = 0; i < sizeof known / sizeof *known; i++)
@@ -428,13 +442,11 @@ START_TEST(test_bad_values)
 	const struct {
 		const char *name, *value, *says;
 	} bad[] = {
-	    {"sign", "foo", "sign"},          {"sign", "", "sign"},
-	    {"colormap", "jet", "colormap"},  {"scale", "log", "scale"},
-	    {"clip", "0", "clip"},            {"clip", "100.5", "clip"},
-	    {"clip", "-3", "clip"},           {"clip", "x", "clip"},
-	    {"alpha", "1.5", "alpha"},        {"alpha", "-0.1", "alpha"},
-	    {"alpha", "nan", "alpha"},        {"vmax", "inf", "vmax"},
-	    {"vmin", "abc", "vmin"},          {"raw", "npy32", "raw"},
+	    {"sign", "foo", "sign"},    {"sign", "", "sign"},      {"colormap", "jet", "colormap"},
+	    {"scale", "log", "scale"},  {"clip", "0", "clip"},     {"clip", "100.5", "clip"},
+	    {"clip", "-3", "clip"},     {"clip", "x", "clip"},     {"alpha", "1.5", "alpha"},
+	    {"alpha", "-0.1", "alpha"}, {"alpha", "nan", "alpha"}, {"vmax", "inf", "vmax"},
+	    {"vmin", "abc", "vmin"},    {"raw", "npy32", "raw"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		struct request_options o;
@@ -464,10 +476,12 @@ START_TEST(test_bad_values)
 		request_options_init(&o);
 		struct igs_error err = {0};
 		for (int k = 0; k < 6 && contra[i].opts[k]; k += 2)
-			ck_assert_int_eq(
-			    request_options_set(&o, contra[i].opts[k], contra[i].opts[k + 1], 0, &err), 0);
+			ck_assert_int_eq(request_options_set(&o, contra[i].opts[k],
+			                                     contra[i].opts[k + 1], 0, &err),
+			                 0);
 		ck_assert_int_eq(request_options_check_heatmaps(&o, &err), IGS_ERR_BAD_OPTION);
-		ck_assert_msg(strstr(err.message, contra[i].says), "case %zu: '%s'", i, err.message);
+		ck_assert_msg(strstr(err.message, contra[i].says), "case %zu: '%s'", i,
+		              err.message);
 	}
 	/* and the good ones pass */
 	struct request_options o;

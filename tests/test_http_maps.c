@@ -147,8 +147,8 @@ START_TEST(test_scales_and_encodings)
 	double p99 = m[k] + (h - (double)k) * ((double)m[k + 1] - m[k]);
 	cJSON *sm = scale_of(d32, "magnitude");
 	ck_assert(num(sm, "vmin") == 0);
-	ck_assert_msg(fabs(num(sm, "vmax") - p99) <= 1e-6 * p99, "vmax %g, p99 %g",
-	              num(sm, "vmax"), p99);
+	ck_assert_msg(fabs(num(sm, "vmax") - p99) <= 1e-6 * p99, "vmax %g, p99 %g", num(sm, "vmax"),
+	              p99);
 	ck_assert_str_eq(str(sm, "colormap"), "gray");
 	ck_assert_str_eq(str(sm, "sign"), "absolute");
 	cJSON *so = scale_of(d32, "overlay");
@@ -180,10 +180,12 @@ START_TEST(test_scales_and_encodings)
 	ck_assert_msg(strstr(n16.header, "'<f2'") && strstr(n16.header, ", 3)"), "%s", n16.header);
 	ck_assert_uint_eq(n16.len, n16.data + hw * 3 * 2);
 	for (size_t i = 0; i < hw * 3; i++) {
-		uint16_t u = (uint16_t)(n16.bytes[n16.data + 2 * i] | n16.bytes[n16.data + 2 * i + 1] << 8);
+		uint16_t u =
+		    (uint16_t)(n16.bytes[n16.data + 2 * i] | n16.bytes[n16.data + 2 * i + 1] << 8);
 		double want = f32_at(&n32, i), got = half_value(u);
 		/* half an ulp: 2^-11 relative, 2^-25 absolute among subnormals */
-		ck_assert_msg(fabs(got - want) <= fmax(ldexp(fabs(want), -11), ldexp(1, -25)) * 1.0001,
+		ck_assert_msg(fabs(got - want) <=
+		                  fmax(ldexp(fabs(want), -11), ldexp(1, -25)) * 1.0001,
 		              "value %zu: float16 %g, float32 %g", i, got, want);
 	}
 	/* map: [H, W], the sum over channels */
@@ -195,8 +197,8 @@ START_TEST(test_scales_and_encodings)
 	ck_assert_msg(strstr(nm.header, "'<f4'") && strstr(nm.header, shape), "%s", nm.header);
 	ck_assert_uint_eq(nm.len, nm.data + hw * 4);
 	for (size_t p = 0; p < hw; p++) {
-		double want = (double)f32_at(&n32, 3 * p) + f32_at(&n32, 3 * p + 1) +
-		              f32_at(&n32, 3 * p + 2);
+		double want =
+		    (double)f32_at(&n32, 3 * p) + f32_at(&n32, 3 * p + 1) + f32_at(&n32, 3 * p + 2);
 		ck_assert_msg(fabs(f32_at(&nm, p) - want) <= 1e-6 * (fabs(want) + p99),
 		              "pixel %zu: map %g, sum %g", p, f32_at(&nm, p), want);
 	}
@@ -242,12 +244,12 @@ START_TEST(test_bad_values_are_400)
 	const struct {
 		const char *query, *says;
 	} bad[] = {
-	    {"sign=foo", "sign"},           {"vmin=1&vmax=0.5", "vmin"},
-	    {"vmin=1&vmax=1", "vmin"},      {"alpha=2", "alpha"},
-	    {"alpha=-0.5", "alpha"},        {"clip=0", "clip"},
-	    {"clip=101", "clip"},           {"colormap=jet", "colormap"},
-	    {"scale=fixed", "vmax"},        {"scale=linear", "scale"},
-	    {"raw=npy32", "raw"},           {"sign=all&heatmaps=magnitude,alpha_scaling", "sign=all"},
+	    {"sign=foo", "sign"},      {"vmin=1&vmax=0.5", "vmin"},
+	    {"vmin=1&vmax=1", "vmin"}, {"alpha=2", "alpha"},
+	    {"alpha=-0.5", "alpha"},   {"clip=0", "clip"},
+	    {"clip=101", "clip"},      {"colormap=jet", "colormap"},
+	    {"scale=fixed", "vmax"},   {"scale=linear", "scale"},
+	    {"raw=npy32", "raw"},      {"sign=all&heatmaps=magnitude,alpha_scaling", "sign=all"},
 	};
 	if (!png_bytes)
 		png_bytes = make_png(48, 40, 9, &png_len);
@@ -281,10 +283,12 @@ START_TEST(test_cli_raw_format)
 	const char *formats[] = {"npy16", "map"};
 	const char *descr[] = {"'<f2'", "'<f4'"};
 	for (int i = 0; i < 2; i++) {
-		snprintf(cmd, sizeof cmd,
-		         "'%s' attribute --model '%s' --steps 2 --heatmaps magnitude --sign positive "
-		         "--colormap inferno --clip 95 --raw '%s/a.npy' --raw-format %s '%s' 2>/dev/null",
-		         bin, model_path, dir, formats[i], img);
+		snprintf(
+		    cmd, sizeof cmd,
+		    "'%s' attribute --model '%s' --steps 2 --heatmaps magnitude --sign positive "
+		    "--colormap inferno --clip 95 --raw '%s/a.npy' --raw-format %s '%s' "
+		    "2>/dev/null",
+		    bin, model_path, dir, formats[i], img);
 		ck_assert_int_eq(run_command(cmd, out, sizeof out), 0);
 		ck_assert_msg(strstr(out, "\"heatmap_scales\"") && strstr(out, "\"inferno\"") &&
 		                  strstr(out, "\"positive\""),
@@ -293,7 +297,8 @@ START_TEST(test_cli_raw_format)
 		snprintf(cmd, sizeof cmd, "%s/a.npy", dir);
 		char *npy = read_file(cmd, &len);
 		ck_assert(npy && len > 128 && strstr(npy + 10, descr[i]));
-		ck_assert(i == 0 ? strstr(npy + 10, ", 3)") != NULL : strstr(npy + 10, ", 3)") == NULL);
+		ck_assert(i == 0 ? strstr(npy + 10, ", 3)") != NULL
+		                 : strstr(npy + 10, ", 3)") == NULL);
 		free(npy);
 		unlink(cmd);
 	}
@@ -302,8 +307,8 @@ START_TEST(test_cli_raw_format)
 	         model_path, img);
 	ck_assert_int_eq(WEXITSTATUS(run_command(cmd, out, sizeof out)), 2);
 	ck_assert(strstr(out, "--raw-format"));
-	snprintf(cmd, sizeof cmd, "'%s' attribute --model '%s' --sign foo '%s' 2>&1 >/dev/null", bin,
-	         model_path, img);
+	snprintf(cmd, sizeof cmd, "'%s' attribute --model '%s' --sign foo '%s' 2>&1 >/dev/null",
+	         bin, model_path, img);
 	ck_assert_int_ne(run_command(cmd, out, sizeof out), 0);
 	ck_assert_msg(strstr(out, "sign"), "%s", out);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

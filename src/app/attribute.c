@@ -94,9 +94,10 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 		request_options_heatmap_style(&res->options, &style);
 		const struct heatmap_style *st = &style;
 		int rc = bit == HEATMAP_OVERLAY_FULL
-		             ? heatmap_render_overlay_full_styled(r->attr, r->size, original, geom, st,
-		                                                  &im, &scale, err)
-		             : heatmap_render_styled(bit, r->attr, r->size, pixels, st, &im, &scale, err);
+		             ? heatmap_render_overlay_full_styled(r->attr, r->size, original, geom,
+		                                                  st, &im, &scale, err)
+		             : heatmap_render_styled(bit, r->attr, r->size, pixels, st, &im, &scale,
+		                                     err);
 		if (rc == 0)
 			rc = encode(&im, heatmap_name(bit), &res->maps[res->map_count], err);
 		if (rc)

@@ -30,9 +30,8 @@ void request_options_init(struct request_options *o)
 	attr_params_init(&o->attr);
 	struct heatmap_style st;
 	heatmap_style_init(&st);
-	o->heatmap_controls = (struct heatmap_controls){.sign = (int)st.sign,
-	                                                .colormap = (int)st.colormap,
-	                                                .alpha = st.alpha};
+	o->heatmap_controls = (struct heatmap_controls){
+	    .sign = (int)st.sign, .colormap = (int)st.colormap, .alpha = st.alpha};
 	o->raw_format = NPY_FORMAT_F32;
 }
 
@@ -134,7 +133,8 @@ static int set_heatmap_control(struct request_options *o, const char *name, cons
 		int v = heatmap_sign_parse(value);
 		if (v < 0)
 			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
-			               "sign must be positive, negative, absolute or all, got '%s'", value);
+			               "sign must be positive, negative, absolute or all, got '%s'",
+			               value);
 		else
 			st->sign = v;
 		return 1;
@@ -143,7 +143,8 @@ static int set_heatmap_control(struct request_options *o, const char *name, cons
 		int v = heatmap_cmap_parse(value);
 		if (v < 0)
 			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
-			               "colormap must be viridis, inferno, gray or rdbu, got '%s'", value);
+			               "colormap must be viridis, inferno, gray or rdbu, got '%s'",
+			               value);
 		else
 			st->colormap = v;
 		return 1;
@@ -156,8 +157,8 @@ static int set_heatmap_control(struct request_options *o, const char *name, cons
 			st->fixed = true;
 			st->scale_image = false;
 		} else {
-			*rc = igs_fail(err, IGS_ERR_BAD_OPTION, "scale must be image or fixed, got '%s'",
-			               value);
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "scale must be image or fixed, got '%s'", value);
 		}
 		return 1;
 	}
@@ -205,11 +206,13 @@ int request_options_check_heatmaps(const struct request_options *o, struct igs_e
 {
 	struct heatmap_style st;
 	request_options_heatmap_style(o, &st);
-	if (st.sign == HEATMAP_SIGN_ALL && (o->heatmaps & (HEATMAP_MASKED_IMAGE | HEATMAP_ALPHA_SCALING)))
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "sign=all cannot draw masked_image or alpha_scaling (a brightness or an "
-		                "opacity has no negative half): choose sign positive, negative or "
-		                "absolute, or other heatmaps");
+	if (st.sign == HEATMAP_SIGN_ALL &&
+	    (o->heatmaps & (HEATMAP_MASKED_IMAGE | HEATMAP_ALPHA_SCALING)))
+		return igs_fail(
+		    err, IGS_ERR_BAD_OPTION,
+		    "sign=all cannot draw masked_image or alpha_scaling (a brightness or an "
+		    "opacity has no negative half): choose sign positive, negative or "
+		    "absolute, or other heatmaps");
 	return heatmap_style_check(&st, err);
 }
 

@@ -32,8 +32,8 @@ struct request_options {
 	/* struct heatmap_style's fields (heatmap_style.h, which the stages
 	 * above app may not see): request_options_heatmap_style */
 	struct heatmap_controls {
-		int sign;     /* enum heatmap_sign */
-		double clip;  /* 0: the map's default */
+		int sign;    /* enum heatmap_sign */
+		double clip; /* 0: the map's default */
 		bool fixed, scale_image, vmin_given, vmax_given;
 		double vmin, vmax;
 		int colormap; /* enum heatmap_cmap */

@@ -128,11 +128,13 @@ int cli_attribute(int argc, char **argv)
 	OPT("sign", "S",
 	    "the part of the attributions the maps show: positive, negative, absolute or all "
 	    "(default: all for normalized, deviation and channel_*, absolute for the others)");
-	OPT("clip", "P", "the percentile mapped to the top of the scale, in (0, 100] (magnitude: 99)");
+	OPT("clip", "P",
+	    "the percentile mapped to the top of the scale, in (0, 100] (magnitude: 99)");
 	OPT("scale", "S", "image (default: each map's own range) or fixed (--vmin/--vmax)");
 	OPT("vmin", "V", "with --scale fixed: the value at the bottom of the scale (0 or -vmax)");
 	OPT("vmax", "V", "with --scale fixed: the value at the top of the scale");
-	OPT("colormap", "C", "viridis, inferno, gray or rdbu (default: gray, viridis for overlays)");
+	OPT("colormap", "C",
+	    "viridis, inferno, gray or rdbu (default: gray, viridis for overlays)");
 	OPT("alpha", "A", "overlay opacity in [0, 1] (default: 0.2 + 0.6 t)");
 #undef OPT
 	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
@@ -216,9 +218,11 @@ int cli_attribute(int argc, char **argv)
 		return 2;
 	}
 	int raw_format = NPY_FORMAT_F32;
-	if (raw_format_name && (!raw_path || (raw_format = npy_format_parse(raw_format_name)) < 0)) {
-		fprintf(stderr, "igserve attribute: --raw-format takes npy, npy16 or map, with --raw "
-		                "FILE\n");
+	if (raw_format_name &&
+	    (!raw_path || (raw_format = npy_format_parse(raw_format_name)) < 0)) {
+		fprintf(stderr,
+		        "igserve attribute: --raw-format takes npy, npy16 or map, with --raw "
+		        "FILE\n");
 		return 2;
 	}
 	if (shard && !manifest) {

@@ -100,8 +100,8 @@ static int write_line_outputs(struct service *svc, struct attribute_result *res,
 		size_t len = 0;
 		if (out_path(path, sizeof path, dir, id, ".npy"))
 			return igs_fail(err, IGS_ERR_IO, "%s: output path too long", dir);
-		rc = npy_encode_attributions(res->attr.attr, res->attr.size, res->options.raw_format,
-		                             &npy, &len, err);
+		rc = npy_encode_attributions(res->attr.attr, res->attr.size,
+		                             res->options.raw_format, &npy, &len, err);
 		if (rc == 0)
 			rc = file_write_atomic(path, npy, len, err);
 		free(npy);

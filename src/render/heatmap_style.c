@@ -18,9 +18,8 @@
 
 void heatmap_style_init(struct heatmap_style *st)
 {
-	*st = (struct heatmap_style){.sign = HEATMAP_SIGN_DEFAULT,
-	                             .colormap = HEATMAP_CMAP_DEFAULT,
-	                             .alpha = -1};
+	*st = (struct heatmap_style){
+	    .sign = HEATMAP_SIGN_DEFAULT, .colormap = HEATMAP_CMAP_DEFAULT, .alpha = -1};
 }
 
 int heatmap_style_check(const struct heatmap_style *st, struct igs_error *err)
@@ -33,8 +32,8 @@ int heatmap_style_check(const struct heatmap_style *st, struct igs_error *err)
 	if (st->fixed && !st->vmax_given)
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "scale=fixed needs vmax");
 	if (st->vmin_given && !(st->vmin < st->vmax))
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "vmin (%g) must be below vmax (%g)", st->vmin,
-		                st->vmax);
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "vmin (%g) must be below vmax (%g)",
+		                st->vmin, st->vmax);
 	if (st->vmax_given && !st->vmin_given && !(st->vmax > 0))
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "vmax must be positive without vmin (vmin defaults to 0 or -vmax), "
@@ -149,7 +148,8 @@ static void rdbu(double t, uint8_t rgb[3])
 		k = 9;
 	double f = h - k;
 	for (int ch = 0; ch < 3; ch++)
-		rgb[ch] = to_byte((anchors[k][ch] + f * (anchors[k + 1][ch] - anchors[k][ch])) / 255.0);
+		rgb[ch] =
+		    to_byte((anchors[k][ch] + f * (anchors[k + 1][ch] - anchors[k][ch])) / 255.0);
 }
 
 void heatmap_cmap_rgb(enum heatmap_cmap c, double t, uint8_t rgb[3])
@@ -230,16 +230,17 @@ static int pixel_t(const float *attr, size_t hw, const struct heatmap_style *st,
 		vmin = is_signed ? -vmax : 0;
 	}
 	for (size_t p = 0; p < hw; p++)
-		t[p] = vmax > vmin ? (float)fmax(fmin((t[p] - vmin) / (vmax - vmin), 1.0), 0.0) : 0.0f;
+		t[p] =
+		    vmax > vmin ? (float)fmax(fmin((t[p] - vmin) / (vmax - vmin), 1.0), 0.0) : 0.0f;
 	*sc = (struct heatmap_scale){vmin, vmax, NULL, heatmap_sign_name(sign)};
 	return 0;
 }
 
 /* ---- the maps ---- */
 
-static int render_element(unsigned bit, const float *attr, int size,
-                          const struct heatmap_style *st, struct heatmap_image *out,
-                          struct heatmap_scale *sc, struct igs_error *err)
+static int render_element(unsigned bit, const float *attr, int size, const struct heatmap_style *st,
+                          struct heatmap_image *out, struct heatmap_scale *sc,
+                          struct igs_error *err)
 {
 	enum heatmap_sign sign = sign_of(ELEMENT, st->sign);
 	size_t hw = (size_t)size * size;
@@ -247,7 +248,8 @@ static int render_element(unsigned bit, const float *attr, int size,
 	         : bit == HEATMAP_CHANNEL_R ? 0
 	         : bit == HEATMAP_CHANNEL_G ? 1
 	                                    : 2;
-	size_t stride = bit == HEATMAP_NORMALIZED ? 1 : 3, n = bit == HEATMAP_NORMALIZED ? hw * 3 : hw;
+	size_t stride = bit == HEATMAP_NORMALIZED ? 1 : 3,
+	       n = bit == HEATMAP_NORMALIZED ? hw * 3 : hw;
 	float *v = malloc(2 * n * sizeof *v);
 	if (!v)
 		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
@@ -346,7 +348,8 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
                         struct heatmap_scale *sc, struct igs_error *err)
 {
 	if (bit != HEATMAP_MAGNITUDE && !input)
-		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: %s needs the input", heatmap_name(bit));
+		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: %s needs the input",
+		                heatmap_name(bit));
 	if ((bit == HEATMAP_MASKED_IMAGE || bit == HEATMAP_ALPHA_SCALING) &&
 	    st->sign == HEATMAP_SIGN_ALL) /* as Captum: no negative brightness or opacity */
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "heatmap: sign=all cannot draw %s",
@@ -359,9 +362,9 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
 	enum heatmap_cmap cmap = st->colormap;
 	if (cmap == HEATMAP_CMAP_DEFAULT)
 		cmap = bit == HEATMAP_OVERLAY ? HEATMAP_CMAP_VIRIDIS : HEATMAP_CMAP_GRAY;
-	int channels = bit == HEATMAP_ALPHA_SCALING                              ? 4
+	int channels = bit == HEATMAP_ALPHA_SCALING                            ? 4
 	               : bit == HEATMAP_MAGNITUDE && cmap == HEATMAP_CMAP_GRAY ? 1
-	                                                                         : 3;
+	                                                                       : 3;
 	if (!rc)
 		rc = alloc_image(out, size, size, channels, err);
 	if (rc) {
@@ -428,8 +431,11 @@ int heatmap_render_styled(unsigned bit, const float *attr, int size, const float
 	const char *name = heatmap_name(bit);
 	if (name && !strncmp(name, "channel_", 8) && name[8] && strchr("rgb", name[8]) &&
 	    !strcmp(name + 9, "_deviation"))
-		return render_deviation(attr, size, name[8] == 'r' ? 0 : name[8] == 'g' ? 1 : 2, st, out,
-		                        sc, err);
+		return render_deviation(attr, size,
+		                        name[8] == 'r'   ? 0
+		                        : name[8] == 'g' ? 1
+		                                         : 2,
+		                        st, out, sc, err);
 	/* any other map: drawn as heatmap_render draws it, without a scale */
 	*sc = (struct heatmap_scale){0};
 	return heatmap_render(bit, attr, size, input, out, err);
@@ -488,8 +494,8 @@ int heatmap_render_overlay_full_styled(const float *attr, int size, const struct
 		image_clear(&scaled);
 		return rc;
 	}
-	enum heatmap_cmap cmap = st->colormap == HEATMAP_CMAP_DEFAULT ? HEATMAP_CMAP_VIRIDIS
-	                                                              : st->colormap;
+	enum heatmap_cmap cmap =
+	    st->colormap == HEATMAP_CMAP_DEFAULT ? HEATMAP_CMAP_VIRIDIS : st->colormap;
 	sc->colormap = heatmap_cmap_name(cmap);
 	for (int sy = 0; sy < base->height; sy++) {
 		double v = (sy + 0.5) * gm.scale_y + gm.offset_y - 0.5;

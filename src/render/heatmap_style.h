@@ -63,14 +63,14 @@ enum heatmap_cmap {
 
 struct heatmap_style {
 	enum heatmap_sign sign;
-	double clip;           /* percentile in (0, 100]; 0: the map's default */
-	bool fixed;            /* scale=fixed: vmin, vmax below */
-	bool scale_image;      /* scale=image was asked for by name */
-	bool vmin_given;       /* else -vmax or 0 (above) */
+	double clip;      /* percentile in (0, 100]; 0: the map's default */
+	bool fixed;       /* scale=fixed: vmin, vmax below */
+	bool scale_image; /* scale=image was asked for by name */
+	bool vmin_given;  /* else -vmax or 0 (above) */
 	bool vmax_given;
 	double vmin, vmax;
 	enum heatmap_cmap colormap;
-	double alpha;          /* overlay opacity in [0, 1]; < 0: 0.2 + 0.6 t */
+	double alpha; /* overlay opacity in [0, 1]; < 0: 0.2 + 0.6 t */
 };
 
 /* The scale one map used, in attribution units. */

@@ -118,8 +118,7 @@ int npy_encode_attributions(const float *attr, int size, enum npy_format f, unsi
 }
 
 static int encode_header(const char *descr, size_t elem, const size_t *shape, int ndim,
-                         unsigned char **out, size_t *len, size_t *count_out,
-                         struct igs_error *err)
+                         unsigned char **out, size_t *len, size_t *count_out, struct igs_error *err)
 {
 	*out = NULL;
 	*len = 0;

@@ -33,9 +33,9 @@ int npy_write_f32(const char *path, const float *data, const size_t *shape, int 
 /* ---- the encodings of an answer's attributions (raw=...) ---- */
 
 enum npy_format {
-	NPY_FORMAT_F32,  /* raw=npy: float32 [H, W, 3] */
-	NPY_FORMAT_F16,  /* raw=npy16: float16 [H, W, 3], rounded to nearest even */
-	NPY_FORMAT_MAP,  /* raw=map: float32 [H, W], a[y][x][0] + a[y][x][1] + a[y][x][2] */
+	NPY_FORMAT_F32, /* raw=npy: float32 [H, W, 3] */
+	NPY_FORMAT_F16, /* raw=npy16: float16 [H, W, 3], rounded to nearest even */
+	NPY_FORMAT_MAP, /* raw=map: float32 [H, W], a[y][x][0] + a[y][x][1] + a[y][x][2] */
 };
 
 /* "npy", "npy16", "map"; parse (case-insensitive): the format, or -1. */
