@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "clock.h"
 #include "heatmap.h"
+#include "heatmap_style.h"
 #include "path_views.h"
 #include "layers.h"
 #include "png_encode.h"
@@ -89,14 +90,24 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 		if (!(res->options.heatmaps & bit))
 			continue;
 		struct heatmap_image im;
-		int rc =
-		    bit == HEATMAP_OVERLAY_FULL
-		        ? heatmap_render_overlay_full(r->attr, r->size, original, geom, &im, err)
-		        : heatmap_render(bit, r->attr, r->size, pixels, &im, err);
+		struct heatmap_scale scale;
+		struct heatmap_style style;
+		request_options_heatmap_style(&res->options, &style);
+		const struct heatmap_style *st = &style;
+		int rc = bit == HEATMAP_OVERLAY_FULL
+		             ? heatmap_render_overlay_full_styled(r->attr, r->size, original, geom,
+		                                                  st, &im, &scale, err)
+		             : heatmap_render_styled(bit, r->attr, r->size, pixels, st, &im, &scale,
+		                                     err);
 		if (rc == 0)
 			rc = encode(&im, heatmap_name(bit), &res->maps[res->map_count], err);
 		if (rc)
 			return rc;
+		res->maps[res->map_count].has_scale = scale.colormap != NULL;
+		res->maps[res->map_count].scale.vmin = scale.vmin;
+		res->maps[res->map_count].scale.vmax = scale.vmax;
+		res->maps[res->map_count].scale.colormap = scale.colormap;
+		res->maps[res->map_count].scale.sign = scale.sign;
 		res->map_count++;
 	}
 	return 0;
@@ -221,6 +232,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory for the input");
 		goto done;
 	}
+	if ((rc = request_options_check_heatmaps(o, err)))
+		goto done;
 	rc = service_prepare_input(w, bytes, len, o, pixels, &original, &geom, prep_ms, err);
 	if (rc)
 		goto done;

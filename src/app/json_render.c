@@ -156,19 +156,38 @@ static cJSON *path_array(const struct attribute_result *res, bool *ok)
 	return path;
 }
 
-/* The attributions as base64 of their .npy bytes (float32 [H, W, 3]). */
-static cJSON *npy_value(const struct attr_result *r)
+/* The attributions as base64 of their .npy bytes in the encoding raw=
+ * asked for (float32 or float16 [H, W, 3], or the float32 map [H, W]). */
+static cJSON *npy_value(const struct attr_result *r, enum npy_format format)
 {
-	const size_t shape[3] = {(size_t)r->size, (size_t)r->size, 3};
 	unsigned char *npy;
 	size_t len;
-	if (npy_encode_f32(r->attr, shape, 3, &npy, &len, NULL))
+	if (npy_encode_attributions(r->attr, r->size, format, &npy, &len, NULL))
 		return NULL;
 	char *b64 = base64_encode_alloc(npy, len);
 	free(npy);
 	cJSON *v = b64 ? cJSON_CreateString(b64) : NULL;
 	free(b64);
 	return v;
+}
+
+/* heatmap_scales: {NAME: {vmin, vmax, colormap, sign}} of the maps drawn,
+ * so a client can draw a legend (issue 16). */
+static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, bool *ok)
+{
+	cJSON *scales = cJSON_CreateObject();
+	for (int i = 0; scales && i < res->map_count; i++) {
+		const struct rendered_png *m = &res->maps[i];
+		if (!m->has_scale)
+			continue;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "vmin", m->scale.vmin);
+		cJSON_AddNumberToObject(o, "vmax", m->scale.vmax);
+		cJSON_AddStringToObject(o, "colormap", m->scale.colormap);
+		cJSON_AddStringToObject(o, "sign", m->scale.sign);
+		add_item(scales, m->name, o, ok);
+	}
+	add_item(root, "heatmap_scales", scales, ok);
 }
 
 char *json_render_attribute(const struct service *s, const struct attribute_result *res)
@@ -203,8 +222,9 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	cJSON *maps = cJSON_AddObjectToObject(root, "heatmaps");
 	for (int i = 0; maps && i < res->map_count; i++)
 		add_item(maps, res->maps[i].name, png_value(&res->maps[i]), &ok);
+	add_heatmap_scales(root, res, &ok);
 	if (res->options.raw_npy)
-		add_item(root, "attributions_npy", npy_value(r), &ok);
+		add_item(root, "attributions_npy", npy_value(r, res->options.raw_format), &ok);
 	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
 	cJSON_AddNumberToObject(timing, "decode", res->timing_ms.decode);
 	cJSON_AddNumberToObject(timing, "preprocess", res->timing_ms.preprocess);

@@ -18,7 +18,7 @@
  * text, then update the numbers.
  */
 #if defined(__x86_64__) && defined(__LP64__)
-_Static_assert(sizeof(struct request_options) == 128,
+_Static_assert(sizeof(struct request_options) == 192,
                "struct request_options changed: add the new option to "
                "request_options_canonical, then update this size");
 _Static_assert(sizeof(struct attr_params) == 88,
@@ -42,16 +42,21 @@ int request_options_canonical(const struct request_options *in, char *buf, size_
 	struct request_options o;
 	request_options_normalized(in, &o);
 	const struct attr_params *a = &o.attr;
+	const struct heatmap_controls *hc = &o.heatmap_controls;
 	int n = snprintf(buf, cap,
 	                 "v1;top_k=%d;include_background=%d;resize=%d;heatmaps=%u;raw_npy=%d;"
 	                 "target=%d;first_default_target=%d;method=%d;rule=%d;steps=%d;"
 	                 "baseline=%d;blur_sigma=%a;seed=%llu;tolerance=%a;max_steps=%d;"
 	                 "path_maps=%d;output=%d;smooth=%d;smooth_samples=%d;smooth_sigma=%a;"
-	                 "path_views=%u;path_steps=%d",
+	                 "path_views=%u;path_steps=%d;sign=%d;clip=%a;fixed=%d;scale_image=%d;"
+	                 "vmin_given=%d;vmax_given=%d;vmin=%a;vmax=%a;colormap=%d;alpha=%a;"
+	                 "raw_format=%d",
 	                 o.top_k, o.include_background, (int)o.resize, o.heatmaps, o.raw_npy,
 	                 a->target, a->first_default_target, (int)a->method, (int)a->rule,
 	                 a->steps, (int)a->baseline, a->blur_sigma, a->seed, a->tolerance,
 	                 a->max_steps, a->path_maps, (int)a->output, (int)a->smooth,
-	                 a->smooth_samples, a->smooth_sigma, o.path_views, a->path_steps);
+	                 a->smooth_samples, a->smooth_sigma, o.path_views, a->path_steps,
+	                 hc->sign, hc->clip, hc->fixed, hc->scale_image, hc->vmin_given,
+	                 hc->vmax_given, hc->vmin, hc->vmax, hc->colormap, hc->alpha, o.raw_format);
 	return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -15,6 +15,8 @@
 #include <strings.h>
 
 #include "heatmap.h"
+#include "heatmap_style.h"
+#include "npy.h"
 #include "path_views.h"
 
 void request_options_init(struct request_options *o)
@@ -27,6 +29,11 @@ void request_options_init(struct request_options *o)
 	    .deadline_ms = 0,
 	};
 	attr_params_init(&o->attr);
+	struct heatmap_style st;
+	heatmap_style_init(&st);
+	o->heatmap_controls = (struct heatmap_controls){
+	    .sign = (int)st.sign, .colormap = (int)st.colormap, .alpha = st.alpha};
+	o->raw_format = NPY_FORMAT_F32;
 }
 
 /* ===== value parsers ====================================================== */
@@ -85,19 +92,130 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 		unsigned bit = heatmap_bit(p, len);
 		mask |= bit;
 		if (!bit && len > 0)
-			return igs_fail(
-			    err, IGS_ERR_BAD_OPTION,
-			    "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
-			    "magnitude, overlay, overlay_full, channel_r, channel_g, "
-			    "channel_b, channel_r_deviation, channel_g_deviation, "
-			    "channel_b_deviation, all, none)",
-			    (int)len, p);
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
+			                "magnitude, overlay, overlay_full, channel_r, channel_g, "
+			                "channel_b, channel_r_deviation, channel_g_deviation, "
+			                "channel_b_deviation, masked_image, alpha_scaling, all, none)",
+			                (int)len, p);
 		p += len;
 		if (*p == ',')
 			p++;
 	}
 	*out = mask;
 	return 0;
+}
+
+/* ---- heatmap controls and raw encodings (issue 16) ---- */
+
+/* 1 when `name` is one of these options (set, or an error in *rc), else 0. */
+static int set_heatmap_control(struct request_options *o, const char *name, const char *value,
+                               int *rc, struct igs_error *err)
+{
+	struct heatmap_controls *st = &o->heatmap_controls;
+	*rc = 0;
+	if (!strcmp(name, "raw")) {
+		int f = npy_format_parse(value);
+		if (f >= 0) {
+			o->raw_npy = true;
+			o->raw_format = f;
+		} else if (!strcasecmp(value, "true") || !strcmp(value, "1")) {
+			o->raw_npy = true;
+			o->raw_format = NPY_FORMAT_F32;
+		} else if (!strcasecmp(value, "none") || !strcasecmp(value, "false") ||
+		           !strcmp(value, "0")) {
+			o->raw_npy = false;
+		} else {
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "raw must be npy, npy16, map or none, got '%s'", value);
+		}
+		return 1;
+	}
+	if (!strcmp(name, "sign")) {
+		int v = heatmap_sign_parse(value);
+		if (v < 0)
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "sign must be positive, negative, absolute or all, got '%s'",
+			               value);
+		else
+			st->sign = v;
+		return 1;
+	}
+	if (!strcmp(name, "colormap")) {
+		int v = heatmap_cmap_parse(value);
+		if (v < 0)
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "colormap must be viridis, inferno, gray or rdbu, got '%s'",
+			               value);
+		else
+			st->colormap = v;
+		return 1;
+	}
+	if (!strcmp(name, "scale")) {
+		if (!strcasecmp(value, "image")) {
+			st->fixed = false;
+			st->scale_image = true;
+		} else if (!strcasecmp(value, "fixed")) {
+			st->fixed = true;
+			st->scale_image = false;
+		} else {
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "scale must be image or fixed, got '%s'", value);
+		}
+		return 1;
+	}
+	if (!strcmp(name, "clip")) {
+		double v;
+		*rc = double_in(name, value, 0, 100, &v, err);
+		if (!*rc && !(v > 0))
+			*rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+			               "clip must be a percentile in (0, 100], got '%s'", value);
+		if (!*rc)
+			st->clip = v;
+		return 1;
+	}
+	if (!strcmp(name, "alpha"))
+		return *rc = double_in(name, value, 0, 1, &st->alpha, err), 1;
+	if (!strcmp(name, "vmin") || !strcmp(name, "vmax")) {
+		bool is_min = name[1] == 'm' && name[2] == 'i';
+		*rc = double_in(name, value, -1e30, 1e30, is_min ? &st->vmin : &st->vmax, err);
+		if (!*rc) {
+			*(is_min ? &st->vmin_given : &st->vmax_given) = true;
+			st->fixed = true; /* vmin and vmax mean scale=fixed */
+		}
+		return 1;
+	}
+	return 0;
+}
+
+void request_options_heatmap_style(const struct request_options *o, void *heatmap_style)
+{
+	const struct heatmap_controls *c = &o->heatmap_controls;
+	*(struct heatmap_style *)heatmap_style =
+	    (struct heatmap_style){.sign = (enum heatmap_sign)c->sign,
+	                           .clip = c->clip,
+	                           .fixed = c->fixed,
+	                           .scale_image = c->scale_image,
+	                           .vmin_given = c->vmin_given,
+	                           .vmax_given = c->vmax_given,
+	                           .vmin = c->vmin,
+	                           .vmax = c->vmax,
+	                           .colormap = (enum heatmap_cmap)c->colormap,
+	                           .alpha = c->alpha};
+}
+
+int request_options_check_heatmaps(const struct request_options *o, struct igs_error *err)
+{
+	struct heatmap_style st;
+	request_options_heatmap_style(o, &st);
+	if (st.sign == HEATMAP_SIGN_ALL &&
+	    (o->heatmaps & (HEATMAP_MASKED_IMAGE | HEATMAP_ALPHA_SCALING)))
+		return igs_fail(
+		    err, IGS_ERR_BAD_OPTION,
+		    "sign=all cannot draw masked_image or alpha_scaling (a brightness or an "
+		    "opacity has no negative half): choose sign positive, negative or "
+		    "absolute, or other heatmaps");
+	return heatmap_style_check(&st, err);
 }
 
 /* ===== the table ========================================================== */
@@ -175,15 +293,6 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return int_in(name, value, 1, max_steps_cap, &a->max_steps, err);
 	if (!strcmp(name, "heatmaps"))
 		return parse_heatmaps(value, &o->heatmaps, err);
-	if (!strcmp(name, "raw")) {
-		if (!strcasecmp(value, "npy") || !strcasecmp(value, "true") || !strcmp(value, "1"))
-			o->raw_npy = true;
-		else if (!strcasecmp(value, "none") || !strcasecmp(value, "false") || !strcmp(value, "0"))
-			o->raw_npy = false;
-		else
-			return igs_fail(err, IGS_ERR_BAD_OPTION, "raw must be npy or none, got '%s'", value);
-		return 0;
-	}
 	if (!strcmp(name, "preview")) {
 		if (!strcasecmp(value, "none") || !strcmp(value, "0")) {
 			o->preview_px = 0;
@@ -219,6 +328,9 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return double_in(name, value, 0, 10, &a->smooth_sigma, err);
 	if (!strcmp(name, "deadline_ms"))
 		return int_in(name, value, 1, 24 * 3600 * 1000, &o->deadline_ms, err);
+	int rc;
+	if (set_heatmap_control(o, name, value, &rc, err))
+		return rc;
 	/* ---- the notebook's views (issue 15) ---- */
 	if (!strcmp(name, "path_views"))
 		return path_view_parse(value, &o->path_views, err);

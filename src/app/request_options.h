@@ -29,6 +29,18 @@ struct request_options {
 	/* whether the request named a quadrature rule, or steps: adaptive IG
 	 * picks its own otherwise (request_options_resolve) */
 	bool rule_given, steps_given;
+	/* ---- heatmap controls and raw encodings (issue 16) ---- */
+	/* struct heatmap_style's fields (heatmap_style.h, which the stages
+	 * above app may not see): request_options_heatmap_style */
+	struct heatmap_controls {
+		int sign;    /* enum heatmap_sign */
+		double clip; /* 0: the map's default */
+		bool fixed, scale_image, vmin_given, vmax_given;
+		double vmin, vmax;
+		int colormap; /* enum heatmap_cmap */
+		double alpha; /* < 0: the default */
+	} heatmap_controls;
+	int raw_format; /* enum npy_format (npy.h): with raw_npy, raw=npy, npy16 or map */
 	/* ---- the notebook's views (issue 15) ---- */
 	/* PATH_VIEW_* set (path_views.h) drawn per path point; 0: not given
 	 * (path_maps alone draws the gradient maps) */
@@ -56,6 +68,13 @@ int request_options_set(struct request_options *o, const char *name, const char 
  */
 void request_options_resolve(struct request_options *o);
 
+/* IGS_ERR_BAD_OPTION when the heatmap controls contradict each other
+ * (scale=fixed without vmax, vmin >= vmax, ...): heatmap_style_check. */
+int request_options_check_heatmaps(const struct request_options *o, struct igs_error *err);
+
+/* The heatmap controls as heatmap_style.h's struct heatmap_style (given
+ * as void * so this header needs no render header). */
+void request_options_heatmap_style(const struct request_options *o, void *heatmap_style);
 /*
  * request_options_path_views - the per-point views the options ask for
  * (PATH_VIEW_*): `path_views` when given (naming views turns them on),

@@ -118,6 +118,13 @@ struct rendered_png {
 	unsigned char *bytes;
 	size_t len;
 	char *file; /* malloc'd, or NULL */
+	/* a heatmap's scale, for the answer's heatmap_scales (issue 16): as
+	 * heatmap_style.h's struct heatmap_scale */
+	bool has_scale;
+	struct {
+		double vmin, vmax;
+		const char *colormap, *sign; /* static */
+	} scale;
 };
 
 struct attribute_result {

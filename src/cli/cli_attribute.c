@@ -132,7 +132,7 @@ static int check_out_dir_free(const char *dir, unsigned heatmaps, struct igs_err
 
 /* --out DIR: every PNG of the answer as a file; --raw FILE: the .npy. */
 static int write_outputs(struct attribute_result *res, const char *dir, const char *raw_path,
-                         struct igs_error *err)
+                         enum npy_format raw_format, struct igs_error *err)
 {
 	int rc = 0;
 	for (int k = 0; dir && res->path_maps && k < res->attr.path_count && rc == 0; k++)
@@ -141,9 +141,15 @@ static int write_outputs(struct attribute_result *res, const char *dir, const ch
 		rc = write_png(&res->maps[i], dir, err);
 	if (rc == 0 && dir)
 		rc = write_path_views(res, dir, err);
-	const size_t shape[3] = {(size_t)res->attr.size, (size_t)res->attr.size, 3};
-	if (rc == 0 && raw_path)
-		rc = npy_write_f32(raw_path, res->attr.attr, shape, 3, err);
+	if (rc == 0 && raw_path) {
+		unsigned char *npy = NULL;
+		size_t len = 0;
+		rc = npy_encode_attributions(res->attr.attr, res->attr.size, raw_format, &npy, &len,
+		                             err);
+		if (rc == 0)
+			rc = file_write_bytes(raw_path, npy, len, err);
+		free(npy);
+	}
 	return rc;
 }
 
@@ -154,11 +160,12 @@ int cli_attribute(int argc, char **argv)
 	cli_model_options_init(&mo);
 	request_options_init(&ro);
 	const char *raw_path = NULL, *out_dir = NULL, *manifest = NULL, *shard = NULL;
+	const char *raw_format_name = NULL;
 	size_t memory_budget = 0;
 	int batch = 0;
 	int threads = cli_default_threads();
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 25];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 33];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
@@ -181,9 +188,22 @@ int cli_attribute(int argc, char **argv)
 	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");
 	OPT("heatmaps", "LIST",
 	    "comma-separated maps: normalized, deviation, magnitude, overlay, overlay_full, "
-	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
-	    "overlay_full)");
+	    "channel_r, channel_g, channel_b, channel_r_deviation, channel_g_deviation, "
+	    "channel_b_deviation, masked_image, alpha_scaling, all, none (default: the first "
+	    "seven)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
+	/* heatmap controls (issue 16; README: Heatmaps you can compare) */
+	OPT("sign", "S",
+	    "the part of the attributions the maps show: positive, negative, absolute or all "
+	    "(default: all for normalized, deviation and channel_*, absolute for the others)");
+	OPT("clip", "P",
+	    "the percentile mapped to the top of the scale, in (0, 100] (magnitude: 99)");
+	OPT("scale", "S", "image (default: each map's own range) or fixed (--vmin/--vmax)");
+	OPT("vmin", "V", "with --scale fixed: the value at the bottom of the scale (0 or -vmax)");
+	OPT("vmax", "V", "with --scale fixed: the value at the top of the scale");
+	OPT("colormap", "C",
+	    "viridis, inferno, gray or rdbu (default: gray, viridis for overlays)");
+	OPT("alpha", "A", "overlay opacity in [0, 1] (default: 0.2 + 0.6 t)");
 	OPT("path-views", "LIST",
 	    "per-point views, comma-separated: gradient (what --path-maps draws alone), "
 	    "step_normalized, step_deviation (the signed step (x - x') * gradient, min-max or "
@@ -198,6 +218,14 @@ int cli_attribute(int argc, char **argv)
 	                           &raw_path,
 	                           "FILE",
 	                           "write the attributions as .npy (float32 [H, W, 3])",
+	                           NULL,
+	                           NULL};
+	flags[n++] = (struct flag){"raw-format",
+	                           FLAG_STRING,
+	                           &raw_format_name,
+	                           "F",
+	                           "--raw's encoding: npy (float32 [H, W, 3], default), npy16 "
+	                           "(float16) or map (float32 [H, W], the sum over channels)",
 	                           NULL,
 	                           NULL};
 	flags[n++] = (struct flag){"out",
@@ -250,7 +278,7 @@ int cli_attribute(int argc, char **argv)
 
 	const char *synopsis =
 	    "[--model FILE] [--target N] [--method M] [--steps N] [--baseline B] "
-	    "[--tolerance T] [--max-steps N] [--raw OUT.npy] [--out DIR] IMAGE\n"
+	    "[--tolerance T] [--max-steps N] [--raw OUT.npy [--raw-format F]] [--out DIR] IMAGE\n"
 	    "       igserve attribute [options] --manifest FILE --out DIR [--shard I/N]";
 	const char *images[2];
 	size_t count = 0;
@@ -265,6 +293,14 @@ int cli_attribute(int argc, char **argv)
 	if (manifest && (count != 0 || !out_dir || raw_path)) {
 		fprintf(stderr, "igserve attribute: --manifest takes --out DIR, no IMAGE and no --raw "
 		                "(a line's \"raw\": \"npy\" writes DIR/ID.npy)\n");
+		return 2;
+	}
+	int raw_format = NPY_FORMAT_F32;
+	if (raw_format_name &&
+	    (!raw_path || (raw_format = npy_format_parse(raw_format_name)) < 0)) {
+		fprintf(stderr,
+		        "igserve attribute: --raw-format takes npy, npy16 or map, with --raw "
+		        "FILE\n");
 		return 2;
 	}
 	if (shard && !manifest) {
@@ -338,7 +374,7 @@ int cli_attribute(int argc, char **argv)
 		rc = service_attribute(worker, bytes, len, &ro, &job, &out, &err);
 	free(bytes);
 	if (rc == 0)
-		rc = write_outputs(&out, out_dir, raw_path, &err);
+		rc = write_outputs(&out, out_dir, raw_path, (enum npy_format)raw_format, &err);
 	if (rc < 0) {
 		fprintf(stderr, "igserve attribute: %s: %s\n", images[0], err.message);
 		cli_print_error_json(images[0], &err);

@@ -137,12 +137,12 @@ static int write_line_outputs(struct service *svc, struct attribute_result *res,
 		rc = write_path_views(res, dir, id, err);
 	char path[4096];
 	if (rc == 0 && res->options.raw_npy) {
-		const size_t shape[3] = {(size_t)res->attr.size, (size_t)res->attr.size, 3};
 		unsigned char *npy = NULL;
 		size_t len = 0;
 		if (out_path(path, sizeof path, dir, id, ".npy"))
 			return igs_fail(err, IGS_ERR_IO, "%s: output path too long", dir);
-		rc = npy_encode_f32(res->attr.attr, shape, 3, &npy, &len, err);
+		rc = npy_encode_attributions(res->attr.attr, res->attr.size,
+		                             res->options.raw_format, &npy, &len, err);
 		if (rc == 0)
 			rc = file_write_atomic(path, npy, len, err);
 		free(npy);

@@ -64,6 +64,7 @@ static const char *const heatmap_names[HEATMAP_KINDS] = {
     "channel_r",  "channel_g", "channel_b", "overlay_full",
     /* the notebook's views (issue 15) */
     "channel_r_deviation", "channel_g_deviation", "channel_b_deviation",
+    "masked_image", "alpha_scaling",
 };
 
 const char *heatmap_name(unsigned bit)

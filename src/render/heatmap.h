@@ -42,14 +42,17 @@
 #define HEATMAP_CHANNEL_R_DEVIATION (1u << 8)
 #define HEATMAP_CHANNEL_G_DEVIATION (1u << 9)
 #define HEATMAP_CHANNEL_B_DEVIATION (1u << 10)
-#define HEATMAP_KINDS 11
+/* Captum-like maps drawn by heatmap_render_styled only (heatmap_style.h) */
+#define HEATMAP_MASKED_IMAGE (1u << 11)  /* the input times the scaled map */
+#define HEATMAP_ALPHA_SCALING (1u << 12) /* the input, the scaled map as its opacity (RGBA) */
+#define HEATMAP_KINDS 13
 #define HEATMAP_DEFAULT 0x7fu /* the seven the contract lists */
-#define HEATMAP_ALL 0x7ffu
+#define HEATMAP_ALL 0x1fffu
 /* The last bit, for loops over the maps in answer order. */
 #define HEATMAP_LAST (1u << (HEATMAP_KINDS - 1))
 
 struct heatmap_image {
-	int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
+	int width, height, channels; /* channels: 1 (gray), 3 (RGB) or 4 (RGBA) */
 	uint8_t *pixels;             /* height*width*channels, owned */
 };
 

@@ -59,10 +59,10 @@ static void on_warning(png_structp png, png_const_charp msg)
 
 int png_encode_check(int width, int height, int channels, struct igs_error *err)
 {
-	if (width < 1 || height < 1 || width > PNG_ENCODE_MAX_SIDE || height > PNG_ENCODE_MAX_SIDE ||
-	    (channels != 1 && channels != 3))
+	if (width < 1 || height < 1 || width > PNG_ENCODE_MAX_SIDE ||
+	    height > PNG_ENCODE_MAX_SIDE || (channels != 1 && channels != 3 && channels != 4))
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "png: cannot encode %dx%d with %d channels (sides 1..%d, 1 or 3 "
+		                "png: cannot encode %dx%d with %d channels (sides 1..%d, 1, 3 or 4 "
 		                "channels)",
 		                width, height, channels, PNG_ENCODE_MAX_SIDE);
 	return 0;
@@ -94,8 +94,10 @@ int png_encode(const uint8_t *pixels, int width, int height, int channels, unsig
 	}
 	png_set_write_fn(png, &b, mem_write, mem_flush);
 	png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
-	             channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-	             PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	             channels == 4   ? PNG_COLOR_TYPE_RGB_ALPHA
+	             : channels == 3 ? PNG_COLOR_TYPE_RGB
+	                             : PNG_COLOR_TYPE_GRAY,
+	             PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
 	/* heatmaps are smooth: level 6 costs little over 1 and halves the bytes */
 	png_set_compression_level(png, 6);
 	png_write_info(png, info);

@@ -1,5 +1,5 @@
 /*
- * png_encode.h - 8-bit gray or RGB images to PNG bytes in memory (libpng).
+ * png_encode.h - 8-bit gray, RGB or RGBA images to PNG bytes in memory (libpng).
  */
 #ifndef IGSERVE_PNG_ENCODE_H
 #define IGSERVE_PNG_ENCODE_H
@@ -10,7 +10,8 @@
 #include "error.h"
 
 /*
- * png_encode - encode pixels [height][width][channels] (channels 1 or 3)
+ * png_encode - encode pixels [height][width][channels] (channels 1 gray,
+ * 3 RGB or 4 RGBA)
  * as a PNG.  *out is malloc'ed (caller frees), *len its size.  Errors:
  * IGS_ERR_BAD_OPTION (bad dimensions), IGS_ERR_NOMEM, IGS_ERR_INTERNAL
  * (libpng failed, with its message).

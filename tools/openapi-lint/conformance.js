@@ -222,7 +222,7 @@ const cases = [
 		(res) => {
 			const p = [];
 			const maps = Object.keys(res.json.heatmaps).sort().join(',');
-			if (maps !== 'channel_b,channel_b_deviation,channel_g,channel_g_deviation,channel_r,channel_r_deviation,deviation,magnitude,normalized,overlay,overlay_full')
+			if (maps !== 'alpha_scaling,channel_b,channel_b_deviation,channel_g,channel_g_deviation,channel_r,channel_r_deviation,deviation,magnitude,masked_image,normalized,overlay,overlay_full')
 				p.push(`heatmaps=all gave ${maps}`);
 			if (!res.json.attributions_npy) p.push('raw=npy gave no attributions_npy');
 			if (!res.json.path.every((pt) => pt.map)) p.push('path_maps=true gave a path point without map');
