@@ -360,16 +360,22 @@ static double difference_estimate(const float *fine, const float *coarse, size_t
 }
 
 /*
- * The next refinement's factor (quadrature_refinement_by): the spacing
- * ratio that should bring the estimate e under the tolerance, from the
+ * The next refinement's factor (quadrature_refinement_by), from the
  * observed rate.  The estimate falls as m^-p, p measured between the last
  * two rounds (e_prev at spacing q_prev times coarser; clamped to [0.5, 2],
- * 1 before there are two), so the tolerance needs a ratio of about
- * (e / tol)^(1/p); aimed at 0.85 tol so that one round usually does, and
- * at most 4 (a larger jump risks more overshoot than it saves).  The default factor (the smallest) when there is no estimate
- * yet or only the completeness error is short; smaller factors when
- * max_steps would be passed.  Gauss-Legendre doubles its order.
+ * 1 before there are two), so factor k should bring it to e / k^p.  That
+ * prediction is uncertain (the estimate wanders by about FACTOR_SPREAD in
+ * log from round to round), and a round that falls short costs another,
+ * at least doubling the points: so each k from the default to 4 is scored
+ * by its expected points, k (1 + P(short)) with P(short) from a normal
+ * model of log(e / k^p) around log(tolerance), and the cheapest wins.  (A
+ * larger jump than 4 risks more overshoot than it saves.)  The default
+ * factor when there is no estimate yet or only the completeness error is
+ * short; smaller factors when max_steps would be passed.  Gauss-Legendre
+ * doubles its order.
  */
+#define FACTOR_SPREAD 0.15
+
 static int next_factor(const struct run *r, enum quad_rule rule, int m, double e_prev, double e,
                        int q_prev)
 {
@@ -380,17 +386,22 @@ static int next_factor(const struct run *r, enum quad_rule rule, int m, double e
 	double p = 1.0;
 	if (isfinite(e_prev) && e_prev > e && e > 0 && q_prev >= 2)
 		p = fmin(fmax(log(e_prev / e) / log((double)q_prev), 0.5), 2.0);
-	double need = pow(e / (0.85 * o->tolerance), 1.0 / p);
-	int k = need >= 4 ? 4 : (int)ceil(need);
-	if (rule == RULE_RIEMANN_MIDDLE && k % 2 == 0)
-		k++;
-	for (; k > k0; k -= step) {
+	int best = k0;
+	double best_cost = INFINITY;
+	for (int k = k0; k <= 4; k += step) {
 		struct quad_refinement ref;
 		quadrature_refinement_by(rule, m, k, &ref);
-		if (ref.next_m <= o->max_steps && ref.next_m <= QUADRATURE_MAX_POINTS)
+		if (ref.next_m > o->max_steps || ref.next_m > QUADRATURE_MAX_POINTS)
 			break;
+		double z = log(o->tolerance * pow(k, p) / e) / FACTOR_SPREAD;
+		double short_by = 0.5 * erfc(z / sqrt(2.0)); /* P(the estimate stays above) */
+		double cost = k * (1.0 + short_by);
+		if (cost < best_cost) {
+			best_cost = cost;
+			best = k;
+		}
 	}
-	return k < k0 ? k0 : k;
+	return best;
 }
 
 /*
