@@ -365,10 +365,13 @@ static double difference_estimate(const float *fine, const float *coarse, size_t
  * two rounds (e_prev at spacing q_prev times coarser; clamped to [0.5, 2],
  * 1 before there are two), so factor k should bring it to e / k^p.  That
  * prediction is uncertain (the estimate wanders by about FACTOR_SPREAD in
- * log from round to round), and a round that falls short costs another,
- * at least doubling the points: so each k from the default to 4 is scored
- * by its expected points, k (1 + P(short)) with P(short) from a normal
- * model of log(e / k^p) around log(tolerance), and the cheapest wins.  (A
+ * log from round to round), and a round that falls short costs more: at
+ * least another doubling, or about the whole way to the tolerance,
+ * (e / tol)^(1/p) times m with a quarter's overshoot.  So each k from the
+ * default to 4 is scored by its expected points, P(enough) k + P(short)
+ * max(2k, 1.25 (e / tol)^(1/p)), with P from a normal model of
+ * log(e / k^p) around log(tolerance); the cheapest wins, the larger on a
+ * tie (fewer rounds).  (A
  * larger jump than 4 risks more overshoot than it saves.)  The default
  * factor when there is no estimate yet or only the completeness error is
  * short; smaller factors when max_steps would be passed.  Gauss-Legendre
@@ -394,9 +397,10 @@ static int next_factor(const struct run *r, enum quad_rule rule, int m, double e
 		if (ref.next_m > o->max_steps || ref.next_m > QUADRATURE_MAX_POINTS)
 			break;
 		double z = log(o->tolerance * pow(k, p) / e) / FACTOR_SPREAD;
-		double short_by = 0.5 * erfc(z / sqrt(2.0)); /* P(the estimate stays above) */
-		double cost = k * (1.0 + short_by);
-		if (cost < best_cost) {
+		double enough = 0.5 * erfc(-z / sqrt(2.0)); /* P(the estimate falls within) */
+		double all_the_way = 1.25 * pow(e / o->tolerance, 1.0 / p);
+		double cost = enough * k + (1.0 - enough) * fmax(2.0 * k, all_the_way);
+		if (cost <= best_cost) {
 			best_cost = cost;
 			best = k;
 		}
