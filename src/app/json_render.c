@@ -83,6 +83,35 @@ static cJSON *png_value(const struct rendered_png *png)
 	return v;
 }
 
+/* Blur IG, Guided IG and baseline sets (issue 16): their options, and the
+ * baseline as the set's text ("black+white"). */
+static void path_method_fields(cJSON *m, const struct attribute_result *res)
+{
+	const struct attr_params *o = &res->options.attr;
+	const struct attr_result *r = &res->attr;
+	if (o->method == ATTR_BLUR_IG)
+		cJSON_AddNumberToObject(m, "blur_max_sigma", o->blur_max_sigma);
+	if (o->method == ATTR_GUIDED_IG) {
+		cJSON_AddNumberToObject(m, "guided_fraction", o->guided_fraction);
+		cJSON_AddNumberToObject(m, "guided_max_dist", o->guided_max_dist);
+	}
+	if (!attribution_method_uses_baseline(o->method))
+		return;
+	char set[128];
+	attribution_baseline_set_name(o, set, sizeof set);
+	cJSON_ReplaceItemInObject(m, "baseline", cJSON_CreateString(set));
+	if (o->method == ATTR_GUIDED_IG && o->baseline == BASELINE_BLUR && !cJSON_HasObjectItem(m, "blur_sigma"))
+		cJSON_AddNumberToObject(m, "blur_sigma", o->blur_sigma);
+	if (o->baseline_count > 1 || o->baseline_samples > 0) {
+		cJSON_AddNumberToObject(m, "baseline_samples", o->baseline_samples);
+		cJSON_AddNumberToObject(m, "baselines", r->baselines_total);
+		if (r->baselines_done != r->baselines_total)
+			cJSON_AddNumberToObject(m, "baselines_done", r->baselines_done);
+		if (!cJSON_HasObjectItem(m, "seed"))
+			cJSON_AddNumberToObject(m, "seed", (double)o->seed);
+	}
+}
+
 static cJSON *method_object(const struct attribute_result *res)
 {
 	const struct attr_params *o = &res->options.attr;
@@ -123,6 +152,7 @@ static cJSON *method_object(const struct attribute_result *res)
 		cJSON_AddNumberToObject(sg, "sigma", o->smooth_sigma);
 		cJSON_AddNumberToObject(sg, "seed", (double)o->seed);
 	}
+	path_method_fields(m, res);
 	return m;
 }
 
@@ -180,7 +210,7 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
 	cJSON_AddNumberToObject(comp, "delta", r->delta);
 	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
-	if (res->options.attr.method == ATTR_INTEGRATED_GRADIENTS) {
+	if (attribution_method_is_path(res->options.attr.method)) {
 		cJSON *conv = cJSON_AddObjectToObject(root, "convergence");
 		if (isfinite(r->relative_l2))
 			cJSON_AddNumberToObject(conv, "relative_l2", r->relative_l2);
