@@ -102,21 +102,20 @@ static int eval(struct blur_run *b, const int *ks, int count, bool coarse, struc
 			int k = ks[c0 + j];
 			float *row = b->rows + (size_t)j * b->n, *fd = b->fine_diff + (size_t)j * b->n;
 			float *cd = b->coarse_diff + (size_t)j * b->n;
-			/* x_{k-1} first, x_{k+2} last: the memo carries it to the next */
+			/* x_{k+1} (x_{k+2} in the first round) last: the memo carries it
+			 * to the next point, whose x_k (x_{k-1}) it is */
 			if (coarse && (rc = blur_at(b, k - 1, cd, err)))
 				return rc;
-			if ((rc = blur_at(b, k, row, err)) || (rc = blur_at(b, k + 1, fd, err)))
+			if ((rc = blur_at(b, k + 0.5, row, err)) || (rc = blur_at(b, k, fd, err)) ||
+			    (rc = blur_at(b, k + 1, b->scratch, err)))
 				return rc;
 			for (size_t i = 0; i < b->n; i++)
-				fd[i] = row[i] - fd[i];
+				fd[i] -= b->scratch[i];
 			if (coarse) {
-				if ((rc = blur_at(b, k + 0.5, row, err)) ||
-				    (rc = blur_at(b, k + 2, b->scratch, err)))
+				if ((rc = blur_at(b, k + 2, b->scratch, err)))
 					return rc;
 				for (size_t i = 0; i < b->n; i++)
 					cd[i] -= b->scratch[i];
-			} else if ((rc = blur_at(b, k + 0.5, row, err))) {
-				return rc;
 			}
 		}
 		if ((rc = b->oracle->forward(b->oracle->ctx, b->rows, nb, b->logits, err)))
