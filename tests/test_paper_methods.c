@@ -18,6 +18,10 @@
 
 #include "attribution.h"
 #include "conv.h"
+#include "json_render.h"
+#include "png_encode.h"
+#include "service.h"
+#include <cjson/cJSON.h>
 #include "image.h"
 #include "model.h"
 #include "request_options.h"
@@ -391,6 +395,108 @@ START_TEST(test_demo_completeness)
 }
 END_TEST
 
+/* Through the service and the JSON renderer: the method's fields. */
+static cJSON *attribute_json(struct service *svc, struct service_worker *w,
+                             const unsigned char *png, size_t len, const char *const *kv)
+{
+	struct request_options o;
+	request_options_init(&o);
+	struct igs_error err = {0};
+	for (; *kv; kv += 2)
+		ck_assert_msg(request_options_set(&o, kv[0], kv[1], 0, &err) == 0, "%s", err.message);
+	o.heatmaps = 0;
+	struct job_control job;
+	job_init(&job);
+	struct attribute_result res;
+	ck_assert_msg(service_attribute(w, png, len, &o, &job, &res, &err) == 0, "%s", err.message);
+	char *text = json_render_attribute(svc, &res);
+	attribute_result_clear(&res);
+	ck_assert_ptr_nonnull(text);
+	cJSON *doc = cJSON_Parse(text);
+	free(text);
+	ck_assert_ptr_nonnull(doc);
+	return doc;
+}
+
+static const cJSON *item(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItem(o, key);
+	ck_assert_msg(v != NULL, "JSON has no %s", key);
+	return v;
+}
+
+START_TEST(test_answer_json)
+{
+	char path[4096];
+	fixture_path(path, sizeof path, "ig/tv_ig.safetensors");
+	struct service_config cfg = {.model_path = path, .input_size = 64, .max_batch = BATCH};
+	struct igs_error err = {0};
+	struct service *svc;
+	struct service_worker *w;
+	ck_assert_msg(service_open(&svc, &cfg, &err) == 0, "%s", err.message);
+	ck_assert_msg(service_worker_open(&w, svc, &err) == 0, "%s", err.message);
+	uint8_t rgb[64 * 64 * 3];
+	for (size_t i = 0; i < sizeof rgb; i++)
+		rgb[i] = (uint8_t)(i * 7 % 251);
+	unsigned char *png;
+	size_t len;
+	ck_assert_int_eq(png_encode(rgb, 64, 64, 3, &png, &len, NULL), 0);
+
+	const char *const guided[] = {"method", "guided_ig", "baseline", "black+white",
+	                              "steps", "8", NULL};
+	cJSON *doc = attribute_json(svc, w, png, len, guided);
+	const cJSON *m = item(doc, "method");
+	ck_assert_str_eq(item(m, "name")->valuestring, "guided_ig");
+	ck_assert_str_eq(item(m, "baseline")->valuestring, "black+white");
+	ck_assert_int_eq(item(m, "baselines")->valueint, 2);
+	ck_assert_int_eq(item(m, "evaluations")->valueint, 16);
+	ck_assert_double_eq(item(m, "guided_fraction")->valuedouble, 0.25);
+	ck_assert_double_eq(item(m, "guided_max_dist")->valuedouble, 0.02);
+	const cJSON *conv = item(doc, "convergence");
+	ck_assert(cJSON_IsNull(item(conv, "relative_l2")));
+	ck_assert_str_eq(item(conv, "estimator")->valuestring, "none");
+	ck_assert_int_eq(cJSON_GetArraySize(item(doc, "path")), 8);
+	cJSON_Delete(doc);
+
+	const char *const blur[] = {"method", "blur_ig", "blur_max_sigma", "12", "steps", "9", NULL};
+	doc = attribute_json(svc, w, png, len, blur);
+	m = item(doc, "method");
+	ck_assert_str_eq(item(m, "name")->valuestring, "blur_ig");
+	ck_assert(cJSON_IsNull(item(m, "baseline")));
+	ck_assert_double_eq(item(m, "blur_max_sigma")->valuedouble, 12);
+	conv = item(doc, "convergence");
+	ck_assert(cJSON_IsNumber(item(conv, "relative_l2")));
+	ck_assert_str_eq(item(conv, "estimator")->valuestring, "subrule_difference");
+	const cJSON *path_rows = item(doc, "path");
+	ck_assert_int_eq(cJSON_GetArraySize(path_rows), 9);
+	/* increasing alpha, weights 1/m */
+	double prev = -1;
+	for (int k = 0; k < 9; k++) {
+		const cJSON *row = cJSON_GetArrayItem(path_rows, k);
+		double a = item(row, "alpha")->valuedouble;
+		ck_assert_double_gt(a, prev);
+		ck_assert_double_eq_tol(item(row, "weight")->valuedouble, 1.0 / 9, 1e-12);
+		prev = a;
+	}
+	cJSON_Delete(doc);
+
+	const char *const samples[] = {"baseline", "noise", "baseline_samples", "3", "seed", "9",
+	                               "steps", "4", "method", "riemann_middle", NULL};
+	doc = attribute_json(svc, w, png, len, samples);
+	m = item(doc, "method");
+	ck_assert_str_eq(item(m, "baseline")->valuestring, "noise");
+	ck_assert_int_eq(item(m, "baseline_samples")->valueint, 3);
+	ck_assert_int_eq(item(m, "baselines")->valueint, 3);
+	ck_assert_int_eq(item(m, "seed")->valueint, 9);
+	ck_assert_int_eq(item(m, "evaluations")->valueint, 12);
+	cJSON_Delete(doc);
+
+	free(png);
+	service_worker_close(&w);
+	service_close(&svc);
+}
+END_TEST
+
 /* Options: names, limits, refusals. */
 START_TEST(test_options)
 {
@@ -474,6 +580,7 @@ int main(void)
 	tcase_add_test(tc, test_blur_ig_deadline_keeps_first_round);
 	tcase_add_test(tc, test_against_pytorch);
 	tcase_add_test(tc, test_repeat_and_baseline_mean);
+	tcase_add_test(tc, test_answer_json);
 	tcase_add_test(tc, test_demo_completeness);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
