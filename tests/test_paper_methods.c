@@ -572,12 +572,16 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("paper-methods");
-	TCase *tc = tcase_create("core");
+	/* "toy": the closed-form models (quick, e.g. under valgrind with
+	 * CK_RUN_CASE=toy); "network": the fixtures and the demo model */
+	TCase *toy = tcase_create("toy");
+	tcase_add_test(toy, test_options);
+	tcase_add_test(toy, test_linear_toy_exact);
+	tcase_add_test(toy, test_baseline_samples_seeded);
+	tcase_add_test(toy, test_blur_ig_deadline_keeps_first_round);
+	suite_add_tcase(s, toy);
+	TCase *tc = tcase_create("network");
 	tcase_set_timeout(tc, 1200);
-	tcase_add_test(tc, test_options);
-	tcase_add_test(tc, test_linear_toy_exact);
-	tcase_add_test(tc, test_baseline_samples_seeded);
-	tcase_add_test(tc, test_blur_ig_deadline_keeps_first_round);
 	tcase_add_test(tc, test_against_pytorch);
 	tcase_add_test(tc, test_repeat_and_baseline_mean);
 	tcase_add_test(tc, test_answer_json);
