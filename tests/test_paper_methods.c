@@ -350,6 +350,43 @@ START_TEST(test_blur_ig_deadline_keeps_first_round)
 }
 END_TEST
 
+/* A deadline during a set's second baseline: the first baseline's answer. */
+START_TEST(test_baseline_set_deadline)
+{
+	struct toy toy;
+	toy_init(&toy, TOY_QUADRATIC);
+	struct grad_oracle o;
+	toy_oracle(&o, &toy);
+	float x[N];
+	test_image(x);
+	struct attr_params p = opts(RULE_GAUSS_LEGENDRE, 4, BASELINE_BLACK);
+	struct attr_result black;
+	run_ok(&o, x, &p, &black);
+	toy_free(&toy);
+
+	toy_init(&toy, TOY_QUADRATIC);
+	toy_oracle(&o, &toy);
+	struct job_control job;
+	job_init(&job);
+	toy.job = &job;
+	/* batch 2: each run is one call for its two ends and two for its points */
+	toy.expire_after = 3 + 1;
+	ck_assert_int_eq(attribution_baseline_set_parse("black+white", &p), 0);
+	struct attr_result r;
+	struct igs_error err = {0};
+	ck_assert_msg(attribution_run(&o, x, &p, 2, &job, &r, &err) == 0, "%s", err.message);
+	ck_assert(r.deadline_hit);
+	ck_assert(!r.converged);
+	ck_assert_int_eq(r.baselines_done, 1);
+	ck_assert_int_eq(r.baselines_total, 2);
+	ck_assert(!memcmp(r.attr, black.attr, sizeof x));
+	ck_assert_double_eq(r.f_baseline, black.f_baseline);
+	attr_result_clear(&r);
+	attr_result_clear(&black);
+	toy_free(&toy);
+}
+END_TEST
+
 /* Completeness within 5% on the trained demo model, default options but
  * Guided IG's baseline: black (PAIR's default; from gray, the square's
  * F(x) - F(x') is a quarter of a logit and any path error is large
@@ -579,6 +616,7 @@ int main(void)
 	tcase_add_test(toy, test_linear_toy_exact);
 	tcase_add_test(toy, test_baseline_samples_seeded);
 	tcase_add_test(toy, test_blur_ig_deadline_keeps_first_round);
+	tcase_add_test(toy, test_baseline_set_deadline);
 	suite_add_tcase(s, toy);
 	TCase *tc = tcase_create("network");
 	tcase_set_timeout(tc, 1200);
