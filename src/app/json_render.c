@@ -238,6 +238,15 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	return print_and_delete(root);
 }
 
+/* Blur IG's, Guided IG's and baseline sets' defaults (issue 16). */
+static void path_method_defaults(cJSON *d, const struct attr_params *a)
+{
+	cJSON_AddNumberToObject(d, "blur_max_sigma", a->blur_max_sigma);
+	cJSON_AddNumberToObject(d, "guided_fraction", a->guided_fraction);
+	cJSON_AddNumberToObject(d, "guided_max_dist", a->guided_max_dist);
+	cJSON_AddNumberToObject(d, "baseline_samples", a->baseline_samples);
+}
+
 /* The defaults of request_options_init, by their contract names. */
 static cJSON *request_defaults_object(void)
 {
@@ -253,6 +262,7 @@ static cJSON *request_defaults_object(void)
 	cJSON_AddNullToObject(d, "tolerance");
 	cJSON_AddNumberToObject(d, "max_steps", o.attr.max_steps);
 	cJSON_AddStringToObject(d, "output", attribution_output_name(o.attr.output));
+	path_method_defaults(d, &o.attr);
 	return d;
 }
 
