@@ -106,7 +106,7 @@ static int blur_gemm(const float *restrict src, float *restrict dst, int size, d
 	size_t n = (size_t)size * size * 3;
 	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
 	float *w = calloc((size_t)size * size, sizeof *w); /* w[out][in] */
-	float *a = malloc(n * sizeof *a), *t = malloc(n * sizeof *t);
+	float *a = calloc(n, sizeof *a), *t = malloc(n * sizeof *t); /* calloc: gcc cannot see swap_xy fill it */
 	if (!kernel || !w || !a || !t) {
 		free(kernel);
 		free(w);
