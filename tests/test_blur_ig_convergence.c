@@ -70,7 +70,8 @@ START_TEST(test_blur_ig_estimate)
 		        r.relative_l2, truth, r.relative_l2 / truth);
 		ck_assert_str_eq(r.estimator, ATTR_ESTIMATOR_SUBRULE);
 		ck_assert_msg(r.relative_l2 >= truth && r.relative_l2 <= 4 * truth,
-		              "%d steps: estimate %g, true error %g", steps[c], r.relative_l2, truth);
+		              "%d steps: estimate %g, true error %g", steps[c], r.relative_l2,
+		              truth);
 		attr_result_clear(&r);
 	}
 	attr_result_clear(&ref);

@@ -242,7 +242,8 @@ START_TEST(test_baseline_samples_seeded)
 	float x[N];
 	test_image(x);
 	for (int kind = 0; kind < 2; kind++) {
-		struct attr_params p = opts(RULE_RIEMANN_MIDDLE, 6, kind ? BASELINE_BLUR : BASELINE_NOISE);
+		struct attr_params p =
+		    opts(RULE_RIEMANN_MIDDLE, 6, kind ? BASELINE_BLUR : BASELINE_NOISE);
 		p.baseline_samples = 4;
 		p.seed = 11;
 		struct attr_result a, b, c;
@@ -300,9 +301,8 @@ START_TEST(test_linear_toy_exact)
 	run_ok(&o, x, &p, &r);
 	float base[N];
 	struct igs_error err = {0};
-	ck_assert_int_eq(attribution_baseline(BASELINE_NOISE, p.blur_sigma, p.seed, x, SIZE, base,
-	                                      &err),
-	                 0);
+	ck_assert_int_eq(
+	    attribution_baseline(BASELINE_NOISE, p.blur_sigma, p.seed, x, SIZE, base, &err), 0);
 	for (int i = 0; i < N; i++) {
 		double want = ((double)x[i] - base[i]) * toy.w[0][i];
 		ck_assert_double_eq_tol(r.attr[i], want, 1e-4 * (1 + fabs(want)));
@@ -419,11 +419,13 @@ START_TEST(test_demo_completeness)
 				p.baseline = BASELINE_BLACK;
 			struct attr_result r;
 			run_ok(&t.oracle, x, &p, &r);
-			fprintf(stderr, "demo %s %s: completeness %.4f (sum %.4f, F(x) - F(start) %.4f)\n",
-			        images[im], attribution_method_name(p.method, p.rule), r.relative_error,
-			        r.sum, r.f_input - r.f_baseline);
-			ck_assert_msg(r.relative_error < 0.05, "%s %s: completeness error %g", images[im],
-			              attribution_method_name(p.method, p.rule), r.relative_error);
+			fprintf(stderr,
+			        "demo %s %s: completeness %.4f (sum %.4f, F(x) - F(start) %.4f)\n",
+			        images[im], attribution_method_name(p.method, p.rule),
+			        r.relative_error, r.sum, r.f_input - r.f_baseline);
+			ck_assert_msg(r.relative_error < 0.05, "%s %s: completeness error %g",
+			              images[im], attribution_method_name(p.method, p.rule),
+			              r.relative_error);
 			attr_result_clear(&r);
 		}
 		free(x);
@@ -440,7 +442,8 @@ static cJSON *attribute_json(struct service *svc, struct service_worker *w,
 	request_options_init(&o);
 	struct igs_error err = {0};
 	for (; *kv; kv += 2)
-		ck_assert_msg(request_options_set(&o, kv[0], kv[1], 0, &err) == 0, "%s", err.message);
+		ck_assert_msg(request_options_set(&o, kv[0], kv[1], 0, &err) == 0, "%s",
+		              err.message);
 	o.heatmaps = 0;
 	struct job_control job;
 	job_init(&job);
@@ -480,7 +483,7 @@ START_TEST(test_answer_json)
 	ck_assert_int_eq(png_encode(rgb, 64, 64, 3, &png, &len, NULL), 0);
 
 	const char *const guided[] = {"method", "guided_ig", "baseline", "black+white",
-	                              "steps", "8", NULL};
+	                              "steps",  "8",         NULL};
 	cJSON *doc = attribute_json(svc, w, png, len, guided);
 	const cJSON *m = item(doc, "method");
 	ck_assert_str_eq(item(m, "name")->valuestring, "guided_ig");
@@ -495,7 +498,8 @@ START_TEST(test_answer_json)
 	ck_assert_int_eq(cJSON_GetArraySize(item(doc, "path")), 8);
 	cJSON_Delete(doc);
 
-	const char *const blur[] = {"method", "blur_ig", "blur_max_sigma", "12", "steps", "9", NULL};
+	const char *const blur[] = {"method", "blur_ig", "blur_max_sigma", "12", "steps",
+	                            "9",      NULL};
 	doc = attribute_json(svc, w, png, len, blur);
 	m = item(doc, "method");
 	ck_assert_str_eq(item(m, "name")->valuestring, "blur_ig");
@@ -517,8 +521,9 @@ START_TEST(test_answer_json)
 	}
 	cJSON_Delete(doc);
 
-	const char *const samples[] = {"baseline", "noise", "baseline_samples", "3", "seed", "9",
-	                               "steps", "4", "method", "riemann_middle", NULL};
+	const char *const samples[] = {
+	    "baseline", "noise",  "baseline_samples", "3", "seed", "9", "steps",
+	    "4",        "method", "riemann_middle",   NULL};
 	doc = attribute_json(svc, w, png, len, samples);
 	m = item(doc, "method");
 	ck_assert_str_eq(item(m, "baseline")->valuestring, "noise");
@@ -573,7 +578,8 @@ START_TEST(test_options)
 	ck_assert_int_eq(request_options_set(&o, "baseline", "black++white", 0, &err),
 	                 IGS_ERR_BAD_OPTION);
 	ck_assert_int_eq(request_options_set(&o, "baseline",
-	                                     "gray+gray+gray+gray+gray+gray+gray+gray+gray", 0, &err),
+	                                     "gray+gray+gray+gray+gray+gray+gray+gray+gray", 0,
+	                                     &err),
 	                 IGS_ERR_BAD_OPTION);
 
 	/* refused at run time, by name */

@@ -100,7 +100,8 @@ static void path_method_fields(cJSON *m, const struct attribute_result *res)
 	char set[128];
 	attribution_baseline_set_name(o, set, sizeof set);
 	cJSON_ReplaceItemInObject(m, "baseline", cJSON_CreateString(set));
-	if (o->method == ATTR_GUIDED_IG && o->baseline == BASELINE_BLUR && !cJSON_HasObjectItem(m, "blur_sigma"))
+	if (o->method == ATTR_GUIDED_IG && o->baseline == BASELINE_BLUR &&
+	    !cJSON_HasObjectItem(m, "blur_sigma"))
 		cJSON_AddNumberToObject(m, "blur_sigma", o->blur_sigma);
 	if (o->baseline_count > 1 || o->baseline_samples > 0) {
 		cJSON_AddNumberToObject(m, "baseline_samples", o->baseline_samples);

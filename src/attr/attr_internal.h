@@ -38,8 +38,7 @@ int attr_single_run(const struct grad_oracle *oracle, const float *pixels,
                     const struct attr_params *o, int batch, struct job_control *job,
                     struct attr_result *out, struct igs_error *err);
 int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const struct attr_params *o,
-                int batch, struct job_control *job, struct attr_result *out,
-                struct igs_error *err);
+                int batch, struct job_control *job, struct attr_result *out, struct igs_error *err);
 int attr_blur_ig_run(const struct grad_oracle *oracle, const float *pixels,
                      const struct attr_params *o, int batch, struct job_control *job,
                      struct attr_result *out, struct igs_error *err);

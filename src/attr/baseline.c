@@ -88,15 +88,16 @@ static int blur(const float *restrict src, float *restrict dst, int size, double
  * two matrix products: the taps that fall past an edge are folded into
  * the edge pixel, giving a [size][size] matrix W, and the blur is W along
  * x (on the image with x and y swapped) then W along y, each one matrix
- * product over [size][size * 3] (nn's linear_backward).  blur() is kept for the blur baseline, whose
- * fixtures pin its rounding.
+ * product over [size][size * 3] (nn's linear_backward).  blur() is kept for the blur baseline,
+ * whose fixtures pin its rounding.
  */
 static void swap_xy(const float *restrict src, float *restrict dst, int size)
 {
 	for (int y = 0; y < size; y++)
 		for (int x = 0; x < size; x++)
 			for (int c = 0; c < 3; c++)
-				dst[((size_t)x * size + y) * 3 + c] = src[((size_t)y * size + x) * 3 + c];
+				dst[((size_t)x * size + y) * 3 + c] =
+				    src[((size_t)y * size + x) * 3 + c];
 }
 
 static int blur_gemm(const float *restrict src, float *restrict dst, int size, double sigma,
@@ -106,7 +107,8 @@ static int blur_gemm(const float *restrict src, float *restrict dst, int size, d
 	size_t n = (size_t)size * size * 3;
 	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
 	float *w = calloc((size_t)size * size, sizeof *w); /* w[out][in] */
-	float *a = calloc(n, sizeof *a), *t = malloc(n * sizeof *t); /* calloc: gcc cannot see swap_xy fill it */
+	/* calloc: gcc cannot see that swap_xy fills it */
+	float *a = calloc(n, sizeof *a), *t = malloc(n * sizeof *t);
 	if (!kernel || !w || !a || !t) {
 		free(kernel);
 		free(w);

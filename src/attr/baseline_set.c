@@ -111,29 +111,34 @@ int attr_methods_check_options(const struct attr_params *o, struct igs_error *er
 		                "tolerance (adaptive IG) cannot be combined with a baseline set or "
 		                "baseline_samples");
 	if (set && o->smooth != SMOOTH_NONE)
-		return igs_fail(err, IGS_ERR_BAD_OPTION,
-		                "smoothgrad cannot be combined with a baseline set or baseline_samples");
+		return igs_fail(
+		    err, IGS_ERR_BAD_OPTION,
+		    "smoothgrad cannot be combined with a baseline set or baseline_samples");
 	if (o->baseline_samples > 0) {
 		bool any = false;
 		int count = o->baseline_count > 1 ? o->baseline_count : 1;
 		for (int i = 0; i < count; i++)
 			any |= drawn(o->baseline_count > 1 ? o->baselines[i] : o->baseline);
 		if (!any)
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "baseline_samples draws noise or blur baselines: the baseline "
-			                "must include noise or blur");
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "baseline_samples draws noise or blur baselines: the baseline "
+			    "must include noise or blur");
 	}
-	if (o->method == ATTR_BLUR_IG && (!(o->blur_max_sigma > 0) ||
-	                                  o->blur_max_sigma > ATTR_BLUR_SIGMA_MAX))
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur_max_sigma must be in (0, %g], got %g",
-		                ATTR_BLUR_SIGMA_MAX, o->blur_max_sigma);
+	if (o->method == ATTR_BLUR_IG &&
+	    (!(o->blur_max_sigma > 0) || o->blur_max_sigma > ATTR_BLUR_SIGMA_MAX))
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "blur_max_sigma must be in (0, %g], got %g", ATTR_BLUR_SIGMA_MAX,
+		                o->blur_max_sigma);
 	if (o->method == ATTR_GUIDED_IG) {
 		if (!(o->guided_fraction > 0) || o->guided_fraction > 1)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "guided_fraction must be in (0, 1], got %g", o->guided_fraction);
+			                "guided_fraction must be in (0, 1], got %g",
+			                o->guided_fraction);
 		if (!(o->guided_max_dist >= 0) || o->guided_max_dist > 1)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "guided_max_dist must be in [0, 1], got %g", o->guided_max_dist);
+			                "guided_max_dist must be in [0, 1], got %g",
+			                o->guided_max_dist);
 	}
 	if ((o->method == ATTR_BLUR_IG || o->method == ATTR_GUIDED_IG) &&
 	    (o->smooth != SMOOTH_NONE || o->tolerance > 0))
@@ -211,8 +216,8 @@ int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
 				sub.seed = attribution_splitmix64(&stream);
 			} else if (o->baseline_samples > 0 && kind == BASELINE_BLUR) {
 				double u = attr_uniform01(&stream);
-				sub.blur_sigma =
-				    fmin(o->blur_sigma * pow(2.0, 2.0 * u - 1.0), ATTR_BLUR_SIGMA_MAX);
+				sub.blur_sigma = fmin(o->blur_sigma * pow(2.0, 2.0 * u - 1.0),
+				                      ATTR_BLUR_SIGMA_MAX);
 			}
 			struct attr_result r;
 			rc = attr_single_run(oracle, pixels, &sub, batch, job, &r, err);
@@ -252,7 +257,8 @@ int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
 					out->path[k].gradient_sum += r.path[k].gradient_sum;
 					out->path[k].path_derivative += r.path[k].path_derivative;
 				}
-				for (size_t i = 0; out->path_maps && i < (size_t)out->path_count * hw; i++)
+				for (size_t i = 0;
+				     out->path_maps && i < (size_t)out->path_count * hw; i++)
 					out->path_maps[i] += r.path_maps[i];
 				out->evaluations += r.evaluations;
 			}

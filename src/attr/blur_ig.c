@@ -40,9 +40,9 @@ struct blur_run {
 	float *coarse_diff; /* [batch][n] x_k - x_{k+2} (first round) */
 	float *grad;        /* [batch][n] */
 	float *logits, *d_logits;
-	double *outs;      /* [batch] F_t of each row */
-	float *memo;        /* the last blur computed, at sigma memo_sigma */
-	float *scratch;     /* [n] */
+	double *outs;   /* [batch] F_t of each row */
+	float *memo;    /* the last blur computed, at sigma memo_sigma */
+	float *scratch; /* [n] */
 	double memo_sigma;
 	double *fine, *coarse; /* [n] the two sums */
 	struct attr_point *fine_table, *coarse_table;
@@ -100,7 +100,8 @@ static int eval(struct blur_run *b, const int *ks, int count, bool coarse, struc
 		int nb = count - c0 < b->batch ? count - c0 : b->batch;
 		for (int j = 0; j < nb; j++) {
 			int k = ks[c0 + j];
-			float *row = b->rows + (size_t)j * b->n, *fd = b->fine_diff + (size_t)j * b->n;
+			float *row = b->rows + (size_t)j * b->n,
+			      *fd = b->fine_diff + (size_t)j * b->n;
 			float *cd = b->coarse_diff + (size_t)j * b->n;
 			/* x_{k+1} (x_{k+2} in the first round) last: the memo carries it
 			 * to the next point, whose x_k (x_{k-1}) it is */
@@ -122,9 +123,9 @@ static int eval(struct blur_run *b, const int *ks, int count, bool coarse, struc
 			return rc;
 		double *outs = b->outs;
 		for (int j = 0; j < nb; j++)
-			outs[j] = attr_target_output(b->o->output, b->logits + (size_t)j * b->classes,
-			                             b->classes, b->target,
-			                             b->d_logits + (size_t)j * b->classes);
+			outs[j] = attr_target_output(
+			    b->o->output, b->logits + (size_t)j * b->classes, b->classes, b->target,
+			    b->d_logits + (size_t)j * b->classes);
 		if ((rc = b->oracle->backward(b->oracle->ctx, b->d_logits, nb, b->grad, err)))
 			return rc;
 		for (int j = 0; j < nb; j++) {
@@ -145,8 +146,8 @@ static int eval(struct blur_run *b, const int *ks, int count, bool coarse, struc
 			}
 			/* tables in increasing alpha = 1 - sigma / sigma_max */
 			double alpha = 1.0 - (k + 0.5) / b->m;
-			b->fine_table[b->m - 1 - k] = (struct attr_point){
-			    alpha, 1.0 / b->m, outs[j], gsum, dfine * b->m};
+			b->fine_table[b->m - 1 - k] =
+			    (struct attr_point){alpha, 1.0 / b->m, outs[j], gsum, dfine * b->m};
 			if (coarse)
 				b->coarse_table[b->m / 3 - 1 - k / 3] = (struct attr_point){
 				    alpha, 3.0 / b->m, outs[j], gsum, dcoarse * b->m / 3};
@@ -259,9 +260,10 @@ int attr_blur_ig_run(const struct grad_oracle *oracle, const float *pixels,
 	out->logits = malloc(C * sizeof *out->logits);
 	out->baseline = malloc(b.n * sizeof *out->baseline);
 	int rc = 0;
-	if (!b.rows || !b.fine_diff || !b.coarse_diff || !b.grad || !b.logits || !b.d_logits || !b.outs || !b.scratch ||
-	    !b.memo || !b.fine || !b.coarse || !b.fine_table || !b.coarse_table || !ks ||
-	    (o->path_maps && !b.maps) || !out->attr || !out->logits || !out->baseline) {
+	if (!b.rows || !b.fine_diff || !b.coarse_diff || !b.grad || !b.logits || !b.d_logits ||
+	    !b.outs || !b.scratch || !b.memo || !b.fine || !b.coarse || !b.fine_table ||
+	    !b.coarse_table || !ks || (o->path_maps && !b.maps) || !out->attr || !out->logits ||
+	    !out->baseline) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "blur_ig: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -325,7 +327,9 @@ int attr_blur_ig_run(const struct grad_oracle *oracle, const float *pixels,
 					f2 += (double)out->attr[i] * out->attr[i];
 				}
 				/* q = 3: ||fine - coarse|| / ||fine|| / (q - 1) */
-				out->relative_l2 = f2 > 0 ? sqrt(d2 / f2) / 2.0 : d2 > 0 ? INFINITY : 0.0;
+				out->relative_l2 = f2 > 0   ? sqrt(d2 / f2) / 2.0
+				                   : d2 > 0 ? INFINITY
+				                            : 0.0;
 				out->estimator = ATTR_ESTIMATOR_SUBRULE;
 				report(&b, out->attr, 2, out->relative_error, out->relative_l2);
 			}

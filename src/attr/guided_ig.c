@@ -110,7 +110,8 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 	memcpy(out->logits, logits, (size_t)classes * sizeof *logits);
 	const int target = out->target = attr_resolve_target(o, logits, classes);
 	const double f_input = attr_target_output(o->output, logits, classes, target, NULL);
-	const double f_base = attr_target_output(o->output, logits + classes, classes, target, NULL);
+	const double f_base =
+	    attr_target_output(o->output, logits + classes, classes, target, NULL);
 	const double want = f_input - f_base;
 	double l1_total = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -123,10 +124,11 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 	for (int s = 0; s < m && l1_total > 0; s++) {
 		if ((rc = job_check(job, "attribution", err))) {
 			if (rc == IGS_ERR_DEADLINE)
-				igs_fail(err, rc,
-				         "attribution deadline passed after %d of %d Guided IG steps "
-				         "(a partial path has no answer)",
-				         s, m);
+				igs_fail(
+				    err, rc,
+				    "attribution deadline passed after %d of %d Guided IG steps "
+				    "(a partial path has no answer)",
+				    s, m);
 			goto done;
 		}
 		double l1_here = 0;
@@ -141,7 +143,8 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 			goto done;
 
 		const double alpha = (s + 1.0) / m;
-		const double a_min = fmax(alpha - max_dist, 0.0), a_max = fmin(alpha + max_dist, 1.0);
+		const double a_min = fmax(alpha - max_dist, 0.0),
+		             a_max = fmin(alpha + max_dist, 1.0);
 		const double l1_target = l1_total * (1.0 - (s + 1.0) / m);
 		double step_sum = 0; /* sum of this step's (x_new - x_old) * g */
 		for (int moves = 0; moves < GUIDED_MAX_MOVES_PER_STEP; moves++) {
@@ -203,15 +206,16 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 		if (out->path_maps) {
 			float *map = out->path_maps + (size_t)s * hw;
 			for (size_t px = 0; px < hw; px++)
-				map[px] =
-				    fabsf(grad[3 * px]) + fabsf(grad[3 * px + 1]) + fabsf(grad[3 * px + 2]);
+				map[px] = fabsf(grad[3 * px]) + fabsf(grad[3 * px + 1]) +
+				          fabsf(grad[3 * px + 2]);
 		}
 		out->evaluations++;
 		if (job && job->progress) {
 			const struct job_progress p = {
 			    .points_done = s + 1,
 			    .points_total = m,
-			    .relative_error = fabs(running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0),
+			    .relative_error =
+			        fabs(running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0),
 			    .relative_l2 = NAN,
 			};
 			job->progress(job->progress_ctx, &p);
