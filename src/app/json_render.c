@@ -83,6 +83,36 @@ static cJSON *png_value(const struct rendered_png *png)
 	return v;
 }
 
+/* Blur IG, Guided IG and baseline sets (issue 16): their options, and the
+ * baseline as the set's text ("black+white"). */
+static void path_method_fields(cJSON *m, const struct attribute_result *res)
+{
+	const struct attr_params *o = &res->options.attr;
+	const struct attr_result *r = &res->attr;
+	if (o->method == ATTR_BLUR_IG)
+		cJSON_AddNumberToObject(m, "blur_max_sigma", o->blur_max_sigma);
+	if (o->method == ATTR_GUIDED_IG) {
+		cJSON_AddNumberToObject(m, "guided_fraction", o->guided_fraction);
+		cJSON_AddNumberToObject(m, "guided_max_dist", o->guided_max_dist);
+	}
+	if (!attribution_method_uses_baseline(o->method))
+		return;
+	char set[128];
+	attribution_baseline_set_name(o, set, sizeof set);
+	cJSON_ReplaceItemInObject(m, "baseline", cJSON_CreateString(set));
+	if (o->method == ATTR_GUIDED_IG && o->baseline == BASELINE_BLUR &&
+	    !cJSON_HasObjectItem(m, "blur_sigma"))
+		cJSON_AddNumberToObject(m, "blur_sigma", o->blur_sigma);
+	if (o->baseline_count > 1 || o->baseline_samples > 0) {
+		cJSON_AddNumberToObject(m, "baseline_samples", o->baseline_samples);
+		cJSON_AddNumberToObject(m, "baselines", r->baselines_total);
+		if (r->baselines_done != r->baselines_total)
+			cJSON_AddNumberToObject(m, "baselines_done", r->baselines_done);
+		if (!cJSON_HasObjectItem(m, "seed"))
+			cJSON_AddNumberToObject(m, "seed", (double)o->seed);
+	}
+}
+
 static cJSON *method_object(const struct attribute_result *res)
 {
 	const struct attr_params *o = &res->options.attr;
@@ -123,6 +153,7 @@ static cJSON *method_object(const struct attribute_result *res)
 		cJSON_AddNumberToObject(sg, "sigma", o->smooth_sigma);
 		cJSON_AddNumberToObject(sg, "seed", (double)o->seed);
 	}
+	path_method_fields(m, res);
 	return m;
 }
 
@@ -209,7 +240,7 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
 	cJSON_AddNumberToObject(comp, "delta", r->delta);
 	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
-	if (res->options.attr.method == ATTR_INTEGRATED_GRADIENTS) {
+	if (attribution_method_is_path(res->options.attr.method)) {
 		cJSON *conv = cJSON_AddObjectToObject(root, "convergence");
 		if (isfinite(r->relative_l2))
 			cJSON_AddNumberToObject(conv, "relative_l2", r->relative_l2);
@@ -238,6 +269,15 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	return print_and_delete(root);
 }
 
+/* Blur IG's, Guided IG's and baseline sets' defaults (issue 16). */
+static void path_method_defaults(cJSON *d, const struct attr_params *a)
+{
+	cJSON_AddNumberToObject(d, "blur_max_sigma", a->blur_max_sigma);
+	cJSON_AddNumberToObject(d, "guided_fraction", a->guided_fraction);
+	cJSON_AddNumberToObject(d, "guided_max_dist", a->guided_max_dist);
+	cJSON_AddNumberToObject(d, "baseline_samples", a->baseline_samples);
+}
+
 /* The defaults of request_options_init, by their contract names. */
 static cJSON *request_defaults_object(void)
 {
@@ -253,6 +293,7 @@ static cJSON *request_defaults_object(void)
 	cJSON_AddNullToObject(d, "tolerance");
 	cJSON_AddNumberToObject(d, "max_steps", o.attr.max_steps);
 	cJSON_AddStringToObject(d, "output", attribution_output_name(o.attr.output));
+	path_method_defaults(d, &o.attr);
 	return d;
 }
 

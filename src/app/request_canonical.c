@@ -18,10 +18,10 @@
  * text, then update the numbers.
  */
 #if defined(__x86_64__) && defined(__LP64__)
-_Static_assert(sizeof(struct request_options) == 192,
+_Static_assert(sizeof(struct request_options) == 256,
                "struct request_options changed: add the new option to "
                "request_options_canonical, then update this size");
-_Static_assert(sizeof(struct attr_params) == 88,
+_Static_assert(sizeof(struct attr_params) == 152,
                "struct attr_params changed: add the new field to "
                "request_options_canonical, then update this size");
 #endif
@@ -43,6 +43,10 @@ int request_options_canonical(const struct request_options *in, char *buf, size_
 	request_options_normalized(in, &o);
 	const struct attr_params *a = &o.attr;
 	const struct heatmap_controls *hc = &o.heatmap_controls;
+	/* the baseline set, member by member ("" when there is none) */
+	char set[4 * ATTR_BASELINE_SET_MAX + 1] = "";
+	for (int i = 0; i < a->baseline_count && i < ATTR_BASELINE_SET_MAX; i++)
+		snprintf(set + strlen(set), sizeof set - strlen(set), "%d+", (int)a->baselines[i]);
 	int n = snprintf(buf, cap,
 	                 "v1;top_k=%d;include_background=%d;resize=%d;heatmaps=%u;raw_npy=%d;"
 	                 "target=%d;first_default_target=%d;method=%d;rule=%d;steps=%d;"
@@ -50,13 +54,16 @@ int request_options_canonical(const struct request_options *in, char *buf, size_
 	                 "path_maps=%d;output=%d;smooth=%d;smooth_samples=%d;smooth_sigma=%a;"
 	                 "path_views=%u;path_steps=%d;sign=%d;clip=%a;fixed=%d;scale_image=%d;"
 	                 "vmin_given=%d;vmax_given=%d;vmin=%a;vmax=%a;colormap=%d;alpha=%a;"
-	                 "raw_format=%d",
+	                 "raw_format=%d;blur_max_sigma=%a;guided_fraction=%a;guided_max_dist=%a;"
+	                 "baseline_samples=%d;baselines=%s",
 	                 o.top_k, o.include_background, (int)o.resize, o.heatmaps, o.raw_npy,
 	                 a->target, a->first_default_target, (int)a->method, (int)a->rule,
 	                 a->steps, (int)a->baseline, a->blur_sigma, a->seed, a->tolerance,
 	                 a->max_steps, a->path_maps, (int)a->output, (int)a->smooth,
 	                 a->smooth_samples, a->smooth_sigma, o.path_views, a->path_steps,
 	                 hc->sign, hc->clip, hc->fixed, hc->scale_image, hc->vmin_given,
-	                 hc->vmax_given, hc->vmin, hc->vmax, hc->colormap, hc->alpha, o.raw_format);
+	                 hc->vmax_given, hc->vmin, hc->vmax, hc->colormap, hc->alpha, o.raw_format,
+	                 a->blur_max_sigma, a->guided_fraction, a->guided_max_dist, a->baseline_samples,
+	                 set);
 	return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -253,8 +253,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		if (attribution_method_parse(value, &a->method, &a->rule) < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
 			                "method must be one of gausslegendre, riemann_left, riemann_right, "
-			                "riemann_middle, riemann_trapezoid, saliency, input_x_gradient; "
-			                "got '%s'",
+			                "riemann_middle, riemann_trapezoid, saliency, input_x_gradient, "
+			                "blur_ig, guided_ig; got '%s'",
 			                value);
 		return 0;
 	}
@@ -263,11 +263,12 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return int_in(name, value, 1, max_steps_cap, &a->steps, err);
 	}
 	if (!strcmp(name, "baseline")) {
-		int b = attribution_baseline_parse(value);
-		if (b < 0)
+		/* one baseline, or a set joined with '+' (baseline_set.c) */
+		if (attribution_baseline_set_parse(value, a) < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "baseline must be gray, black, white, blur or noise, got '%s'", value);
-		a->baseline = (enum baseline_kind)b;
+			                "baseline must be gray, black, white, blur or noise, or up to "
+			                "%d of them joined with '+' (black+white), got '%s'",
+			                ATTR_BASELINE_SET_MAX, value);
 		return 0;
 	}
 	if (!strcmp(name, "blur_sigma"))
@@ -334,6 +335,21 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 	/* ---- the notebook's views (issue 15) ---- */
 	if (!strcmp(name, "path_views"))
 		return path_view_parse(value, &o->path_views, err);
+	/* ---- Blur IG, Guided IG and baseline sets (issue 16) ---- */
+	if (!strcmp(name, "blur_max_sigma"))
+		return double_in(name, value, 0.1, ATTR_BLUR_SIGMA_MAX, &a->blur_max_sigma, err);
+	if (!strcmp(name, "guided_fraction"))
+		return double_in(name, value, 1e-6, 1, &a->guided_fraction, err);
+	if (!strcmp(name, "guided_max_dist"))
+		return double_in(name, value, 0, 1, &a->guided_max_dist, err);
+	if (!strcmp(name, "baseline_samples")) {
+		if (!strcasecmp(value, "none") || !strcmp(value, "0")) {
+			a->baseline_samples = 0;
+			return 0;
+		}
+		return int_in(name, value, 1, max_steps_cap, &a->baseline_samples, err);
+	}
+	/* ---- end of Blur IG, Guided IG and baseline sets ---- */
 	return igs_fail(err, IGS_ERR_BAD_OPTION, "unknown option '%s'", name_in);
 }
 
@@ -374,7 +390,12 @@ long long request_options_evaluations(const struct request_options *o)
 		if (a->tolerance > 0 && o->rule_given && a->rule == RULE_GAUSS_LEGENDRE)
 			points *= 2;
 	}
+	if (a->method == ATTR_BLUR_IG || a->method == ATTR_GUIDED_IG)
+		points = a->steps;
 	long long samples = a->smooth != SMOOTH_NONE && a->smooth_samples > 1 ? a->smooth_samples : 1;
+	/* baseline sets: one run per baseline (baseline_set.c) */
+	if (attribution_method_uses_baseline(a->method))
+		samples *= attribution_baseline_set_size(a);
 	return points * samples;
 }
 
@@ -392,7 +413,7 @@ int request_options_check_limits(const struct request_options *o, bool attributi
 	if (evals > l->max_evaluations)
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "the request asks for %lld forward+backward passes (path points "
-		                "x smoothgrad_samples; max_steps with tolerance), over this "
+		                "x smoothgrad_samples x baselines; max_steps with tolerance), over this "
 		                "server's limit of %d (--max-evaluations)",
 		                evals, l->max_evaluations);
 	return 0;

@@ -94,7 +94,8 @@ struct request_limits {
  * request_options_evaluations - the forward+backward passes the options
  * may ask for: path points (steps, or max_steps when adaptive refinement
  * may go that far; 1 for saliency and input x gradient) times SmoothGrad's
- * samples.  (Baselines and targets multiply it too once they exist.)
+ * samples, times the baselines of a baseline set (attribution_baseline_set_size;
+ * Blur IG and Guided IG: steps).  (Targets multiply it too once they exist.)
  */
 long long request_options_evaluations(const struct request_options *o);
 

@@ -33,5 +33,39 @@ void path_sketch_add(const uint32_t *code, size_t n, const float *x, const float
  * from the sketches rows[points][buckets] of a trapezoid rule that
  * refined a coarser one by q (cells of q + 1 points, in path order). */
 double path_cells_factor(const float *rows, int points, int q);
+/* Gaussian blur of src into dst ([size][size][3], separable, edges
+ * clamped, radius ceil(3 sigma)); sigma 0 copies.  sigma in [0,
+ * ATTR_BLUR_SIGMA_MAX]. */
+int attr_blur(const float *src, float *dst, int size, double sigma, struct igs_error *err);
+
+/* F_t of one logits row (the logit, or the softmax probability) and, when
+ * d_logits is not NULL, its gradient on the logits. */
+double attr_target_output(enum output_kind output, const float *logits, int classes, int target,
+                          float *d_logits);
+
+/* The target the options name, or the top-1 class among those from
+ * first_default_target on. */
+int attr_resolve_target(const struct attr_params *o, const float *logits, int classes);
+
+/* The run for one baseline (Integrated Gradients, saliency, input x
+ * gradient, Guided IG), which baseline sets repeat; Blur IG has its own. */
+int attr_single_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct attr_params *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err);
+int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const struct attr_params *o,
+                int batch, struct job_control *job, struct attr_result *out, struct igs_error *err);
+int attr_blur_ig_run(const struct grad_oracle *oracle, const float *pixels,
+                     const struct attr_params *o, int batch, struct job_control *job,
+                     struct attr_result *out, struct igs_error *err);
+int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
+                       const struct attr_params *o, struct job_control *job,
+                       struct attr_result *out, struct igs_error *err);
+/* The mean over a baseline set (attribution.h); runs attr_single_run. */
+int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
+                          const struct attr_params *o, int batch, struct job_control *job,
+                          struct attr_result *out, struct igs_error *err);
+/* The new methods' and baseline sets' option checks (0 or
+ * IGS_ERR_BAD_OPTION naming the option). */
+int attr_methods_check_options(const struct attr_params *o, struct igs_error *err);
 
 #endif

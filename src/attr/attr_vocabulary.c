@@ -30,6 +30,11 @@ void attr_params_init(struct attr_params *p)
 	    .smooth = SMOOTH_NONE,
 	    .smooth_samples = 0,
 	    .smooth_sigma = 0.15,
+	    .blur_max_sigma = 50.0,
+	    .guided_fraction = 0.25,
+	    .guided_max_dist = 0.02,
+	    .baseline_count = 0,
+	    .baseline_samples = 0,
 	};
 }
 
@@ -95,6 +100,10 @@ const char *attribution_method_name(enum attr_method method, enum quad_rule rule
 		return "saliency";
 	case ATTR_INPUT_X_GRADIENT:
 		return "input_x_gradient";
+	case ATTR_BLUR_IG:
+		return "blur_ig";
+	case ATTR_GUIDED_IG:
+		return "guided_ig";
 	case ATTR_INTEGRATED_GRADIENTS:
 		break;
 	}
@@ -113,8 +122,23 @@ int attribution_method_parse(const char *name, enum attr_method *method, enum qu
 		*method = ATTR_SALIENCY;
 	} else if (!strcasecmp(name, "input_x_gradient")) {
 		*method = ATTR_INPUT_X_GRADIENT;
+	} else if (!strcasecmp(name, "blur_ig")) {
+		*method = ATTR_BLUR_IG;
+	} else if (!strcasecmp(name, "guided_ig")) {
+		*method = ATTR_GUIDED_IG;
 	} else {
 		return -1;
 	}
 	return 0;
+}
+
+bool attribution_method_uses_baseline(enum attr_method method)
+{
+	return method == ATTR_INTEGRATED_GRADIENTS || method == ATTR_GUIDED_IG;
+}
+
+bool attribution_method_is_path(enum attr_method method)
+{
+	return method == ATTR_INTEGRATED_GRADIENTS || method == ATTR_BLUR_IG ||
+	       method == ATTR_GUIDED_IG;
 }

@@ -96,11 +96,10 @@ static void sample_input(struct run *r, int s)
 	}
 }
 
-/* F_t of one logits row and its gradient on the logits (d_logits row). */
-static double output_and_grad(const struct run *r, const float *logits, float *d_logits)
+double attr_target_output(enum output_kind output, const float *logits, int c, int t,
+                          float *d_logits)
 {
-	int c = r->classes, t = r->target;
-	if (r->o->output == OUTPUT_LOGIT) {
+	if (output == OUTPUT_LOGIT) {
 		if (d_logits) {
 			memset(d_logits, 0, (size_t)c * sizeof *d_logits);
 			d_logits[t] = 1.0f;
@@ -120,6 +119,24 @@ static double output_and_grad(const struct run *r, const float *logits, float *d
 			d_logits[j] = (float)(pt * ((j == t) - pj));
 		}
 	return pt;
+}
+
+int attr_resolve_target(const struct attr_params *o, const float *logits, int classes)
+{
+	if (o->target >= 0)
+		return o->target;
+	const int first = o->first_default_target;
+	int target = first > 0 && first < classes ? first : 0;
+	for (int j = target + 1; j < classes; j++)
+		if (logits[j] > logits[target])
+			target = j;
+	return target;
+}
+
+/* F_t of one logits row and its gradient on the logits (d_logits row). */
+static double output_and_grad(const struct run *r, const float *logits, float *d_logits)
+{
+	return attr_target_output(r->o->output, logits, r->classes, r->target, d_logits);
 }
 
 static int check_job(struct run *r, struct igs_error *err)
@@ -595,8 +612,9 @@ static int check_options(const struct grad_oracle *oracle, const struct attr_par
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "tolerance (adaptive IG) cannot be combined with smoothgrad");
 	if (o->path_maps) {
-		int points =
-		    ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps) : 1;
+		int points = ig ? (adaptive && o->max_steps > o->steps ? o->max_steps : o->steps)
+		             : attribution_method_is_path(o->method) ? o->steps
+		                                                     : 1;
 		if (points > ATTR_PATH_MAPS_MAX_POINTS)
 			return igs_fail(
 			    err, IGS_ERR_BAD_OPTION,
@@ -640,9 +658,9 @@ static void run_free(struct run *r)
 	free(r->sketches);
 }
 
-int attribution_run(const struct grad_oracle *oracle, const float *pixels,
-                    const struct attr_params *o, int batch, struct job_control *job,
-                    struct attr_result *out, struct igs_error *err)
+int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const struct attr_params *o,
+                int batch, struct job_control *job, struct attr_result *out,
+                struct igs_error *err)
 {
 	memset(out, 0, sizeof *out);
 	int rc = check_options(oracle, o, batch, err);
@@ -755,15 +773,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (rc)
 		goto fail;
 	memcpy(out->logits, r.logits, C * sizeof *out->logits);
-	int target = o->target;
-	if (target < 0) {
-		const int first = o->first_default_target;
-		target = first > 0 && first < r.classes ? first : 0;
-		for (int j = target + 1; j < r.classes; j++)
-			if (out->logits[j] > out->logits[target])
-				target = j;
-	}
-	r.target = out->target = target;
+	r.target = out->target = attr_resolve_target(o, out->logits, r.classes);
 	r.f_input = output_and_grad(&r, r.logits, NULL);
 	r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
 
@@ -814,6 +824,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, out, err)))
 		goto fail;
 	out->evaluations = r.evaluations;
+	out->baselines_done = out->baselines_total = 1;
 	free(alpha);
 	free(weight);
 	run_free(&r);
@@ -824,4 +835,35 @@ fail:
 	run_free(&r);
 	attr_result_clear(out);
 	return rc;
+}
+
+/* ---- dispatch ---- */
+
+int attr_single_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct attr_params *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err)
+{
+	if (o->method == ATTR_GUIDED_IG) {
+		memset(out, 0, sizeof *out);
+		int rc = check_options(oracle, o, batch, err);
+		return rc ? rc : attr_guided_ig_run(oracle, pixels, o, job, out, err);
+	}
+	return attr_ig_run(oracle, pixels, o, batch, job, out, err);
+}
+
+int attribution_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct attr_params *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	int rc = attr_methods_check_options(o, err);
+	if (!rc)
+		rc = check_options(oracle, o, batch, err);
+	if (rc)
+		return rc;
+	if (o->method == ATTR_BLUR_IG)
+		return attr_blur_ig_run(oracle, pixels, o, batch, job, out, err);
+	if (attribution_baseline_set_size(o) > 1 || o->baseline_count > 1)
+		return attr_baseline_set_run(oracle, pixels, o, batch, job, out, err);
+	return attr_single_run(oracle, pixels, o, batch, job, out, err);
 }

@@ -19,6 +19,7 @@
 #define IGSERVE_ATTRIBUTION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -34,6 +35,8 @@ enum attr_method {
 	ATTR_INTEGRATED_GRADIENTS, /* IG with the quadrature `rule` */
 	ATTR_SALIENCY,             /* plain gradient dF/dx */
 	ATTR_INPUT_X_GRADIENT,     /* x * dF/dx */
+	ATTR_BLUR_IG,              /* Blur IG (blur_ig.c): the path from a blur of x to x */
+	ATTR_GUIDED_IG,            /* Guided IG (guided_ig.c): an adaptive path from x' */
 };
 
 enum baseline_kind {
@@ -56,6 +59,9 @@ enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
  * blur that is by then the image's mean anyway). */
 #define ATTR_BLUR_SIGMA_MAX 100.0
 
+/* The most members of a baseline set ("black+white+noise"). */
+#define ATTR_BASELINE_SET_MAX 8
+
 struct attr_params {
 	int target;                  /* -1: the top-1 class */
 	int first_default_target;    /* 0; the top-1 default is taken among classes >= this
@@ -75,6 +81,16 @@ struct attr_params {
 	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
 	/* ---- the notebook's views (issue 15) ---- */
 	bool path_steps; /* per-path-point signed attribution steps, RGB (path_steps below) */
+	/* ---- Blur IG, Guided IG and baseline sets (issue 16) ---- */
+	double blur_max_sigma;  /* 50: Blur IG's path starts at this blur (pixels, <= 100) */
+	double guided_fraction; /* 0.25: Guided IG moves this fraction of features per move */
+	double guided_max_dist; /* 0.02: how far (in alpha) Guided IG may leave the straight line */
+	/* A baseline set ("black+white"): with baseline_count >= 2 the run is the
+	 * mean over baselines[0..count-1] (baseline is then baselines[0]); 0 or
+	 * 1: `baseline` alone. */
+	int baseline_count;
+	enum baseline_kind baselines[ATTR_BASELINE_SET_MAX];
+	int baseline_samples; /* 0: off; N: N draws of each noise or blur member */
 };
 
 /* The defaults listed above. */
@@ -187,6 +203,9 @@ struct attr_result {
 	bool converged;    /* adaptive: relative_l2 and relative_error <= tolerance;
 	                    * otherwise: every requested point was evaluated */
 	bool deadline_hit; /* stopped at the deadline with a coarser answer */
+	/* baseline sets: baselines averaged, and how many were asked for (1
+	 * without a set; fewer done at a deadline) */
+	int baselines_done, baselines_total;
 };
 
 /*
@@ -233,6 +252,25 @@ void attr_result_clear(struct attr_result *r);
  */
 int attribution_baseline(enum baseline_kind kind, double blur_sigma, uint64_t seed, const float *x,
                          int size, float *out, struct igs_error *err);
+
+/*
+ * Baseline sets (baseline_set.c).  attribution_baseline_set_parse reads
+ * "black", "black+white", ... (at most ATTR_BASELINE_SET_MAX members) into
+ * p->baseline, p->baselines and p->baseline_count; -1 (nothing changed) on
+ * an unknown member or too many.  attribution_baseline_set_name writes the
+ * set back as text ("black+white"; the single name without a set).
+ * attribution_baseline_set_size: the baselines a run averages, counting
+ * baseline_samples draws of each noise or blur member (1 without a set).
+ */
+int attribution_baseline_set_parse(const char *text, struct attr_params *p);
+void attribution_baseline_set_name(const struct attr_params *p, char *buf, size_t size);
+int attribution_baseline_set_size(const struct attr_params *p);
+/* Whether the method's path starts at a baseline it takes from `baseline`
+ * (Integrated Gradients, Guided IG). */
+bool attribution_method_uses_baseline(enum attr_method method);
+/* Whether the method integrates along a path and reports convergence (IG,
+ * Blur IG, Guided IG). */
+bool attribution_method_is_path(enum attr_method method);
 
 /* splitmix64 (Steele et al. 2014): the PRNG of the noise baseline and of
  * SmoothGrad, exposed for tests. */

@@ -6,6 +6,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
 
 #include "attr_internal.h"
 
@@ -77,6 +80,83 @@ static int blur(const float *restrict src, float *restrict dst, int size, double
 	free(kernel);
 	free(tmp);
 	return 0;
+}
+
+/*
+ * The same Gaussian (weights exp(-d^2 / 2 sigma^2), |d| <= ceil(3 sigma),
+ * normalized; edges clamped) as blur() above, for Blur IG's many blurs, as
+ * two matrix products: the taps that fall past an edge are folded into
+ * the edge pixel, giving a [size][size] matrix W, and the blur is W along
+ * x (on the image with x and y swapped) then W along y, each one matrix
+ * product over [size][size * 3] (nn's linear_backward).  blur() is kept for the blur baseline,
+ * whose fixtures pin its rounding.
+ */
+static void swap_xy(const float *restrict src, float *restrict dst, int size)
+{
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int c = 0; c < 3; c++)
+				dst[((size_t)x * size + y) * 3 + c] =
+				    src[((size_t)y * size + x) * 3 + c];
+}
+
+static int blur_gemm(const float *restrict src, float *restrict dst, int size, double sigma,
+                     struct igs_error *err)
+{
+	int radius = (int)ceil(3.0 * sigma);
+	size_t n = (size_t)size * size * 3;
+	double *kernel = malloc((size_t)(2 * radius + 1) * sizeof *kernel);
+	float *w = calloc((size_t)size * size, sizeof *w); /* w[out][in] */
+	/* calloc: gcc cannot see that swap_xy fills it */
+	float *a = calloc(n, sizeof *a), *t = malloc(n * sizeof *t);
+	if (!kernel || !w || !a || !t) {
+		free(kernel);
+		free(w);
+		free(a);
+		free(t);
+		return igs_fail(err, IGS_ERR_NOMEM, "blur: out of memory");
+	}
+	double total = 0;
+	for (int d = -radius; d <= radius; d++)
+		total += kernel[d + radius] = exp(-(double)d * d / (2.0 * sigma * sigma));
+	for (int x = 0; x < size; x++) {
+		double folded[2] = {0, 0}; /* past the left, the right edge */
+		for (int d = -radius; d <= radius; d++) {
+			double k = kernel[d + radius] / total;
+			if (x + d < 0)
+				folded[0] += k;
+			else if (x + d >= size)
+				folded[1] += k;
+			else
+				w[(size_t)x * size + x + d] += (float)k;
+		}
+		w[(size_t)x * size] += (float)folded[0];
+		w[(size_t)x * size + size - 1] += (float)folded[1];
+	}
+	const int cols = size * 3;
+	/* linear_backward (nn, the BLAS stage): out [n][c] = in [n][k] x m [k][c] */
+	swap_xy(src, a, size);
+	linear_backward(t, w, a, size, cols, size);
+	swap_xy(t, a, size);
+	linear_backward(dst, w, a, size, cols, size);
+	free(kernel);
+	free(w);
+	free(a);
+	free(t);
+	return 0;
+}
+
+int attr_blur(const float *src, float *dst, int size, double sigma, struct igs_error *err)
+{
+	if (sigma == 0) {
+		if (src != dst)
+			memcpy(dst, src, (size_t)size * size * 3 * sizeof *dst);
+		return 0;
+	}
+	if (!(sigma > 0) || sigma > ATTR_BLUR_SIGMA_MAX)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "blur sigma must be in [0, %g], got %g",
+		                ATTR_BLUR_SIGMA_MAX, sigma);
+	return blur_gemm(src, dst, size, sigma, err);
 }
 
 bool attr_constant_baseline(enum baseline_kind kind, float *value)

@@ -165,16 +165,18 @@ int cli_attribute(int argc, char **argv)
 	int batch = 0;
 	int threads = cli_default_threads();
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 33];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 37];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
 	OPT("target", "N", "class to explain (default: the top-1 prediction)");
 	OPT("method", "M",
 	    "gausslegendre (default), riemann_left, riemann_right, riemann_middle, "
-	    "riemann_trapezoid, saliency or input_x_gradient");
+	    "riemann_trapezoid, saliency, input_x_gradient, blur_ig or guided_ig");
 	OPT("steps", "N", "path points of the quadrature rule (50)");
-	OPT("baseline", "B", "gray (default), black, white, blur or noise");
+	OPT("baseline", "B",
+	    "gray (default), black, white, blur or noise, or several joined with '+' "
+	    "(black+white: the mean over them)");
 	OPT("blur-sigma", "PX", "Gaussian sigma of the blur baseline in input pixels (10, at most 100)");
 	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
 	OPT("tolerance", "T",
@@ -208,6 +210,13 @@ int cli_attribute(int argc, char **argv)
 	    "per-point views, comma-separated: gradient (what --path-maps draws alone), "
 	    "step_normalized, step_deviation (the signed step (x - x') * gradient, min-max or "
 	    "deviation scaled), all; naming any turns path maps on");
+	/* ---- Blur IG, Guided IG and baseline sets (issue 16) ---- */
+	OPT("blur-max-sigma", "PX", "blur_ig: the path's most blurred end, sigma in pixels (50)");
+	OPT("guided-fraction", "F", "guided_ig: fraction of features moved per move (0.25)");
+	OPT("guided-max-dist", "D",
+	    "guided_ig: how far the path may leave the straight line, in alpha (0.02)");
+	OPT("baseline-samples", "N",
+	    "average over N draws of each noise or blur baseline, seeded by --seed (0: off)");
 #undef OPT
 	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
 	                           "a 1001-class model's background class 0 may be the default "

@@ -324,10 +324,14 @@
 	// ---- 3. options ----
 
 	// Steps and refinement belong to the path rules; saliency and input x gradient have none.
+	// Blur IG and Guided IG have steps but no adaptive refinement (issue 16).
+	const NO_REFINE = ['blur_ig', 'guided_ig'];
 	function syncOptions() {
 		const path = !['saliency', 'input_x_gradient'].includes($('method').value);
-		$('steps').disabled = $('refine').disabled = !path;
-		$('tolerance').disabled = $('max-steps').disabled = !path || !$('refine').checked;
+		const refine = path && !NO_REFINE.includes($('method').value);
+		$('steps').disabled = !path;
+		$('refine').disabled = !refine;
+		$('tolerance').disabled = $('max-steps').disabled = !refine || !$('refine').checked;
 	}
 
 	function setupOptions() {
@@ -355,7 +359,7 @@
 		if (pathRule) {
 			f.steps = check($('steps'), 'Steps');
 			points = f.steps;
-			if ($('refine').checked) {
+			if ($('refine').checked && !NO_REFINE.includes(f.method)) {
 				f.tolerance = check($('tolerance'), 'Tolerance');
 				f.max_steps = check($('max-steps'), 'At most (steps)');
 				points = Math.max(points, f.max_steps);
