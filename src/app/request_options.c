@@ -194,7 +194,7 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		int k = attribution_output_parse(value);
 		if (k < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "output must be logit or probability, got '%s'", value);
+			                "output must be logit, probability or logprob, got '%s'", value);
 		a->output = (enum output_kind)k;
 		return 0;
 	}

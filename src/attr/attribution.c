@@ -28,6 +28,15 @@ void attr_result_clear(struct attr_result *r)
 
 /* ---- one run's state ---- */
 
+/* What differs between the targets of one run (the path, its forward
+ * passes and the oracle's chunks are shared). */
+struct target_state {
+	int target;
+	double f_input, f_baseline, running;
+	double *G;
+	float *prev_attr;
+};
+
 struct run {
 	const struct grad_oracle *oracle;
 	const struct attr_params *o;
@@ -64,7 +73,33 @@ struct run {
 	float *prev_attr; /* [n] the previous round's attributions */
 	struct attr_point *done_table; /* SmoothGrad: the table when the last sample finished */
 	const float *round_attr;       /* a round's attributions, for its progress report */
+	/* several targets (issue 16): the fields of target_state below are
+	 * those of target `cur`; select_target swaps them with ts[] */
+	int n_targets;
+	int cur;
+	struct target_state *ts; /* [n_targets], NULL with one target */
 };
+
+/* Make target t's state the run's (several targets only). */
+static void select_target(struct run *r, int t)
+{
+	if (!r->ts || t == r->cur)
+		return;
+	r->ts[r->cur] = (struct target_state){.target = r->target,
+	                                      .f_input = r->f_input,
+	                                      .f_baseline = r->f_baseline,
+	                                      .running = r->running,
+	                                      .G = r->G,
+	                                      .prev_attr = r->prev_attr};
+	const struct target_state *n = &r->ts[t];
+	r->target = n->target;
+	r->f_input = n->f_input;
+	r->f_baseline = n->f_baseline;
+	r->running = n->running;
+	r->G = n->G;
+	r->prev_attr = n->prev_attr;
+	r->cur = t;
+}
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
  * stream seeded by (seed, s) so any sample can be regenerated alone. */
@@ -108,6 +143,13 @@ static double output_and_grad(const struct run *r, const float *logits, float *d
 	for (int j = 0; j < c; j++)
 		z += exp((double)logits[j] - mx);
 	double pt = exp((double)logits[t] - mx) / z;
+	if (r->o->output == OUTPUT_LOGPROB) {
+		/* log p_t = z_t - logsumexp(z); d/dz_j = delta_tj - p_j */
+		if (d_logits)
+			for (int j = 0; j < c; j++)
+				d_logits[j] = (float)((j == t) - exp((double)logits[j] - mx) / z);
+		return (double)logits[t] - mx - log(z);
+	}
 	if (d_logits)
 		for (int j = 0; j < c; j++) {
 			double pj = exp((double)logits[j] - mx) / z;
@@ -165,13 +207,22 @@ static void finish_sample(struct run *r, int s)
  * Evaluate `m` points (alpha, weight) for each of r->samples samples,
  * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
  * point, or summed by the oracle and added at the end); with SmoothGrad
- * each finished sample is folded into acc1/acc2.  table[m] and
- * maps[m][hw] (may be NULL) receive the per-point rows, averaged over
- * samples; they must be zeroed by the caller.
+ * each finished sample is folded into acc1/acc2.  tables[t][m] and
+ * maps[t][m][hw] (maps may be NULL) receive target t's per-point rows,
+ * averaged over samples; they must be zeroed by the caller.
+ *
+ * Several targets share each chunk's forward pass: one forward, then one
+ * backward per target (the network keeps the forward's ReLU masks and
+ * max-pool choices through a backward, which only overwrites the
+ * activations, so a second backward with other d_logits is that of the
+ * same forward).  With the oracle's summed path each target's sum is
+ * taken (path_gradient) after its backward, before the next target's.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
-                       struct attr_point *table, float *maps, struct igs_error *err)
+                       struct attr_point *const *tables, float *const *maps_of,
+                       struct igs_error *err)
 {
+	const int T = r->n_targets;
 	long total = (long)m * r->samples;
 	int rc;
 	for (long e0 = 0; e0 < total; e0 += r->batch) {
@@ -196,6 +247,10 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		         : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
 		if (rc)
 			return rc;
+		for (int t = 0; t < T; t++) {
+		select_target(r, t);
+		struct attr_point *table = tables[t];
+		float *maps = maps_of ? maps_of[t] : NULL;
 		for (int b = 0; b < nb; b++) {
 			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
 			                                r->d_logits + (size_t)b * r->classes);
@@ -204,6 +259,13 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
 		                                          r->row_weight, r->row_sums, err)
 		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
+		if (!rc && r->summed && T > 1) {
+			/* this target's share of the chunk, before the next
+			 * target's backward adds to the oracle's sum */
+			rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
+			for (size_t i = 0; !rc && i < r->n; i++)
+				r->G[i] += r->grad[i];
+		}
 		if (rc)
 			return rc;
 		for (int b = 0; b < nb; b++) {
@@ -242,13 +304,15 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 				memcpy(r->done_table, table, (size_t)m * sizeof *table);
 			}
 		}
+		}
+		select_target(r, 0);
 		r->done += nb;
 		r->evaluations += nb;
 		report_progress(r);
 		if (r->job && r->job->yield)
 			r->job->yield(r->job->yield_ctx);
 	}
-	if (r->summed) {
+	if (r->summed && T == 1) {
 		/* the points' weighted gradient, all at once */
 		if ((rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err)))
 			return rc;
@@ -370,13 +434,16 @@ static int next_factor(const struct run *r, enum quad_rule rule, int m, double e
  * points, evaluating only the new points when the rule is nested.  Plain
  * IG stops at `final_m`; adaptive IG (final_m == 0) once relative_l2 and
  * relative_error are both within the tolerance or the next rule would
- * pass max_steps.  out holds the last completed round, so a deadline
- * mid-round returns it with converged = false.
+ * pass max_steps.  outs[t] holds target t's last completed round, so a
+ * deadline mid-round returns it with converged = false.  (Adaptive IG has
+ * one target: check_options.)
  */
 static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
-                      struct attr_result *out, struct igs_error *err)
+                      struct attr_result *outs, struct igs_error *err)
 {
 	const struct attr_params *o = r->o;
+	const int T = r->n_targets;
+	struct attr_result *out = &outs[0];
 	bool adaptive = final_m == 0;
 	int limit = adaptive ? o->max_steps : final_m;
 	double e_prev = NAN;
@@ -396,17 +463,22 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			break;
 		size_t np = (size_t)ref.new_points;
 		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
-		struct attr_point *nt = calloc(np, sizeof *nt);
-		struct attr_point *merged = calloc((size_t)ref.next_m, sizeof *merged);
-		float *nmaps = NULL, *mmaps = NULL;
-		if (out->path_maps) {
-			nmaps = calloc(np * r->hw, sizeof *nmaps);
-			mmaps = ref.reuse_scale > 0
-			            ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps)
-			            : NULL;
+		struct attr_point *nt[ATTR_TARGETS_MAX] = {0}, *merged[ATTR_TARGETS_MAX] = {0};
+		float *nmaps[ATTR_TARGETS_MAX] = {0}, *mmaps[ATTR_TARGETS_MAX] = {0};
+		bool ok = na && nw;
+		for (int t = 0; t < T; t++) {
+			nt[t] = calloc(np, sizeof *nt[t]);
+			merged[t] = calloc((size_t)ref.next_m, sizeof *merged[t]);
+			ok = ok && nt[t] && merged[t];
+			if (outs[t].path_maps) {
+				nmaps[t] = calloc(np * r->hw, sizeof *nmaps[t]);
+				mmaps[t] = ref.reuse_scale > 0
+				               ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps[t])
+				               : NULL;
+				ok = ok && nmaps[t] && (ref.reuse_scale <= 0 || mmaps[t]);
+			}
 		}
-		if (!na || !nw || !nt || !merged || (out->path_maps && !nmaps) ||
-		    (out->path_maps && ref.reuse_scale > 0 && !mmaps)) {
+		if (!ok) {
 			rc = igs_fail(err, IGS_ERR_NOMEM, "IG refinement: out of memory at %d points",
 			              ref.next_m);
 			goto round_done;
@@ -418,49 +490,61 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		if (adaptive)
 			r->total = r->done + ref.new_points;
 		/* reuse: G and the running sum scale by r; otherwise start over */
-		for (size_t i = 0; i < r->n; i++)
-			r->G[i] *= ref.reuse_scale;
-		r->running *= ref.reuse_scale;
-		rc = eval_points(r, na, nw, ref.new_points, nt, nmaps, err);
+		for (int t = 0; t < T; t++) {
+			select_target(r, t);
+			for (size_t i = 0; i < r->n; i++)
+				r->G[i] *= ref.reuse_scale;
+			r->running *= ref.reuse_scale;
+		}
+		select_target(r, 0);
+		rc = eval_points(r, na, nw, ref.new_points, nt, outs[0].path_maps ? nmaps : NULL,
+		                 err);
 		if (rc == IGS_ERR_DEADLINE) {
-			out->deadline_hit = true;
+			for (int t = 0; t < T; t++)
+				outs[t].deadline_hit = true;
 			rc = 0;
 			goto round_done;
 		}
 		if (rc)
 			goto round_done;
-		if (ref.reuse_scale > 0) {
-			for (int k = 0; k < out->path_count; k++)
-				out->path[k].weight *= ref.reuse_scale;
-			merge_points(out->path, out->path_maps, out->path_count, nt, nmaps,
-			             ref.new_points, merged, mmaps, r->hw);
-			free(out->path);
-			out->path = merged;
-			merged = NULL;
-			if (out->path_maps) {
-				free(out->path_maps);
-				out->path_maps = mmaps;
-				mmaps = NULL;
-			}
-		} else {
-			free(out->path);
-			out->path = nt;
-			nt = NULL;
-			if (out->path_maps) {
-				free(out->path_maps);
-				out->path_maps = nmaps;
-				nmaps = NULL;
-			}
-		}
-		out->path_count = ref.next_m;
-		m = ref.next_m;
-		out->steps = m;
-		memcpy(r->prev_attr, out->attr, r->n * sizeof *r->prev_attr);
-		finish_attr(r, out);
 		e_prev = out->relative_l2;
+		for (int t = 0; t < T; t++) {
+			struct attr_result *ot = &outs[t];
+			if (ref.reuse_scale > 0) {
+				for (int k = 0; k < ot->path_count; k++)
+					ot->path[k].weight *= ref.reuse_scale;
+				merge_points(ot->path, ot->path_maps, ot->path_count, nt[t], nmaps[t],
+				             ref.new_points, merged[t], mmaps[t], r->hw);
+				free(ot->path);
+				ot->path = merged[t];
+				merged[t] = NULL;
+				if (ot->path_maps) {
+					free(ot->path_maps);
+					ot->path_maps = mmaps[t];
+					mmaps[t] = NULL;
+				}
+			} else {
+				free(ot->path);
+				ot->path = nt[t];
+				nt[t] = NULL;
+				if (ot->path_maps) {
+					free(ot->path_maps);
+					ot->path_maps = nmaps[t];
+					nmaps[t] = NULL;
+				}
+			}
+			ot->path_count = ref.next_m;
+			ot->steps = ref.next_m;
+			select_target(r, t);
+			memcpy(r->prev_attr, ot->attr, r->n * sizeof *r->prev_attr);
+			finish_attr(r, ot);
+			ot->relative_l2 = difference_estimate(ot->attr, r->prev_attr, r->n, factor);
+			ot->estimator =
+			    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
+		}
+		select_target(r, 0);
+		m = ref.next_m;
 		q_prev = factor;
-		out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, factor);
-		out->estimator = ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
 		r->best_rel = out->relative_error;
 		r->best_l2 = out->relative_l2;
 		r->rounds++;
@@ -470,18 +554,23 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 	round_done:
 		free(na);
 		free(nw);
-		free(nt);
-		free(merged);
-		free(nmaps);
-		free(mmaps);
+		for (int t = 0; t < T; t++) {
+			free(nt[t]);
+			free(merged[t]);
+			free(nmaps[t]);
+			free(mmaps[t]);
+		}
 		if (rc || out->deadline_hit)
 			break;
 	}
-	if (adaptive)
-		out->converged = !out->deadline_hit && out->relative_l2 <= o->tolerance &&
-		                 out->relative_error <= o->tolerance;
-	else
-		out->converged = !out->deadline_hit;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		if (adaptive)
+			ot->converged = !ot->deadline_hit && ot->relative_l2 <= o->tolerance &&
+			                ot->relative_error <= o->tolerance;
+		else
+			ot->converged = !ot->deadline_hit;
+	}
 	return rc;
 }
 
@@ -543,6 +632,87 @@ static int check_options(const struct grad_oracle *oracle, const struct attr_par
 	return 0;
 }
 
+/* Several targets (issue 16): the checks beyond one target's. */
+static int check_targets(const struct grad_oracle *oracle, const struct attr_params *o,
+                         struct igs_error *err)
+{
+	if (o->n_targets < 1 || o->n_targets > ATTR_TARGETS_MAX)
+		return igs_fail(err, IGS_ERR_BAD_OPTION, "targets must name 1 to %d classes, got %d",
+		                ATTR_TARGETS_MAX, o->n_targets);
+	if (o->target >= 0)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "target and targets cannot both be given (targets=%d,... lists the "
+		                "class)",
+		                o->target);
+	if (o->method != ATTR_INTEGRATED_GRADIENTS && o->method != ATTR_SALIENCY &&
+	    o->method != ATTR_INPUT_X_GRADIENT)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "targets works with integrated gradients, saliency and "
+		                "input_x_gradient, not method %s",
+		                attribution_method_name(o->method, o->rule));
+	if (o->tolerance > 0 && o->method == ATTR_INTEGRATED_GRADIENTS)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "targets cannot be combined with tolerance (adaptive refinement "
+		                "chooses its points per target); give steps instead");
+	if (o->smooth != SMOOTH_NONE)
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "targets cannot be combined with smoothgrad");
+	if (o->targets_top)
+		return o->n_targets <= oracle->classes - (o->first_default_target > 0 ? 1 : 0)
+		           ? 0
+		           : igs_fail(err, IGS_ERR_BAD_OPTION,
+		                      "targets=top%d asks for more classes than the model's %d",
+		                      o->n_targets, oracle->classes);
+	for (int i = 0; i < o->n_targets; i++) {
+		if (o->targets[i] < 0 || o->targets[i] >= oracle->classes)
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "targets: class %d is out of range 0..%d", o->targets[i],
+			                oracle->classes - 1);
+		for (int j = 0; j < i; j++)
+			if (o->targets[j] == o->targets[i])
+				return igs_fail(err, IGS_ERR_BAD_OPTION,
+				                "targets lists class %d twice", o->targets[i]);
+	}
+	return 0;
+}
+
+/* The classes to explain: o->target (the top-1 when -1) with one target;
+ * targets[] or the top n_targets by logit (ties to the lower index, among
+ * classes >= first_default_target) with several. */
+static void resolve_targets(const struct attr_params *o, const float *logits, int classes,
+                            int T, int *out)
+{
+	const int first = o->first_default_target > 0 && o->first_default_target < classes
+	                      ? o->first_default_target
+	                      : 0;
+	if (T > 1 || o->n_targets > 0) {
+		if (!o->targets_top) {
+			memcpy(out, o->targets, (size_t)T * sizeof *out);
+			return;
+		}
+		for (int k = 0; k < T; k++) {
+			int best = -1;
+			for (int j = first; j < classes; j++) {
+				bool taken = false;
+				for (int i = 0; i < k; i++)
+					taken = taken || out[i] == j;
+				if (!taken && (best < 0 || logits[j] > logits[best]))
+					best = j;
+			}
+			out[k] = best;
+		}
+		return;
+	}
+	int target = o->target;
+	if (target < 0) {
+		target = first;
+		for (int j = target + 1; j < classes; j++)
+			if (logits[j] > logits[target])
+				target = j;
+	}
+	out[0] = target;
+}
+
 static void run_free(struct run *r)
 {
 	free(r->rows);
@@ -556,18 +726,26 @@ static void run_free(struct run *r)
 	free(r->row_weight);
 	free(r->row_sums);
 	free(r->xs);
+	select_target(r, 0);
 	free(r->G);
+	free(r->prev_attr);
+	for (int t = 1; r->ts && t < r->n_targets; t++) {
+		free(r->ts[t].G);
+		free(r->ts[t].prev_attr);
+	}
+	free(r->ts);
 	free(r->acc1);
 	free(r->acc2);
-	free(r->prev_attr);
 	free(r->done_table);
 }
 
-int attribution_run(const struct grad_oracle *oracle, const float *pixels,
-                    const struct attr_params *o, int batch, struct job_control *job,
-                    struct attr_result *out, struct igs_error *err)
+/* attribution_run for T targets into outs[T] (T > 1: check_targets). */
+static int run_targets(const struct grad_oracle *oracle, const float *pixels,
+                       const struct attr_params *o, int T, int batch, struct job_control *job,
+                       struct attr_result *outs, struct igs_error *err)
 {
-	memset(out, 0, sizeof *out);
+	memset(outs, 0, (size_t)T * sizeof *outs);
+	struct attr_result *out = &outs[0];
 	int rc = check_options(oracle, o, batch, err);
 	if (rc)
 		return rc;
@@ -586,6 +764,7 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	    .multiply_diff = o->method != ATTR_SALIENCY,
 	    .x = pixels,
 	    .xs_sample = -1,
+	    .n_targets = T,
 	};
 	/* saliency and input x gradient are one point at alpha = 1 from a
 	 * black baseline: x * grad is IG's one-step right Riemann sum */
@@ -611,22 +790,36 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	r.xs = malloc(r.n * sizeof *r.xs);
 	r.G = calloc(r.n, sizeof *r.G);
 	r.prev_attr = malloc(r.n * sizeof *r.prev_attr);
+	bool ok = true;
+	if (T > 1) {
+		r.ts = calloc((size_t)T, sizeof *r.ts);
+		ok = r.ts != NULL;
+		for (int t = 1; ok && t < T; t++) {
+			r.ts[t].G = calloc(r.n, sizeof *r.ts[t].G);
+			r.ts[t].prev_attr = malloc(r.n * sizeof *r.ts[t].prev_attr);
+			ok = r.ts[t].G && r.ts[t].prev_attr;
+		}
+	}
 	if (o->smooth != SMOOTH_NONE) {
 		r.acc1 = calloc(r.n, sizeof *r.acc1);
 		r.acc2 = calloc(r.n, sizeof *r.acc2);
 		r.done_table = calloc((size_t)m, sizeof *r.done_table);
 	}
-	out->attr = malloc(r.n * sizeof *out->attr);
-	out->logits = malloc(C * sizeof *out->logits);
-	out->baseline = malloc(r.n * sizeof *out->baseline);
-	out->path = calloc((size_t)(m > 0 ? m : 1), sizeof *out->path);
-	if (o->path_maps && m > 0)
-		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
-	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
-	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
-	    !r.xs || !r.G || !r.prev_attr || (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
-	    !out->logits || !out->baseline || !out->path ||
-	    (o->path_maps && m > 0 && !out->path_maps)) {
+	for (int t = 0; ok && t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		ot->attr = malloc(r.n * sizeof *ot->attr);
+		ot->logits = malloc(C * sizeof *ot->logits);
+		ot->baseline = malloc(r.n * sizeof *ot->baseline);
+		ot->path = calloc((size_t)(m > 0 ? m : 1), sizeof *ot->path);
+		if (o->path_maps && m > 0)
+			ot->path_maps = calloc((size_t)m * r.hw, sizeof *ot->path_maps);
+		ok = ot->attr && ot->logits && ot->baseline && ot->path &&
+		     (!o->path_maps || m <= 0 || ot->path_maps);
+	}
+	if (!ok || !alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits ||
+	    !r.outputs || !r.row_sample || !r.row_point || !r.positions || !r.row_weight ||
+	    !r.row_sums || !r.xs || !r.G || !r.prev_attr ||
+	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table))) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -638,12 +831,17 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	                               err)))
 		goto fail;
 	r.base = out->baseline;
-	out->size = r.size;
-	out->classes = r.classes;
-	out->adaptive = adaptive;
-	out->rule = rule;
-	out->relative_l2 = NAN;
-	out->estimator = ATTR_ESTIMATOR_NONE;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		if (t > 0)
+			memcpy(ot->baseline, out->baseline, r.n * sizeof *ot->baseline);
+		ot->size = r.size;
+		ot->classes = r.classes;
+		ot->adaptive = adaptive;
+		ot->rule = rule;
+		ot->relative_l2 = NAN;
+		ot->estimator = ATTR_ESTIMATOR_NONE;
+	}
 	if ((rc = check_job(&r, err)))
 		goto fail;
 
@@ -666,18 +864,21 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	}
 	if (rc)
 		goto fail;
-	memcpy(out->logits, r.logits, C * sizeof *out->logits);
-	int target = o->target;
-	if (target < 0) {
-		const int first = o->first_default_target;
-		target = first > 0 && first < r.classes ? first : 0;
-		for (int j = target + 1; j < r.classes; j++)
-			if (out->logits[j] > out->logits[target])
-				target = j;
+	int targets[ATTR_TARGETS_MAX];
+	resolve_targets(o, r.logits, r.classes, T, targets);
+	for (int t = T - 1; t >= 0; t--) {
+		/* the state of every target; target 0's is the run's own */
+		memcpy(outs[t].logits, r.logits, C * sizeof *outs[t].logits);
+		r.target = outs[t].target = targets[t];
+		r.f_input = output_and_grad(&r, r.logits, NULL);
+		r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
+		if (t > 0)
+			r.ts[t] = (struct target_state){.target = r.target,
+			                                .f_input = r.f_input,
+			                                .f_baseline = r.f_baseline,
+			                                .G = r.ts[t].G,
+			                                .prev_attr = r.ts[t].prev_attr};
 	}
-	r.target = out->target = target;
-	r.f_input = output_and_grad(&r, r.logits, NULL);
-	r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
 
 	/* One straight path (no SmoothGrad noise): points by position. */
 	if (oracle->path_start && oracle->forward_path && r.samples == 1) {
@@ -689,7 +890,13 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		           o->smooth == SMOOTH_NONE;
 	}
 	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
-	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, err);
+	struct attr_point *tables[ATTR_TARGETS_MAX];
+	float *maps[ATTR_TARGETS_MAX];
+	for (int t = 0; t < T; t++) {
+		tables[t] = outs[t].path;
+		maps[t] = outs[t].path_maps;
+	}
+	rc = eval_points(&r, alpha, weight, m, tables, o->path_maps ? maps : NULL, err);
 	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps) {
 		/* SmoothGrad's best so far: the samples finished (their mean
 		 * path table, kept at each sample's end) */
@@ -705,11 +912,16 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	}
 	if (rc)
 		goto fail;
-	out->path_count = m;
-	out->steps = m;
-	finish_attr(&r, out);
-	out->samples = r.acc1 ? r.samples_done : 1;
-	out->converged = !out->deadline_hit;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		ot->path_count = m;
+		ot->steps = m;
+		select_target(&r, t);
+		finish_attr(&r, ot);
+		ot->samples = r.acc1 ? r.samples_done : 1;
+		ot->converged = !ot->deadline_hit;
+	}
+	select_target(&r, 0);
 	r.have_result = true;
 	r.best_rel = out->relative_error;
 	r.best_l2 = NAN;
@@ -720,9 +932,10 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 		report_progress(&r);
 		r.round_attr = NULL;
 	}
-	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, out, err)))
+	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, outs, err)))
 		goto fail;
-	out->evaluations = r.evaluations;
+	for (int t = 0; t < T; t++)
+		outs[t].evaluations = r.evaluations;
 	free(alpha);
 	free(weight);
 	run_free(&r);
@@ -731,6 +944,38 @@ fail:
 	free(alpha);
 	free(weight);
 	run_free(&r);
-	attr_result_clear(out);
+	for (int t = 0; t < T; t++)
+		attr_result_clear(&outs[t]);
 	return rc;
+}
+
+int attribution_run(const struct grad_oracle *oracle, const float *pixels,
+                    const struct attr_params *o, int batch, struct job_control *job,
+                    struct attr_result *out, struct igs_error *err)
+{
+	if (o->n_targets > 0) {
+		memset(out, 0, sizeof *out);
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "attribution_run explains one target: targets need "
+		                "attribution_run_targets");
+	}
+	return run_targets(oracle, pixels, o, 1, batch, job, out, err);
+}
+
+int attribution_target_count(const struct attr_params *o)
+{
+	return o->n_targets > 0 ? o->n_targets : 1;
+}
+
+int attribution_run_targets(const struct grad_oracle *oracle, const float *pixels,
+                            const struct attr_params *o, int batch, struct job_control *job,
+                            struct attr_result *outs, struct igs_error *err)
+{
+	if (o->n_targets <= 0)
+		return run_targets(oracle, pixels, o, 1, batch, job, outs, err);
+	memset(outs, 0, (size_t)attribution_target_count(o) * sizeof *outs);
+	int rc = check_targets(oracle, o, err);
+	if (rc)
+		return rc;
+	return run_targets(oracle, pixels, o, o->n_targets, batch, job, outs, err);
 }

@@ -48,13 +48,18 @@ enum { BASELINE_COUNT = BASELINE_NOISE + 1 };
 enum smooth_kind { SMOOTH_NONE, SMOOTH_GRAD, SMOOTH_GRAD_SQ, SMOOTH_VARGRAD };
 enum { SMOOTH_COUNT = SMOOTH_VARGRAD + 1 };
 
-enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY };
-enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
+/* logprob: log softmax of the target, whose gradient on the logits is
+ * e_t - p (issue 16). */
+enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_LOGPROB };
+enum { OUTPUT_COUNT = OUTPUT_LOGPROB + 1 };
 
 /* The blur baseline's largest sigma: its kernel has 2 ceil(3 sigma) + 1 taps
  * per pixel and pass (601 here; at 1000 it was 6001, seconds of CPU for a
  * blur that is by then the image's mean anyway). */
 #define ATTR_BLUR_SIGMA_MAX 100.0
+
+/* Most classes one request may explain at once (targets=). */
+#define ATTR_TARGETS_MAX 16
 
 struct attr_params {
 	int target;                  /* -1: the top-1 class */
@@ -73,6 +78,10 @@ struct attr_params {
 	enum smooth_kind smooth;     /* none */
 	int smooth_samples;          /* 0 */
 	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
+	/* ---- several targets (issue 16): attribution_run_targets ---- */
+	int n_targets;                  /* 0: one target (`target`); else how many */
+	bool targets_top;               /* the top n_targets classes (targets=topK) */
+	int targets[ATTR_TARGETS_MAX]; /* the classes, without targets_top */
 };
 
 /* The defaults listed above. */
@@ -244,5 +253,27 @@ uint64_t attribution_splitmix64(uint64_t *state);
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
                     const struct attr_params *o, int batch, struct job_control *job,
                     struct attr_result *out, struct igs_error *err);
+
+/*
+ * attribution_run_targets - attribution_run for several classes at once
+ * (o->n_targets: o->targets, or the top n_targets by logit among classes
+ * >= first_default_target, ties to the lower index), into
+ * outs[attribution_target_count(o)], in that order.  The path, its points
+ * and every chunk's forward pass are shared; each chunk then runs one
+ * backward per target.  Target t's answer is the one attribution_run gives
+ * for target=targets[t], up to float rounding where the oracle sums the
+ * path (net_backward_path: each target's sum is taken per chunk rather
+ * than once at the end) and exactly otherwise.  Methods: integrated
+ * gradients, saliency, input x gradient; not with tolerance nor
+ * SmoothGrad (IGS_ERR_BAD_OPTION).  Every out gets the same `evaluations`
+ * (the points: forward passes); backward passes are that times the
+ * targets.  With n_targets 0 it is attribution_run into outs[0].  On
+ * error every out is left empty.
+ */
+int attribution_run_targets(const struct grad_oracle *oracle, const float *pixels,
+                            const struct attr_params *o, int batch, struct job_control *job,
+                            struct attr_result *outs, struct igs_error *err);
+/* The answers attribution_run_targets gives: n_targets, or 1. */
+int attribution_target_count(const struct attr_params *o);
 
 #endif
