@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "attribution.h"
+#include "faithfulness.h"
 #include "error.h"
 #include "image.h"
 
@@ -28,6 +29,10 @@ struct request_options {
 	/* whether the request named a quadrature rule, or steps: adaptive IG
 	 * picks its own otherwise (request_options_resolve) */
 	bool rule_given, steps_given;
+	/* ---- several targets and faithfulness (issue 16) ----
+	 * targets= lives in attr (n_targets, targets_top, targets) */
+	unsigned faithfulness;  /* FAITHFULNESS_* set (faithfulness.h); 0: none */
+	int faithfulness_steps; /* FAITHFULNESS_DEFAULT_STEPS */
 };
 
 /* The defaults listed above. */
@@ -62,7 +67,10 @@ struct request_limits {
  * request_options_evaluations - the forward+backward passes the options
  * may ask for: path points (steps, or max_steps when adaptive refinement
  * may go that far; 1 for saliency and input x gradient) times SmoothGrad's
- * samples.  (Baselines and targets multiply it too once they exist.)
+ * samples, times the targets (targets=: the forward passes are shared,
+ * the backward ones are not), plus faithfulness's forward passes
+ * (2 (faithfulness_steps + 1) per target with both curves, each counted
+ * as a whole evaluation).
  */
 long long request_options_evaluations(const struct request_options *o);
 
