@@ -91,7 +91,7 @@ int cli_attribute(int argc, char **argv)
 	int batch = 0;
 	int threads = cli_default_threads();
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 25];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 40];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
@@ -117,6 +117,14 @@ int cli_attribute(int argc, char **argv)
 	    "channel_r, channel_g, channel_b, all, none (default: the first seven but "
 	    "overlay_full)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
+	/* several targets and faithfulness (issue 16) */
+	OPT("targets", "LIST",
+	    "explain several classes at once: I,J,K or topK (shares the forward passes; "
+	    "not with --target, --tolerance or --smoothgrad)");
+	OPT("faithfulness", "LIST",
+	    "deletion, insertion or both (comma-separated): the target's probability as pixels "
+	    "go to the baseline in order of attribution, and its AUC");
+	OPT("faithfulness-steps", "N", "fractions of the faithfulness curves (16: 17 points)");
 #undef OPT
 	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
 	                           "a 1001-class model's background class 0 may be the default "
