@@ -142,6 +142,9 @@ struct grad_oracle {
 	 * `value` (the gray, black and white baselines), which the oracle may
 	 * keep between runs (net_constant_logits). */
 	int (*constant_logits)(void *ctx, float value, float *logits, struct igs_error *err);
+	/* Optional: forward's logits keeping nothing for a backward (net_infer,
+	 * faster): the faithfulness curves' passes (faithfulness.h). */
+	int (*infer)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold

@@ -130,7 +130,9 @@ int faithfulness_run(const struct grad_oracle *oracle, const float *pixels, cons
 				memcpy(row + 3 * p, front + 3 * p, 3 * sizeof *row);
 			}
 		}
-		if ((rc = oracle->forward(oracle->ctx, rows, nb, logits, err)))
+		rc = oracle->infer ? oracle->infer(oracle->ctx, rows, nb, logits, err)
+		                   : oracle->forward(oracle->ctx, rows, nb, logits, err);
+		if (rc)
 			goto done;
 		for (int b = 0; b < nb; b++) {
 			int e = e0 + b, k = e % per;

@@ -19,6 +19,13 @@ static int net_oracle_forward(void *ctx, const float *pixels, int n, float *logi
 	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static int net_oracle_infer(void *ctx, const float *pixels, int n, float *logits,
+                            struct igs_error *err)
+{
+	int rc = net_infer(ctx, pixels, n, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
 static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *grad,
                                struct igs_error *err)
 {
@@ -72,5 +79,6 @@ void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct
 	                          .forward_path = net_oracle_forward_path,
 	                          .backward_path = net_oracle_backward_path,
 	                          .path_gradient = net_oracle_path_gradient,
-	                          .constant_logits = net_oracle_constant_logits};
+	                          .constant_logits = net_oracle_constant_logits,
+	                          .infer = net_oracle_infer};
 }
