@@ -25,6 +25,7 @@
 #include "faithfulness.h"
 #include "image.h"
 #include "model.h"
+#include "request_options.h"
 #include "toy_oracle.h"
 
 static struct attr_params multi(enum quad_rule rule, int steps, const int *targets, int n)
@@ -423,6 +424,48 @@ START_TEST(test_toy_faithfulness_against_naive)
 }
 END_TEST
 
+/* ---- the options ---- */
+
+START_TEST(test_options_and_evaluations)
+{
+	struct request_options o;
+	struct igs_error err = {0};
+	request_options_init(&o);
+	ck_assert_int_eq(request_options_evaluations(&o), 50);
+	ck_assert_int_eq(request_options_set(&o, "targets", "top3", 0, &err), 0);
+	ck_assert(o.attr.targets_top);
+	ck_assert_int_eq(o.attr.n_targets, 3);
+	ck_assert_int_eq(request_options_evaluations(&o), 150); /* steps x targets */
+	ck_assert_int_eq(request_options_set(&o, "faithfulness", "deletion,insertion", 0, &err), 0);
+	ck_assert_uint_eq(o.faithfulness, FAITHFULNESS_DELETION | FAITHFULNESS_INSERTION);
+	/* + 2 (16 + 1) forward passes per target */
+	ck_assert_int_eq(request_options_evaluations(&o), 150 + 3 * 34);
+	ck_assert_int_eq(request_options_set(&o, "faithfulness-steps", "4", 0, &err), 0);
+	ck_assert_int_eq(request_options_evaluations(&o), 150 + 3 * 10);
+	ck_assert_int_eq(request_options_set(&o, "targets", "7,2,5,0", 0, &err), 0);
+	ck_assert(!o.attr.targets_top);
+	ck_assert_int_eq(o.attr.n_targets, 4);
+	ck_assert_int_eq(o.attr.targets[0], 7);
+	ck_assert_int_eq(o.attr.targets[3], 0);
+	ck_assert_int_eq(request_options_set(&o, "targets", "none", 0, &err), 0);
+	ck_assert_int_eq(o.attr.n_targets, 0);
+	ck_assert_int_eq(request_options_set(&o, "faithfulness", "none", 0, &err), 0);
+	ck_assert_uint_eq(o.faithfulness, 0);
+	ck_assert_int_eq(request_options_evaluations(&o), 50);
+	ck_assert_int_eq(request_options_set(&o, "output", "logprob", 0, &err), 0);
+	ck_assert_int_eq(o.attr.output, OUTPUT_LOGPROB);
+	static const char *const bad[] = {"top", "top17", "1,,2", ",1", "1,", "-1", "1,1",
+	                                  "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", "x"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(request_options_set(&o, "targets", bad[i], 0, &err) == IGS_ERR_BAD_OPTION,
+		              "targets=%s accepted", bad[i]);
+		ck_assert_int_eq(o.attr.n_targets, 0); /* a refused value leaves none */
+	}
+	ck_assert_int_eq(request_options_set(&o, "faithfulness_steps", "257", 0, &err),
+	                 IGS_ERR_BAD_OPTION);
+}
+END_TEST
+
 /* ---- the trained demo model ---- */
 
 #define BATCH 4
@@ -582,6 +625,7 @@ static Suite *suite(void)
 	tcase_add_test(toy, test_toy_targets_refusals);
 	tcase_add_test(toy, test_logprob_gradient_by_finite_differences);
 	tcase_add_test(toy, test_toy_faithfulness_against_naive);
+	tcase_add_test(toy, test_options_and_evaluations);
 	suite_add_tcase(s, toy);
 	TCase *net = tcase_create("demo");
 	tcase_add_unchecked_fixture(net, demo_open, demo_close);

@@ -103,11 +103,13 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 /* What targets_options_set answers for a name that is not its own. */
 #define NOT_THIS_BLOCK 1
 
-/* targets=I,J,K (distinct classes) or targets=topK. */
+/* targets=I,J,K (distinct classes), targets=topK, or none (one target). */
 static int parse_targets(const char *value, struct attr_params *a, struct igs_error *err)
 {
 	a->n_targets = 0;
 	a->targets_top = false;
+	if (!strcasecmp(value, "none"))
+		return 0;
 	if (!strncasecmp(value, "top", 3)) {
 		int k;
 		if (int_in("targets=top", value + 3, 1, ATTR_TARGETS_MAX, &k, NULL))
