@@ -106,10 +106,13 @@ START_TEST(test_toy_targets_equal_single_runs)
 					ck_assert_int_eq(forwards, t.forward_calls);
 					ck_assert_int_eq(backwards, 3 * t.backward_calls);
 					assert_identical(&outs[k], &one, N);
-					if (p.path_maps)
+					/* path maps: the first target's only */
+					if (p.path_maps && k == 0)
 						ck_assert(!memcmp(outs[k].path_maps, one.path_maps,
 						                  (size_t)one.path_count * SIZE * SIZE *
 						                      sizeof(float)));
+					if (k > 0)
+						ck_assert_ptr_null(outs[k].path_maps);
 					attr_result_clear(&one);
 					attr_result_clear(&outs[k]);
 				}
@@ -414,6 +417,22 @@ START_TEST(test_toy_faithfulness_against_naive)
 	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 0, 3, NULL,
 	                                  &f, &err),
 	                 IGS_ERR_BAD_OPTION);
+	/* at the deadline: no curves, and not an error */
+	struct job_control job;
+	job_init(&job);
+	job.deadline = 1e-9; /* long past */
+	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job,
+	                                  &f, &err),
+	                 0);
+	ck_assert(f.deadline_hit);
+	ck_assert_ptr_null(f.deletion);
+	ck_assert_int_eq(f.forward_passes, 0);
+	faithfulness_result_clear(&f);
+	job_init(&job);
+	atomic_store(&job.cancelled, true);
+	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job,
+	                                  &f, &err),
+	                 IGS_ERR_CANCELLED);
 	/* ties everywhere: the pixels in index order */
 	memset(attr, 0, sizeof attr);
 	int order[SIZE * SIZE];

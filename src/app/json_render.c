@@ -212,6 +212,8 @@ static cJSON *faithfulness_object(const struct faithfulness_result *f, bool *ok)
 	}
 	cJSON_AddNumberToObject(o, "steps", f->steps);
 	cJSON_AddNumberToObject(o, "forward_passes", f->forward_passes);
+	if (f->deadline_hit)
+		cJSON_AddStringToObject(o, "stopped", "deadline");
 	return o;
 }
 

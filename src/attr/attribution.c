@@ -811,10 +811,11 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 		ot->logits = malloc(C * sizeof *ot->logits);
 		ot->baseline = malloc(r.n * sizeof *ot->baseline);
 		ot->path = calloc((size_t)(m > 0 ? m : 1), sizeof *ot->path);
-		if (o->path_maps && m > 0)
+		/* path maps: the first target's only (T of them could be GBs) */
+		bool maps = o->path_maps && m > 0 && t == 0;
+		if (maps)
 			ot->path_maps = calloc((size_t)m * r.hw, sizeof *ot->path_maps);
-		ok = ot->attr && ot->logits && ot->baseline && ot->path &&
-		     (!o->path_maps || m <= 0 || ot->path_maps);
+		ok = ot->attr && ot->logits && ot->baseline && ot->path && (!maps || ot->path_maps);
 	}
 	if (!ok || !alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits ||
 	    !r.outputs || !r.row_sample || !r.row_point || !r.positions || !r.row_weight ||

@@ -270,7 +270,8 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
  * gradients, saliency, input x gradient; not with tolerance nor
  * SmoothGrad (IGS_ERR_BAD_OPTION).  Every out gets the same `evaluations`
  * (the points: forward passes); backward passes are that times the
- * targets.  With n_targets 0 it is attribution_run into outs[0].  On
+ * targets.  With path_maps only outs[0] has path maps.  With n_targets 0
+ * it is attribution_run into outs[0].  On
  * error every out is left empty.
  */
 int attribution_run_targets(const struct grad_oracle *oracle, const float *pixels,

@@ -155,5 +155,11 @@ done:
 	free(logits);
 	if (rc)
 		faithfulness_result_clear(out);
+	if (rc == IGS_ERR_DEADLINE) {
+		out->steps = steps;
+		out->deletion_auc = out->insertion_auc = NAN;
+		out->deadline_hit = true;
+		rc = 0;
+	}
 	return rc;
 }

@@ -17,6 +17,8 @@
 #ifndef IGSERVE_FAITHFULNESS_H
 #define IGSERVE_FAITHFULNESS_H
 
+#include <stdbool.h>
+
 #include "attribution.h"
 
 /* faithfulness= names: a set of these bits */
@@ -31,6 +33,7 @@ struct faithfulness_result {
 	double *insertion; /* [steps + 1] or NULL */
 	double deletion_auc, insertion_auc; /* NaN for a curve not computed */
 	int forward_passes;                 /* images run through the oracle */
+	bool deadline_hit; /* the job's deadline came first: no curves (kinds 0) */
 };
 
 void faithfulness_result_clear(struct faithfulness_result *r);
@@ -48,7 +51,9 @@ double faithfulness_auc(const double *curve, int steps);
  * faithfulness_run - the curves in `kinds` for `target`, with `pixels`,
  * `baseline` and `attr` [size][size][3] (the oracle's size), `batch`
  * images per oracle->forward.  `job` (may be NULL) is checked between
- * batches.  On error *out is empty.
+ * batches; at its deadline the result has no curves and deadline_hit set
+ * (returns 0: the attributions answered before it stay an answer).  On
+ * error *out is empty.
  */
 int faithfulness_run(const struct grad_oracle *oracle, const float *pixels, const float *baseline,
                      const float *attr, int target, unsigned kinds, int steps, int batch,
