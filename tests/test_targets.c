@@ -178,7 +178,7 @@ START_TEST(test_toy_targets_refusals)
 	float x[N];
 	test_image(x);
 	const int two[2] = {0, 1}, twice[2] = {1, 1}, far[2] = {0, CLASSES};
-	struct attr_result outs[2];
+	struct attr_result outs[ATTR_TARGETS_MAX];
 	struct igs_error err = {0};
 	struct attr_params p = multi(RULE_RIEMANN_TRAPEZOID, 8, two, 2);
 	p.tolerance = 0.01;

@@ -895,7 +895,10 @@ int attribution_run_targets(const struct grad_oracle *oracle, const float *pixel
 {
 	if (o->n_targets <= 0)
 		return run_targets(oracle, pixels, o, 1, batch, job, outs, err);
-	memset(outs, 0, (size_t)attribution_target_count(o) * sizeof *outs);
+	/* outs has attribution_target_count(o) entries: at most
+	 * ATTR_TARGETS_MAX when that is refused */
+	int count = o->n_targets < ATTR_TARGETS_MAX ? o->n_targets : ATTR_TARGETS_MAX;
+	memset(outs, 0, (size_t)count * sizeof *outs);
 	int rc = attr_check_targets(oracle, o, err);
 	if (rc)
 		return rc;
