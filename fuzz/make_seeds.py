@@ -91,6 +91,8 @@ def main():
                            "smoothgrad=vargrad&smoothgrad_samples=4&smoothgrad_sigma=0.2&seed=7",
                            "output=probability&deadline_ms=1000&path_maps=true&heatmaps=none"]):
         put("request_options", "opts%d" % i, v)
+    put("request_options", "targets",
+        "targets=top3&output=logprob&faithfulness=deletion,insertion&faithfulness_steps=4")
 
     put("safetensors", "f32", safetensors(
         {"fc.weight": ("F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4)),
