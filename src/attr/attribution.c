@@ -80,6 +80,10 @@ struct run {
 	int n_targets;
 	int cur;
 	struct target_state *ts; /* [n_targets], NULL with one target */
+	/* summed with several targets: each target's own sum in the oracle
+	 * (path_use_sum; [0] NULL: the oracle's own), or NULL: each target's
+	 * share taken per chunk */
+	float **path_sums;
 };
 
 /* Make target t's state the run's (several targets only). */
@@ -217,8 +221,10 @@ static void finish_sample(struct run *r, int s)
  * backward per target (the network keeps the forward's ReLU masks and
  * max-pool choices through a backward, which only overwrites the
  * activations, so a second backward with other d_logits is that of the
- * same forward).  With the oracle's summed path each target's sum is
- * taken (path_gradient) after its backward, before the next target's.
+ * same forward).  With the oracle's summed path each target adds into its
+ * own sum (path_sums), read at the end as with one target; an oracle
+ * without path_use_sum has each target's share taken (path_gradient) after
+ * its backward, before the next target's.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
                        struct attr_point *const *tables, float *const *maps_of,
@@ -253,6 +259,8 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		select_target(r, t);
 		struct attr_point *table = tables[t];
 		float *maps = maps_of ? maps_of[t] : NULL;
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
 		for (int b = 0; b < nb; b++) {
 			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
 			                                r->d_logits + (size_t)b * r->classes);
@@ -261,7 +269,7 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
 		                                          r->row_weight, r->row_sums, err)
 		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
-		if (!rc && r->summed && T > 1) {
+		if (!rc && r->summed && T > 1 && !r->path_sums) {
 			/* this target's share of the chunk, before the next
 			 * target's backward adds to the oracle's sum */
 			rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
@@ -307,6 +315,8 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 			}
 		}
 		}
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, NULL);
 		select_target(r, 0);
 		r->done += nb;
 		r->evaluations += nb;
@@ -314,13 +324,20 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		if (r->job && r->job->yield)
 			r->job->yield(r->job->yield_ctx);
 	}
-	if (r->summed && T == 1) {
+	for (int t = 0; r->summed && (T == 1 || r->path_sums) && t < T; t++) {
 		/* the points' weighted gradient, all at once */
-		if ((rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err)))
+		select_target(r, t);
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
+		rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, NULL);
+		if (rc)
 			return rc;
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] += r->grad[i];
 	}
+	select_target(r, 0);
 	return 0;
 }
 
@@ -655,6 +672,11 @@ static void run_free(struct run *r)
 		free(r->ts[t].prev_attr);
 	}
 	free(r->ts);
+	if (r->path_sums) /* the oracle forgets the sums freed here */
+		r->oracle->path_use_sum(r->oracle->ctx, NULL);
+	for (int t = 1; r->path_sums && t < r->n_targets; t++)
+		free(r->path_sums[t]);
+	free(r->path_sums);
 	free(r->acc1);
 	free(r->acc2);
 	free(r->done_table);
@@ -810,6 +832,19 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 		/* per-point maps need each point's pixel gradient */
 		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
 		           o->smooth == SMOOTH_NONE;
+		if (r.summed && T > 1 && oracle->path_use_sum && oracle->path_sum_count) {
+			/* each target's own sum, as a single run would keep it */
+			size_t count = oracle->path_sum_count(oracle->ctx);
+			r.path_sums = calloc((size_t)T, sizeof *r.path_sums);
+			ok = r.path_sums != NULL;
+			for (int t = 1; ok && t < T; t++)
+				ok = (r.path_sums[t] = calloc(count, sizeof *r.path_sums[t])) != NULL;
+			if (!ok) {
+				rc = igs_fail(err, IGS_ERR_NOMEM,
+				              "targets: out of memory for %d path sums", T);
+				goto fail;
+			}
+		}
 	}
 	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
 	struct attr_point *tables[ATTR_TARGETS_MAX];

@@ -145,6 +145,12 @@ struct grad_oracle {
 	/* Optional: forward's logits keeping nothing for a backward (net_infer,
 	 * faster): the faithfulness curves' passes (faithfulness.h). */
 	int (*infer)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
+	/* Optional with backward_path: several sums over one path (several
+	 * targets).  path_use_sum makes backward_path and path_gradient use
+	 * `sum` (path_sum_count floats, caller-owned, zeroed) instead of the
+	 * oracle's own sum (NULL: back to it; path_start goes back too). */
+	size_t (*path_sum_count)(void *ctx);
+	void (*path_use_sum)(void *ctx, float *sum);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold
@@ -263,10 +269,11 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
  * >= first_default_target, ties to the lower index), into
  * outs[attribution_target_count(o)], in that order.  The path, its points
  * and every chunk's forward pass are shared; each chunk then runs one
- * backward per target.  Target t's answer is the one attribution_run gives
- * for target=targets[t], up to float rounding where the oracle sums the
- * path (net_backward_path: each target's sum is taken per chunk rather
- * than once at the end) and exactly otherwise.  Methods: integrated
+ * backward per target.  Target t's answer is, bit for bit, the one
+ * attribution_run gives for target=targets[t] (the same passes and sums in
+ * the same order; an oracle that sums the path but offers no
+ * path_use_sum has each target's sum taken per chunk instead: the same up
+ * to float rounding).  Methods: integrated
  * gradients, saliency, input x gradient; not with tolerance nor
  * SmoothGrad (IGS_ERR_BAD_OPTION).  Every out gets the same `evaluations`
  * (the points: forward passes); backward passes are that times the
