@@ -52,10 +52,11 @@ START_TEST(test_targets_answer)
 	void *png = make_png(64, 64, 9, &len);
 	for (int maps = 0; maps < 2; maps++) {
 		char path[256];
-		snprintf(path, sizeof path,
-		         "/attribute?targets=top3&steps=16&method=riemann_trapezoid&raw=npy&heatmaps="
-		         "magnitude&faithfulness=deletion,insertion&faithfulness_steps=4%s",
-		         maps ? "&path_maps=true" : "");
+		snprintf(
+		    path, sizeof path,
+		    "/attribute?targets=top3&steps=16&method=riemann_trapezoid&raw=npy&heatmaps="
+		    "magnitude&faithfulness=deletion,insertion&faithfulness_steps=4%s",
+		    maps ? "&path_maps=true" : "");
 		struct reply r;
 		cJSON *doc = attribute(path, png, len, 200, &r);
 		ck_assert(doc);
@@ -63,7 +64,8 @@ START_TEST(test_targets_answer)
 		ck_assert_int_eq(cJSON_GetArraySize(list), 3);
 		/* the top-level fields are the first target's */
 		cJSON *first = cJSON_GetArrayItem(list, 0);
-		ck_assert_int_eq((int)num(doc, "target", "index"), (int)num(first, "target", "index"));
+		ck_assert_int_eq((int)num(doc, "target", "index"),
+		                 (int)num(first, "target", "index"));
 		ck_assert(num(doc, "completeness", "sum") == num(first, "completeness", "sum"));
 		ck_assert_int_eq((int)num(doc, "faithfulness", "steps"), 4);
 		/* the predictions' top 3, in order */
@@ -72,7 +74,8 @@ START_TEST(test_targets_answer)
 			cJSON *e = cJSON_GetArrayItem(list, k);
 			ck_assert_int_eq((int)num(e, "target", "index"),
 			                 (int)num(cJSON_GetArrayItem(preds, k), "index", NULL));
-			ck_assert(cJSON_GetObjectItem(cJSON_GetObjectItem(e, "heatmaps"), "magnitude"));
+			ck_assert(
+			    cJSON_GetObjectItem(cJSON_GetObjectItem(e, "heatmaps"), "magnitude"));
 			ck_assert(cJSON_IsString(cJSON_GetObjectItem(e, "attributions_npy")));
 			ck_assert(cJSON_IsObject(cJSON_GetObjectItem(e, "convergence")));
 			cJSON *f = cJSON_GetObjectItem(e, "faithfulness");
@@ -88,13 +91,17 @@ START_TEST(test_targets_answer)
 		struct reply r1;
 		cJSON *one = attribute(path, png, len, 200, &r1);
 		ck_assert(one);
-		const char *npy_multi = cJSON_GetObjectItem(second, "attributions_npy")->valuestring;
+		const char *npy_multi =
+		    cJSON_GetObjectItem(second, "attributions_npy")->valuestring;
 		const char *npy_one = cJSON_GetObjectItem(one, "attributions_npy")->valuestring;
-		double s_multi = num(second, "completeness", "sum"), s_one = num(one, "completeness", "sum");
+		double s_multi = num(second, "completeness", "sum"),
+		       s_one = num(one, "completeness", "sum");
 		ck_assert_str_eq(npy_multi, npy_one);
 		ck_assert(s_multi == s_one);
-		ck_assert(num(second, "completeness", "f_input") == num(one, "completeness", "f_input"));
-		ck_assert(num(second, "convergence", "points") == num(one, "convergence", "points"));
+		ck_assert(num(second, "completeness", "f_input") ==
+		          num(one, "completeness", "f_input"));
+		ck_assert(num(second, "convergence", "points") ==
+		          num(one, "convergence", "points"));
 		cJSON_Delete(one);
 		reply_free(&r1);
 		cJSON_Delete(doc);
@@ -109,14 +116,16 @@ START_TEST(test_logprob)
 	size_t len;
 	void *png = make_png(64, 64, 10, &len);
 	struct reply r;
-	cJSON *doc = attribute("/attribute?output=logprob&steps=8&heatmaps=none", png, len, 200, &r);
+	cJSON *doc =
+	    attribute("/attribute?output=logprob&steps=8&heatmaps=none", png, len, 200, &r);
 	ck_assert(doc);
 	double p = num(doc, "target", "probability");
 	ck_assert_double_eq_tol(num(doc, "completeness", "f_input"), log(p), 1e-5);
 	cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "path"), 0);
 	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(row, "logprob")));
-	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "method"), "output")->valuestring,
-	                 "logprob");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "method"), "output")->valuestring,
+	    "logprob");
 	cJSON_Delete(doc);
 	reply_free(&r);
 	free(png);
@@ -156,8 +165,8 @@ START_TEST(test_refusals_and_limits)
 	}
 	/* at the limit: 16 x 6 = 96, and 16 + 2 x 17 = 50 */
 	struct reply r;
-	cJSON *doc = attribute("/attribute?targets=0,1,2,3,4,5&steps=16&heatmaps=none", png, len,
-	                       200, &r);
+	cJSON *doc =
+	    attribute("/attribute?targets=0,1,2,3,4,5&steps=16&heatmaps=none", png, len, 200, &r);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "attributions")), 6);
 	cJSON_Delete(doc);
 	reply_free(&r);

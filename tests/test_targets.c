@@ -63,7 +63,8 @@ static void assert_identical(const struct attr_result *a, const struct attr_resu
 
 START_TEST(test_toy_targets_equal_single_runs)
 {
-	static const enum output_kind outputs[] = {OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_LOGPROB};
+	static const enum output_kind outputs[] = {OUTPUT_LOGIT, OUTPUT_PROBABILITY,
+	                                           OUTPUT_LOGPROB};
 	static const struct {
 		enum attr_method method;
 		enum quad_rule rule;
@@ -82,14 +83,15 @@ START_TEST(test_toy_targets_equal_single_runs)
 				toy_init(&t, TOY_QUADRATIC);
 				struct grad_oracle o;
 				toy_oracle(&o, &t);
-				struct attr_params p = multi(runs[ri].rule, runs[ri].steps, targets, 3);
+				struct attr_params p =
+				    multi(runs[ri].rule, runs[ri].steps, targets, 3);
 				p.method = runs[ri].method;
 				p.output = outputs[oi];
 				p.path_maps = ri == 0;
 				struct attr_result outs[3];
 				struct igs_error err = {0};
-				ck_assert_msg(attribution_run_targets(&o, x, &p, batch, NULL, outs, &err) ==
-				                  0,
+				ck_assert_msg(attribution_run_targets(&o, x, &p, batch, NULL, outs,
+				                                      &err) == 0,
 				              "%s", err.message);
 				const int forwards = t.forward_calls, backwards = t.backward_calls;
 				for (int k = 0; k < 3; k++) {
@@ -98,8 +100,8 @@ START_TEST(test_toy_targets_equal_single_runs)
 					q.target = targets[k];
 					struct attr_result one;
 					t.forward_calls = t.backward_calls = 0;
-					ck_assert_int_eq(attribution_run(&o, x, &q, batch, NULL, &one, &err),
-					                 0);
+					ck_assert_int_eq(
+					    attribution_run(&o, x, &q, batch, NULL, &one, &err), 0);
 					/* the forward passes are shared, the backward ones not */
 					ck_assert_int_eq(forwards, t.forward_calls);
 					ck_assert_int_eq(backwards, 3 * t.backward_calls);
@@ -107,8 +109,8 @@ START_TEST(test_toy_targets_equal_single_runs)
 					/* path maps: the first target's only */
 					if (p.path_maps && k == 0)
 						ck_assert(!memcmp(outs[k].path_maps, one.path_maps,
-						                  (size_t)one.path_count * SIZE * SIZE *
-						                      sizeof(float)));
+						                  (size_t)one.path_count * SIZE *
+						                      SIZE * sizeof(float)));
 					if (k > 0)
 						ck_assert_ptr_null(outs[k].path_maps);
 					attr_result_clear(&one);
@@ -298,7 +300,8 @@ static void naive_order(const float *attr, int hw, int *order)
 		int best = -1;
 		double bm = -1;
 		for (int p = 0; p < hw; p++) {
-			double m = fabsf(attr[3 * p]) + fabsf(attr[3 * p + 1]) + fabsf(attr[3 * p + 2]);
+			double m =
+			    fabsf(attr[3 * p]) + fabsf(attr[3 * p + 1]) + fabsf(attr[3 * p + 2]);
 			if (!used[p] && m > bm) {
 				bm = m;
 				best = p;
@@ -339,7 +342,8 @@ static void naive_curves(const struct grad_oracle *o, const float *x, const floa
 				bool ranked = false;
 				for (int i = 0; i < c; i++)
 					ranked = ranked || order[i] == p;
-				const float *src = pass == 0 ? (ranked ? base : x) : (ranked ? x : base);
+				const float *src =
+				    pass == 0 ? (ranked ? base : x) : (ranked ? x : base);
 				for (int ch = 0; ch < 3; ch++)
 					img[3 * p + ch] = src[3 * p + ch];
 			}
@@ -384,10 +388,11 @@ START_TEST(test_toy_faithfulness_against_naive)
 			naive_curves(&o, x, base, attr, target, steps, del, ins, aucs);
 			struct faithfulness_result f;
 			struct igs_error err = {0};
-			ck_assert_int_eq(faithfulness_run(&o, x, base, attr, target,
-			                                  FAITHFULNESS_DELETION | FAITHFULNESS_INSERTION,
-			                                  steps, 3, NULL, &f, &err),
-			                 0);
+			ck_assert_int_eq(
+			    faithfulness_run(&o, x, base, attr, target,
+			                     FAITHFULNESS_DELETION | FAITHFULNESS_INSERTION, steps,
+			                     3, NULL, &f, &err),
+			    0);
 			ck_assert_int_eq(f.forward_passes, 2 * (steps + 1));
 			for (int k = 0; k <= steps; k++) {
 				ck_assert_double_eq_tol(f.deletion[k], del[k], 1e-12);
@@ -398,8 +403,8 @@ START_TEST(test_toy_faithfulness_against_naive)
 			faithfulness_result_clear(&f);
 			/* one curve alone is the same curve */
 			ck_assert_int_eq(faithfulness_run(&o, x, base, attr, target,
-			                                  FAITHFULNESS_INSERTION, steps, 4, NULL, &f,
-			                                  &err),
+			                                  FAITHFULNESS_INSERTION, steps, 4, NULL,
+			                                  &f, &err),
 			                 0);
 			ck_assert_ptr_null(f.deletion);
 			ck_assert(isnan(f.deletion_auc));
@@ -412,25 +417,24 @@ START_TEST(test_toy_faithfulness_against_naive)
 		}
 	struct faithfulness_result f;
 	struct igs_error err = {0};
-	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 0, 3, NULL,
-	                                  &f, &err),
-	                 IGS_ERR_BAD_OPTION);
+	ck_assert_int_eq(
+	    faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 0, 3, NULL, &f, &err),
+	    IGS_ERR_BAD_OPTION);
 	/* at the deadline: no curves, and not an error */
 	struct job_control job;
 	job_init(&job);
 	job.deadline = 1e-9; /* long past */
-	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job,
-	                                  &f, &err),
-	                 0);
+	ck_assert_int_eq(
+	    faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job, &f, &err), 0);
 	ck_assert(f.deadline_hit);
 	ck_assert_ptr_null(f.deletion);
 	ck_assert_int_eq(f.forward_passes, 0);
 	faithfulness_result_clear(&f);
 	job_init(&job);
 	atomic_store(&job.cancelled, true);
-	ck_assert_int_eq(faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job,
-	                                  &f, &err),
-	                 IGS_ERR_CANCELLED);
+	ck_assert_int_eq(
+	    faithfulness_run(&o, x, base, attr, 0, FAITHFULNESS_DELETION, 8, 3, &job, &f, &err),
+	    IGS_ERR_CANCELLED);
 	/* ties everywhere: the pixels in index order */
 	memset(attr, 0, sizeof attr);
 	int order[SIZE * SIZE];
@@ -471,10 +475,13 @@ START_TEST(test_options_and_evaluations)
 	ck_assert_int_eq(request_options_evaluations(&o), 50);
 	ck_assert_int_eq(request_options_set(&o, "output", "logprob", 0, &err), 0);
 	ck_assert_int_eq(o.attr.output, OUTPUT_LOGPROB);
-	static const char *const bad[] = {"top", "top17", "1,,2", ",1", "1,", "-1", "1,1",
-	                                  "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", "x"};
+	static const char *const bad[] = {
+	    "top", "top17", "1,,2", ",1",
+	    "1,",  "-1",    "1,1",  "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16",
+	    "x"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		ck_assert_msg(request_options_set(&o, "targets", bad[i], 0, &err) == IGS_ERR_BAD_OPTION,
+		ck_assert_msg(request_options_set(&o, "targets", bad[i], 0, &err) ==
+		                  IGS_ERR_BAD_OPTION,
 		              "targets=%s accepted", bad[i]);
 		ck_assert_int_eq(o.attr.n_targets, 0); /* a refused value leaves none */
 	}
@@ -557,8 +564,8 @@ START_TEST(test_demo_second_of_top3_equals_single)
 			q.targets_top = false;
 			q.target = k == 0 ? -1 : outs[k].target;
 			struct attr_result one;
-			ck_assert_int_eq(attribution_run(&demo.oracle, demo.pixels[2], &q, BATCH, NULL,
-			                                 &one, &err),
+			ck_assert_int_eq(attribution_run(&demo.oracle, demo.pixels[2], &q, BATCH,
+			                                 NULL, &one, &err),
 			                 0);
 			ck_assert_int_eq(one.target, outs[k].target);
 			ck_assert(outs[k].f_input == one.f_input);
@@ -597,7 +604,8 @@ START_TEST(test_demo_targets_without_own_sums)
 		q.targets_top = false;
 		q.target = outs[k].target;
 		struct attr_result one;
-		ck_assert_int_eq(attribution_run(&o, demo.pixels[3], &q, BATCH, NULL, &one, &err), 0);
+		ck_assert_int_eq(attribution_run(&o, demo.pixels[3], &q, BATCH, NULL, &one, &err),
+		                 0);
 		double d2 = 0, f2 = 0;
 		for (size_t i = 0; i < demo.n; i++) {
 			double d = (double)outs[k].attr[i] - one.attr[i];
@@ -628,11 +636,11 @@ START_TEST(test_demo_faithfulness)
 		struct faithfulness_result f;
 		ck_assert_int_eq(faithfulness_run(&demo.oracle, demo.pixels[i], r.baseline, r.attr,
 		                                  r.target,
-		                                  FAITHFULNESS_DELETION | FAITHFULNESS_INSERTION, 16,
-		                                  BATCH, NULL, &f, &err),
+		                                  FAITHFULNESS_DELETION | FAITHFULNESS_INSERTION,
+		                                  16, BATCH, NULL, &f, &err),
 		                 0);
-		fprintf(stderr, "%s (class %d): deletion AUC %.3f, insertion AUC %.3f\n", heldout[i],
-		        r.target, f.deletion_auc, f.insertion_auc);
+		fprintf(stderr, "%s (class %d): deletion AUC %.3f, insertion AUC %.3f\n",
+		        heldout[i], r.target, f.deletion_auc, f.insertion_auc);
 		below += f.deletion_auc < f.insertion_auc;
 		if (i == 0) {
 			/* against the naive loop: one image per forward pass */

@@ -13,8 +13,9 @@ int attr_check_targets(const struct grad_oracle *oracle, const struct attr_param
                        struct igs_error *err)
 {
 	if (o->n_targets < 1 || o->n_targets > ATTR_TARGETS_MAX)
-		return igs_fail(err, IGS_ERR_BAD_OPTION, "targets must name 1 to %d classes, got %d",
-		                ATTR_TARGETS_MAX, o->n_targets);
+		return igs_fail(err, IGS_ERR_BAD_OPTION,
+		                "targets must name 1 to %d classes, got %d", ATTR_TARGETS_MAX,
+		                o->n_targets);
 	if (o->target >= 0)
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "target and targets cannot both be given (targets=%d,... lists the "

@@ -86,8 +86,8 @@ int faithfulness_run(const struct grad_oracle *oracle, const float *pixels, cons
 		return igs_fail(err, IGS_ERR_BAD_OPTION, "faithfulness_steps must be 1..%d, got %d",
 		                FAITHFULNESS_MAX_STEPS, steps);
 	if (target < 0 || target >= oracle->classes || batch < 1)
-		return igs_fail(err, IGS_ERR_INTERNAL, "faithfulness: target %d or batch %d invalid",
-		                target, batch);
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "faithfulness: target %d or batch %d invalid", target, batch);
 	const int size = oracle->size;
 	const size_t hw = (size_t)size * size, n = 3 * hw;
 	int *order = malloc(hw * sizeof *order);
@@ -100,7 +100,8 @@ int faithfulness_run(const struct grad_oracle *oracle, const float *pixels, cons
 	if (out->kinds & FAITHFULNESS_INSERTION)
 		out->insertion = malloc((size_t)(steps + 1) * sizeof *out->insertion);
 	int rc = 0;
-	if (!order || !rows || !logits || ((out->kinds & FAITHFULNESS_DELETION) && !out->deletion) ||
+	if (!order || !rows || !logits ||
+	    ((out->kinds & FAITHFULNESS_DELETION) && !out->deletion) ||
 	    ((out->kinds & FAITHFULNESS_INSERTION) && !out->insertion)) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "faithfulness: out of memory");
 		goto done;
@@ -137,8 +138,8 @@ int faithfulness_run(const struct grad_oracle *oracle, const float *pixels, cons
 		for (int b = 0; b < nb; b++) {
 			int e = e0 + b, k = e % per;
 			bool deleting = both ? e < per : out->deletion != NULL;
-			double p = probability(logits + (size_t)b * oracle->classes, oracle->classes,
-			                       target);
+			double p = probability(logits + (size_t)b * oracle->classes,
+			                       oracle->classes, target);
 			(deleting ? out->deletion : out->insertion)[k] = p;
 		}
 		out->forward_passes += nb;

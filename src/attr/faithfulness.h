@@ -27,13 +27,13 @@ enum { FAITHFULNESS_DELETION = 1u, FAITHFULNESS_INSERTION = 2u };
 #define FAITHFULNESS_MAX_STEPS 256
 
 struct faithfulness_result {
-	unsigned kinds;    /* FAITHFULNESS_* computed (0: none) */
+	unsigned kinds; /* FAITHFULNESS_* computed (0: none) */
 	int steps;
-	double *deletion;  /* [steps + 1] or NULL */
-	double *insertion; /* [steps + 1] or NULL */
+	double *deletion;                   /* [steps + 1] or NULL */
+	double *insertion;                  /* [steps + 1] or NULL */
 	double deletion_auc, insertion_auc; /* NaN for a curve not computed */
 	int forward_passes;                 /* images run through the oracle */
-	bool deadline_hit; /* the job's deadline came first: no curves (kinds 0) */
+	bool deadline_hit;                  /* the job's deadline came first: no curves (kinds 0) */
 };
 
 void faithfulness_result_clear(struct faithfulness_result *r);
