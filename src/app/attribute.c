@@ -158,8 +158,9 @@ static int run_faithfulness(const struct grad_oracle *oracle, const struct attri
 	memset(out, 0, sizeof *out);
 	if (!res->options.faithfulness)
 		return 0;
-	return faithfulness_run(oracle, pixels, a->baseline, a->attr, a->target, res->options.faithfulness,
-	                        res->options.faithfulness_steps, batch, job, out, err);
+	return faithfulness_run(oracle, pixels, a->baseline, a->attr, a->target,
+	                        res->options.faithfulness, res->options.faithfulness_steps, batch,
+	                        job, out, err);
 }
 
 /*

@@ -243,8 +243,7 @@ static cJSON *target_entry(const struct attribute_result *res, const struct pred
 
 /* "faithfulness" (the first target's) and, with targets=, "attributions"
  * (every target, the first one too). */
-static void add_targets_and_faithfulness(cJSON *root, const struct attribute_result *res,
-                                         bool *ok)
+static void add_targets_and_faithfulness(cJSON *root, const struct attribute_result *res, bool *ok)
 {
 	if (res->options.faithfulness)
 		add_item(root, "faithfulness", faithfulness_object(&res->faithfulness, ok), ok);

@@ -114,8 +114,8 @@ static int parse_targets(const char *value, struct attr_params *a, struct igs_er
 		int k;
 		if (int_in("targets=top", value + 3, 1, ATTR_TARGETS_MAX, &k, NULL))
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "targets=topK needs K from 1 to %d, got '%s'", ATTR_TARGETS_MAX,
-			                value);
+			                "targets=topK needs K from 1 to %d, got '%s'",
+			                ATTR_TARGETS_MAX, value);
 		a->n_targets = k;
 		a->targets_top = true;
 		return 0;
@@ -126,15 +126,16 @@ static int parse_targets(const char *value, struct attr_params *a, struct igs_er
 		char item[24];
 		if (len == 0 || len >= sizeof item) {
 			a->n_targets = 0;
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "targets must be class indices separated by commas (I,J,K) or "
-			                "topK, got '%s'",
-			                value);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "targets must be class indices separated by commas (I,J,K) or "
+			    "topK, got '%s'",
+			    value);
 		}
 		if (a->n_targets == ATTR_TARGETS_MAX) {
 			a->n_targets = 0;
-			return igs_fail(err, IGS_ERR_BAD_OPTION, "targets names more than %d classes",
-			                ATTR_TARGETS_MAX);
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "targets names more than %d classes", ATTR_TARGETS_MAX);
 		}
 		memcpy(item, p, len);
 		item[len] = '\0';
@@ -146,8 +147,8 @@ static int parse_targets(const char *value, struct attr_params *a, struct igs_er
 		for (int j = 0; j < a->n_targets; j++)
 			if (a->targets[j] == a->targets[a->n_targets]) {
 				a->n_targets = 0;
-				return igs_fail(err, IGS_ERR_BAD_OPTION, "targets lists class %s twice",
-				                item);
+				return igs_fail(err, IGS_ERR_BAD_OPTION,
+				                "targets lists class %s twice", item);
 			}
 		a->n_targets++;
 		p += len;
@@ -171,10 +172,11 @@ static int parse_faithfulness(const char *value, unsigned *out, struct igs_error
 		else if (len == 4 && !strncasecmp(p, "none", 4))
 			;
 		else
-			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "faithfulness: unknown curve '%.*s' (known: deletion, insertion, "
-			                "none)",
-			                (int)len, p);
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "faithfulness: unknown curve '%.*s' (known: deletion, insertion, "
+			    "none)",
+			    (int)len, p);
 		p += len;
 		if (*p == ',')
 			p++;
@@ -304,7 +306,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		int k = attribution_output_parse(value);
 		if (k < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "output must be logit, probability or logprob, got '%s'", value);
+			                "output must be logit, probability or logprob, got '%s'",
+			                value);
 		a->output = (enum output_kind)k;
 		return 0;
 	}

@@ -256,64 +256,66 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		if (rc)
 			return rc;
 		for (int t = 0; t < T; t++) {
-		select_target(r, t);
-		struct attr_point *table = tables[t];
-		float *maps = maps_of ? maps_of[t] : NULL;
-		if (r->path_sums)
-			r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
-		for (int b = 0; b < nb; b++) {
-			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
-			                                r->d_logits + (size_t)b * r->classes);
-			r->row_weight[b] = (float)weight[r->row_point[b]];
-		}
-		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
-		                                          r->row_weight, r->row_sums, err)
-		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
-		if (!rc && r->summed && T > 1 && !r->path_sums) {
-			/* this target's share of the chunk, before the next
-			 * target's backward adds to the oracle's sum */
-			rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
-			for (size_t i = 0; !rc && i < r->n; i++)
-				r->G[i] += r->grad[i];
-		}
-		if (rc)
-			return rc;
-		for (int b = 0; b < nb; b++) {
-			int s = r->row_sample[b], k = r->row_point[b];
-			const float *restrict g = r->grad + (size_t)b * r->n;
-			double w = weight[k], gsum = 0, deriv = 0;
-			if (r->summed) {
-				gsum = r->row_sums[2 * b];
-				deriv = r->row_sums[2 * b + 1];
-			} else {
-				sample_input(r, s);
-				for (size_t i = 0; i < r->n; i++) {
-					r->G[i] += w * g[i];
-					gsum += g[i];
-					deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+			select_target(r, t);
+			struct attr_point *table = tables[t];
+			float *maps = maps_of ? maps_of[t] : NULL;
+			if (r->path_sums)
+				r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
+			for (int b = 0; b < nb; b++) {
+				r->outputs[b] =
+				    output_and_grad(r, r->logits + (size_t)b * r->classes,
+				                    r->d_logits + (size_t)b * r->classes);
+				r->row_weight[b] = (float)weight[r->row_point[b]];
+			}
+			rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
+			                                          r->row_weight, r->row_sums, err)
+			               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb,
+			                                     r->grad, err);
+			if (!rc && r->summed && T > 1 && !r->path_sums) {
+				/* this target's share of the chunk, before the next
+				 * target's backward adds to the oracle's sum */
+				rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
+				for (size_t i = 0; !rc && i < r->n; i++)
+					r->G[i] += r->grad[i];
+			}
+			if (rc)
+				return rc;
+			for (int b = 0; b < nb; b++) {
+				int s = r->row_sample[b], k = r->row_point[b];
+				const float *restrict g = r->grad + (size_t)b * r->n;
+				double w = weight[k], gsum = 0, deriv = 0;
+				if (r->summed) {
+					gsum = r->row_sums[2 * b];
+					deriv = r->row_sums[2 * b + 1];
+				} else {
+					sample_input(r, s);
+					for (size_t i = 0; i < r->n; i++) {
+						r->G[i] += w * g[i];
+						gsum += g[i];
+						deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+					}
+				}
+				double inv = 1.0 / r->samples;
+				struct attr_point *p = &table[k];
+				p->alpha = alpha[k];
+				p->weight = w;
+				p->output += r->outputs[b] * inv;
+				p->gradient_sum += gsum * inv;
+				p->path_derivative += deriv * inv;
+				r->running += w * deriv * inv;
+				if (maps) {
+					float *map = maps + (size_t)k * r->hw;
+					for (size_t px = 0; px < r->hw; px++)
+						map[px] += (float)((fabsf(g[3 * px]) +
+						                    fabsf(g[3 * px + 1]) +
+						                    fabsf(g[3 * px + 2])) *
+						                   inv);
+				}
+				if (r->acc1 && k == m - 1) {
+					finish_sample(r, s);
+					memcpy(r->done_table, table, (size_t)m * sizeof *table);
 				}
 			}
-			double inv = 1.0 / r->samples;
-			struct attr_point *p = &table[k];
-			p->alpha = alpha[k];
-			p->weight = w;
-			p->output += r->outputs[b] * inv;
-			p->gradient_sum += gsum * inv;
-			p->path_derivative += deriv * inv;
-			r->running += w * deriv * inv;
-			if (maps) {
-				float *map = maps + (size_t)k * r->hw;
-				for (size_t px = 0; px < r->hw; px++)
-					map[px] +=
-					    (float)((fabsf(g[3 * px]) + fabsf(g[3 * px + 1]) +
-					             fabsf(g[3 * px + 2])) *
-					            inv);
-			}
-			if (r->acc1 && k == m - 1) {
-				finish_sample(r, s);
-				memcpy(r->done_table, table, (size_t)m * sizeof *table);
-			}
-		}
 		}
 		if (r->path_sums)
 			r->oracle->path_use_sum(r->oracle->ctx, NULL);
@@ -491,9 +493,9 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			ok = ok && nt[t] && merged[t];
 			if (outs[t].path_maps) {
 				nmaps[t] = calloc(np * r->hw, sizeof *nmaps[t]);
-				mmaps[t] = ref.reuse_scale > 0
-				               ? calloc((size_t)ref.next_m * r->hw, sizeof *mmaps[t])
-				               : NULL;
+				mmaps[t] = ref.reuse_scale > 0 ? calloc((size_t)ref.next_m * r->hw,
+				                                        sizeof *mmaps[t])
+				                               : NULL;
 				ok = ok && nmaps[t] && (ref.reuse_scale <= 0 || mmaps[t]);
 			}
 		}
@@ -532,8 +534,8 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			if (ref.reuse_scale > 0) {
 				for (int k = 0; k < ot->path_count; k++)
 					ot->path[k].weight *= ref.reuse_scale;
-				merge_points(ot->path, ot->path_maps, ot->path_count, nt[t], nmaps[t],
-				             ref.new_points, merged[t], mmaps[t], r->hw);
+				merge_points(ot->path, ot->path_maps, ot->path_count, nt[t],
+				             nmaps[t], ref.new_points, merged[t], mmaps[t], r->hw);
 				free(ot->path);
 				ot->path = merged[t];
 				merged[t] = NULL;
@@ -838,7 +840,8 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 			r.path_sums = calloc((size_t)T, sizeof *r.path_sums);
 			ok = r.path_sums != NULL;
 			for (int t = 1; ok && t < T; t++)
-				ok = (r.path_sums[t] = calloc(count, sizeof *r.path_sums[t])) != NULL;
+				ok = (r.path_sums[t] = calloc(count, sizeof *r.path_sums[t])) !=
+				     NULL;
 			if (!ok) {
 				rc = igs_fail(err, IGS_ERR_NOMEM,
 				              "targets: out of memory for %d path sums", T);

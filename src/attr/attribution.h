@@ -79,8 +79,8 @@ struct attr_params {
 	int smooth_samples;          /* 0 */
 	double smooth_sigma;         /* 0.15 (fraction of the 0..255 range) */
 	/* ---- several targets (issue 16): attribution_run_targets ---- */
-	int n_targets;                  /* 0: one target (`target`); else how many */
-	bool targets_top;               /* the top n_targets classes (targets=topK) */
+	int n_targets;                 /* 0: one target (`target`); else how many */
+	bool targets_top;              /* the top n_targets classes (targets=topK) */
 	int targets[ATTR_TARGETS_MAX]; /* the classes, without targets_top */
 };
 

@@ -108,7 +108,8 @@ int cli_attribute(int argc, char **argv)
 	    "both at most T (default: off; the rule then defaults to riemann_trapezoid from 8 "
 	    "points)");
 	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
-	OPT("output", "O", "explain the logit (default), the probability or the log-probability (logprob)");
+	OPT("output", "O",
+	    "explain the logit (default), the probability or the log-probability (logprob)");
 	OPT("smoothgrad", "KIND", "none (default), smoothgrad, smoothgrad_sq or vargrad");
 	OPT("smoothgrad-samples", "N", "noisy samples for SmoothGrad");
 	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");

@@ -491,8 +491,7 @@ int net_backward_path(struct net_workspace *ws, const float *d_logits, const flo
 	const float *g = backward_body(ws, d_logits, &spare);
 	const float *from = ws->path_ends, *to = from + stem_count_per_image(ws);
 	float *sum = ws->path_sum_in_use ? ws->path_sum_in_use : ws->path_sum;
-	maxpool_backward_sum(sum, sums, g, ws->argmax, weight, ws->path_unit, from, to,
-	                     &ws->pool);
+	maxpool_backward_sum(sum, sums, g, ws->argmax, weight, ws->path_unit, from, to, &ws->pool);
 	return conv_take_failure();
 }
 
