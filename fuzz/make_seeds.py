@@ -92,6 +92,8 @@ def main():
                            "output=probability&deadline_ms=1000&path_maps=true&heatmaps=none",
                            "path_views=gradient,step_deviation&heatmaps=channel_r_deviation,channel_b"]):
         put("request_options", "opts%d" % i, v)
+    put("request_options", "targets",
+        "targets=top3&output=logprob&faithfulness=deletion,insertion&faithfulness_steps=4")
 
     put("safetensors", "f32", safetensors(
         {"fc.weight": ("F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4)),

@@ -620,7 +620,7 @@ START_TEST(test_attribute_sse)
 	ck_assert_int_ge(estimates, 1);
 	ck_assert_int_eq(previews, 3);
 	const cJSON *conv = cJSON_GetObjectItem(doc, "convergence");
-	ck_assert_str_eq(cJSON_GetObjectItem(conv, "estimator")->valuestring, "subrule_difference");
+	ck_assert_str_eq(cJSON_GetObjectItem(conv, "estimator")->valuestring, "subrule_cells");
 	ck_assert(cJSON_GetObjectItem(conv, "relative_l2")->valuedouble > 0);
 	ck_assert_int_eq(cJSON_GetObjectItem(conv, "points")->valueint, 65);
 	cJSON_Delete(doc);

@@ -17,6 +17,7 @@
 #include "attribution.h"
 #include "base64.h"
 #include "clock.h"
+#include "faithfulness.h"
 #include "heatmap.h"
 #include "heatmap_style.h"
 #include "path_views.h"
@@ -184,6 +185,107 @@ static int render_path_steps(struct attribute_result *res, struct igs_error *err
 	return 0;
 }
 
+/* ---- several targets and faithfulness (issue 16) ---- */
+
+static void target_answers_clear(struct attribute_result *r)
+{
+	for (int i = 0; r->more && i < r->more_count; i++) {
+		struct target_answer *t = &r->more[i];
+		for (int k = 0; t->maps && k < t->map_count; k++) {
+			free(t->maps[k].bytes);
+			free(t->maps[k].file);
+		}
+		free(t->maps);
+		attr_result_clear(&t->attr);
+		faithfulness_result_clear(&t->faithfulness);
+	}
+	free(r->more);
+	faithfulness_result_clear(&r->faithfulness);
+}
+
+/* faithfulness= for one target's attributions (on the oracle's workspace,
+ * so inside the attribution's hold of it). */
+static int run_faithfulness(const struct grad_oracle *oracle, const struct attribute_result *res,
+                            const float *pixels, const struct attr_result *a, int batch,
+                            struct job_control *job, struct faithfulness_result *out,
+                            struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	if (!res->options.faithfulness)
+		return 0;
+	return faithfulness_run(oracle, pixels, a->baseline, a->attr, a->target,
+	                        res->options.faithfulness, res->options.faithfulness_steps, batch,
+	                        job, out, err);
+}
+
+/*
+ * The attribution step: attribution_run, or with targets= one
+ * attribution_run_targets whose first answer goes to res->attr and the
+ * others to res->more; then faithfulness= for each.
+ */
+static int attribute_targets(const struct service *s, const struct grad_oracle *oracle,
+                             const float *pixels, struct attribute_result *res,
+                             struct job_control *job, struct igs_error *err)
+{
+	const struct attr_params *o = &res->options.attr;
+	const int T = attribution_target_count(o);
+	int rc;
+	if (o->n_targets == 0) {
+		rc = attribution_run(oracle, pixels, o, s->max_batch, job, &res->attr, err);
+	} else {
+		struct attr_result *outs = calloc((size_t)T, sizeof *outs);
+		res->more = T > 1 ? calloc((size_t)T - 1, sizeof *res->more) : NULL;
+		if (!outs || (T > 1 && !res->more)) {
+			free(outs);
+			return igs_fail(err, IGS_ERR_NOMEM, "targets: out of memory");
+		}
+		rc = attribution_run_targets(oracle, pixels, o, s->max_batch, job, outs, err);
+		if (rc == 0) {
+			res->attr = outs[0];
+			for (int t = 1; t < T; t++)
+				res->more[t - 1].attr = outs[t];
+			res->more_count = T - 1;
+		}
+		free(outs);
+	}
+	if (rc)
+		return rc;
+	double t0 = igs_now();
+	rc = run_faithfulness(oracle, res, pixels, &res->attr, s->max_batch, job,
+	                      &res->faithfulness, err);
+	for (int i = 0; !rc && i < res->more_count; i++)
+		rc = run_faithfulness(oracle, res, pixels, &res->more[i].attr, s->max_batch, job,
+		                      &res->more[i].faithfulness, err);
+	res->faithfulness_ms = igs_ms_since(t0);
+	return rc;
+}
+
+/* The other targets' numbers checked, their class named and their heatmaps
+ * drawn as the first target's are (render_heatmaps on a stand-in result). */
+static int finish_targets(const struct service *s, struct attribute_result *res,
+                          const float *pixels, const float *probs, const struct image *original,
+                          const struct image_geometry *geom, struct igs_error *err)
+{
+	for (int i = 0; i < res->more_count; i++) {
+		struct target_answer *t = &res->more[i];
+		int rc = check_finite(&t->attr, err);
+		if (rc)
+			return rc;
+		const int c = t->attr.target;
+		t->target = (struct prediction){.index = c,
+		                                .label = service_label(s, c),
+		                                .logit = t->attr.logits[c],
+		                                .probability = probs[c]};
+		struct attribute_result stand_in = {.options = res->options, .attr = t->attr};
+		rc = render_heatmaps(&stand_in, pixels, original, geom, err);
+		t->maps = stand_in.maps;
+		t->map_count = stand_in.map_count;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static void free_pngs(struct rendered_png *pngs, int count)
 {
 	for (int k = 0; pngs && k < count; k++) {
@@ -197,6 +299,7 @@ void attribute_result_clear(struct attribute_result *r)
 {
 	free_pngs(r->path_step_normalized, r->attr.path_count);
 	free_pngs(r->path_step_deviation, r->attr.path_count);
+	target_answers_clear(r);
 	for (int i = 0; r->maps && i < r->map_count; i++) {
 		free(r->maps[i].bytes);
 		free(r->maps[i].file);
@@ -251,8 +354,7 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 		w->ws_busy = true;
 		net_workspace_set_yield(w->ws, job->yield, job->yield_ctx);
 	}
-	rc = attribution_run(&oracle, pixels, &out->options.attr, s->max_batch, job, &out->attr,
-	                     err);
+	rc = attribute_targets(s, &oracle, pixels, out, job, err);
 	net_workspace_set_yield(w->ws, NULL, NULL);
 	w->ws_busy = false;
 	/* (the worker pool hands the workspace's pages back once the worker is
@@ -274,7 +376,8 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	                                  .logit = r->logits[r->target],
 	                                  .probability = probs[r->target]};
 	if ((rc = render_path_maps(out, err)) || (rc = render_path_steps(out, err)) ||
-	    (rc = render_heatmaps(out, pixels, &original, &geom, err)))
+	    (rc = render_heatmaps(out, pixels, &original, &geom, err)) ||
+	    (rc = finish_targets(s, out, pixels, probs, &original, &geom, err)))
 		goto done;
 	out->timing_ms.heatmaps = igs_ms_since(t0);
 	out->timing_ms.decode = prep_ms[0];

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "faithfulness.h"
 #include "heatmap.h"
 #include "npy.h"
 #include "service_internal.h"
@@ -221,6 +222,112 @@ static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, 
 	add_item(root, "heatmap_scales", scales, ok);
 }
 
+/* ---- several targets and faithfulness (issue 16) ---- */
+
+static cJSON *target_object(const struct prediction *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "index", t->index);
+	cJSON_AddStringToObject(o, "label", t->label);
+	cJSON_AddNumberToObject(o, "logit", t->logit);
+	cJSON_AddNumberToObject(o, "probability", t->probability);
+	return o;
+}
+
+static cJSON *completeness_object(const struct attr_result *r)
+{
+	cJSON *comp = cJSON_CreateObject();
+	cJSON_AddNumberToObject(comp, "sum", r->sum);
+	cJSON_AddNumberToObject(comp, "f_input", r->f_input);
+	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
+	cJSON_AddNumberToObject(comp, "delta", r->delta);
+	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
+	return comp;
+}
+
+static cJSON *convergence_object(const struct attr_result *r)
+{
+	cJSON *conv = cJSON_CreateObject();
+	if (isfinite(r->relative_l2))
+		cJSON_AddNumberToObject(conv, "relative_l2", r->relative_l2);
+	else
+		cJSON_AddNullToObject(conv, "relative_l2");
+	cJSON_AddStringToObject(conv, "estimator", r->estimator);
+	cJSON_AddNumberToObject(conv, "points", r->steps);
+	return conv;
+}
+
+static cJSON *faithfulness_object(const struct faithfulness_result *f, bool *ok)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	if (f->deletion) {
+		cJSON_AddNumberToObject(o, "deletion_auc", f->deletion_auc);
+		add_item(o, "deletion", cJSON_CreateDoubleArray(f->deletion, f->steps + 1), ok);
+	}
+	if (f->insertion) {
+		cJSON_AddNumberToObject(o, "insertion_auc", f->insertion_auc);
+		add_item(o, "insertion", cJSON_CreateDoubleArray(f->insertion, f->steps + 1), ok);
+	}
+	cJSON_AddNumberToObject(o, "steps", f->steps);
+	cJSON_AddNumberToObject(o, "forward_passes", f->forward_passes);
+	if (f->deadline_hit)
+		cJSON_AddStringToObject(o, "stopped", "deadline");
+	return o;
+}
+
+/* One entry of "attributions": a target's class, completeness,
+ * convergence, heatmaps, .npy and faithfulness. */
+static cJSON *target_entry(const struct attribute_result *res, const struct prediction *target,
+                           const struct attr_result *r, const struct rendered_png *maps,
+                           int map_count, const struct faithfulness_result *f, bool *ok)
+{
+	cJSON *e = cJSON_CreateObject();
+	if (!e)
+		return NULL;
+	add_item(e, "target", target_object(target), ok);
+	add_item(e, "completeness", completeness_object(r), ok);
+	if (res->options.attr.method == ATTR_INTEGRATED_GRADIENTS)
+		add_item(e, "convergence", convergence_object(r), ok);
+	cJSON *hm = cJSON_CreateObject();
+	for (int i = 0; hm && i < map_count; i++)
+		add_item(hm, maps[i].name, png_value(&maps[i]), ok);
+	add_item(e, "heatmaps", hm, ok);
+	if (res->options.raw_npy)
+		add_item(e, "attributions_npy", npy_value(r, res->options.raw_format), ok);
+	if (res->options.faithfulness)
+		add_item(e, "faithfulness", faithfulness_object(f, ok), ok);
+	return e;
+}
+
+/* "faithfulness" (the first target's) and, with targets=, "attributions"
+ * (every target, the first one too). */
+static void add_targets_and_faithfulness(cJSON *root, const struct attribute_result *res, bool *ok)
+{
+	if (res->options.faithfulness)
+		add_item(root, "faithfulness", faithfulness_object(&res->faithfulness, ok), ok);
+	if (res->options.attr.n_targets == 0)
+		return;
+	cJSON *arr = cJSON_CreateArray();
+	if (!arr) {
+		*ok = false;
+		return;
+	}
+	cJSON_AddItemToObject(root, "attributions", arr);
+	cJSON *first = target_entry(res, &res->target, &res->attr, res->maps, res->map_count,
+	                            &res->faithfulness, ok);
+	if (!first || !cJSON_AddItemToArray(arr, first))
+		*ok = false;
+	for (int i = 0; i < res->more_count; i++) {
+		const struct target_answer *t = &res->more[i];
+		cJSON *e = target_entry(res, &t->target, &t->attr, t->maps, t->map_count,
+		                        &t->faithfulness, ok);
+		if (!e || !cJSON_AddItemToArray(arr, e))
+			*ok = false;
+	}
+}
+
 char *json_render_attribute(const struct service *s, const struct attribute_result *res)
 {
 	const struct attr_result *r = &res->attr;
@@ -256,6 +363,7 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	add_heatmap_scales(root, res, &ok);
 	if (res->options.raw_npy)
 		add_item(root, "attributions_npy", npy_value(r, res->options.raw_format), &ok);
+	add_targets_and_faithfulness(root, res, &ok);
 	cJSON *timing = cJSON_AddObjectToObject(root, "timing_ms");
 	cJSON_AddNumberToObject(timing, "decode", res->timing_ms.decode);
 	cJSON_AddNumberToObject(timing, "preprocess", res->timing_ms.preprocess);

@@ -18,10 +18,10 @@
  * text, then update the numbers.
  */
 #if defined(__x86_64__) && defined(__LP64__)
-_Static_assert(sizeof(struct request_options) == 256,
+_Static_assert(sizeof(struct request_options) == 336,
                "struct request_options changed: add the new option to "
                "request_options_canonical, then update this size");
-_Static_assert(sizeof(struct attr_params) == 152,
+_Static_assert(sizeof(struct attr_params) == 224,
                "struct attr_params changed: add the new field to "
                "request_options_canonical, then update this size");
 #endif
@@ -65,5 +65,21 @@ int request_options_canonical(const struct request_options *in, char *buf, size_
 	                 hc->vmax_given, hc->vmin, hc->vmax, hc->colormap, hc->alpha, o.raw_format,
 	                 a->blur_max_sigma, a->guided_fraction, a->guided_max_dist, a->baseline_samples,
 	                 set);
-	return n < 0 || (size_t)n >= cap ? -1 : n;
+	if (n < 0 || (size_t)n >= cap)
+		return -1;
+	/* several targets and faithfulness (issue 16) */
+	int m = snprintf(buf + n, cap - (size_t)n,
+	                 ";n_targets=%d;targets_top=%d;faithfulness=%u;faithfulness_steps=%d;targets=",
+	                 a->n_targets, a->targets_top, o.faithfulness, o.faithfulness_steps);
+	for (int t = 0; m >= 0 && !a->targets_top && t < a->n_targets && t < ATTR_TARGETS_MAX;
+	     t++) {
+		if ((size_t)(n + m) >= cap)
+			return -1;
+		int k = snprintf(buf + n + m, cap - (size_t)(n + m), "%s%d", t ? "," : "",
+		                 a->targets[t]);
+		m = k < 0 ? -1 : m + k;
+	}
+	if (m < 0 || (size_t)(n + m) >= cap)
+		return -1;
+	return n + m;
 }

@@ -27,6 +27,7 @@ void request_options_init(struct request_options *o)
 	    .heatmaps = HEATMAP_DEFAULT,
 	    .raw_npy = false,
 	    .deadline_ms = 0,
+	    .faithfulness_steps = FAITHFULNESS_DEFAULT_STEPS,
 	};
 	attr_params_init(&o->attr);
 	struct heatmap_style st;
@@ -218,6 +219,116 @@ int request_options_check_heatmaps(const struct request_options *o, struct igs_e
 	return heatmap_style_check(&st, err);
 }
 
+/* ---- several targets and faithfulness (issue 16) ---- */
+
+/* What targets_options_set answers for a name that is not its own. */
+#define NOT_THIS_BLOCK 1
+
+/* targets=I,J,K (distinct classes), targets=topK, or none (one target). */
+static int parse_targets(const char *value, struct attr_params *a, struct igs_error *err)
+{
+	a->n_targets = 0;
+	a->targets_top = false;
+	if (!strcasecmp(value, "none"))
+		return 0;
+	if (!strncasecmp(value, "top", 3)) {
+		int k;
+		if (int_in("targets=top", value + 3, 1, ATTR_TARGETS_MAX, &k, NULL))
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "targets=topK needs K from 1 to %d, got '%s'",
+			                ATTR_TARGETS_MAX, value);
+		a->n_targets = k;
+		a->targets_top = true;
+		return 0;
+	}
+	const char *p = value;
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		char item[24];
+		if (len == 0 || len >= sizeof item) {
+			a->n_targets = 0;
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "targets must be class indices separated by commas (I,J,K) or "
+			    "topK, got '%s'",
+			    value);
+		}
+		if (a->n_targets == ATTR_TARGETS_MAX) {
+			a->n_targets = 0;
+			return igs_fail(err, IGS_ERR_BAD_OPTION,
+			                "targets names more than %d classes", ATTR_TARGETS_MAX);
+		}
+		memcpy(item, p, len);
+		item[len] = '\0';
+		int rc = int_in("targets", item, 0, INT_MAX, &a->targets[a->n_targets], err);
+		if (rc) {
+			a->n_targets = 0;
+			return rc;
+		}
+		for (int j = 0; j < a->n_targets; j++)
+			if (a->targets[j] == a->targets[a->n_targets]) {
+				a->n_targets = 0;
+				return igs_fail(err, IGS_ERR_BAD_OPTION,
+				                "targets lists class %s twice", item);
+			}
+		a->n_targets++;
+		p += len;
+		if (!*p)
+			return 0;
+		p++; /* the comma */
+	}
+}
+
+/* faithfulness=deletion,insertion (either, both, none). */
+static int parse_faithfulness(const char *value, unsigned *out, struct igs_error *err)
+{
+	unsigned set = 0;
+	const char *p = value;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		if (len == 8 && !strncasecmp(p, "deletion", 8))
+			set |= FAITHFULNESS_DELETION;
+		else if (len == 9 && !strncasecmp(p, "insertion", 9))
+			set |= FAITHFULNESS_INSERTION;
+		else if (len == 4 && !strncasecmp(p, "none", 4))
+			;
+		else
+			return igs_fail(
+			    err, IGS_ERR_BAD_OPTION,
+			    "faithfulness: unknown curve '%.*s' (known: deletion, insertion, "
+			    "none)",
+			    (int)len, p);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	*out = set;
+	return 0;
+}
+
+/* This block's options: 0 or an error when `name` is one of them, else
+ * NOT_THIS_BLOCK. */
+static int targets_options_set(struct request_options *o, const char *name, const char *value,
+                               struct igs_error *err)
+{
+	if (!strcmp(name, "targets"))
+		return parse_targets(value, &o->attr, err);
+	if (!strcmp(name, "faithfulness"))
+		return parse_faithfulness(value, &o->faithfulness, err);
+	if (!strcmp(name, "faithfulness_steps"))
+		return int_in(name, value, 1, FAITHFULNESS_MAX_STEPS, &o->faithfulness_steps, err);
+	return NOT_THIS_BLOCK;
+}
+
+/* The evaluations of one target's attribution times the targets, plus
+ * faithfulness's forward passes. */
+static long long targets_evaluations(const struct request_options *o, long long per_target)
+{
+	long long targets = attribution_target_count(&o->attr);
+	return per_target * targets +
+	       targets * faithfulness_forward_passes(o->faithfulness, o->faithfulness_steps);
+}
+
 /* ===== the table ========================================================== */
 
 int request_options_set(struct request_options *o, const char *name_in, const char *value,
@@ -232,6 +343,7 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 	if (max_steps_cap <= 0)
 		max_steps_cap = 4096;
 	struct attr_params *a = &o->attr;
+	int rc;
 
 	if (!strcmp(name, "top_k"))
 		return int_in(name, value, 1, 100000, &o->top_k, err);
@@ -307,7 +419,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		int k = attribution_output_parse(value);
 		if (k < 0)
 			return igs_fail(err, IGS_ERR_BAD_OPTION,
-			                "output must be logit or probability, got '%s'", value);
+			                "output must be logit, probability or logprob, got '%s'",
+			                value);
 		a->output = (enum output_kind)k;
 		return 0;
 	}
@@ -329,7 +442,6 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return double_in(name, value, 0, 10, &a->smooth_sigma, err);
 	if (!strcmp(name, "deadline_ms"))
 		return int_in(name, value, 1, 24 * 3600 * 1000, &o->deadline_ms, err);
-	int rc;
 	if (set_heatmap_control(o, name, value, &rc, err))
 		return rc;
 	/* ---- the notebook's views (issue 15) ---- */
@@ -350,6 +462,8 @@ int request_options_set(struct request_options *o, const char *name_in, const ch
 		return int_in(name, value, 1, max_steps_cap, &a->baseline_samples, err);
 	}
 	/* ---- end of Blur IG, Guided IG and baseline sets ---- */
+	if ((rc = targets_options_set(o, name, value, err)) != NOT_THIS_BLOCK)
+		return rc;
 	return igs_fail(err, IGS_ERR_BAD_OPTION, "unknown option '%s'", name_in);
 }
 
@@ -396,7 +510,7 @@ long long request_options_evaluations(const struct request_options *o)
 	/* baseline sets: one run per baseline (baseline_set.c) */
 	if (attribution_method_uses_baseline(a->method))
 		samples *= attribution_baseline_set_size(a);
-	return points * samples;
+	return targets_evaluations(o, points * samples);
 }
 
 int request_options_check_limits(const struct request_options *o, bool attribution,
@@ -413,7 +527,8 @@ int request_options_check_limits(const struct request_options *o, bool attributi
 	if (evals > l->max_evaluations)
 		return igs_fail(err, IGS_ERR_BAD_OPTION,
 		                "the request asks for %lld forward+backward passes (path points "
-		                "x smoothgrad_samples x baselines; max_steps with tolerance), over this "
+		                "x smoothgrad_samples x baselines x targets, + faithfulness; "
+		                "max_steps with tolerance), over this "
 		                "server's limit of %d (--max-evaluations)",
 		                evals, l->max_evaluations);
 	return 0;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "attribution.h"
+#include "faithfulness.h"
 #include "error.h"
 #include "image.h"
 
@@ -45,6 +46,10 @@ struct request_options {
 	/* PATH_VIEW_* set (path_views.h) drawn per path point; 0: not given
 	 * (path_maps alone draws the gradient maps) */
 	unsigned path_views;
+	/* ---- several targets and faithfulness (issue 16) ----
+	 * targets= lives in attr (n_targets, targets_top, targets) */
+	unsigned faithfulness;  /* FAITHFULNESS_* set (faithfulness.h); 0: none */
+	int faithfulness_steps; /* FAITHFULNESS_DEFAULT_STEPS */
 };
 
 /* The defaults listed above. */
@@ -95,7 +100,10 @@ struct request_limits {
  * may ask for: path points (steps, or max_steps when adaptive refinement
  * may go that far; 1 for saliency and input x gradient) times SmoothGrad's
  * samples, times the baselines of a baseline set (attribution_baseline_set_size;
- * Blur IG and Guided IG: steps).  (Targets multiply it too once they exist.)
+ * Blur IG and Guided IG: steps), times the targets (targets=: the forward
+ * passes are shared, the backward ones are not), plus faithfulness's
+ * forward passes (2 (faithfulness_steps + 1) per target with both curves,
+ * each counted as a whole evaluation).
  */
 long long request_options_evaluations(const struct request_options *o);
 

@@ -18,6 +18,7 @@
 
 #include "attribution.h"
 #include "error.h"
+#include "faithfulness.h"
 #include "image.h"
 #include "job.h"
 #include "request_options.h"
@@ -127,6 +128,18 @@ struct rendered_png {
 	} scale;
 };
 
+/* ---- several targets and faithfulness (issue 16) ---- */
+
+/* One more class of a targets= request: what the answer's "attributions"
+ * entry shows. */
+struct target_answer {
+	struct prediction target;
+	struct attr_result attr;   /* path and path maps are the first target's only */
+	struct rendered_png *maps; /* [map_count] as attribute_result's */
+	int map_count;
+	struct faithfulness_result faithfulness; /* with faithfulness= */
+};
+
 struct attribute_result {
 	struct request_options options; /* as the request gave them */
 	struct prediction *top;         /* [top_count]: the input's predictions */
@@ -143,6 +156,13 @@ struct attribute_result {
 	struct {
 		double decode, preprocess, attribution, heatmaps, total;
 	} timing_ms;
+	/* ---- several targets and faithfulness (issue 16) ----
+	 * With targets= the fields above are the first target's and `more`
+	 * holds the others, in order. */
+	struct target_answer *more;
+	int more_count;
+	struct faithfulness_result faithfulness; /* the first target's */
+	double faithfulness_ms;
 };
 
 void attribute_result_clear(struct attribute_result *r);

@@ -67,5 +67,15 @@ int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
 /* The new methods' and baseline sets' option checks (0 or
  * IGS_ERR_BAD_OPTION naming the option). */
 int attr_methods_check_options(const struct attr_params *o, struct igs_error *err);
+/* targets= (attr_targets.c): IGS_ERR_BAD_OPTION naming what is wrong
+ * with o's several targets for this oracle, or 0. */
+int attr_check_targets(const struct grad_oracle *oracle, const struct attr_params *o,
+                       struct igs_error *err);
+/* The T classes to explain, from the input's logits: o->target (the top-1
+ * when -1, among classes >= first_default_target) with one target;
+ * o->targets, or the top T by logit (ties to the lower index), with
+ * several. */
+void attr_resolve_targets(const struct attr_params *o, const float *logits, int classes, int T,
+                          int *out);
 
 #endif

@@ -53,6 +53,7 @@ static const char *const smooth_names[SMOOTH_COUNT] = {
 static const char *const output_names[OUTPUT_COUNT] = {
     [OUTPUT_LOGIT] = "logit",
     [OUTPUT_PROBABILITY] = "probability",
+    [OUTPUT_LOGPROB] = "logprob",
 };
 
 static int lookup(const char *const *names, int count, const char *name)

@@ -4,8 +4,10 @@
  *
  * Contents: one run's state; evaluating path points in chunks; finishing
  * samples; rounds of refinement and their convergence estimate;
- * attribution_run.  The options' names are in attr_vocabulary.c, the
- * baselines in baseline.c, the network adapter in net_oracle.c.
+ * attribution_run and attribution_run_targets (several targets sharing
+ * each chunk's forward pass).  The options' names are in
+ * attr_vocabulary.c, the baselines in baseline.c, the network adapter in
+ * net_oracle.c, which classes targets= means in attr_targets.c.
  */
 #include "attribution.h"
 
@@ -28,6 +30,16 @@ void attr_result_clear(struct attr_result *r)
 }
 
 /* ---- one run's state ---- */
+
+/* What differs between the targets of one run (the path, its forward
+ * passes and the oracle's chunks are shared). */
+struct target_state {
+	int target;
+	double f_input, f_baseline, running;
+	double *G;
+	float *prev_attr;
+	float *sketches; /* the run's `sketches` for this target */
+};
 
 struct run {
 	const struct grad_oracle *oracle;
@@ -67,10 +79,43 @@ struct run {
 	const float *round_attr;       /* a round's attributions, for its progress report */
 	/* the trapezoid rule's calibrated estimate (estimate.c): each value's
 	 * sketch bucket and sign, and the sketch of every point of the
-	 * current rule, [points][path_sketch_buckets()] in path order */
+	 * current rule, [points][path_sketch_buckets()] in path order (the
+	 * current target's: select_target) */
 	uint32_t *sketch_code;
 	float *sketches;
+	/* several targets (issue 16): the fields of target_state below are
+	 * those of target `cur`; select_target swaps them with ts[] */
+	int n_targets;
+	int cur;
+	struct target_state *ts; /* [n_targets], NULL with one target */
+	/* summed with several targets: each target's own sum in the oracle
+	 * (path_use_sum; [0] NULL: the oracle's own), or NULL: each target's
+	 * share taken per chunk */
+	float **path_sums;
 };
+
+/* Make target t's state the run's (several targets only). */
+static void select_target(struct run *r, int t)
+{
+	if (!r->ts || t == r->cur)
+		return;
+	r->ts[r->cur] = (struct target_state){.target = r->target,
+	                                      .f_input = r->f_input,
+	                                      .f_baseline = r->f_baseline,
+	                                      .running = r->running,
+	                                      .G = r->G,
+	                                      .prev_attr = r->prev_attr,
+	                                      .sketches = r->sketches};
+	const struct target_state *n = &r->ts[t];
+	r->target = n->target;
+	r->f_input = n->f_input;
+	r->f_baseline = n->f_baseline;
+	r->running = n->running;
+	r->G = n->G;
+	r->prev_attr = n->prev_attr;
+	r->sketches = n->sketches;
+	r->cur = t;
+}
 
 /* The input of sample s: x itself, or x + N(0, (sigma * 255)^2) from a
  * stream seeded by (seed, s) so any sample can be regenerated alone. */
@@ -113,6 +158,13 @@ double attr_target_output(enum output_kind output, const float *logits, int c, i
 	for (int j = 0; j < c; j++)
 		z += exp((double)logits[j] - mx);
 	double pt = exp((double)logits[t] - mx) / z;
+	if (output == OUTPUT_LOGPROB) {
+		/* log p_t = z_t - logsumexp(z); d/dz_j = delta_tj - p_j */
+		if (d_logits)
+			for (int j = 0; j < c; j++)
+				d_logits[j] = (float)((j == t) - exp((double)logits[j] - mx) / z);
+		return (double)logits[t] - mx - log(z);
+	}
 	if (d_logits)
 		for (int j = 0; j < c; j++) {
 			double pj = exp((double)logits[j] - mx) / z;
@@ -198,15 +250,26 @@ static void add_step(struct run *r, const float *restrict g, double inv, float *
  * Evaluate `m` points (alpha, weight) for each of r->samples samples,
  * `batch` rows per oracle call.  Accumulates w_k dF/dx into G (point by
  * point, or summed by the oracle and added at the end); with SmoothGrad
- * each finished sample is folded into acc1/acc2.  table[m], maps[m][hw],
- * steps[m][n] and sketches[m][buckets] (the last three may be NULL)
- * receive the per-point rows, averaged over samples; they must be zeroed
- * by the caller.
+ * each finished sample is folded into acc1/acc2.  tables[t][m],
+ * maps_of[t][m][hw], sketches_of[t][m][buckets] and (the first target's
+ * only) steps[m][n] receive target t's per-point rows, averaged over
+ * samples (the last three may be NULL, as may an array's entry); they
+ * must be zeroed by the caller.
+ *
+ * Several targets share each chunk's forward pass: one forward, then one
+ * backward per target (the network keeps the forward's ReLU masks and
+ * max-pool choices through a backward, which only overwrites the
+ * activations, so a second backward with other d_logits is that of the
+ * same forward).  With the oracle's summed path each target adds into its
+ * own sum (path_sums), read at the end as with one target; an oracle
+ * without path_use_sum has each target's share taken (path_gradient) after
+ * its backward, before the next target's.
  */
 static int eval_points(struct run *r, const double *alpha, const double *weight, int m,
-                       struct attr_point *table, float *maps, float *steps, float *sketches,
-                       struct igs_error *err)
+                       struct attr_point *const *tables, float *const *maps_of, float *steps,
+                       float *const *sketches_of, struct igs_error *err)
 {
+	const int T = r->n_targets;
 	long total = (long)m * r->samples;
 	int rc;
 	for (long e0 = 0; e0 < total; e0 += r->batch) {
@@ -231,71 +294,99 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 		         : r->oracle->forward(r->oracle->ctx, r->rows, nb, r->logits, err);
 		if (rc)
 			return rc;
-		for (int b = 0; b < nb; b++) {
-			r->outputs[b] = output_and_grad(r, r->logits + (size_t)b * r->classes,
-			                                r->d_logits + (size_t)b * r->classes);
-			r->row_weight[b] = (float)weight[r->row_point[b]];
-		}
-		rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
-		                                          r->row_weight, r->row_sums, err)
-		               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb, r->grad, err);
-		if (rc)
-			return rc;
-		for (int b = 0; b < nb; b++) {
-			int s = r->row_sample[b], k = r->row_point[b];
-			const float *restrict g = r->grad + (size_t)b * r->n;
-			double w = weight[k], gsum = 0, deriv = 0;
-			if (r->summed) {
-				gsum = r->row_sums[2 * b];
-				deriv = r->row_sums[2 * b + 1];
-			} else {
-				sample_input(r, s);
-				for (size_t i = 0; i < r->n; i++) {
-					r->G[i] += w * g[i];
-					gsum += g[i];
-					deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+		for (int t = 0; t < T; t++) {
+			select_target(r, t);
+			struct attr_point *table = tables[t];
+			float *maps = maps_of ? maps_of[t] : NULL;
+			float *steps_t = t == 0 ? steps : NULL;
+			float *sketches = sketches_of ? sketches_of[t] : NULL;
+			if (r->path_sums)
+				r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
+			for (int b = 0; b < nb; b++) {
+				r->outputs[b] =
+				    output_and_grad(r, r->logits + (size_t)b * r->classes,
+				                    r->d_logits + (size_t)b * r->classes);
+				r->row_weight[b] = (float)weight[r->row_point[b]];
+			}
+			rc = r->summed ? r->oracle->backward_path(r->oracle->ctx, r->d_logits, nb,
+			                                          r->row_weight, r->row_sums, err)
+			               : r->oracle->backward(r->oracle->ctx, r->d_logits, nb,
+			                                     r->grad, err);
+			if (!rc && r->summed && T > 1 && !r->path_sums) {
+				/* this target's share of the chunk, before the next
+				 * target's backward adds to the oracle's sum */
+				rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
+				for (size_t i = 0; !rc && i < r->n; i++)
+					r->G[i] += r->grad[i];
+			}
+			if (rc)
+				return rc;
+			for (int b = 0; b < nb; b++) {
+				int s = r->row_sample[b], k = r->row_point[b];
+				const float *restrict g = r->grad + (size_t)b * r->n;
+				double w = weight[k], gsum = 0, deriv = 0;
+				if (r->summed) {
+					gsum = r->row_sums[2 * b];
+					deriv = r->row_sums[2 * b + 1];
+				} else {
+					sample_input(r, s);
+					for (size_t i = 0; i < r->n; i++) {
+						r->G[i] += w * g[i];
+						gsum += g[i];
+						deriv += ((double)r->xs[i] - r->base[i]) * g[i];
+					}
+				}
+				double inv = 1.0 / r->samples;
+				struct attr_point *p = &table[k];
+				p->alpha = alpha[k];
+				p->weight = w;
+				p->output += r->outputs[b] * inv;
+				p->gradient_sum += gsum * inv;
+				p->path_derivative += deriv * inv;
+				r->running += w * deriv * inv;
+				if (maps) {
+					float *map = maps + (size_t)k * r->hw;
+					for (size_t px = 0; px < r->hw; px++)
+						map[px] += (float)((fabsf(g[3 * px]) +
+						                    fabsf(g[3 * px + 1]) +
+						                    fabsf(g[3 * px + 2])) *
+						                   inv);
+				}
+				if (steps_t)
+					add_step(r, g, inv, steps_t + (size_t)k * r->n);
+				if (sketches)
+					path_sketch_add(r->sketch_code, r->n,
+					                r->multiply_diff ? r->xs : NULL, r->base, g, inv,
+					                sketches + (size_t)k * path_sketch_buckets());
+				if (r->acc1 && k == m - 1) {
+					finish_sample(r, s);
+					memcpy(r->done_table, table, (size_t)m * sizeof *table);
 				}
 			}
-			double inv = 1.0 / r->samples;
-			struct attr_point *p = &table[k];
-			p->alpha = alpha[k];
-			p->weight = w;
-			p->output += r->outputs[b] * inv;
-			p->gradient_sum += gsum * inv;
-			p->path_derivative += deriv * inv;
-			r->running += w * deriv * inv;
-			if (maps) {
-				float *map = maps + (size_t)k * r->hw;
-				for (size_t px = 0; px < r->hw; px++)
-					map[px] +=
-					    (float)((fabsf(g[3 * px]) + fabsf(g[3 * px + 1]) +
-					             fabsf(g[3 * px + 2])) *
-					            inv);
-			}
-			if (steps)
-				add_step(r, g, inv, steps + (size_t)k * r->n);
-			if (sketches)
-				path_sketch_add(r->sketch_code, r->n, r->multiply_diff ? r->xs : NULL,
-				                r->base, g, inv,
-				                sketches + (size_t)k * path_sketch_buckets());
-			if (r->acc1 && k == m - 1) {
-				finish_sample(r, s);
-				memcpy(r->done_table, table, (size_t)m * sizeof *table);
-			}
 		}
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, NULL);
+		select_target(r, 0);
 		r->done += nb;
 		r->evaluations += nb;
 		report_progress(r);
 		if (r->job && r->job->yield)
 			r->job->yield(r->job->yield_ctx);
 	}
-	if (r->summed) {
+	for (int t = 0; r->summed && (T == 1 || r->path_sums) && t < T; t++) {
 		/* the points' weighted gradient, all at once */
-		if ((rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err)))
+		select_target(r, t);
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, r->path_sums[t]);
+		rc = r->oracle->path_gradient(r->oracle->ctx, r->grad, err);
+		if (r->path_sums)
+			r->oracle->path_use_sum(r->oracle->ctx, NULL);
+		if (rc)
 			return rc;
 		for (size_t i = 0; i < r->n; i++)
 			r->G[i] += r->grad[i];
 	}
+	select_target(r, 0);
 	return 0;
 }
 
@@ -430,18 +521,25 @@ static int next_factor(const struct run *r, enum quad_rule rule, int m, double e
  * points, evaluating only the new points when the rule is nested.  Plain
  * IG stops at `final_m`; adaptive IG (final_m == 0) once relative_l2 and
  * relative_error are both within the tolerance or the next rule would
- * pass max_steps.  out holds the last completed round, so a deadline
- * mid-round returns it with converged = false.
+ * pass max_steps.  outs[t] holds target t's last completed round, so a
+ * deadline mid-round returns it with converged = false.  (Adaptive IG has
+ * one target: check_options.)
  */
 static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
-                      struct attr_result *out, struct igs_error *err)
+                      struct attr_result *outs, struct igs_error *err)
 {
 	const struct attr_params *o = r->o;
+	const int T = r->n_targets;
+	struct attr_result *out = &outs[0];
 	bool adaptive = final_m == 0;
 	int limit = adaptive ? o->max_steps : final_m;
 	double e_prev = NAN;
 	int q_prev = 0; /* the factor of the last round */
 	int rc = 0;
+	/* the per-point rows kept for each target (maps, steps, sketches):
+	 * the new points' and, when the old points stay, all of them merged */
+	enum { ROWS = 3 };
+	const size_t row_len[ROWS] = {r->hw, r->n, (size_t)path_sketch_buckets()};
 	for (;;) {
 		if (adaptive && out->relative_l2 <= o->tolerance &&
 		    out->relative_error <= o->tolerance)
@@ -456,25 +554,28 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			break;
 		size_t np = (size_t)ref.new_points;
 		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
-		struct attr_point *nt = calloc(np, sizeof *nt);
-		struct attr_point *merged = calloc((size_t)ref.next_m, sizeof *merged);
 		int *from = malloc((size_t)ref.next_m * sizeof *from);
-		/* the per-point rows kept (maps, steps): the new points' and,
-		 * when the old points stay, all of them merged */
-		float **kept[3] = {&out->path_maps, &out->path_steps, &r->sketches};
-		const size_t row_len[3] = {r->hw, r->n, (size_t)path_sketch_buckets()};
-		float *nrows[3] = {NULL, NULL, NULL}, *mrows[3] = {NULL, NULL, NULL};
-		bool rows_ok = true;
-		for (int a = 0; a < 3; a++) {
-			if (!*kept[a])
-				continue;
-			nrows[a] = calloc(np * row_len[a], sizeof *nrows[a]);
-			if (ref.reuse_scale > 0)
-				mrows[a] =
-				    calloc((size_t)ref.next_m * row_len[a], sizeof *mrows[a]);
-			rows_ok = rows_ok && nrows[a] && (ref.reuse_scale <= 0 || mrows[a]);
+		struct attr_point *nt[ATTR_TARGETS_MAX] = {0}, *merged[ATTR_TARGETS_MAX] = {0};
+		float *nrows[ROWS][ATTR_TARGETS_MAX] = {{0}}, *mrows[ROWS][ATTR_TARGETS_MAX] = {{0}};
+		bool ok = na && nw && from;
+		for (int t = 0; t < T; t++) {
+			nt[t] = calloc(np, sizeof *nt[t]);
+			merged[t] = calloc((size_t)ref.next_m, sizeof *merged[t]);
+			ok = ok && nt[t] && merged[t];
+			select_target(r, t);
+			float *kept[ROWS] = {outs[t].path_maps, outs[t].path_steps, r->sketches};
+			for (int a = 0; a < ROWS; a++) {
+				if (!kept[a])
+					continue;
+				nrows[a][t] = calloc(np * row_len[a], sizeof *nrows[a][t]);
+				if (ref.reuse_scale > 0)
+					mrows[a][t] = calloc((size_t)ref.next_m * row_len[a],
+					                     sizeof *mrows[a][t]);
+				ok = ok && nrows[a][t] && (ref.reuse_scale <= 0 || mrows[a][t]);
+			}
 		}
-		if (!na || !nw || !nt || !merged || !from || !rows_ok) {
+		select_target(r, 0);
+		if (!ok) {
 			rc = igs_fail(err, IGS_ERR_NOMEM, "IG refinement: out of memory at %d points",
 			              ref.next_m);
 			goto round_done;
@@ -486,59 +587,73 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		if (adaptive)
 			r->total = r->done + ref.new_points;
 		/* reuse: G and the running sum scale by r; otherwise start over */
-		for (size_t i = 0; i < r->n; i++)
-			r->G[i] *= ref.reuse_scale;
-		r->running *= ref.reuse_scale;
-		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1], nrows[2], err);
+		for (int t = 0; t < T; t++) {
+			select_target(r, t);
+			for (size_t i = 0; i < r->n; i++)
+				r->G[i] *= ref.reuse_scale;
+			r->running *= ref.reuse_scale;
+		}
+		select_target(r, 0);
+		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1][0], nrows[2], err);
 		if (rc == IGS_ERR_DEADLINE) {
-			out->deadline_hit = true;
+			for (int t = 0; t < T; t++)
+				outs[t].deadline_hit = true;
 			rc = 0;
 			goto round_done;
 		}
 		if (rc)
 			goto round_done;
-		if (ref.reuse_scale > 0) {
-			for (int k = 0; k < out->path_count; k++)
-				out->path[k].weight *= ref.reuse_scale;
-			merge_points(out->path, out->path_count, nt, ref.new_points, merged, from);
-			for (int a = 0; a < 3; a++)
-				if (*kept[a])
-					merge_rows(from, ref.next_m, *kept[a], nrows[a], mrows[a],
-					           row_len[a]);
-			free(out->path);
-			out->path = merged;
-			merged = NULL;
-		} else {
-			free(out->path);
-			out->path = nt;
-			nt = NULL;
-		}
-		for (int a = 0; a < 3; a++) {
-			if (!*kept[a])
-				continue;
-			free(*kept[a]);
-			*kept[a] = ref.reuse_scale > 0 ? mrows[a] : nrows[a];
-			if (ref.reuse_scale > 0)
-				mrows[a] = NULL;
-			else
-				nrows[a] = NULL;
-		}
-		out->path_count = ref.next_m;
-		m = ref.next_m;
-		out->steps = m;
-		memcpy(r->prev_attr, out->attr, r->n * sizeof *r->prev_attr);
-		finish_attr(r, out);
 		e_prev = out->relative_l2;
-		q_prev = factor;
-		if (r->sketches && ref.reuse_scale > 0) {
-			out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, 2.0) *
-			                   path_cells_factor(r->sketches, m, factor);
-			out->estimator = ATTR_ESTIMATOR_CELLS;
-		} else {
-			out->relative_l2 = difference_estimate(out->attr, r->prev_attr, r->n, factor);
-			out->estimator =
-			    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
+		for (int t = 0; t < T; t++) {
+			struct attr_result *ot = &outs[t];
+			select_target(r, t);
+			float **kept[ROWS] = {&ot->path_maps, &ot->path_steps, &r->sketches};
+			if (ref.reuse_scale > 0) {
+				for (int k = 0; k < ot->path_count; k++)
+					ot->path[k].weight *= ref.reuse_scale;
+				merge_points(ot->path, ot->path_count, nt[t], ref.new_points, merged[t],
+				             from);
+				for (int a = 0; a < ROWS; a++)
+					if (*kept[a])
+						merge_rows(from, ref.next_m, *kept[a], nrows[a][t],
+						           mrows[a][t], row_len[a]);
+				free(ot->path);
+				ot->path = merged[t];
+				merged[t] = NULL;
+			} else {
+				free(ot->path);
+				ot->path = nt[t];
+				nt[t] = NULL;
+			}
+			for (int a = 0; a < ROWS; a++) {
+				if (!*kept[a])
+					continue;
+				free(*kept[a]);
+				*kept[a] = ref.reuse_scale > 0 ? mrows[a][t] : nrows[a][t];
+				if (ref.reuse_scale > 0)
+					mrows[a][t] = NULL;
+				else
+					nrows[a][t] = NULL;
+			}
+			ot->path_count = ref.next_m;
+			ot->steps = ref.next_m;
+			memcpy(r->prev_attr, ot->attr, r->n * sizeof *r->prev_attr);
+			finish_attr(r, ot);
+			if (r->sketches && ref.reuse_scale > 0) {
+				ot->relative_l2 =
+				    difference_estimate(ot->attr, r->prev_attr, r->n, 2.0) *
+				    path_cells_factor(r->sketches, ref.next_m, factor);
+				ot->estimator = ATTR_ESTIMATOR_CELLS;
+			} else {
+				ot->relative_l2 =
+				    difference_estimate(ot->attr, r->prev_attr, r->n, factor);
+				ot->estimator =
+				    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
+			}
 		}
+		select_target(r, 0);
+		m = ref.next_m;
+		q_prev = factor;
 		r->best_rel = out->relative_error;
 		r->best_l2 = out->relative_l2;
 		r->rounds++;
@@ -548,21 +663,26 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 	round_done:
 		free(na);
 		free(nw);
-		free(nt);
-		free(merged);
 		free(from);
-		for (int a = 0; a < 3; a++) {
-			free(nrows[a]);
-			free(mrows[a]);
+		for (int t = 0; t < T; t++) {
+			free(nt[t]);
+			free(merged[t]);
+			for (int a = 0; a < ROWS; a++) {
+				free(nrows[a][t]);
+				free(mrows[a][t]);
+			}
 		}
 		if (rc || out->deadline_hit)
 			break;
 	}
-	if (adaptive)
-		out->converged = !out->deadline_hit && out->relative_l2 <= o->tolerance &&
-		                 out->relative_error <= o->tolerance;
-	else
-		out->converged = !out->deadline_hit;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		if (adaptive)
+			ot->converged = !ot->deadline_hit && ot->relative_l2 <= o->tolerance &&
+			                ot->relative_error <= o->tolerance;
+		else
+			ot->converged = !ot->deadline_hit;
+	}
 	return rc;
 }
 
@@ -649,20 +769,34 @@ static void run_free(struct run *r)
 	free(r->row_weight);
 	free(r->row_sums);
 	free(r->xs);
+	select_target(r, 0);
 	free(r->G);
+	free(r->prev_attr);
+	free(r->sketches);
+	for (int t = 1; r->ts && t < r->n_targets; t++) {
+		free(r->ts[t].G);
+		free(r->ts[t].prev_attr);
+		free(r->ts[t].sketches);
+	}
+	free(r->sketch_code);
+	free(r->ts);
+	if (r->path_sums) /* the oracle forgets the sums freed here */
+		r->oracle->path_use_sum(r->oracle->ctx, NULL);
+	for (int t = 1; r->path_sums && t < r->n_targets; t++)
+		free(r->path_sums[t]);
+	free(r->path_sums);
 	free(r->acc1);
 	free(r->acc2);
-	free(r->prev_attr);
 	free(r->done_table);
-	free(r->sketch_code);
-	free(r->sketches);
 }
 
-int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const struct attr_params *o,
-                int batch, struct job_control *job, struct attr_result *out,
-                struct igs_error *err)
+/* attribution_run for T targets into outs[T] (T > 1: check_targets). */
+static int run_targets(const struct grad_oracle *oracle, const float *pixels,
+                       const struct attr_params *o, int T, int batch, struct job_control *job,
+                       struct attr_result *outs, struct igs_error *err)
 {
-	memset(out, 0, sizeof *out);
+	memset(outs, 0, (size_t)T * sizeof *outs);
+	struct attr_result *out = &outs[0];
 	int rc = check_options(oracle, o, batch, err);
 	if (rc)
 		return rc;
@@ -681,6 +815,7 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 	    .multiply_diff = o->method != ATTR_SALIENCY,
 	    .x = pixels,
 	    .xs_sample = -1,
+	    .n_targets = T,
 	};
 	/* saliency and input x gradient are one point at alpha = 1 from a
 	 * black baseline: x * grad is IG's one-step right Riemann sum */
@@ -706,33 +841,53 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 	r.xs = malloc(r.n * sizeof *r.xs);
 	r.G = calloc(r.n, sizeof *r.G);
 	r.prev_attr = malloc(r.n * sizeof *r.prev_attr);
+	bool ok = true;
+	/* the trapezoid rule's refinements get the calibrated estimate, each
+	 * target its own */
+	bool sketched = rounds && rule == RULE_RIEMANN_TRAPEZOID && m > 0;
+	const size_t sketch_len = (size_t)m * path_sketch_buckets();
+	if (sketched) {
+		r.sketch_code = path_sketch_codes(r.n);
+		r.sketches = calloc(sketch_len, sizeof *r.sketches);
+		ok = r.sketch_code && r.sketches;
+	}
+	if (T > 1) {
+		r.ts = calloc((size_t)T, sizeof *r.ts);
+		ok = ok && r.ts != NULL;
+		for (int t = 1; ok && t < T; t++) {
+			r.ts[t].G = calloc(r.n, sizeof *r.ts[t].G);
+			r.ts[t].prev_attr = malloc(r.n * sizeof *r.ts[t].prev_attr);
+			if (sketched)
+				r.ts[t].sketches = calloc(sketch_len, sizeof *r.ts[t].sketches);
+			ok = r.ts[t].G && r.ts[t].prev_attr && (!sketched || r.ts[t].sketches);
+		}
+	}
 	if (o->smooth != SMOOTH_NONE) {
 		r.acc1 = calloc(r.n, sizeof *r.acc1);
 		r.acc2 = calloc(r.n, sizeof *r.acc2);
 		r.done_table = calloc((size_t)m, sizeof *r.done_table);
 	}
-	out->attr = malloc(r.n * sizeof *out->attr);
-	out->logits = malloc(C * sizeof *out->logits);
-	out->baseline = malloc(r.n * sizeof *out->baseline);
-	out->path = calloc((size_t)(m > 0 ? m : 1), sizeof *out->path);
-	if (o->path_maps && m > 0)
-		out->path_maps = calloc((size_t)m * r.hw, sizeof *out->path_maps);
-	if (o->path_steps && m > 0)
-		out->path_steps = calloc((size_t)m * r.n, sizeof *out->path_steps);
-	/* the trapezoid rule's refinements get the calibrated estimate */
-	bool sketched = rounds && rule == RULE_RIEMANN_TRAPEZOID && m > 0;
-	if (sketched) {
-		r.sketch_code = path_sketch_codes(r.n);
-		r.sketches = calloc((size_t)m * path_sketch_buckets(), sizeof *r.sketches);
+	for (int t = 0; ok && t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		ot->attr = malloc(r.n * sizeof *ot->attr);
+		ot->logits = malloc(C * sizeof *ot->logits);
+		ot->baseline = malloc(r.n * sizeof *ot->baseline);
+		ot->path = calloc((size_t)(m > 0 ? m : 1), sizeof *ot->path);
+		/* path maps and steps: the first target's only (T of them could
+		 * be GBs) */
+		bool maps = o->path_maps && m > 0 && t == 0;
+		bool steps = o->path_steps && m > 0 && t == 0;
+		if (maps)
+			ot->path_maps = calloc((size_t)m * r.hw, sizeof *ot->path_maps);
+		if (steps)
+			ot->path_steps = calloc((size_t)m * r.n, sizeof *ot->path_steps);
+		ok = ot->attr && ot->logits && ot->baseline && ot->path && (!maps || ot->path_maps) &&
+		     (!steps || ot->path_steps);
 	}
-	if (!alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits || !r.outputs ||
-	    !r.row_sample || !r.row_point || !r.positions || !r.row_weight || !r.row_sums ||
-	    !r.xs || !r.G || !r.prev_attr ||
-	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table)) || !out->attr ||
-	    !out->logits || !out->baseline || !out->path ||
-	    (o->path_maps && m > 0 && !out->path_maps) ||
-	    (o->path_steps && m > 0 && !out->path_steps) ||
-	    (sketched && (!r.sketch_code || !r.sketches))) {
+	if (!ok || !alpha || !weight || !r.rows || !r.grad || !r.logits || !r.d_logits ||
+	    !r.outputs || !r.row_sample || !r.row_point || !r.positions || !r.row_weight ||
+	    !r.row_sums || !r.xs || !r.G || !r.prev_attr ||
+	    (o->smooth != SMOOTH_NONE && (!r.acc1 || !r.acc2 || !r.done_table))) {
 		rc = igs_fail(err, IGS_ERR_NOMEM, "attribution: out of memory for %d-image chunks",
 		              batch);
 		goto fail;
@@ -744,12 +899,17 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 	                               err)))
 		goto fail;
 	r.base = out->baseline;
-	out->size = r.size;
-	out->classes = r.classes;
-	out->adaptive = adaptive;
-	out->rule = rule;
-	out->relative_l2 = NAN;
-	out->estimator = ATTR_ESTIMATOR_NONE;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		if (t > 0)
+			memcpy(ot->baseline, out->baseline, r.n * sizeof *ot->baseline);
+		ot->size = r.size;
+		ot->classes = r.classes;
+		ot->adaptive = adaptive;
+		ot->rule = rule;
+		ot->relative_l2 = NAN;
+		ot->estimator = ATTR_ESTIMATOR_NONE;
+	}
 	if ((rc = check_job(&r, err)))
 		goto fail;
 
@@ -772,10 +932,22 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 	}
 	if (rc)
 		goto fail;
-	memcpy(out->logits, r.logits, C * sizeof *out->logits);
-	r.target = out->target = attr_resolve_target(o, out->logits, r.classes);
-	r.f_input = output_and_grad(&r, r.logits, NULL);
-	r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
+	int targets[ATTR_TARGETS_MAX];
+	attr_resolve_targets(o, r.logits, r.classes, T, targets);
+	for (int t = T - 1; t >= 0; t--) {
+		/* the state of every target; target 0's is the run's own */
+		memcpy(outs[t].logits, r.logits, C * sizeof *outs[t].logits);
+		r.target = outs[t].target = targets[t];
+		r.f_input = output_and_grad(&r, r.logits, NULL);
+		r.f_baseline = output_and_grad(&r, r.logits + C, NULL);
+		if (t > 0)
+			r.ts[t] = (struct target_state){.target = r.target,
+			                                .f_input = r.f_input,
+			                                .f_baseline = r.f_baseline,
+			                                .G = r.ts[t].G,
+			                                .prev_attr = r.ts[t].prev_attr,
+			                                .sketches = r.ts[t].sketches};
+	}
 
 	/* One straight path (no SmoothGrad noise): points by position. */
 	if (oracle->path_start && oracle->forward_path && r.samples == 1) {
@@ -786,10 +958,31 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 		 * gradient */
 		r.summed = oracle->backward_path && oracle->path_gradient && !o->path_maps &&
 		           !o->path_steps && !sketched && o->smooth == SMOOTH_NONE;
+		if (r.summed && T > 1 && oracle->path_use_sum && oracle->path_sum_count) {
+			/* each target's own sum, as a single run would keep it */
+			size_t count = oracle->path_sum_count(oracle->ctx);
+			r.path_sums = calloc((size_t)T, sizeof *r.path_sums);
+			ok = r.path_sums != NULL;
+			for (int t = 1; ok && t < T; t++)
+				ok = (r.path_sums[t] = calloc(count, sizeof *r.path_sums[t])) !=
+				     NULL;
+			if (!ok) {
+				rc = igs_fail(err, IGS_ERR_NOMEM,
+				              "targets: out of memory for %d path sums", T);
+				goto fail;
+			}
+		}
 	}
 	r.total = (rounds && !adaptive ? final_m : m) * r.samples;
-	rc = eval_points(&r, alpha, weight, m, out->path, out->path_maps, out->path_steps, r.sketches,
-	                 err);
+	struct attr_point *tables[ATTR_TARGETS_MAX];
+	float *maps[ATTR_TARGETS_MAX], *sketches[ATTR_TARGETS_MAX];
+	for (int t = 0; t < T; t++) {
+		tables[t] = outs[t].path;
+		maps[t] = outs[t].path_maps;
+		sketches[t] = t == 0 ? r.sketches : r.ts[t].sketches;
+	}
+	rc = eval_points(&r, alpha, weight, m, tables, o->path_maps ? maps : NULL, out->path_steps,
+	                 sketched ? sketches : NULL, err);
 	if (rc == IGS_ERR_DEADLINE && r.acc1 && r.samples_done > 0 && !o->path_maps &&
 	    !o->path_steps) {
 		/* SmoothGrad's best so far: the samples finished (their mean
@@ -806,11 +999,16 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 	}
 	if (rc)
 		goto fail;
-	out->path_count = m;
-	out->steps = m;
-	finish_attr(&r, out);
-	out->samples = r.acc1 ? r.samples_done : 1;
-	out->converged = !out->deadline_hit;
+	for (int t = 0; t < T; t++) {
+		struct attr_result *ot = &outs[t];
+		ot->path_count = m;
+		ot->steps = m;
+		select_target(&r, t);
+		finish_attr(&r, ot);
+		ot->samples = r.acc1 ? r.samples_done : 1;
+		ot->converged = !ot->deadline_hit;
+	}
+	select_target(&r, 0);
 	r.have_result = true;
 	r.best_rel = out->relative_error;
 	r.best_l2 = NAN;
@@ -821,10 +1019,12 @@ int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const str
 		report_progress(&r);
 		r.round_attr = NULL;
 	}
-	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, out, err)))
+	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, outs, err)))
 		goto fail;
-	out->evaluations = r.evaluations;
-	out->baselines_done = out->baselines_total = 1;
+	for (int t = 0; t < T; t++) {
+		outs[t].evaluations = r.evaluations;
+		outs[t].baselines_done = outs[t].baselines_total = 1;
+	}
 	free(alpha);
 	free(weight);
 	run_free(&r);
@@ -833,11 +1033,25 @@ fail:
 	free(alpha);
 	free(weight);
 	run_free(&r);
-	attr_result_clear(out);
+	for (int t = 0; t < T; t++)
+		attr_result_clear(&outs[t]);
 	return rc;
 }
 
 /* ---- dispatch ---- */
+
+int attr_ig_run(const struct grad_oracle *oracle, const float *pixels, const struct attr_params *o,
+                int batch, struct job_control *job, struct attr_result *out,
+                struct igs_error *err)
+{
+	if (o->n_targets > 0) {
+		memset(out, 0, sizeof *out);
+		return igs_fail(err, IGS_ERR_INTERNAL,
+		                "attribution_run explains one target: targets need "
+		                "attribution_run_targets");
+	}
+	return run_targets(oracle, pixels, o, 1, batch, job, out, err);
+}
 
 int attr_single_run(const struct grad_oracle *oracle, const float *pixels,
                     const struct attr_params *o, int batch, struct job_control *job,
@@ -866,4 +1080,27 @@ int attribution_run(const struct grad_oracle *oracle, const float *pixels,
 	if (attribution_baseline_set_size(o) > 1 || o->baseline_count > 1)
 		return attr_baseline_set_run(oracle, pixels, o, batch, job, out, err);
 	return attr_single_run(oracle, pixels, o, batch, job, out, err);
+}
+
+int attribution_target_count(const struct attr_params *o)
+{
+	return o->n_targets > 0 ? o->n_targets : 1;
+}
+
+int attribution_run_targets(const struct grad_oracle *oracle, const float *pixels,
+                            const struct attr_params *o, int batch, struct job_control *job,
+                            struct attr_result *outs, struct igs_error *err)
+{
+	if (o->n_targets <= 0)
+		return attribution_run(oracle, pixels, o, batch, job, outs, err);
+	/* outs has attribution_target_count(o) entries: at most
+	 * ATTR_TARGETS_MAX when that is refused */
+	int count = o->n_targets < ATTR_TARGETS_MAX ? o->n_targets : ATTR_TARGETS_MAX;
+	memset(outs, 0, (size_t)count * sizeof *outs);
+	int rc = attr_methods_check_options(o, err);
+	if (!rc)
+		rc = attr_check_targets(oracle, o, err);
+	if (rc)
+		return rc;
+	return run_targets(oracle, pixels, o, o->n_targets, batch, job, outs, err);
 }

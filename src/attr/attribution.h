@@ -51,8 +51,10 @@ enum { BASELINE_COUNT = BASELINE_NOISE + 1 };
 enum smooth_kind { SMOOTH_NONE, SMOOTH_GRAD, SMOOTH_GRAD_SQ, SMOOTH_VARGRAD };
 enum { SMOOTH_COUNT = SMOOTH_VARGRAD + 1 };
 
-enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY };
-enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
+/* logprob: log softmax of the target, whose gradient on the logits is
+ * e_t - p (issue 16). */
+enum output_kind { OUTPUT_LOGIT, OUTPUT_PROBABILITY, OUTPUT_LOGPROB };
+enum { OUTPUT_COUNT = OUTPUT_LOGPROB + 1 };
 
 /* The blur baseline's largest sigma: its kernel has 2 ceil(3 sigma) + 1 taps
  * per pixel and pass (601 here; at 1000 it was 6001, seconds of CPU for a
@@ -61,6 +63,8 @@ enum { OUTPUT_COUNT = OUTPUT_PROBABILITY + 1 };
 
 /* The most members of a baseline set ("black+white+noise"). */
 #define ATTR_BASELINE_SET_MAX 8
+/* Most classes one request may explain at once (targets=). */
+#define ATTR_TARGETS_MAX 16
 
 struct attr_params {
 	int target;                  /* -1: the top-1 class */
@@ -91,6 +95,10 @@ struct attr_params {
 	int baseline_count;
 	enum baseline_kind baselines[ATTR_BASELINE_SET_MAX];
 	int baseline_samples; /* 0: off; N: N draws of each noise or blur member */
+	/* ---- several targets (issue 16): attribution_run_targets ---- */
+	int n_targets;                 /* 0: one target (`target`); else how many */
+	bool targets_top;              /* the top n_targets classes (targets=topK) */
+	int targets[ATTR_TARGETS_MAX]; /* the classes, without targets_top */
 };
 
 /* The defaults listed above. */
@@ -155,6 +163,15 @@ struct grad_oracle {
 	 * `value` (the gray, black and white baselines), which the oracle may
 	 * keep between runs (net_constant_logits). */
 	int (*constant_logits)(void *ctx, float value, float *logits, struct igs_error *err);
+	/* Optional: forward's logits keeping nothing for a backward (net_infer,
+	 * faster): the faithfulness curves' passes (faithfulness.h). */
+	int (*infer)(void *ctx, const float *pixels, int n, float *logits, struct igs_error *err);
+	/* Optional with backward_path: several sums over one path (several
+	 * targets).  path_use_sum makes backward_path and path_gradient use
+	 * `sum` (path_sum_count floats, caller-owned, zeroed) instead of the
+	 * oracle's own sum (NULL: back to it; path_start goes back too). */
+	size_t (*path_sum_count)(void *ctx);
+	void (*path_use_sum)(void *ctx, float *sum);
 };
 
 /* The network as an oracle: forward/backward through `ws` (which must hold
@@ -226,7 +243,7 @@ struct attr_result {
  *                       cell by cell, ||attr_m - attr_coarse|| / ||attr_m||
  *                       times a factor from the random-phase model of the
  *                       error and the number of cells carrying it
- *                       (estimate.c), 1/sqrt(3)-1 for q = 2
+ *                       (estimate.c), between 1/sqrt(q^2 - 1) and 1/(q - 1)
  *   none                no coarser rule among the points (e.g. plain
  *                       Gauss-Legendre, an even trapezoid): relative_l2 NaN
  */
@@ -300,5 +317,29 @@ uint64_t attribution_splitmix64(uint64_t *state);
 int attribution_run(const struct grad_oracle *oracle, const float *pixels,
                     const struct attr_params *o, int batch, struct job_control *job,
                     struct attr_result *out, struct igs_error *err);
+
+/*
+ * attribution_run_targets - attribution_run for several classes at once
+ * (o->n_targets: o->targets, or the top n_targets by logit among classes
+ * >= first_default_target, ties to the lower index), into
+ * outs[attribution_target_count(o)], in that order.  The path, its points
+ * and every chunk's forward pass are shared; each chunk then runs one
+ * backward per target.  Target t's answer is, bit for bit, the one
+ * attribution_run gives for target=targets[t] (the same passes and sums in
+ * the same order; an oracle that sums the path but offers no
+ * path_use_sum has each target's sum taken per chunk instead: the same up
+ * to float rounding).  Methods: integrated
+ * gradients, saliency, input x gradient; not with tolerance nor
+ * SmoothGrad (IGS_ERR_BAD_OPTION).  Every out gets the same `evaluations`
+ * (the points: forward passes); backward passes are that times the
+ * targets.  With path_maps only outs[0] has path maps.  With n_targets 0
+ * it is attribution_run into outs[0].  On
+ * error every out is left empty.
+ */
+int attribution_run_targets(const struct grad_oracle *oracle, const float *pixels,
+                            const struct attr_params *o, int batch, struct job_control *job,
+                            struct attr_result *outs, struct igs_error *err);
+/* The answers attribution_run_targets gives: n_targets, or 1. */
+int attribution_target_count(const struct attr_params *o);
 
 #endif

@@ -19,6 +19,13 @@ static int net_oracle_forward(void *ctx, const float *pixels, int n, float *logi
 	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static int net_oracle_infer(void *ctx, const float *pixels, int n, float *logits,
+                            struct igs_error *err)
+{
+	int rc = net_infer(ctx, pixels, n, logits);
+	return rc ? igs_fail(err, rc, "network forward pass failed (%s)", igs_code_name(rc)) : 0;
+}
+
 static int net_oracle_backward(void *ctx, const float *d_logits, int n, float *grad,
                                struct igs_error *err)
 {
@@ -60,6 +67,16 @@ static int net_oracle_path_gradient(void *ctx, float *grad, struct igs_error *er
 	return rc ? igs_fail(err, rc, "network backward pass failed (%s)", igs_code_name(rc)) : 0;
 }
 
+static size_t net_oracle_path_sum_count(void *ctx)
+{
+	return net_path_sum_count(ctx);
+}
+
+static void net_oracle_path_use_sum(void *ctx, float *sum)
+{
+	net_path_use_sum(ctx, sum);
+}
+
 void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct net_workspace *ws)
 {
 	const struct model_info *info = model_get_info(m);
@@ -72,5 +89,8 @@ void attribution_net_oracle(struct grad_oracle *o, const struct model *m, struct
 	                          .forward_path = net_oracle_forward_path,
 	                          .backward_path = net_oracle_backward_path,
 	                          .path_gradient = net_oracle_path_gradient,
-	                          .constant_logits = net_oracle_constant_logits};
+	                          .constant_logits = net_oracle_constant_logits,
+	                          .infer = net_oracle_infer,
+	                          .path_sum_count = net_oracle_path_sum_count,
+	                          .path_use_sum = net_oracle_path_use_sum};
 }

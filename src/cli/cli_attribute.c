@@ -165,7 +165,7 @@ int cli_attribute(int argc, char **argv)
 	int batch = 0;
 	int threads = cli_default_threads();
 
-	struct flag flags[CLI_MODEL_FLAG_COUNT + 37];
+	struct flag flags[CLI_MODEL_FLAG_COUNT + 44];
 	size_t n = cli_model_flags(flags, &mo);
 #define OPT(name, metavar, help)                                                                   \
 	flags[n++] = (struct flag){name, FLAG_CALLBACK, NULL, metavar, help, cli_set_request_option, &ro}
@@ -184,7 +184,8 @@ int cli_attribute(int argc, char **argv)
 	    "both at most T (default: off; the rule then defaults to riemann_trapezoid from 8 "
 	    "points)");
 	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
-	OPT("output", "O", "explain the logit (default) or the probability");
+	OPT("output", "O",
+	    "explain the logit (default), the probability or the log-probability (logprob)");
 	OPT("smoothgrad", "KIND", "none (default), smoothgrad, smoothgrad_sq or vargrad");
 	OPT("smoothgrad-samples", "N", "noisy samples for SmoothGrad");
 	OPT("smoothgrad-sigma", "S", "SmoothGrad noise sigma as a fraction of 0..255 (0.15)");
@@ -217,6 +218,14 @@ int cli_attribute(int argc, char **argv)
 	    "guided_ig: how far the path may leave the straight line, in alpha (0.02)");
 	OPT("baseline-samples", "N",
 	    "average over N draws of each noise or blur baseline, seeded by --seed (0: off)");
+	/* several targets and faithfulness (issue 16) */
+	OPT("targets", "LIST",
+	    "explain several classes at once: I,J,K or topK (shares the forward passes; "
+	    "not with --target, --tolerance or --smoothgrad)");
+	OPT("faithfulness", "LIST",
+	    "deletion, insertion or both (comma-separated): the target's probability as pixels "
+	    "go to the baseline in order of attribution, and its AUC");
+	OPT("faithfulness-steps", "N", "fractions of the faithfulness curves (16: 17 points)");
 #undef OPT
 	flags[n++] = (struct flag){"include-background", FLAG_BOOL, &ro.include_background, NULL,
 	                           "a 1001-class model's background class 0 may be the default "

@@ -186,4 +186,14 @@ int net_backward_path(struct net_workspace *ws, const float *d_logits, const flo
                       double *sums);
 int net_path_gradient(struct net_workspace *ws, float *grad_pixels);
 
+/*
+ * Several sums over one path (several targets, each with its own
+ * d_logits): net_path_use_sum makes the following net_backward_path and
+ * net_path_gradient add into and read (then zero) `sum`, caller-owned and
+ * zeroed, net_path_sum_count floats; NULL goes back to the workspace's
+ * own, as does net_path_start.
+ */
+size_t net_path_sum_count(const struct net_workspace *ws);
+void net_path_use_sum(struct net_workspace *ws, float *sum);
+
 #endif

@@ -252,6 +252,7 @@ int net_path_start(struct net_workspace *ws, const float *x, const float *baseli
 	omp_set_num_threads(ws->threads);
 	ws->path_ready = false;
 	ws->on_path = false;
+	ws->path_sum_in_use = NULL;
 	struct conv_shape one = ws->stem;
 	one.n = 1;
 	if (!ws->stem_linear) {
@@ -489,8 +490,8 @@ int net_backward_path(struct net_workspace *ws, const float *d_logits, const flo
 	float *spare;
 	const float *g = backward_body(ws, d_logits, &spare);
 	const float *from = ws->path_ends, *to = from + stem_count_per_image(ws);
-	maxpool_backward_sum(ws->path_sum, sums, g, ws->argmax, weight, ws->path_unit, from, to,
-	                     &ws->pool);
+	float *sum = ws->path_sum_in_use ? ws->path_sum_in_use : ws->path_sum;
+	maxpool_backward_sum(sum, sums, g, ws->argmax, weight, ws->path_unit, from, to, &ws->pool);
 	return conv_take_failure();
 }
 
@@ -503,8 +504,19 @@ int net_path_gradient(struct net_workspace *ws, float *grad_pixels)
 		return rc;
 	const struct model *m = ws->model;
 	const int S = ws->size;
-	conv_plan_backward_data(ws->plans[0].convs[0], ws->input, ws->path_sum, NULL, ws->scratch);
+	float *sum = ws->path_sum_in_use ? ws->path_sum_in_use : ws->path_sum;
+	conv_plan_backward_data(ws->plans[0].convs[0], ws->input, sum, NULL, ws->scratch);
 	normalize_backward(grad_pixels, ws->input, 1, S, S, m->info.std);
-	memset(ws->path_sum, 0, stem_count_per_image(ws) * sizeof *ws->path_sum);
+	memset(sum, 0, stem_count_per_image(ws) * sizeof *sum);
 	return conv_take_failure();
+}
+
+size_t net_path_sum_count(const struct net_workspace *ws)
+{
+	return stem_count_per_image(ws);
+}
+
+void net_path_use_sum(struct net_workspace *ws, float *sum)
+{
+	ws->path_sum_in_use = sum;
 }

@@ -59,6 +59,9 @@ struct net_workspace {
 	 * pixel value by one, and the weighted sum of the path's gradients of
 	 * the stem's output (one image each). */
 	float *path_unit, *path_sum;
+	/* net_path_use_sum: the caller's sum that backward_path and
+	 * path_gradient use instead of path_sum (NULL: path_sum) */
+	float *path_sum_in_use;
 	bool unit_ready; /* path_unit holds the response (until the pages go back) */
 	struct conv_plan *stem_linear;
 	struct block_buffers *blocks;

@@ -240,6 +240,15 @@ const cases = [
 		}],
 	['POST /attribute tolerance, trapezoid, blur baseline, probability', attribute, 200,
 		{ method: 'POST', path: '/attribute?method=riemann_trapezoid&steps=4&tolerance=0.5&max_steps=16&baseline=blur&output=probability&heatmaps=none', headers: png, body: image }],
+	['POST /attribute several targets, logprob, faithfulness', attribute, 200,
+		{ method: 'POST', path: '/attribute?targets=top2&steps=4&output=logprob&raw=npy&heatmaps=magnitude&faithfulness=deletion,insertion&faithfulness_steps=4', headers: png, body: image },
+		(res) => {
+			const p = [];
+			if (!res.json.attributions || res.json.attributions.length !== 2) p.push('targets=top2 gave no two attributions');
+			if (!res.json.faithfulness || res.json.faithfulness.deletion.length !== 5) p.push('faithfulness_steps=4 gave no 5-point deletion curve');
+			if (!res.json.path.every((pt) => typeof pt.logprob === 'number')) p.push('output=logprob gave a path point without logprob');
+			return p;
+		}],
 	['POST /attribute saliency with SmoothGrad', attribute, 200,
 		{ method: 'POST', path: '/attribute?method=saliency&smoothgrad=vargrad&smoothgrad_samples=2&heatmaps=magnitude', headers: png, body: image }],
 	['POST /attribute text/event-stream', attribute, 200,
