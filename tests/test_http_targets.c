@@ -98,6 +98,9 @@ START_TEST(test_targets_answer)
 		       s_one = num(one, "completeness", "sum");
 		ck_assert_str_eq(npy_multi, npy_one);
 		ck_assert(s_multi == s_one);
+		/* each entry's legend is its own map's: the single request's */
+		ck_assert(num(cJSON_GetObjectItem(second, "heatmap_scales"), "magnitude", "vmax") ==
+		          num(cJSON_GetObjectItem(one, "heatmap_scales"), "magnitude", "vmax"));
 		ck_assert(num(second, "completeness", "f_input") ==
 		          num(one, "completeness", "f_input"));
 		ck_assert(num(second, "convergence", "points") ==

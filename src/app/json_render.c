@@ -204,12 +204,12 @@ static cJSON *npy_value(const struct attr_result *r, enum npy_format format)
 }
 
 /* heatmap_scales: {NAME: {vmin, vmax, colormap, sign}} of the maps drawn,
- * so a client can draw a legend (issue 16). */
-static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, bool *ok)
+ * so a client can draw a legend (issue 16); each target's own with targets=. */
+static cJSON *heatmap_scales_object(const struct rendered_png *maps, int map_count, bool *ok)
 {
 	cJSON *scales = cJSON_CreateObject();
-	for (int i = 0; scales && i < res->map_count; i++) {
-		const struct rendered_png *m = &res->maps[i];
+	for (int i = 0; scales && i < map_count; i++) {
+		const struct rendered_png *m = &maps[i];
 		if (!m->has_scale)
 			continue;
 		cJSON *o = cJSON_CreateObject();
@@ -219,7 +219,12 @@ static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, 
 		cJSON_AddStringToObject(o, "sign", m->scale.sign);
 		add_item(scales, m->name, o, ok);
 	}
-	add_item(root, "heatmap_scales", scales, ok);
+	return scales;
+}
+
+static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, bool *ok)
+{
+	add_item(root, "heatmap_scales", heatmap_scales_object(res->maps, res->map_count, ok), ok);
 }
 
 /* ---- several targets and faithfulness (issue 16) ---- */
@@ -294,6 +299,7 @@ static cJSON *target_entry(const struct attribute_result *res, const struct pred
 	for (int i = 0; hm && i < map_count; i++)
 		add_item(hm, maps[i].name, png_value(&maps[i]), ok);
 	add_item(e, "heatmaps", hm, ok);
+	add_item(e, "heatmap_scales", heatmap_scales_object(maps, map_count, ok), ok);
 	if (res->options.raw_npy)
 		add_item(e, "attributions_npy", npy_value(r, res->options.raw_format), ok);
 	if (res->options.faithfulness)
