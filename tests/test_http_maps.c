@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +312,37 @@ START_TEST(test_cli_raw_format)
 	         bin, model_path, img);
 	ck_assert_int_ne(run_command(cmd, out, sizeof out), 0);
 	ck_assert_msg(strstr(out, "sign"), "%s", out);
+	/* with targets= and --out, every target's maps are files: the first
+	 * under the plain names, the others as target_CLASS.NAME.png, and the
+	 * JSON names each file */
+	snprintf(cmd, sizeof cmd,
+	         "'%s' attribute --model '%s' --steps 2 --heatmaps magnitude --targets top2 "
+	         "--out '%s/out' '%s' 2>/dev/null",
+	         bin, model_path, dir, img);
+	snprintf(out, sizeof out, "%s/out", dir);
+	ck_assert_int_eq(mkdir(out, 0700), 0);
+	ck_assert_int_eq(run_command(cmd, out, sizeof out), 0);
+	cJSON *doc = cJSON_Parse(out);
+	ck_assert(doc);
+	cJSON *list = cJSON_GetObjectItem(doc, "attributions");
+	ck_assert_int_eq(cJSON_GetArraySize(list), 2);
+	for (int k = 0; k < 2; k++) {
+		cJSON *e = cJSON_GetArrayItem(list, k);
+		int index = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "target"), "index")->valueint;
+		const char *file =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(e, "heatmaps"), "magnitude")->valuestring;
+		char want[4300];
+		if (k == 0)
+			snprintf(want, sizeof want, "%s/out/magnitude.png", dir);
+		else
+			snprintf(want, sizeof want, "%s/out/target_%d.magnitude.png", dir, index);
+		ck_assert_str_eq(file, want);
+		size_t len;
+		char *bytes = read_file(want, &len);
+		ck_assert_msg(bytes && len > 8 && memcmp(bytes, "\x89PNG", 4) == 0, "%s", want);
+		free(bytes);
+	}
+	cJSON_Delete(doc);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	ck_assert_int_eq(system(cmd), 0);
 }

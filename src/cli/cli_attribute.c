@@ -33,17 +33,39 @@ static void on_progress(void *ctx, const struct job_progress *p)
 		        p->points_done, p->points_total, p->relative_error);
 }
 
-/* One PNG of the answer into dir/NAME.png; the JSON then names the file. */
-static int write_png(struct rendered_png *png, const char *dir, struct igs_error *err)
+/* One PNG of the answer into dir/PREFIXNAME.png; the JSON then names the
+ * file. */
+static int write_png_named(struct rendered_png *png, const char *dir, const char *prefix,
+                           struct igs_error *err)
 {
 	char path[4096];
-	int n = snprintf(path, sizeof path, "%s/%s.png", dir, png->name);
+	int n = snprintf(path, sizeof path, "%s/%s%s.png", dir, prefix, png->name);
 	if (n < 0 || (size_t)n >= sizeof path)
 		return igs_fail(err, IGS_ERR_IO, "%s: output directory path too long", dir);
 	/* Exclusively: never through a planted symbolic link, never over a file. */
 	int rc = file_write_new(path, png->bytes, png->len, err);
 	if (rc == 0 && !(png->file = strdup(path)))
 		rc = igs_fail(err, IGS_ERR_NOMEM, "out of memory");
+	return rc;
+}
+
+static int write_png(struct rendered_png *png, const char *dir, struct igs_error *err)
+{
+	return write_png_named(png, dir, "", err);
+}
+
+/* With targets=, the targets after the first: their maps as
+ * target_CLASS.NAME.png (the first target's keep the plain names). */
+static int write_more_targets(struct attribute_result *res, const char *dir,
+                              struct igs_error *err)
+{
+	int rc = 0;
+	for (int t = 0; t < res->more_count && rc == 0; t++) {
+		char prefix[32];
+		snprintf(prefix, sizeof prefix, "target_%d.", res->more[t].target.index);
+		for (int i = 0; i < res->more[t].map_count && rc == 0; i++)
+			rc = write_png_named(&res->more[t].maps[i], dir, prefix, err);
+	}
 	return rc;
 }
 
@@ -141,6 +163,8 @@ static int write_outputs(struct attribute_result *res, const char *dir, const ch
 		rc = write_png(&res->maps[i], dir, err);
 	if (rc == 0 && dir)
 		rc = write_path_views(res, dir, err);
+	if (rc == 0 && dir)
+		rc = write_more_targets(res, dir, err);
 	if (rc == 0 && raw_path) {
 		unsigned char *npy = NULL;
 		size_t len = 0;
