@@ -5,43 +5,17 @@
  * full-resolution overlay.
  */
 #include "heatmap.h"
+#include "heatmap_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* ---- images (the quantization and statistics: heatmap_internal.h) ---- */
 
-/* ---- quantization and statistics ---- */
-
-static uint8_t to_byte(double v)
-{
-	if (!(v > 0))
-		return 0; /* also NaN */
-	if (v >= 1)
-		return 255;
-	return (uint8_t)floor(255.0 * v + 0.5);
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-	return (x > y) - (x < y);
-}
-
-/* NumPy's default quantile: sorted[h] interpolated at h = q (n - 1).
- * `sorted` is scratch of n floats; v[n] is copied into it. */
-static double quantile(const float *v, size_t n, double q, float *sorted)
-{
-	memcpy(sorted, v, n * sizeof *sorted);
-	qsort(sorted, n, sizeof *sorted, cmp_float);
-	double h = q * (double)(n - 1);
-	size_t lo = (size_t)floor(h);
-	size_t hi = lo + 1 < n ? lo + 1 : lo;
-	return sorted[lo] + (h - (double)lo) * ((double)sorted[hi] - sorted[lo]);
-}
-
-static int alloc_image(struct heatmap_image *out, int w, int h, int channels, struct igs_error *err)
+int heatmap_alloc_image(struct heatmap_image *out, int w, int h, int channels,
+                        struct igs_error *err)
 {
 	out->width = w;
 	out->height = h;
@@ -106,7 +80,7 @@ void heatmap_colormap(double t, uint8_t rgb[3])
 		double v = c[6][ch];
 		for (int k = 5; k >= 0; k--)
 			v = v * t + c[k][ch];
-		rgb[ch] = to_byte(v);
+		rgb[ch] = heatmap_to_byte(v);
 	}
 }
 
@@ -123,7 +97,7 @@ static int magnitude01(const float *attr, size_t hw, float *m, struct igs_error 
 		m[p] = fabsf(attr[3 * p]) + fabsf(attr[3 * p + 1]) + fabsf(attr[3 * p + 2]);
 		mx = fmaxf(mx, m[p]);
 	}
-	double p99 = quantile(m, hw, 0.99, scratch);
+	double p99 = heatmap_quantile(m, hw, 0.99, scratch);
 	double scale = p99 > 0 ? p99 : mx; /* a sparse map may have p99 == 0 */
 	for (size_t p = 0; p < hw; p++)
 		m[p] = scale > 0 ? (float)fmin(m[p] / scale, 1.0) : 0.0f;
@@ -131,10 +105,10 @@ static int magnitude01(const float *attr, size_t hw, float *m, struct igs_error 
 	return 0;
 }
 
-/* byte = to_byte((v - lo) / (hi - lo)), 0 when hi == lo */
+/* byte = heatmap_to_byte((v - lo) / (hi - lo)), 0 when hi == lo */
 static uint8_t minmax_byte(float v, float lo, float hi)
 {
-	return hi > lo ? to_byte(((double)v - lo) / ((double)hi - lo)) : 0;
+	return hi > lo ? heatmap_to_byte(((double)v - lo) / ((double)hi - lo)) : 0;
 }
 
 /* ---- the notebook's views (issue 15): per-channel deviation ---- */
@@ -150,13 +124,13 @@ static int channel_deviation(const float *attr, int size, int c, struct heatmap_
 		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	for (size_t p = 0; p < hw; p++)
 		v[p] = attr[3 * p + c];
-	double med = quantile(v, hw, 0.5, v + hw);
+	double med = heatmap_quantile(v, hw, 0.5, v + hw);
 	double maxdev = 0;
 	for (size_t p = 0; p < hw; p++)
 		maxdev = fmax(maxdev, fabs(v[p] - med));
-	int rc = alloc_image(out, size, size, 1, err);
+	int rc = heatmap_alloc_image(out, size, size, 1, err);
 	for (size_t p = 0; rc == 0 && p < hw; p++)
-		out->pixels[p] = maxdev > 0 ? to_byte(fabs(v[p] - med) * 2.0 / maxdev) : 0;
+		out->pixels[p] = maxdev > 0 ? heatmap_to_byte(fabs(v[p] - med) * 2.0 / maxdev) : 0;
 	free(v);
 	return rc;
 }
@@ -169,7 +143,7 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 	int rc;
 	switch (bit) {
 	case HEATMAP_NORMALIZED: {
-		if ((rc = alloc_image(out, size, size, 3, err)))
+		if ((rc = heatmap_alloc_image(out, size, size, 3, err)))
 			return rc;
 		float lo = attr[0], hi = attr[0];
 		for (size_t i = 1; i < n; i++) {
@@ -184,23 +158,23 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 		float *scratch = malloc(n * sizeof *scratch);
 		if (!scratch)
 			return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
-		double med = quantile(attr, n, 0.5, scratch);
+		double med = heatmap_quantile(attr, n, 0.5, scratch);
 		free(scratch);
 		double maxdev = 0;
 		for (size_t i = 0; i < n; i++)
 			maxdev = fmax(maxdev, fabs(attr[i] - med));
-		if ((rc = alloc_image(out, size, size, 3, err)))
+		if ((rc = heatmap_alloc_image(out, size, size, 3, err)))
 			return rc;
 		for (size_t i = 0; i < n; i++)
 			out->pixels[i] =
-			    maxdev > 0 ? to_byte(fabs(attr[i] - med) * 2.0 / maxdev) : 0;
+			    maxdev > 0 ? heatmap_to_byte(fabs(attr[i] - med) * 2.0 / maxdev) : 0;
 		return 0;
 	}
 	case HEATMAP_CHANNEL_R:
 	case HEATMAP_CHANNEL_G:
 	case HEATMAP_CHANNEL_B: {
 		int c = bit == HEATMAP_CHANNEL_R ? 0 : bit == HEATMAP_CHANNEL_G ? 1 : 2;
-		if ((rc = alloc_image(out, size, size, 1, err)))
+		if ((rc = heatmap_alloc_image(out, size, size, 1, err)))
 			return rc;
 		float lo = attr[c], hi = attr[c];
 		for (size_t p = 1; p < hw; p++) {
@@ -227,13 +201,13 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 		if (!m)
 			return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 		if ((rc = magnitude01(attr, hw, m, err)) ||
-		    (rc = alloc_image(out, size, size, bit == HEATMAP_OVERLAY ? 3 : 1, err))) {
+		    (rc = heatmap_alloc_image(out, size, size, bit == HEATMAP_OVERLAY ? 3 : 1, err))) {
 			free(m);
 			return rc;
 		}
 		for (size_t p = 0; p < hw; p++) {
 			if (bit == HEATMAP_MAGNITUDE) {
-				out->pixels[p] = to_byte(m[p]);
+				out->pixels[p] = heatmap_to_byte(m[p]);
 				continue;
 			}
 			uint8_t col[3];
@@ -241,7 +215,7 @@ int heatmap_render(unsigned bit, const float *attr, int size, const float *input
 			double a = 0.2 + 0.6 * m[p];
 			for (int c = 0; c < 3; c++)
 				out->pixels[3 * p + c] =
-				    to_byte(((1 - a) * input[3 * p + c] + a * col[c]) / 255.0);
+				    heatmap_to_byte(((1 - a) * input[3 * p + c] + a * col[c]) / 255.0);
 		}
 		free(m);
 		return 0;
@@ -254,11 +228,11 @@ int heatmap_render_scalar(const float *values, int width, int height, double sca
                           struct heatmap_image *out, struct igs_error *err)
 {
 	memset(out, 0, sizeof *out);
-	int rc = alloc_image(out, width, height, 1, err);
+	int rc = heatmap_alloc_image(out, width, height, 1, err);
 	if (rc)
 		return rc;
 	for (size_t p = 0; p < (size_t)width * height; p++)
-		out->pixels[p] = scale > 0 ? to_byte(values[p] / scale) : 0;
+		out->pixels[p] = scale > 0 ? heatmap_to_byte(values[p] / scale) : 0;
 	return 0;
 }
 
@@ -326,7 +300,7 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 	int rc = m ? magnitude01(attr, hw, m, err)
 	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	if (!rc)
-		rc = alloc_image(out, base->width, base->height, 3, err);
+		rc = heatmap_alloc_image(out, base->width, base->height, 3, err);
 	if (rc) {
 		free(m);
 		image_clear(&scaled);
@@ -349,7 +323,7 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 			heatmap_colormap(t, col);
 			double a = 0.2 + 0.6 * t;
 			for (int c = 0; c < 3; c++)
-				dst[c] = to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
+				dst[c] = heatmap_to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
 		}
 	}
 	free(m);

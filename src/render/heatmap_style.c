@@ -2,12 +2,14 @@
  * heatmap_style.c - the heatmaps under a request's controls (definitions
  * in heatmap_style.h).
  *
- * Contents: the controls; quantization and statistics; the colormaps; the
+ * Contents: the controls; the colormaps; the
  * values and their scale; the maps; the full-resolution overlay.  The
  * arithmetic of the default path is heatmap.c's, operation for operation
  * (floats where it has floats), so the default bytes are the same.
  */
 #include "heatmap_style.h"
+
+#include "heatmap_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -71,45 +73,6 @@ const char *heatmap_cmap_name(enum heatmap_cmap c)
 	return c >= 0 && c < 5 ? cmap_names[c] : "default";
 }
 
-/* ---- quantization and statistics (as in heatmap.c) ---- */
-
-static uint8_t to_byte(double v)
-{
-	if (!(v > 0))
-		return 0; /* also NaN */
-	if (v >= 1)
-		return 255;
-	return (uint8_t)floor(255.0 * v + 0.5);
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-	return (x > y) - (x < y);
-}
-
-/* NumPy's default quantile of v[n] at q in [0, 1]; `sorted`: scratch [n]. */
-static double quantile(const float *v, size_t n, double q, float *sorted)
-{
-	memcpy(sorted, v, n * sizeof *sorted);
-	qsort(sorted, n, sizeof *sorted, cmp_float);
-	double h = q * (double)(n - 1);
-	size_t lo = (size_t)floor(h);
-	size_t hi = lo + 1 < n ? lo + 1 : lo;
-	return sorted[lo] + (h - (double)lo) * ((double)sorted[hi] - sorted[lo]);
-}
-
-static int alloc_image(struct heatmap_image *out, int w, int h, int channels, struct igs_error *err)
-{
-	out->width = w;
-	out->height = h;
-	out->channels = channels;
-	out->pixels = malloc((size_t)w * h * channels);
-	if (!out->pixels)
-		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory for %dx%d", w, h);
-	return 0;
-}
-
 /* ---- the colormaps ---- */
 
 /* inferno as a degree-6 polynomial per channel (Matt Zucker's fit to
@@ -129,7 +92,7 @@ static void inferno(double t, uint8_t rgb[3])
 		double v = c[6][ch];
 		for (int k = 5; k >= 0; k--)
 			v = v * t + c[k][ch];
-		rgb[ch] = to_byte(v);
+		rgb[ch] = heatmap_to_byte(v);
 	}
 }
 
@@ -149,7 +112,7 @@ static void rdbu(double t, uint8_t rgb[3])
 	double f = h - k;
 	for (int ch = 0; ch < 3; ch++)
 		rgb[ch] =
-		    to_byte((anchors[k][ch] + f * (anchors[k + 1][ch] - anchors[k][ch])) / 255.0);
+		    heatmap_to_byte((anchors[k][ch] + f * (anchors[k + 1][ch] - anchors[k][ch])) / 255.0);
 }
 
 void heatmap_cmap_rgb(enum heatmap_cmap c, double t, uint8_t rgb[3])
@@ -160,7 +123,7 @@ void heatmap_cmap_rgb(enum heatmap_cmap c, double t, uint8_t rgb[3])
 		inferno(t, rgb);
 		return;
 	case HEATMAP_CMAP_GRAY:
-		rgb[0] = rgb[1] = rgb[2] = to_byte(t);
+		rgb[0] = rgb[1] = rgb[2] = heatmap_to_byte(t);
 		return;
 	case HEATMAP_CMAP_RDBU:
 		rdbu(t, rgb);
@@ -224,7 +187,7 @@ static int pixel_t(const float *attr, size_t hw, const struct heatmap_style *st,
 			v = scratch + hw;
 		}
 		double q = (st->clip > 0 ? st->clip : 99.0) / 100.0;
-		double pc = quantile(v, hw, q, scratch);
+		double pc = heatmap_quantile(v, hw, q, scratch);
 		free(scratch);
 		vmax = pc > 0 ? pc : mx; /* a sparse map may have its percentile at 0 */
 		vmin = is_signed ? -vmax : 0;
@@ -260,8 +223,8 @@ static int render_element(unsigned bit, const float *attr, int size, const struc
 		vmax = st->vmax;
 		vmin = st->vmin_given ? st->vmin : sign == HEATMAP_SIGN_ALL ? -vmax : 0;
 	} else if (st->clip > 0 && st->clip < 100) {
-		vmin = quantile(v, n, 1 - st->clip / 100, v + n);
-		vmax = quantile(v, n, st->clip / 100, v + n);
+		vmin = heatmap_quantile(v, n, 1 - st->clip / 100, v + n);
+		vmax = heatmap_quantile(v, n, st->clip / 100, v + n);
 	} else {
 		float lo = v[0], hi = v[0];
 		for (size_t i = 1; i < n; i++) {
@@ -273,7 +236,7 @@ static int render_element(unsigned bit, const float *attr, int size, const struc
 	}
 	bool gray = st->colormap == HEATMAP_CMAP_DEFAULT || st->colormap == HEATMAP_CMAP_GRAY;
 	int channels = bit == HEATMAP_NORMALIZED || !gray ? 3 : 1;
-	int rc = alloc_image(out, size, size, channels, err);
+	int rc = heatmap_alloc_image(out, size, size, channels, err);
 	if (rc) {
 		free(v);
 		return rc;
@@ -283,7 +246,7 @@ static int render_element(unsigned bit, const float *attr, int size, const struc
 		if (channels == 3 && bit != HEATMAP_NORMALIZED)
 			heatmap_cmap_rgb(st->colormap, t, out->pixels + 3 * i);
 		else
-			out->pixels[i] = to_byte(t);
+			out->pixels[i] = heatmap_to_byte(t);
 	}
 	free(v);
 	*sc = (struct heatmap_scale){vmin, vmax,
@@ -307,7 +270,7 @@ static int render_deviation(const float *attr, int size, int channel,
 		return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	for (size_t i = 0; i < n; i++)
 		v[i] = g(sign, channel < 0 ? attr[i] : attr[3 * i + channel]);
-	double med = quantile(v, n, 0.5, scratch);
+	double med = heatmap_quantile(v, n, 0.5, scratch);
 	double maxdev = 0;
 	for (size_t i = 0; i < n; i++)
 		maxdev = fmax(maxdev, fabs(v[i] - med));
@@ -318,11 +281,11 @@ static int render_deviation(const float *attr, int size, int channel,
 	} else if (st->clip > 0) {
 		for (size_t i = 0; i < n; i++)
 			d[i] = (float)fabs(v[i] - med);
-		vmax = quantile(d, n, st->clip / 100, scratch);
+		vmax = heatmap_quantile(d, n, st->clip / 100, scratch);
 	}
 	bool gray = st->colormap == HEATMAP_CMAP_DEFAULT || st->colormap == HEATMAP_CMAP_GRAY;
 	int channels = channel < 0 || !gray ? 3 : 1;
-	int rc = alloc_image(out, size, size, channels, err);
+	int rc = heatmap_alloc_image(out, size, size, channels, err);
 	if (rc) {
 		free(v);
 		return rc;
@@ -332,7 +295,7 @@ static int render_deviation(const float *attr, int size, int channel,
 		if (channel >= 0 && !gray)
 			heatmap_cmap_rgb(st->colormap, t, out->pixels + 3 * i);
 		else
-			out->pixels[i] = to_byte(t);
+			out->pixels[i] = heatmap_to_byte(t);
 	}
 	free(v);
 	*sc = (struct heatmap_scale){vmin, vmax,
@@ -366,7 +329,7 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
 	               : bit == HEATMAP_MAGNITUDE && cmap == HEATMAP_CMAP_GRAY ? 1
 	                                                                       : 3;
 	if (!rc)
-		rc = alloc_image(out, size, size, channels, err);
+		rc = heatmap_alloc_image(out, size, size, channels, err);
 	if (rc) {
 		free(t);
 		return rc;
@@ -379,7 +342,7 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
 		const float *in = input ? input + 3 * p : NULL;
 		if (bit == HEATMAP_MAGNITUDE) {
 			if (channels == 1)
-				dst[0] = to_byte(t[p]);
+				dst[0] = heatmap_to_byte(t[p]);
 			else
 				heatmap_cmap_rgb(cmap, t[p], dst);
 		} else if (bit == HEATMAP_OVERLAY) {
@@ -387,14 +350,14 @@ static int render_pixel(unsigned bit, const float *attr, int size, const float *
 			heatmap_cmap_rgb(cmap, t[p], col);
 			double a = st->alpha >= 0 ? st->alpha : 0.2 + 0.6 * t[p];
 			for (int c = 0; c < 3; c++)
-				dst[c] = to_byte(((1 - a) * in[c] + a * col[c]) / 255.0);
+				dst[c] = heatmap_to_byte(((1 - a) * in[c] + a * col[c]) / 255.0);
 		} else if (bit == HEATMAP_MASKED_IMAGE) {
 			for (int c = 0; c < 3; c++)
-				dst[c] = to_byte(in[c] * (double)t[p] / 255.0);
+				dst[c] = heatmap_to_byte(in[c] * (double)t[p] / 255.0);
 		} else {
 			for (int c = 0; c < 3; c++)
-				dst[c] = to_byte(in[c] / 255.0);
-			dst[3] = to_byte(t[p]);
+				dst[c] = heatmap_to_byte(in[c] / 255.0);
+			dst[3] = heatmap_to_byte(t[p]);
 		}
 	}
 	free(t);
@@ -488,7 +451,7 @@ int heatmap_render_overlay_full_styled(const float *attr, int size, const struct
 	int rc = m ? pixel_t(attr, hw, st, m, sc, err)
 	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
 	if (!rc)
-		rc = alloc_image(out, base->width, base->height, 3, err);
+		rc = heatmap_alloc_image(out, base->width, base->height, 3, err);
 	if (rc) {
 		free(m);
 		image_clear(&scaled);
@@ -513,7 +476,7 @@ int heatmap_render_overlay_full_styled(const float *attr, int size, const struct
 			heatmap_cmap_rgb(cmap, t, col);
 			double a = st->alpha >= 0 ? st->alpha : 0.2 + 0.6 * t;
 			for (int c = 0; c < 3; c++)
-				dst[c] = to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
+				dst[c] = heatmap_to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
 		}
 	}
 	free(m);
