@@ -251,6 +251,8 @@ START_TEST(test_bad_values_are_400)
 	    {"clip=101", "clip"},      {"colormap=jet", "colormap"},
 	    {"scale=fixed", "vmax"},   {"scale=linear", "scale"},
 	    {"raw=npy32", "raw"},      {"sign=all&heatmaps=magnitude,alpha_scaling", "sign=all"},
+	    /* two Gauss-Legendre points nest no coarser rule: no estimate to draw */
+	    {"heatmaps=uncertainty", "heatmaps=uncertainty"},
 	};
 	if (!png_bytes)
 		png_bytes = make_png(48, 40, 9, &png_len);
@@ -264,6 +266,33 @@ START_TEST(test_bad_values_are_400)
 		ck_assert_msg(strstr(r.body, bad[i].says), "%s: %s", bad[i].query, r.body);
 		reply_free(&r);
 	}
+}
+END_TEST
+
+/* heatmaps=uncertainty over HTTP (its numbers: tests/check_uncertainty.py) */
+START_TEST(test_uncertainty_map)
+{
+	if (!png_bytes)
+		png_bytes = make_png(48, 40, 9, &png_len);
+	struct request q = {.path = "/attribute?method=riemann_trapezoid&steps=9&heatmaps=uncertainty",
+	                    .image = png_bytes,
+	                    .image_len = png_len};
+	struct reply r;
+	http(srv.port, &q, &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+	cJSON *doc = cJSON_Parse(r.body);
+	reply_free(&r);
+	ck_assert(doc != NULL);
+	cJSON *maps = cJSON_GetObjectItem(doc, "heatmaps");
+	ck_assert(cJSON_IsString(cJSON_GetObjectItem(maps, "uncertainty")));
+	ck_assert_int_eq(cJSON_GetArraySize(maps), 1);
+	cJSON *s = scale_of(doc, "uncertainty");
+	ck_assert_str_eq(str(s, "colormap"), "gray");
+	ck_assert_str_eq(str(s, "sign"), "absolute");
+	ck_assert(num(s, "vmin") == 0 && num(s, "vmax") > 0);
+	cJSON *conv = cJSON_GetObjectItem(doc, "convergence");
+	ck_assert_str_eq(str(conv, "estimator"), "subrule_cells");
+	cJSON_Delete(doc);
 }
 END_TEST
 
@@ -357,6 +386,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_scales_and_encodings);
 	tcase_add_test(tc, test_fixed_scale_reported);
 	tcase_add_test(tc, test_bad_values_are_400);
+	tcase_add_test(tc, test_uncertainty_map);
 	tcase_add_test(tc, test_cli_raw_format);
 	suite_add_tcase(s, tc);
 	return s;

@@ -90,6 +90,9 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 	for (unsigned bit = 1; bit <= HEATMAP_LAST; bit <<= 1) {
 		if (!(res->options.heatmaps & bit))
 			continue;
+		/* no estimate (a deadline before the second round): no map of it */
+		if (bit == HEATMAP_UNCERTAINTY && !r->uncertainty)
+			continue;
 		struct heatmap_image im;
 		struct heatmap_scale scale;
 		struct heatmap_style style;
@@ -98,6 +101,8 @@ static int render_heatmaps(struct attribute_result *res, const float *pixels,
 		int rc = bit == HEATMAP_OVERLAY_FULL
 		             ? heatmap_render_overlay_full_styled(r->attr, r->size, original, geom,
 		                                                  st, &im, &scale, err)
+		         : bit == HEATMAP_UNCERTAINTY
+		             ? heatmap_render_uncertainty(r->uncertainty, r->size, st, &im, &scale, err)
 		             : heatmap_render_styled(bit, r->attr, r->size, pixels, st, &im, &scale,
 		                                     err);
 		if (rc == 0)
@@ -347,6 +352,16 @@ int service_attribute(struct service_worker *w, const void *bytes, size_t len,
 	struct grad_oracle oracle;
 	attribution_net_oracle(&oracle, s->model, w->ws);
 	request_options_resolve(&out->options);
+	if ((out->options.heatmaps & HEATMAP_UNCERTAINTY) &&
+	    !attribution_estimates(&out->options.attr)) {
+		rc = igs_fail(err, IGS_ERR_BAD_OPTION,
+		              "heatmaps=uncertainty needs a convergence estimate: plain Integrated "
+		              "Gradients on one baseline, with tolerance or a rule whose points nest a "
+		              "coarser one (riemann_trapezoid with odd steps, riemann_middle with steps "
+		              "divisible by 3, ...), not %s",
+		              attribution_method_name(out->options.attr.method, out->options.attr.rule));
+		goto done;
+	}
 	out->options.attr.first_default_target = service_first_class(s, &out->options);
 	/* lend the thread between the network's blocks too, not only between
 	 * chunks: a waiting prediction then runs within milliseconds */

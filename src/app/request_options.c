@@ -97,7 +97,8 @@ static int parse_heatmaps(const char *value, unsigned *out, struct igs_error *er
 			                "heatmaps: unknown map '%.*s' (known: normalized, deviation, "
 			                "magnitude, overlay, overlay_full, channel_r, channel_g, "
 			                "channel_b, channel_r_deviation, channel_g_deviation, "
-			                "channel_b_deviation, masked_image, alpha_scaling, all, none)",
+			                "channel_b_deviation, masked_image, alpha_scaling, uncertainty, "
+			                "all, none)",
 			                (int)len, p);
 		p += len;
 		if (*p == ',')

@@ -33,6 +33,11 @@ void path_sketch_add(const uint32_t *code, size_t n, const float *x, const float
  * from the sketches rows[points][buckets] of a trapezoid rule that
  * refined a coarser one by q (cells of q + 1 points, in path order). */
 double path_cells_factor(const float *rows, int points, int q);
+/* The estimate pixel by pixel (attribution.h, attr_result.uncertainty)
+ * from the fine and the coarse attributions ([hw][3]) and relative_l2;
+ * *map ([hw]) is allocated when NULL.  -1 when out of memory. */
+int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double relative_l2,
+                         float **map);
 /* Gaussian blur of src into dst ([size][size][3], separable, edges
  * clamped, radius ceil(3 sigma)); sigma 0 copies.  sigma in [0,
  * ATTR_BLUR_SIGMA_MAX]. */

@@ -26,6 +26,7 @@ void attr_result_clear(struct attr_result *r)
 	free(r->path);
 	free(r->path_maps);
 	free(r->path_steps);
+	free(r->uncertainty);
 	memset(r, 0, sizeof *r);
 }
 
@@ -650,6 +651,10 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 				ot->estimator =
 				    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
 			}
+			if (!rc && path_uncertainty_map(ot->attr, r->prev_attr, r->hw,
+			                                ot->relative_l2, &ot->uncertainty))
+				rc = igs_fail(err, IGS_ERR_NOMEM,
+				              "IG refinement: out of memory for the uncertainty map");
 		}
 		select_target(r, 0);
 		m = ref.next_m;
@@ -700,6 +705,14 @@ static int first_round_points(enum quad_rule rule, int m)
 		start = c;
 	}
 	return start;
+}
+
+bool attribution_estimates(const struct attr_params *o)
+{
+	if (o->method != ATTR_INTEGRATED_GRADIENTS || o->smooth != SMOOTH_NONE ||
+	    attribution_baseline_set_size(o) > 1 || o->baseline_count > 1)
+		return false;
+	return o->tolerance > 0 || first_round_points(o->rule, o->steps) != o->steps;
 }
 
 /* ---- attribution_run ---- */

@@ -216,6 +216,11 @@ struct attr_result {
 	 * points allow none, and the estimator's name (ATTR_ESTIMATOR_*). */
 	double relative_l2;
 	const char *estimator;
+	/* [size][size]: the estimate pixel by pixel, ||e_p|| over the three
+	 * channels of g (attr - attr_coarse), g scaled so that the map's L2
+	 * norm is relative_l2 ||attr||: where the error the estimate counts
+	 * lies.  With the estimate (run_rounds); NULL otherwise. */
+	float *uncertainty;
 	bool adaptive;     /* tolerance was on */
 	bool converged;    /* adaptive: relative_l2 and relative_error <= tolerance;
 	                    * otherwise: every requested point was evaluated */
@@ -258,6 +263,12 @@ struct attr_result {
 #define ATTR_ADAPTIVE_START_POINTS 8
 
 void attr_result_clear(struct attr_result *r);
+
+/* Whether a run with `o` gives a convergence estimate and its
+ * uncertainty map (short of a deadline before the second round): plain
+ * Integrated Gradients on one baseline, adaptive or with a rule whose
+ * points nest a coarser one. */
+bool attribution_estimates(const struct attr_params *o);
 
 /*
  * attribution_baseline - the baseline image x' in pixel space,

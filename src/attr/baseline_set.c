@@ -317,6 +317,10 @@ int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
 		out->relative_l2 = NAN;
 		out->estimator = ATTR_ESTIMATOR_NONE;
 	}
+	/* the first run's map is not the mean's (attribution_estimates refuses
+	 * uncertainty maps for sets) */
+	free(out->uncertainty);
+	out->uncertainty = NULL;
 	out->deadline_hit = deadline;
 	out->converged = converged && !deadline;
 	out->baselines_done = done;

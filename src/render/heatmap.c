@@ -39,6 +39,8 @@ static const char *const heatmap_names[HEATMAP_KINDS] = {
     /* the notebook's views (issue 15) */
     "channel_r_deviation", "channel_g_deviation", "channel_b_deviation",
     "masked_image", "alpha_scaling",
+    /* the convergence estimate (issue 14) */
+    "uncertainty",
 };
 
 const char *heatmap_name(unsigned bit)

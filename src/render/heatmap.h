@@ -45,8 +45,14 @@
 /* Captum-like maps drawn by heatmap_render_styled only (heatmap_style.h) */
 #define HEATMAP_MASKED_IMAGE (1u << 11)  /* the input times the scaled map */
 #define HEATMAP_ALPHA_SCALING (1u << 12) /* the input, the scaled map as its opacity (RGBA) */
-#define HEATMAP_KINDS 13
+/* the convergence estimate pixel by pixel (issue 14): drawn from
+ * attr_result.uncertainty, not from the attributions
+ * (heatmap_render_uncertainty in heatmap_style.h) */
+#define HEATMAP_UNCERTAINTY (1u << 13)
+#define HEATMAP_KINDS 14
 #define HEATMAP_DEFAULT 0x7fu /* the seven the contract lists */
+/* heatmaps=all: every map of the attributions (uncertainty is asked for by
+ * name: only some methods have it) */
 #define HEATMAP_ALL 0x1fffu
 /* The last bit, for loops over the maps in answer order. */
 #define HEATMAP_LAST (1u << (HEATMAP_KINDS - 1))

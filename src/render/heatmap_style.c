@@ -404,6 +404,44 @@ int heatmap_render_styled(unsigned bit, const float *attr, int size, const float
 	return heatmap_render(bit, attr, size, input, out, err);
 }
 
+int heatmap_render_uncertainty(const float *u, int size, const struct heatmap_style *st,
+                               struct heatmap_image *out, struct heatmap_scale *scale,
+                               struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	size_t hw = (size_t)size * size;
+	double vmin = 0, vmax;
+	if (st->fixed) {
+		vmax = st->vmax;
+		vmin = st->vmin_given ? st->vmin : 0;
+	} else {
+		float *scratch = malloc(hw * sizeof *scratch);
+		if (!scratch)
+			return igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+		float mx = 0;
+		for (size_t p = 0; p < hw; p++)
+			mx = fmaxf(mx, u[p]);
+		double pc = heatmap_quantile(u, hw, (st->clip > 0 ? st->clip : 99.0) / 100.0, scratch);
+		free(scratch);
+		vmax = pc > 0 ? pc : mx;
+	}
+	bool gray = st->colormap == HEATMAP_CMAP_DEFAULT || st->colormap == HEATMAP_CMAP_GRAY;
+	int rc = heatmap_alloc_image(out, size, size, gray ? 1 : 3, err);
+	if (rc)
+		return rc;
+	for (size_t p = 0; p < hw; p++) {
+		double t = vmax > vmin ? ((double)u[p] - vmin) / (vmax - vmin) : 0;
+		if (gray)
+			out->pixels[p] = heatmap_to_byte(t);
+		else
+			heatmap_cmap_rgb(st->colormap, t, out->pixels + 3 * p);
+	}
+	if (scale)
+		*scale = (struct heatmap_scale){vmin, vmax, gray ? "gray" : heatmap_cmap_name(st->colormap),
+		                                "absolute"};
+	return 0;
+}
+
 /* ---- the overlay at the upload's resolution (as heatmap.c's) ---- */
 
 static double bilinear(const float *m, int size, double u, double v)

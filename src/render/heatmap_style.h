@@ -107,6 +107,17 @@ int heatmap_render_styled(unsigned bit, const float *attr, int size, const float
                           const struct heatmap_style *st, struct heatmap_image *out,
                           struct heatmap_scale *scale, struct igs_error *err);
 
+/*
+ * heatmap_render_uncertainty - the map HEATMAP_UNCERTAINTY of the
+ * estimate pixel by pixel, u ([size][size], >= 0: attr_result.uncertainty):
+ * t = u / vmax clipped, vmax u's 99th percentile (`clip`), or vmax and vmin
+ * with scale=fixed; gray (one channel) unless a colormap is named.  `sign`
+ * does not apply (u is a magnitude): the scale reports "absolute".
+ */
+int heatmap_render_uncertainty(const float *u, int size, const struct heatmap_style *st,
+                               struct heatmap_image *out, struct heatmap_scale *scale,
+                               struct igs_error *err);
+
 /* heatmap_render_overlay_full under `st` (sign, clip, scale, colormap, alpha). */
 int heatmap_render_overlay_full_styled(const float *attr, int size, const struct image *original,
                                        const struct image_geometry *geom,
