@@ -216,8 +216,9 @@ int cli_attribute(int argc, char **argv)
 	OPT("heatmaps", "LIST",
 	    "comma-separated maps: normalized, deviation, magnitude, overlay, overlay_full, "
 	    "channel_r, channel_g, channel_b, channel_r_deviation, channel_g_deviation, "
-	    "channel_b_deviation, masked_image, alpha_scaling, all, none (default: the first "
-	    "seven)");
+	    "channel_b_deviation, masked_image, alpha_scaling, uncertainty (the convergence "
+	    "estimate pixel by pixel: IG with --tolerance or a nested rule; not in all), all, none "
+	    "(default: the first seven)");
 	OPT("resize", "MODE", "letterbox (default), center-crop or stretch");
 	/* heatmap controls (issue 16; README: Heatmaps you can compare) */
 	OPT("sign", "S",

@@ -186,6 +186,10 @@ async function flow(context, origin, size) {
 		const refined = (await byId('completeness').textContent()).replace(/\s+/g, ' ');
 		check(/relative L2 distance from the exact integral [0-9]/.test(refined) && /tolerance 0\.05/.test(refined),
 			tag(`refined: ${refined.slice(0, 400)}`));
+		// refinement also asks for the uncertainty map, one more map button
+		await page.locator('#map-choice button[data-map=uncertainty]').click();
+		check((await byId('heatmap').getAttribute('alt')).startsWith('Uncertainty'),
+			tag('the uncertainty map shows after refining'));
 		await shot('3b-refined');
 	}
 

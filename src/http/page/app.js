@@ -158,8 +158,10 @@
 	const MAP_NAMES = {
 		overlay: 'Overlay', magnitude: 'Magnitude', normalized: 'Normalized (RGB)',
 		deviation: 'Deviation', channel_r: 'Red channel', channel_g: 'Green channel',
-		channel_b: 'Blue channel',
+		channel_b: 'Blue channel', uncertainty: 'Uncertainty',
 	};
+	// The maps the server draws by default; refinement adds the uncertainty map.
+	const DEFAULT_MAPS = 'normalized,deviation,magnitude,overlay,channel_r,channel_g,channel_b';
 
 	async function loadServerDescription() {
 		const [modelRes, specRes] = await Promise.all([call('/v1/model'), fetch('/openapi.yaml')]);
@@ -363,6 +365,8 @@
 				f.tolerance = check($('tolerance'), 'Tolerance');
 				f.max_steps = check($('max-steps'), 'At most (steps)');
 				points = Math.max(points, f.max_steps);
+				// the estimate pixel by pixel: plain IG on one baseline has it
+				if (!f.baseline.includes('+')) f.heatmaps = DEFAULT_MAPS + ',uncertainty';
 			}
 		}
 		const mapLimit = lim.path_maps_points || 512;
@@ -493,6 +497,8 @@
 		channel_r: ['gray', 'min', 'max', 'The red channel’s attributions, min-max scaled.'],
 		channel_g: ['gray', 'min', 'max', 'The green channel’s attributions, min-max scaled.'],
 		channel_b: ['gray', 'min', 'max', 'The blue channel’s attributions, min-max scaled.'],
+		uncertainty: ['gray', 'sure', 'unsure', 'The convergence estimate pixel by pixel: where the ' +
+			'attributions may still be off (its 99th percentile is white; read it by regions).'],
 	};
 
 	function showMap(name) {
