@@ -136,6 +136,47 @@ START_TEST(test_every_line_and_bad_lines)
 }
 END_TEST
 
+/* targets= in a line: every target's maps are files, the JSON names each */
+START_TEST(test_targets_maps_are_files)
+{
+	char manifest[1024], out[1024], summary[4096];
+	snprintf(manifest, sizeof manifest, "%s/t.jsonl", tmp);
+	snprintf(out, sizeof out, "%s/out", tmp);
+	FILE *f = fopen(manifest, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	        "{\"image\": \"%s/circle_00.png\", \"id\": \"multi\", \"steps\": 4, "
+	        "\"targets\": \"top3\", \"heatmaps\": [\"magnitude\", \"overlay\"]}\n",
+	        heldout);
+	fclose(f);
+	ck_assert_int_eq(run(manifest, out, NULL, summary, sizeof summary), 0);
+	char *a = answer(out, "multi");
+	ck_assert_ptr_nonnull(a);
+	cJSON *doc = cJSON_Parse(a);
+	free(a);
+	cJSON *list = cJSON_GetObjectItem(doc, "attributions");
+	ck_assert_int_eq(cJSON_GetArraySize(list), 3);
+	for (int k = 0; k < 3; k++) {
+		cJSON *e = cJSON_GetArrayItem(list, k);
+		int index = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "target"), "index")->valueint;
+		for (int m = 0; m < 2; m++) {
+			const char *map = m ? "overlay" : "magnitude";
+			char want[256];
+			if (k == 0)
+				snprintf(want, sizeof want, "multi.%s.png", map);
+			else
+				snprintf(want, sizeof want, "multi.target_%d.%s.png", index, map);
+			cJSON *file = cJSON_GetObjectItem(cJSON_GetObjectItem(e, "heatmaps"), map);
+			ck_assert_msg(cJSON_IsString(file) && !strcmp(file->valuestring, want),
+			              "target %d's %s: %s, expected %s", index, map,
+			              cJSON_IsString(file) ? file->valuestring : "(none)", want);
+			ck_assert_msg(exists(out, want), "%s not written", want);
+		}
+	}
+	cJSON_Delete(doc);
+}
+END_TEST
+
 START_TEST(test_interrupted_run_resumes)
 {
 	char manifest[1024], clean[1024], cut[1024], summary[4096];
@@ -213,6 +254,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_every_line_and_bad_lines);
+	tcase_add_test(tc, test_targets_maps_are_files);
 	tcase_add_test(tc, test_interrupted_run_resumes);
 	tcase_add_test(tc, test_shards_partition_the_lines);
 	suite_add_tcase(s, tc);

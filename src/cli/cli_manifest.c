@@ -3,7 +3,8 @@
  * of a JSON-lines manifest explained into DIR (contract: Many images).
  *
  * For a line with id NAME: DIR/NAME.json (the /attribute JSON, heatmaps
- * named by file), DIR/NAME.<map>.png, and DIR/NAME.npy with "raw": "npy";
+ * named by file), DIR/NAME.<map>.png (with targets=, the targets after the
+ * first as DIR/NAME.target_CLASS.<map>.png), and DIR/NAME.npy with "raw": "npy";
  * with path maps also DIR/NAME.path_NNNN[.VIEW].png and the per-point
  * floats DIR/NAME.path_steps.npy, DIR/NAME.path_gradient_maps.npy.
  * Every file is written atomically (file_write_atomic), the JSON last: its
@@ -133,6 +134,15 @@ static int write_line_outputs(struct service *svc, struct attribute_result *res,
 		rc = write_map(&res->path_maps[k], dir, id, err);
 	for (int i = 0; i < res->map_count && rc == 0; i++)
 		rc = write_map(&res->maps[i], dir, id, err);
+	/* targets=: the other targets' maps beside the first's */
+	for (int t = 0; t < res->more_count && rc == 0; t++) {
+		char target_id[4096];
+		if (snprintf(target_id, sizeof target_id, "%s.target_%d", id,
+		             res->more[t].target.index) >= (int)sizeof target_id)
+			return igs_fail(err, IGS_ERR_IO, "%s: output path too long", dir);
+		for (int i = 0; i < res->more[t].map_count && rc == 0; i++)
+			rc = write_map(&res->more[t].maps[i], dir, target_id, err);
+	}
 	if (rc == 0)
 		rc = write_path_views(res, dir, id, err);
 	char path[4096];
