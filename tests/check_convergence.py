@@ -12,7 +12,8 @@ the attributions' true relative L2 error, their ratio, and points / midpoint's f
 
 Default: the demo model and every tests/fixtures/shapes/heldout image whose index is 00 or 01.
 Exit status 1 when a case breaks the acceptance bounds: true error > tolerance, estimate outside
-[0.8, 4] x the true error, or more than 3x the midpoint's points.  Each run goes through the CLI
+[0.8, 4] x the true error, or more than 3x the midpoint's points (its fewest for both criteria of
+`tolerance`; a case over 3x the L2-only count is flagged in the table).  Each run goes through the CLI
 (`igserve attribute --raw`), so what is measured is what users get.
 """
 import argparse
@@ -42,21 +43,33 @@ def rel_l2(a, ref):
 
 
 def midpoint_fewest(args, model, image, ref, tol, tmp):
-    """Smallest m (bisection, assuming the error falls with m) whose midpoint rule is within tol."""
-    def err(m):
-        _, a = attribute(args, model, image, {"method": "riemann_middle", "steps": m},
-                         os.path.join(tmp, "mid.npy"))
-        return rel_l2(a, ref)
+    """The fewest points the midpoint rule needs for tol, read two ways: (l2) the smallest m
+    whose true error is within tol (bisection, assuming the error falls with m); (both) the
+    smallest m >= that one whose completeness error is within tol as well, which is what
+    `tolerance` asks of igserve (issue 14, item 2).  The midpoint rule's completeness error is
+    erratic in m, so (both) is the first lucky m found scanning upward: optimistic for the
+    midpoint rule.  The scan stops at 4 x (l2), returning that bound."""
+    memo = {}
+
+    def run(m):
+        if m not in memo:
+            doc, a = attribute(args, model, image, {"method": "riemann_middle", "steps": m},
+                               os.path.join(tmp, "mid.npy"))
+            memo[m] = (rel_l2(a, ref), doc["completeness"]["relative_error"])
+        return memo[m]
     lo, hi = 1, 8
-    while err(hi) > tol and hi < 4096:
+    while run(hi)[0] > tol and hi < 4096:
         lo, hi = hi, min(hi * 2, 4096)
     while lo + 1 < hi:
         mid = (lo + hi) // 2
-        if err(mid) <= tol:
+        if run(mid)[0] <= tol:
             hi = mid
         else:
             lo = mid
-    return hi
+    both = hi
+    while both < 4 * hi and not (run(both)[0] <= tol and run(both)[1] <= tol):
+        both += 1
+    return hi, both
 
 
 def main():
@@ -76,8 +89,9 @@ def main():
     tols = args.tolerance or [0.01, 0.02]
     bad = 0
     print("| model | image | tol | points | evaluations | reported | true | reported/true | "
-          "midpoint fewest | points/midpoint | converged |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "completeness | midpoint fewest (L2) | points/that | midpoint fewest (L2 + completeness) "
+          "| points/that | converged |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             for image in images:
@@ -95,15 +109,23 @@ def main():
                     true = rel_l2(a, ref)
                     est = doc["convergence"]["relative_l2"]
                     pts = doc["method"]["steps"]
-                    fewest = midpoint_fewest(args, model, image, ref, tol, tmp)
+                    fewest, fewest_both = midpoint_fewest(args, model, image, ref, tol, tmp)
                     ratio = est / true if est is not None and true > 0 else float("nan")
-                    ok = (true <= tol and 0.8 <= ratio <= 4 and pts <= 3 * fewest)
+                    ok = (true <= tol and 0.8 <= ratio <= 4 and pts <= 3 * fewest_both)
                     bad += not ok
-                    print("| %s | %s | %g | %d | %d | %.3g | %.3g | %.2f | %d | %.2f | %s |%s" % (
-                        os.path.basename(model), os.path.basename(image), tol, pts,
-                        doc["method"]["evaluations"], est if est is not None else float("nan"),
-                        true, ratio, fewest, pts / fewest, doc["method"]["converged"],
-                        "" if ok else " FAIL"))
+                    notes = []
+                    if not ok:
+                        notes.append("FAIL")
+                    if pts > 3 * fewest:
+                        notes.append("over 3x the L2-only count")
+                    print("| %s | %s | %g | %d | %d | %.3g | %.3g | %.2f | %.3g | %d | %.2f | %d | "
+                          "%.2f | %s |%s" % (
+                              os.path.basename(model), os.path.basename(image), tol, pts,
+                              doc["method"]["evaluations"],
+                              est if est is not None else float("nan"), true, ratio,
+                              doc["completeness"]["relative_error"], fewest, pts / fewest,
+                              fewest_both, pts / fewest_both, doc["method"]["converged"],
+                              "".join(" " + n for n in notes)))
                     sys.stdout.flush()
                 if ref_est is not None and ref_est > min(tols) / 10:
                     print("warning: the %d-point reference's own estimate %.2g is not well below "
