@@ -270,9 +270,10 @@ void heatmap_overlay_full_size(int width, int height, int *out_width, int *out_h
 	                                                             : (int)h;
 }
 
-int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
-                                const struct image_geometry *geom, struct heatmap_image *out,
-                                struct igs_error *err)
+int heatmap_overlay_full_draw(const float *t, int size, const struct image *original,
+                              const struct image_geometry *geom, heatmap_color_fn color,
+                              const void *color_ctx, double alpha, struct heatmap_image *out,
+                              struct igs_error *err)
 {
 	memset(out, 0, sizeof *out);
 	if (!original || !original->rgb || !geom || !(geom->scale_x > 0) || !(geom->scale_y > 0))
@@ -297,14 +298,8 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 		g.scale_y *= (double)original->height / oh;
 		base = &scaled;
 	}
-	size_t hw = (size_t)size * size;
-	float *m = malloc(hw * sizeof *m);
-	int rc = m ? magnitude01(attr, hw, m, err)
-	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
-	if (!rc)
-		rc = heatmap_alloc_image(out, base->width, base->height, 3, err);
+	int rc = heatmap_alloc_image(out, base->width, base->height, 3, err);
 	if (rc) {
-		free(m);
 		image_clear(&scaled);
 		return rc;
 	}
@@ -320,15 +315,35 @@ int heatmap_render_overlay_full(const float *attr, int size, const struct image 
 					dst[c] = (uint8_t)(src[c] / 2); /* cropped away */
 				continue;
 			}
-			double t = bilinear(m, size, u, v);
+			double tv = bilinear(t, size, u, v);
 			uint8_t col[3];
-			heatmap_colormap(t, col);
-			double a = 0.2 + 0.6 * t;
+			color(color_ctx, tv, col);
+			double a = alpha >= 0 ? alpha : 0.2 + 0.6 * tv;
 			for (int c = 0; c < 3; c++)
 				dst[c] = heatmap_to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
 		}
 	}
-	free(m);
 	image_clear(&scaled);
 	return 0;
+}
+
+static void viridis(const void *ctx, double t, uint8_t rgb[3])
+{
+	(void)ctx;
+	heatmap_colormap(t, rgb);
+}
+
+int heatmap_render_overlay_full(const float *attr, int size, const struct image *original,
+                                const struct image_geometry *geom, struct heatmap_image *out,
+                                struct igs_error *err)
+{
+	memset(out, 0, sizeof *out);
+	size_t hw = (size_t)size * size;
+	float *m = malloc(hw * sizeof *m);
+	int rc = m ? magnitude01(attr, hw, m, err)
+	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
+	if (!rc)
+		rc = heatmap_overlay_full_draw(m, size, original, geom, viridis, NULL, -1, out, err);
+	free(m);
+	return rc;
 }

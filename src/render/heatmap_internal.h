@@ -44,6 +44,19 @@ static inline double heatmap_quantile(const float *v, size_t n, double q, float 
 	return sorted[lo] + (h - (double)lo) * ((double)sorted[hi] - sorted[lo]);
 }
 
+/* Draws t in [0, 1] as RGB; ctx is the caller's. */
+typedef void (*heatmap_color_fn)(const void *ctx, double t, uint8_t rgb[3]);
+
+/* The overlay at the upload's resolution (heatmap.h, overlay_full) of
+ * t[size][size] in [0, 1] (bilinear between input pixels): the upload,
+ * reduced to heatmap_overlay_full_size, blended with color(t) at opacity
+ * alpha (< 0: 0.2 + 0.6 t); outside the input, the upload at half
+ * brightness.  The default and the styled overlay both draw with it. */
+int heatmap_overlay_full_draw(const float *t, int size, const struct image *original,
+                              const struct image_geometry *geom, heatmap_color_fn color,
+                              const void *color_ctx, double alpha, struct heatmap_image *out,
+                              struct igs_error *err);
+
 /* out->pixels allocated for w x h x channels (IGS_ERR_NOMEM naming the size). */
 int heatmap_alloc_image(struct heatmap_image *out, int w, int h, int channels,
                         struct igs_error *err);

@@ -442,18 +442,11 @@ int heatmap_render_uncertainty(const float *u, int size, const struct heatmap_st
 	return 0;
 }
 
-/* ---- the overlay at the upload's resolution (as heatmap.c's) ---- */
+/* ---- the overlay at the upload's resolution (heatmap.c draws it) ---- */
 
-static double bilinear(const float *m, int size, double u, double v)
+static void styled_color(const void *ctx, double t, uint8_t rgb[3])
 {
-	u = u < 0 ? 0 : u > size - 1 ? size - 1 : u;
-	v = v < 0 ? 0 : v > size - 1 ? size - 1 : v;
-	int x0 = (int)u, y0 = (int)v;
-	int x1 = x0 + 1 < size ? x0 + 1 : x0, y1 = y0 + 1 < size ? y0 + 1 : y0;
-	double fx = u - x0, fy = v - y0;
-	double top = m[y0 * size + x0] * (1 - fx) + m[y0 * size + x1] * fx;
-	double bot = m[y1 * size + x0] * (1 - fx) + m[y1 * size + x1] * fx;
-	return top * (1 - fy) + bot * fy;
+	heatmap_cmap_rgb(*(const enum heatmap_cmap *)ctx, t, rgb);
 }
 
 int heatmap_render_overlay_full_styled(const float *attr, int size, const struct image *original,
@@ -468,56 +461,16 @@ int heatmap_render_overlay_full_styled(const float *attr, int size, const struct
 		heatmap_style_init(&def);
 		st = &def;
 	}
-	if (!original || !original->rgb || !geom || !(geom->scale_x > 0) || !(geom->scale_y > 0))
-		return igs_fail(err, IGS_ERR_INTERNAL, "heatmap: overlay_full needs the upload");
-	/* a large upload is drawn on its reduction (heatmap.c says why) */
-	struct image scaled = {0};
-	const struct image *base = original;
-	struct image_geometry gm = *geom;
-	int ow, oh;
-	heatmap_overlay_full_size(original->width, original->height, &ow, &oh);
-	if (ow != original->width || oh != original->height) {
-		int rc = image_resize(&scaled, original, ow, oh, err);
-		if (rc)
-			return rc;
-		gm.scale_x *= (double)original->width / ow;
-		gm.scale_y *= (double)original->height / oh;
-		base = &scaled;
-	}
 	size_t hw = (size_t)size * size;
 	float *m = malloc(hw * sizeof *m);
 	int rc = m ? pixel_t(attr, hw, st, m, sc, err)
 	           : igs_fail(err, IGS_ERR_NOMEM, "heatmap: out of memory");
-	if (!rc)
-		rc = heatmap_alloc_image(out, base->width, base->height, 3, err);
-	if (rc) {
-		free(m);
-		image_clear(&scaled);
-		return rc;
-	}
 	enum heatmap_cmap cmap =
 	    st->colormap == HEATMAP_CMAP_DEFAULT ? HEATMAP_CMAP_VIRIDIS : st->colormap;
-	sc->colormap = heatmap_cmap_name(cmap);
-	for (int sy = 0; sy < base->height; sy++) {
-		double v = (sy + 0.5) * gm.scale_y + gm.offset_y - 0.5;
-		for (int sx = 0; sx < base->width; sx++) {
-			double u = (sx + 0.5) * gm.scale_x + gm.offset_x - 0.5;
-			const uint8_t *src = base->rgb + ((size_t)sy * base->width + sx) * 3;
-			uint8_t *dst = out->pixels + ((size_t)sy * base->width + sx) * 3;
-			if (u < -0.5 || v < -0.5 || u > size - 0.5 || v > size - 0.5) {
-				for (int c = 0; c < 3; c++)
-					dst[c] = (uint8_t)(src[c] / 2); /* cropped away */
-				continue;
-			}
-			double t = bilinear(m, size, u, v);
-			uint8_t col[3];
-			heatmap_cmap_rgb(cmap, t, col);
-			double a = st->alpha >= 0 ? st->alpha : 0.2 + 0.6 * t;
-			for (int c = 0; c < 3; c++)
-				dst[c] = heatmap_to_byte(((1 - a) * src[c] + a * col[c]) / 255.0);
-		}
-	}
+	if (!rc)
+		rc = heatmap_overlay_full_draw(m, size, original, geom, styled_color, &cmap, st->alpha,
+		                               out, err);
 	free(m);
-	image_clear(&scaled);
-	return 0;
+	sc->colormap = heatmap_cmap_name(cmap);
+	return rc;
 }
