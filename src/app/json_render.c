@@ -227,8 +227,8 @@ static void add_heatmap_scales(cJSON *root, const struct attribute_result *res, 
 	add_item(root, "heatmap_scales", heatmap_scales_object(res->maps, res->map_count, ok), ok);
 }
 
-/* ---- several targets and faithfulness (issue 16) ---- */
-
+/* The target, completeness and convergence objects: the answer's own and
+ * each "attributions" entry's. */
 static cJSON *target_object(const struct prediction *t)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -261,6 +261,8 @@ static cJSON *convergence_object(const struct attr_result *r)
 	cJSON_AddNumberToObject(conv, "points", r->steps);
 	return conv;
 }
+
+/* ---- several targets and faithfulness (issue 16) ---- */
 
 static cJSON *faithfulness_object(const struct faithfulness_result *f, bool *ok)
 {
@@ -341,27 +343,11 @@ char *json_render_attribute(const struct service *s, const struct attribute_resu
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddItemToObject(root, "model", model_object(s));
 	cJSON_AddItemToObject(root, "predictions", predictions_array(res->top, res->top_count));
-	cJSON *target = cJSON_AddObjectToObject(root, "target");
-	cJSON_AddNumberToObject(target, "index", res->target.index);
-	cJSON_AddStringToObject(target, "label", res->target.label);
-	cJSON_AddNumberToObject(target, "logit", res->target.logit);
-	cJSON_AddNumberToObject(target, "probability", res->target.probability);
+	add_item(root, "target", target_object(&res->target), &ok);
 	cJSON_AddItemToObject(root, "method", method_object(res));
-	cJSON *comp = cJSON_AddObjectToObject(root, "completeness");
-	cJSON_AddNumberToObject(comp, "sum", r->sum);
-	cJSON_AddNumberToObject(comp, "f_input", r->f_input);
-	cJSON_AddNumberToObject(comp, "f_baseline", r->f_baseline);
-	cJSON_AddNumberToObject(comp, "delta", r->delta);
-	cJSON_AddNumberToObject(comp, "relative_error", r->relative_error);
-	if (attribution_method_is_path(res->options.attr.method)) {
-		cJSON *conv = cJSON_AddObjectToObject(root, "convergence");
-		if (isfinite(r->relative_l2))
-			cJSON_AddNumberToObject(conv, "relative_l2", r->relative_l2);
-		else
-			cJSON_AddNullToObject(conv, "relative_l2");
-		cJSON_AddStringToObject(conv, "estimator", r->estimator);
-		cJSON_AddNumberToObject(conv, "points", r->steps);
-	}
+	add_item(root, "completeness", completeness_object(r), &ok);
+	if (attribution_method_is_path(res->options.attr.method))
+		add_item(root, "convergence", convergence_object(r), &ok);
 	add_item(root, "path", path_array(res, &ok), &ok);
 	cJSON *maps = cJSON_AddObjectToObject(root, "heatmaps");
 	for (int i = 0; maps && i < res->map_count; i++)
