@@ -33,10 +33,11 @@ void path_sketch_add(const uint32_t *code, size_t n, const float *x, const float
  * from the sketches rows[points][buckets] of a trapezoid rule that
  * refined a coarser one by q (cells of q + 1 points, in path order). */
 double path_cells_factor(const float *rows, int points, int q);
-/* The estimate pixel by pixel (attribution.h, attr_result.uncertainty)
- * from the fine and the coarse attributions ([hw][3]) and relative_l2;
+/* The estimate pixel by pixel (attribution.h, attr_result.uncertainty):
+ * calibration ||fine_p - coarse_p|| over the three channels ([hw][3] in),
+ * with the factor the estimate multiplied ||fine - coarse|| / ||fine|| by;
  * *map ([hw]) is allocated when NULL.  -1 when out of memory. */
-int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double relative_l2,
+int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double calibration,
                          float **map);
 /* Gaussian blur of src into dst ([size][size][3], separable, edges
  * clamped, radius ceil(3 sigma)); sigma 0 copies.  sigma in [0,

@@ -640,19 +640,22 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			ot->steps = ref.next_m;
 			memcpy(r->prev_attr, ot->attr, r->n * sizeof *r->prev_attr);
 			finish_attr(r, ot);
+			/* relative_l2 = ||attr - prev|| / ||attr|| times `calibration` */
+			double calibration;
 			if (r->sketches && ref.reuse_scale > 0) {
+				calibration = path_cells_factor(r->sketches, ref.next_m, factor);
 				ot->relative_l2 =
-				    difference_estimate(ot->attr, r->prev_attr, r->n, 2.0) *
-				    path_cells_factor(r->sketches, ref.next_m, factor);
+				    difference_estimate(ot->attr, r->prev_attr, r->n, 2.0) * calibration;
 				ot->estimator = ATTR_ESTIMATOR_CELLS;
 			} else {
+				calibration = 1.0 / (factor - 1.0);
 				ot->relative_l2 =
 				    difference_estimate(ot->attr, r->prev_attr, r->n, factor);
 				ot->estimator =
 				    ref.reuse_scale > 0 ? ATTR_ESTIMATOR_SUBRULE : ATTR_ESTIMATOR_ORDER;
 			}
-			if (!rc && path_uncertainty_map(ot->attr, r->prev_attr, r->hw,
-			                                ot->relative_l2, &ot->uncertainty))
+			if (!rc && path_uncertainty_map(ot->attr, r->prev_attr, r->hw, calibration,
+			                                &ot->uncertainty))
 				rc = igs_fail(err, IGS_ERR_NOMEM,
 				              "IG refinement: out of memory for the uncertainty map");
 		}

@@ -118,29 +118,22 @@ double path_cells_factor(const float *rows, int points, int q)
 	return f < bound ? f : bound;
 }
 
-/* u_p = g ||fine_p - coarse_p|| with g = relative_l2 ||fine|| / ||fine -
- * coarse||: the estimate's factor applied pixel by pixel, so that ||u|| =
- * relative_l2 ||fine||.  (The factor is the whole image's; a pixel's own
+/* u_p = c ||fine_p - coarse_p||, c the estimate's calibration, so that
+ * ||u|| = relative_l2 ||fine||.  (c is the whole image's; a pixel's own
  * error is as uncertain as one cell's, but where the map is bright the
  * fine and the coarse rule disagree, and the error is there.) */
-int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double relative_l2,
+int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double calibration,
                          float **map)
 {
 	if (!*map && !(*map = malloc(hw * sizeof **map)))
 		return -1;
-	double d2 = 0, f2 = 0;
 	for (size_t p = 0; p < hw; p++) {
 		double dp = 0;
 		for (int c = 0; c < 3; c++) {
 			double d = (double)fine[3 * p + c] - coarse[3 * p + c];
 			dp += d * d;
-			f2 += (double)fine[3 * p + c] * fine[3 * p + c];
 		}
-		d2 += dp;
-		(*map)[p] = (float)sqrt(dp);
+		(*map)[p] = (float)(calibration * sqrt(dp));
 	}
-	double g = d2 > 0 && isfinite(relative_l2) ? relative_l2 * sqrt(f2 / d2) : 0.0;
-	for (size_t p = 0; p < hw; p++)
-		(*map)[p] = (float)((*map)[p] * g);
 	return 0;
 }
