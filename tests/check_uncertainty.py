@@ -26,6 +26,9 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heatmap_reference import to_byte  # noqa: E402  (the byte rule the heatmap checks share)
+
 BIN = os.environ.get("IGSERVE_BINARY", "build/igserve")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "demo", "shapes-resnet.safetensors")
@@ -52,10 +55,6 @@ def attribute(args, tmp, ok=True):
     if p.returncode != 0:
         sys.exit(f"FAIL: igserve attribute {' '.join(args)}: exit {p.returncode}\n{p.stderr}")
     return json.loads(p.stdout), np.load(raw).astype(np.float64), out
-
-
-def to_byte(v):
-    return np.floor(255.0 * np.clip(v, 0.0, 1.0) + 0.5).astype(np.uint8)
 
 
 def expected_map(fine, coarse, rel):
