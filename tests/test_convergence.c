@@ -176,6 +176,77 @@ START_TEST(test_adaptive_meets_the_tolerance)
 }
 END_TEST
 
+/* Adaptive IG refines the path stretch by stretch, so its rule is a
+ * trapezoid over uneven nodes.  Checked against a naive loop: each node's
+ * gradient by a forward and backward of its own pixels, weighted by the
+ * trapezoid rule over the returned nodes' spacing (half of each
+ * neighbouring cell), summed in double. */
+START_TEST(test_stretches_make_a_trapezoid)
+{
+	int uneven = 0;
+	for (int i = 0; i < 2; i++) {
+		struct request_options o;
+		request_options_init(&o);
+		ck_assert_int_eq(request_options_set(&o, "tolerance", "0.01", 0, NULL), 0);
+		ck_assert_int_eq(request_options_set(&o, "max_steps", "1024", 0, NULL), 0);
+		request_options_resolve(&o);
+		o.attr.target = demo.target[i];
+		struct attr_result r;
+		run(i, &o.attr, &r);
+		const int m = r.path_count;
+		ck_assert_int_eq(m, r.steps);
+		ck_assert_double_eq(r.path[0].alpha, 0.0);
+		ck_assert_double_eq_tol(r.path[m - 1].alpha, 1.0, 1e-12);
+		double *G = calloc(demo.n, sizeof *G);
+		float *row = malloc(demo.n * sizeof *row), *grad = malloc(demo.n * sizeof *grad);
+		float logits[64], d_logits[64] = {0};
+		ck_assert_int_le(demo.oracle.classes, 64);
+		d_logits[r.target] = 1.0f;
+		double total = 0, h_min = 1, h_max = 0;
+		for (int k = 0; k < m; k++) {
+			double left = k > 0 ? r.path[k].alpha - r.path[k - 1].alpha : 0;
+			double right = k < m - 1 ? r.path[k + 1].alpha - r.path[k].alpha : 0;
+			if (k < m - 1) {
+				ck_assert_double_gt(right, 0);
+				h_min = fmin(h_min, right);
+				h_max = fmax(h_max, right);
+			}
+			double w = (left + right) / 2;
+			ck_assert_double_eq_tol(r.path[k].weight, w, 1e-12);
+			total += w;
+			for (size_t j = 0; j < demo.n; j++)
+				row[j] = (float)(r.baseline[j] +
+				                 r.path[k].alpha * (demo.pixels[i][j] - r.baseline[j]));
+			struct igs_error err = {0};
+			ck_assert_int_eq(demo.oracle.forward(demo.oracle.ctx, row, 1, logits, &err), 0);
+			ck_assert_int_eq(demo.oracle.backward(demo.oracle.ctx, d_logits, 1, grad, &err),
+			                 0);
+			for (size_t j = 0; j < demo.n; j++)
+				G[j] += w * grad[j];
+		}
+		ck_assert_double_eq_tol(total, 1.0, 1e-12);
+		float *naive = malloc(demo.n * sizeof *naive);
+		for (size_t j = 0; j < demo.n; j++)
+			naive[j] = (float)(((double)demo.pixels[i][j] - r.baseline[j]) * G[j]);
+		double gap = rel_l2(r.attr, naive, demo.n);
+		fprintf(stderr, "%s: %d uneven nodes (cells %.4f to %.4f), against the naive loop %.2e\n",
+		        images[i], m, h_min, h_max, gap);
+		/* float rounding of the two passes (by position and by pixels);
+		 * one point's weight wrong by a cell would be 1e-2 */
+		ck_assert_double_lt(gap, 1e-3);
+		if (h_max > 1.5 * h_min)
+			uneven++;
+		free(naive);
+		free(G);
+		free(row);
+		free(grad);
+		attr_result_clear(&r);
+	}
+	/* circle_00 at 0.01 refines some stretches and not others */
+	ck_assert_int_ge(uneven, 1);
+}
+END_TEST
+
 /* The old rule: refine (trapezoid, from 9 points) until the completeness
  * error alone is within the tolerance.  It can stop with attributions
  * further from the integral than the tolerance (measured: 2.7e-2 at 17
@@ -221,6 +292,7 @@ int main(void)
 	tcase_add_test(tc, test_estimate_against_the_reference);
 	tcase_add_test(tc, test_adaptive_meets_the_tolerance);
 	tcase_add_test(tc, test_completeness_alone_stops_too_early);
+	tcase_add_test(tc, test_stretches_make_a_trapezoid);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -33,12 +33,59 @@ void path_sketch_add(const uint32_t *code, size_t n, const float *x, const float
  * from the sketches rows[points][buckets] of a trapezoid rule that
  * refined a coarser one by q (cells of q + 1 points, in path order). */
 double path_cells_factor(const float *rows, int points, int q);
+/* The same for stretches refined separately (stretch.c), each by its own
+ * q: span i is `cells` fine cells of `width` from point `first` of rows,
+ * cells / q coarse ones.  The spread is pooled over every coarse cell, so
+ * factor[i] is span i's, with its q. */
+struct cell_span {
+	int first, cells, q;
+	double width;
+};
+void path_span_factors(const float *rows, const struct cell_span *spans, int count,
+                       double *factor);
 /* The estimate pixel by pixel (attribution.h, attr_result.uncertainty):
  * calibration ||fine_p - coarse_p|| over the three channels ([hw][3] in),
  * with the factor the estimate multiplied ||fine - coarse|| / ||fine|| by;
  * *map ([hw]) is allocated when NULL.  -1 when out of memory. */
 int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double calibration,
                          float **map);
+/* ---- adaptive trapezoid by stretches (stretch.c) ---- */
+
+#define STRETCH_MAX 8
+#define STRETCH_FACTOR_MAX 2
+
+struct stretch {
+	double lo, hi;      /* its ends, in alpha */
+	int cells;          /* its equal cells */
+	int first;          /* the path table's index of its low end */
+	int q;              /* the planned factor of this round (1: kept) */
+	int q_last;         /* the factor of its last refinement (0: none) */
+	bool refined;       /* in the last round */
+	double d2;          /* ||fine - coarse||^2 of that refinement */
+	double factor;      /* its calibration (path_span_factors) */
+	double est2;        /* factor^2 d2, its estimated squared error in
+	                     * attribution units; INFINITY before its first
+	                     * refinement */
+	double est2_before; /* est2 before that refinement */
+	double completeness; /* its trapezoid of dF/dalpha - (F(hi) - F(lo)) */
+};
+
+struct stretch_goal {
+	double tolerance;
+	double attr_norm2; /* ||attr||^2 */
+	double f_delta;    /* |F(x) - F(x')| (1 when that vanishes) */
+	int room;          /* new points max_steps still allows */
+};
+
+/* s[] for a first round of `cells` equal cells: at most STRETCH_MAX
+ * stretches of whole cells; returns their count. */
+int stretch_layout(int cells, struct stretch *s);
+/* The observed rate p of est2 ~ q^-2p (stretch.c). */
+double stretch_rate(const struct stretch *s, int count);
+/* Set each stretch's q for the next round; returns the new points (0:
+ * nothing to refine within goal->room). */
+int stretch_plan(struct stretch *s, int count, const struct stretch_goal *goal);
+
 /* Gaussian blur of src into dst ([size][size][3], separable, edges
  * clamped, radius ceil(3 sigma)); sigma 0 copies.  sigma in [0,
  * ATTR_BLUR_SIGMA_MAX]. */

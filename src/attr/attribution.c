@@ -93,6 +93,17 @@ struct run {
 	 * (path_use_sum; [0] NULL: the oracle's own), or NULL: each target's
 	 * share taken per chunk */
 	float **path_sums;
+	/* adaptive IG's trapezoid by stretches (stretch.c): each stretch's
+	 * gradients, unweighted, so that refining one rescales only its own */
+	int n_stretches;
+	struct stretch stretch[STRETCH_MAX];
+	double *ends[STRETCH_MAX + 1]; /* [n] the gradient at each stretch end */
+	double *inner[STRETCH_MAX];    /* [n] the sum over its interior points */
+	double *added[STRETCH_MAX];    /* [n] a round's new interior points */
+	float *unc2[STRETCH_MAX];      /* [hw] its squared uncertainty per pixel */
+	/* where eval_points adds point k's gradient, unweighted ([points]), or
+	 * NULL: w_k times it into G */
+	double **point_sum;
 };
 
 /* Make target t's state the run's (several targets only). */
@@ -330,9 +341,11 @@ static int eval_points(struct run *r, const double *alpha, const double *weight,
 					gsum = r->row_sums[2 * b];
 					deriv = r->row_sums[2 * b + 1];
 				} else {
+					double *restrict G = r->point_sum ? r->point_sum[k] : r->G;
+					double wg = r->point_sum ? 1.0 : w;
 					sample_input(r, s);
 					for (size_t i = 0; i < r->n; i++) {
-						r->G[i] += w * g[i];
+						G[i] += wg * g[i];
 						gsum += g[i];
 						deriv += ((double)r->xs[i] - r->base[i]) * g[i];
 					}
@@ -694,6 +707,268 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 	return rc;
 }
 
+/* ---- adaptive trapezoid by stretches (stretch.c) ---- */
+
+static double stretch_width(const struct stretch *st)
+{
+	return (st->hi - st->lo) / st->cells;
+}
+
+/* Every stretch's low end in the path table, each point's weight (a
+ * stretch's interior w, an end half of each side's), and each stretch's
+ * completeness error from the points' F and dF/dalpha. */
+static void stretches_reweigh(struct run *r, struct attr_point *path, int count)
+{
+	for (int k = 0; k < count; k++)
+		path[k].weight = 0;
+	int first = 0;
+	for (int s = 0; s < r->n_stretches; s++) {
+		struct stretch *st = &r->stretch[s];
+		double w = stretch_width(st), integral = 0;
+		st->first = first;
+		for (int j = 0; j <= st->cells; j++) {
+			double wj = j == 0 || j == st->cells ? w / 2 : w;
+			path[first + j].weight += wj;
+			integral += wj * path[first + j].path_derivative;
+		}
+		st->completeness =
+		    integral - (path[first + st->cells].output - path[first].output);
+		first += st->cells;
+	}
+}
+
+/* G = sum over stretches of w (ends / 2 + interior), the whole rule's
+ * weighted gradient. */
+static void stretches_assemble(struct run *r)
+{
+	memset(r->G, 0, r->n * sizeof *r->G);
+	for (int s = 0; s < r->n_stretches; s++) {
+		const double w = stretch_width(&r->stretch[s]);
+		const double *lo = r->ends[s], *hi = r->ends[s + 1], *in = r->inner[s];
+		for (size_t i = 0; i < r->n; i++)
+			r->G[i] += w * (0.5 * (lo[i] + hi[i]) + in[i]);
+	}
+}
+
+/* The first round's destinations: each stretch end's gradient alone, the
+ * others into their stretch's interior sum. */
+static void stretches_first_round(struct run *r, int m)
+{
+	for (int s = 0, first = 0; s < r->n_stretches; first += r->stretch[s++].cells) {
+		r->point_sum[first] = r->ends[s];
+		for (int j = 1; j < r->stretch[s].cells; j++)
+			r->point_sum[first + j] = r->inner[s];
+	}
+	r->point_sum[m - 1] = r->ends[r->n_stretches];
+}
+
+/* The estimate of the whole rule from its stretches' (their squared errors
+ * add) and the uncertainty map from theirs. */
+static int stretches_estimate(struct run *r, struct attr_result *out)
+{
+	double est2 = 0, norm2 = 0;
+	for (int s = 0; s < r->n_stretches; s++)
+		est2 += r->stretch[s].est2;
+	for (size_t i = 0; i < r->n; i++)
+		norm2 += (double)out->attr[i] * out->attr[i];
+	out->relative_l2 = norm2 > 0 ? sqrt(est2 / norm2) : est2 > 0 ? INFINITY : 0.0;
+	out->estimator = ATTR_ESTIMATOR_CELLS;
+	if (!out->uncertainty && !(out->uncertainty = malloc(r->hw * sizeof *out->uncertainty)))
+		return -1;
+	for (size_t p = 0; p < r->hw; p++) {
+		double u = 0;
+		for (int s = 0; s < r->n_stretches; s++)
+			u += r->stretch[s].factor * r->stretch[s].factor * r->unc2[s][p];
+		out->uncertainty[p] = (float)sqrt(u);
+	}
+	return 0;
+}
+
+/* Fold stretch s's new interior points (added[s], its cells already
+ * multiplied by q) into its sum, keeping the difference they made:
+ * ||d||^2 and per pixel (unc2[s]), uncalibrated. */
+static void stretch_fold(struct run *r, int s, double w_old)
+{
+	struct stretch *st = &r->stretch[s];
+	const double w_new = stretch_width(st);
+	const double *lo = r->ends[s], *hi = r->ends[s + 1];
+	double *in = r->inner[s];
+	const double *add = r->added[s];
+	double d2 = 0;
+	for (size_t p = 0; p < r->hw; p++) {
+		double up = 0;
+		for (size_t i = 3 * p; i < 3 * p + 3; i++) {
+			double e = 0.5 * (lo[i] + hi[i]), before = w_old * (e + in[i]);
+			in[i] += add[i];
+			double d = ((double)r->x[i] - r->base[i]) * (w_new * (e + in[i]) - before);
+			up += d * d;
+		}
+		d2 += up;
+		r->unc2[s][p] = (float)up;
+	}
+	st->d2 = d2;
+}
+
+/* Every stretch's calibration and estimate.  A stretch's cells are those
+ * of its last refinement (by q_last), so the spread of the whole estimate
+ * is pooled over every cell of the path, refined this round or before. */
+static void stretches_calibrate(struct run *r)
+{
+	struct cell_span spans[STRETCH_MAX];
+	double factor[STRETCH_MAX];
+	int count = 0;
+	for (int s = 0; s < r->n_stretches; s++) {
+		const struct stretch *st = &r->stretch[s];
+		if (st->q_last > 1)
+			spans[count++] = (struct cell_span){.first = st->first,
+			                                    .cells = st->cells,
+			                                    .q = st->q_last,
+			                                    .width = stretch_width(st)};
+	}
+	path_span_factors(r->sketches, spans, count, factor);
+	for (int s = 0, i = 0; s < r->n_stretches; s++) {
+		struct stretch *st = &r->stretch[s];
+		if (st->q_last < 2)
+			continue;
+		st->factor = factor[i++];
+		st->est2 = st->factor * st->factor * st->d2;
+	}
+}
+
+/*
+ * Adaptive IG's rounds for the trapezoid rule (run_rounds' other form):
+ * each round refines the stretches stretch_plan picks, evaluating only
+ * their new points, until relative_l2 and relative_error are both within
+ * the tolerance or max_steps leaves no room.  A deadline mid-round
+ * returns the last completed round with converged = false.
+ */
+static int run_stretches(struct run *r, int m, struct attr_result *out, struct igs_error *err)
+{
+	const struct attr_params *o = r->o;
+	const int S = r->n_stretches;
+	const int most = o->max_steps < QUADRATURE_MAX_POINTS ? o->max_steps : QUADRATURE_MAX_POINTS;
+	enum { ROWS = 3 };
+	const size_t row_len[ROWS] = {r->hw, r->n, (size_t)path_sketch_buckets()};
+	float **kept[ROWS] = {&out->path_maps, &out->path_steps, &r->sketches};
+	int rc = 0;
+	while (!(out->relative_l2 <= o->tolerance && out->relative_error <= o->tolerance)) {
+		double norm2 = 0, want = fabs(r->f_input - r->f_baseline);
+		for (size_t i = 0; i < r->n; i++)
+			norm2 += (double)out->attr[i] * out->attr[i];
+		const struct stretch_goal goal = {.tolerance = o->tolerance,
+		                                  .attr_norm2 = norm2,
+		                                  .f_delta = want > 1e-12 ? want : 1.0,
+		                                  .room = most - m};
+		const int np = stretch_plan(r->stretch, S, &goal), next_m = m + np;
+		if (np <= 0)
+			break;
+		double *na = malloc((size_t)np * sizeof *na), *nw = malloc((size_t)np * sizeof *nw);
+		double **dest = malloc((size_t)np * sizeof *dest);
+		int *from = malloc((size_t)next_m * sizeof *from);
+		struct attr_point *nt = calloc((size_t)np, sizeof *nt);
+		struct attr_point *merged = calloc((size_t)next_m, sizeof *merged);
+		float *nrows[ROWS] = {0}, *mrows[ROWS] = {0};
+		bool ok = na && nw && dest && from && nt && merged;
+		for (int a = 0; ok && a < ROWS; a++)
+			if (*kept[a]) {
+				nrows[a] = calloc((size_t)np * row_len[a], sizeof *nrows[a]);
+				mrows[a] = calloc((size_t)next_m * row_len[a], sizeof *mrows[a]);
+				ok = nrows[a] && mrows[a];
+			}
+		for (int s = 0; ok && s < S; s++)
+			if (r->stretch[s].q > 1 && !r->added[s])
+				ok = (r->added[s] = malloc(r->n * sizeof *r->added[s])) != NULL;
+		if (!ok) {
+			rc = igs_fail(err, IGS_ERR_NOMEM, "IG refinement: out of memory at %d points",
+			              next_m);
+			goto round_done;
+		}
+		/* the new nodes, stretch by stretch: q - 1 in each cell */
+		int k = 0;
+		for (int s = 0; s < S; s++) {
+			const struct stretch *st = &r->stretch[s];
+			if (st->q < 2)
+				continue;
+			const double h = stretch_width(st);
+			memset(r->added[s], 0, r->n * sizeof *r->added[s]);
+			for (int j = 0; j < st->cells; j++)
+				for (int i = 1; i < st->q; i++, k++) {
+					na[k] = st->lo + (j + (double)i / st->q) * h;
+					nw[k] = h / st->q;
+					dest[k] = r->added[s];
+				}
+		}
+		r->total = r->done + np;
+		r->point_sum = dest;
+		rc = eval_points(r, na, nw, np, &nt, out->path_maps ? &nrows[0] : NULL, nrows[1],
+		                 &nrows[2], err);
+		r->point_sum = NULL;
+		if (rc == IGS_ERR_DEADLINE) {
+			out->deadline_hit = true;
+			rc = 0;
+		}
+		if (rc || out->deadline_hit)
+			goto round_done;
+		merge_points(out->path, m, nt, np, merged, from);
+		for (int a = 0; a < ROWS; a++)
+			if (*kept[a]) {
+				merge_rows(from, next_m, *kept[a], nrows[a], mrows[a], row_len[a]);
+				free(*kept[a]);
+				*kept[a] = mrows[a];
+				mrows[a] = NULL;
+			}
+		free(out->path);
+		out->path = merged;
+		merged = NULL;
+		out->path_count = out->steps = next_m;
+		/* the refined stretches' new spacing and sums, then every
+		 * stretch's estimate */
+		for (int s = 0; s < S; s++) {
+			struct stretch *st = &r->stretch[s];
+			st->refined = st->q > 1;
+			if (!st->refined)
+				continue;
+			double w_old = stretch_width(st);
+			st->cells *= st->q;
+			st->q_last = st->q;
+			st->est2_before = st->est2;
+			stretch_fold(r, s, w_old);
+		}
+		stretches_reweigh(r, out->path, next_m);
+		stretches_calibrate(r);
+		stretches_assemble(r);
+		finish_attr(r, out);
+		if (stretches_estimate(r, out)) {
+			rc = igs_fail(err, IGS_ERR_NOMEM,
+			              "IG refinement: out of memory for the uncertainty map");
+			goto round_done;
+		}
+		m = next_m;
+		r->best_rel = out->relative_error;
+		r->best_l2 = out->relative_l2;
+		r->rounds++;
+		r->round_attr = out->attr;
+		report_progress(r);
+		r->round_attr = NULL;
+	round_done:
+		free(na);
+		free(nw);
+		free(dest);
+		free(from);
+		free(nt);
+		free(merged);
+		for (int a = 0; a < ROWS; a++) {
+			free(nrows[a]);
+			free(mrows[a]);
+		}
+		if (rc || out->deadline_hit)
+			break;
+	}
+	out->converged = !out->deadline_hit && out->relative_l2 <= o->tolerance &&
+	                 out->relative_error <= o->tolerance;
+	return rc;
+}
+
 /* The point count of plain IG's first round: the m-point rule's coarsest
  * nested rule, at most two refinements below m (two rounds give the
  * estimate and a fallback with its own; more would only add partial
@@ -804,6 +1079,14 @@ static void run_free(struct run *r)
 	free(r->acc1);
 	free(r->acc2);
 	free(r->done_table);
+	for (int s = 0; s < r->n_stretches; s++) {
+		free(r->inner[s]);
+		free(r->added[s]);
+		free(r->unc2[s]);
+	}
+	for (int s = 0; r->n_stretches && s <= r->n_stretches; s++)
+		free(r->ends[s]);
+	free(r->point_sum);
 }
 
 /* attribution_run for T targets into outs[T] (T > 1: check_targets). */
@@ -866,6 +1149,21 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 		r.sketch_code = path_sketch_codes(r.n);
 		r.sketches = calloc(sketch_len, sizeof *r.sketches);
 		ok = r.sketch_code && r.sketches;
+	}
+	/* adaptive trapezoid: refined by stretches (run_stretches) */
+	bool stretched = sketched && adaptive && T == 1 && m >= 2;
+	if (stretched) {
+		r.n_stretches = stretch_layout(m - 1, r.stretch);
+		r.point_sum = malloc((size_t)m * sizeof *r.point_sum);
+		ok = ok && r.point_sum;
+		for (int s = 0; ok && s <= r.n_stretches; s++) {
+			ok = (r.ends[s] = calloc(r.n, sizeof *r.ends[s])) != NULL;
+			if (ok && s < r.n_stretches)
+				ok = (r.inner[s] = calloc(r.n, sizeof *r.inner[s])) &&
+				     (r.unc2[s] = calloc(r.hw, sizeof *r.unc2[s]));
+		}
+		if (ok)
+			stretches_first_round(&r, m);
 	}
 	if (T > 1) {
 		r.ts = calloc((size_t)T, sizeof *r.ts);
@@ -1015,6 +1313,13 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 	}
 	if (rc)
 		goto fail;
+	if (stretched) {
+		/* the first round went into the stretches' sums */
+		free(r.point_sum);
+		r.point_sum = NULL;
+		stretches_reweigh(&r, out->path, m);
+		stretches_assemble(&r);
+	}
 	for (int t = 0; t < T; t++) {
 		struct attr_result *ot = &outs[t];
 		ot->path_count = m;
@@ -1035,7 +1340,11 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 		report_progress(&r);
 		r.round_attr = NULL;
 	}
-	if (rounds && (rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, outs, err)))
+	if (stretched)
+		rc = run_stretches(&r, m, out, err);
+	else if (rounds)
+		rc = run_rounds(&r, rule, m, adaptive ? 0 : final_m, outs, err);
+	if (rc)
 		goto fail;
 	for (int t = 0; t < T; t++) {
 		outs[t].evaluations = r.evaluations;

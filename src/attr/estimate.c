@@ -89,33 +89,53 @@ static double subcell_spread(int q)
 
 double path_cells_factor(const float *rows, int points, int q)
 {
-	const int K = SKETCH_BUCKETS;
-	int cells = (points - 1) / q;
-	if (q < 2 || cells < 1 || cells * q + 1 != points)
+	int cells = q >= 2 ? (points - 1) / q * q : 0;
+	if (q < 2 || cells < q || cells + 1 != points)
 		return 1.0 / (q > 1 ? q - 1 : 1);
-	/* a_c = ||d_c||^2 / h^2, d_c / h = sum of the interior steps -
-	 * (q - 1)/2 (the ends' steps): the cell's fine weights minus its
-	 * coarse ones, over h */
+	const struct cell_span span = {.first = 0, .cells = cells, .q = q, .width = 1.0};
+	double f;
+	path_span_factors(rows, &span, 1, &f);
+	return f;
+}
+
+void path_span_factors(const float *rows, const struct cell_span *spans, int count,
+                       double *factor)
+{
+	const int K = SKETCH_BUCKETS;
+	/* a_c = ||d_c||^2 / (q^2 - 1), the expected squared error of coarse
+	 * cell c; d_c = h (the interior steps - (q - 1)/2 (the ends' steps)):
+	 * the cell's fine weights minus its coarse ones */
 	double sum = 0, sum2 = 0;
-	for (int c = 0; c < cells; c++) {
-		const float *s0 = rows + (size_t)c * q * K, *sq = s0 + (size_t)q * K;
-		double a = 0;
-		for (int b = 0; b < K; b++) {
-			double d = -(q - 1) / 2.0 * ((double)s0[b] + sq[b]);
-			for (int j = 1; j < q; j++)
-				d += s0[(size_t)j * K + b];
-			a += d * d;
+	for (int i = 0; i < count; i++) {
+		const struct cell_span *sp = &spans[i];
+		const int q = sp->q;
+		for (int c = 0; q >= 2 && c < sp->cells / q; c++) {
+			const float *s0 = rows + ((size_t)sp->first + (size_t)c * q) * K;
+			const float *sq = s0 + (size_t)q * K;
+			double a = 0;
+			for (int b = 0; b < K; b++) {
+				double d = -(q - 1) / 2.0 * ((double)s0[b] + sq[b]);
+				for (int j = 1; j < q; j++)
+					d += s0[(size_t)j * K + b];
+				a += d * d;
+			}
+			a *= sp->width * sp->width / ((double)q * q - 1.0);
+			sum += a;
+			sum2 += a * a;
 		}
-		sum += a;
-		sum2 += a * a;
 	}
-	double bound = 1.0 / (q - 1);
-	if (!(sum2 > 0))
-		return bound;
-	double n_eff = sum * sum / sum2;
-	double f = sqrt((1.0 + SPREAD_Z * sqrt((0.8 + subcell_spread(q)) / n_eff)) /
-	                ((double)q * q - 1.0));
-	return f < bound ? f : bound;
+	double n_eff = sum2 > 0 ? sum * sum / sum2 : 0;
+	for (int i = 0; i < count; i++) {
+		const int q = spans[i].q;
+		double bound = 1.0 / (q > 1 ? q - 1 : 1);
+		if (q < 2 || !(n_eff > 0)) {
+			factor[i] = bound;
+			continue;
+		}
+		double f = sqrt((1.0 + SPREAD_Z * sqrt((0.8 + subcell_spread(q)) / n_eff)) /
+		                ((double)q * q - 1.0));
+		factor[i] = f < bound ? f : bound;
+	}
 }
 
 /* u_p = c ||fine_p - coarse_p||, c the estimate's calibration, so that
