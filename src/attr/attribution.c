@@ -466,6 +466,18 @@ static void merge_rows(const int *from, int count, const float *a, const float *
 
 /* ---- rounds of refinement ---- */
 
+/* A refinement round is done: its answer is the best so far, and the
+ * progress report (with its preview) says so. */
+static void round_completed(struct run *r, const struct attr_result *out)
+{
+	r->best_rel = out->relative_error;
+	r->best_l2 = out->relative_l2;
+	r->rounds++;
+	r->round_attr = out->attr;
+	report_progress(r);
+	r->round_attr = NULL;
+}
+
 /* The convergence estimate (attribution.h): ||fine - coarse|| / ||fine||
  * / (q - 1). */
 static double difference_estimate(const float *fine, const float *coarse, size_t n, double q)
@@ -675,12 +687,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		select_target(r, 0);
 		m = ref.next_m;
 		q_prev = factor;
-		r->best_rel = out->relative_error;
-		r->best_l2 = out->relative_l2;
-		r->rounds++;
-		r->round_attr = out->attr;
-		report_progress(r);
-		r->round_attr = NULL;
+		round_completed(r, out);
 	round_done:
 		free(na);
 		free(nw);
@@ -944,12 +951,7 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 			goto round_done;
 		}
 		m = next_m;
-		r->best_rel = out->relative_error;
-		r->best_l2 = out->relative_l2;
-		r->rounds++;
-		r->round_attr = out->attr;
-		report_progress(r);
-		r->round_attr = NULL;
+		round_completed(r, out);
 	round_done:
 		free(na);
 		free(nw);
