@@ -336,7 +336,10 @@ START_TEST(test_key)
 	}
 	/* adaptive IG: no steps means ATTR_ADAPTIVE_START_POINTS, resolved */
 	static const char *const adaptive[] = {"tolerance", "0.01", NULL};
-	static const char *const adaptive_steps[] = {"tolerance", "0.01", "steps", "8", NULL};
+#define DIGITS(x) #x
+#define NUMBER(x) DIGITS(x)
+	static const char *const adaptive_steps[] = {"tolerance", "0.01", "steps",
+	                                             NUMBER(ATTR_ADAPTIVE_START_POINTS), NULL};
 	unsigned char a1[32], a2[32];
 	key_for("attribute", SHA, adaptive, "image bytes", a1);
 	key_for("attribute", SHA, adaptive_steps, "image bytes", a2);

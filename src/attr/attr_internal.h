@@ -51,7 +51,7 @@ int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, doub
                          float **map);
 /* ---- adaptive trapezoid by stretches (stretch.c) ---- */
 
-#define STRETCH_MAX 8
+#define STRETCH_MAX 16
 #define STRETCH_FACTOR_MAX 2
 
 struct stretch {

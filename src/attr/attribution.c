@@ -738,8 +738,10 @@ static void stretches_reweigh(struct run *r, struct attr_point *path, int count)
 			path[first + j].weight += wj;
 			integral += wj * path[first + j].path_derivative;
 		}
-		st->completeness =
-		    integral - (path[first + st->cells].output - path[first].output);
+		/* the first stretch's low end is the baseline, whose F is
+		 * known exactly (its node is just inside the path) */
+		double f_lo = s == 0 ? r->f_baseline : path[first].output;
+		st->completeness = integral - (path[first + st->cells].output - f_lo);
 		first += st->cells;
 	}
 }
@@ -1210,6 +1212,8 @@ static int run_targets(const struct grad_oracle *oracle, const float *pixels,
 	}
 	if ((rc = quadrature_nodes(rule, m, alpha, weight, err)))
 		goto fail;
+	if (stretched)
+		alpha[0] = ATTR_ADAPTIVE_BASELINE_ALPHA;
 	enum baseline_kind bk = ig ? o->baseline : BASELINE_BLACK;
 	if ((rc = attribution_baseline(bk, o->blur_sigma, o->seed, pixels, r.size, out->baseline,
 	                               err)))

@@ -205,7 +205,7 @@ int cli_attribute(int argc, char **argv)
 	OPT("seed", "N", "seed of the noise baseline and of SmoothGrad (0)");
 	OPT("tolerance", "T",
 	    "refine until the estimated error of the attributions and the completeness error are "
-	    "both at most T (default: off; the rule then defaults to riemann_trapezoid from 8 "
+	    "both at most T (default: off; the rule then defaults to riemann_trapezoid from 15 "
 	    "points)");
 	OPT("max-steps", "N", "most path points adaptive refinement may use (512)");
 	OPT("output", "O",
