@@ -464,6 +464,59 @@ static void merge_rows(const int *from, int count, const float *a, const float *
 		       len * sizeof *dst);
 }
 
+/* The per-point rows one target keeps (path maps, path steps, sketches)
+ * through a refinement round: the new points' rows, and all points' in
+ * merge_points' order when the old points stay. */
+enum { ROW_KINDS = 3 };
+struct round_rows {
+	float **kept[ROW_KINDS]; /* the target's rows (*kept NULL: not kept) */
+	size_t len[ROW_KINDS];   /* floats per point */
+	float *fresh[ROW_KINDS], *merged[ROW_KINDS];
+};
+
+/* Room for np new points' rows and, with `merge`, for next_m merged ones;
+ * false when out of memory (round_rows_close frees what was had). */
+static bool round_rows_open(struct round_rows *rr, const struct run *r, float **maps,
+                            float **steps, float **sketches, int np, int next_m, bool merge)
+{
+	*rr = (struct round_rows){.kept = {maps, steps, sketches},
+	                          .len = {r->hw, r->n, (size_t)path_sketch_buckets()}};
+	for (int a = 0; a < ROW_KINDS; a++) {
+		if (!*rr->kept[a])
+			continue;
+		rr->fresh[a] = calloc((size_t)np * rr->len[a], sizeof *rr->fresh[a]);
+		if (merge)
+			rr->merged[a] = calloc((size_t)next_m * rr->len[a], sizeof *rr->merged[a]);
+		if (!rr->fresh[a] || (merge && !rr->merged[a]))
+			return false;
+	}
+	return true;
+}
+
+/* The round's rows become the target's: merged by `from` (next_m rows),
+ * or with from NULL the new points' alone. */
+static void round_rows_commit(struct round_rows *rr, const int *from, int next_m)
+{
+	for (int a = 0; a < ROW_KINDS; a++) {
+		if (!*rr->kept[a])
+			continue;
+		float **taken = from ? &rr->merged[a] : &rr->fresh[a];
+		if (from)
+			merge_rows(from, next_m, *rr->kept[a], rr->fresh[a], rr->merged[a], rr->len[a]);
+		free(*rr->kept[a]);
+		*rr->kept[a] = *taken;
+		*taken = NULL;
+	}
+}
+
+static void round_rows_close(struct round_rows *rr)
+{
+	for (int a = 0; a < ROW_KINDS; a++) {
+		free(rr->fresh[a]);
+		free(rr->merged[a]);
+	}
+}
+
 /* ---- rounds of refinement ---- */
 
 /* A refinement round is done: its answer is the best so far, and the
@@ -562,10 +615,6 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 	double e_prev = NAN;
 	int q_prev = 0; /* the factor of the last round */
 	int rc = 0;
-	/* the per-point rows kept for each target (maps, steps, sketches):
-	 * the new points' and, when the old points stay, all of them merged */
-	enum { ROWS = 3 };
-	const size_t row_len[ROWS] = {r->hw, r->n, (size_t)path_sketch_buckets()};
 	for (;;) {
 		if (adaptive && out->relative_l2 <= o->tolerance &&
 		    out->relative_error <= o->tolerance)
@@ -582,23 +631,20 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		double *na = malloc(np * sizeof *na), *nw = malloc(np * sizeof *nw);
 		int *from = malloc((size_t)ref.next_m * sizeof *from);
 		struct attr_point *nt[ATTR_TARGETS_MAX] = {0}, *merged[ATTR_TARGETS_MAX] = {0};
-		float *nrows[ROWS][ATTR_TARGETS_MAX] = {{0}}, *mrows[ROWS][ATTR_TARGETS_MAX] = {{0}};
+		struct round_rows rows[ATTR_TARGETS_MAX] = {0};
+		float *new_maps[ATTR_TARGETS_MAX], *new_sketches[ATTR_TARGETS_MAX];
 		bool ok = na && nw && from;
 		for (int t = 0; t < T; t++) {
 			nt[t] = calloc(np, sizeof *nt[t]);
 			merged[t] = calloc((size_t)ref.next_m, sizeof *merged[t]);
 			ok = ok && nt[t] && merged[t];
 			select_target(r, t);
-			float *kept[ROWS] = {outs[t].path_maps, outs[t].path_steps, r->sketches};
-			for (int a = 0; a < ROWS; a++) {
-				if (!kept[a])
-					continue;
-				nrows[a][t] = calloc(np * row_len[a], sizeof *nrows[a][t]);
-				if (ref.reuse_scale > 0)
-					mrows[a][t] = calloc((size_t)ref.next_m * row_len[a],
-					                     sizeof *mrows[a][t]);
-				ok = ok && nrows[a][t] && (ref.reuse_scale <= 0 || mrows[a][t]);
-			}
+			ok = round_rows_open(&rows[t], r, &outs[t].path_maps, &outs[t].path_steps,
+			                     &r->sketches, ref.new_points, ref.next_m,
+			                     ref.reuse_scale > 0) &&
+			     ok;
+			new_maps[t] = rows[t].fresh[0];
+			new_sketches[t] = rows[t].fresh[2];
 		}
 		select_target(r, 0);
 		if (!ok) {
@@ -620,7 +666,8 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 			r->running *= ref.reuse_scale;
 		}
 		select_target(r, 0);
-		rc = eval_points(r, na, nw, ref.new_points, nt, nrows[0], nrows[1][0], nrows[2], err);
+		rc = eval_points(r, na, nw, ref.new_points, nt, new_maps, rows[0].fresh[1],
+		                 new_sketches, err);
 		if (rc == IGS_ERR_DEADLINE) {
 			for (int t = 0; t < T; t++)
 				outs[t].deadline_hit = true;
@@ -633,33 +680,20 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		for (int t = 0; t < T; t++) {
 			struct attr_result *ot = &outs[t];
 			select_target(r, t);
-			float **kept[ROWS] = {&ot->path_maps, &ot->path_steps, &r->sketches};
 			if (ref.reuse_scale > 0) {
 				for (int k = 0; k < ot->path_count; k++)
 					ot->path[k].weight *= ref.reuse_scale;
 				merge_points(ot->path, ot->path_count, nt[t], ref.new_points, merged[t],
 				             from);
-				for (int a = 0; a < ROWS; a++)
-					if (*kept[a])
-						merge_rows(from, ref.next_m, *kept[a], nrows[a][t],
-						           mrows[a][t], row_len[a]);
+				round_rows_commit(&rows[t], from, ref.next_m);
 				free(ot->path);
 				ot->path = merged[t];
 				merged[t] = NULL;
 			} else {
+				round_rows_commit(&rows[t], NULL, ref.next_m);
 				free(ot->path);
 				ot->path = nt[t];
 				nt[t] = NULL;
-			}
-			for (int a = 0; a < ROWS; a++) {
-				if (!*kept[a])
-					continue;
-				free(*kept[a]);
-				*kept[a] = ref.reuse_scale > 0 ? mrows[a][t] : nrows[a][t];
-				if (ref.reuse_scale > 0)
-					mrows[a][t] = NULL;
-				else
-					nrows[a][t] = NULL;
 			}
 			ot->path_count = ref.next_m;
 			ot->steps = ref.next_m;
@@ -695,10 +729,7 @@ static int run_rounds(struct run *r, enum quad_rule rule, int m, int final_m,
 		for (int t = 0; t < T; t++) {
 			free(nt[t]);
 			free(merged[t]);
-			for (int a = 0; a < ROWS; a++) {
-				free(nrows[a][t]);
-				free(mrows[a][t]);
-			}
+			round_rows_close(&rows[t]);
 		}
 		if (rc || out->deadline_hit)
 			break;
@@ -856,9 +887,6 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 	const struct attr_params *o = r->o;
 	const int S = r->n_stretches;
 	const int most = o->max_steps < QUADRATURE_MAX_POINTS ? o->max_steps : QUADRATURE_MAX_POINTS;
-	enum { ROWS = 3 };
-	const size_t row_len[ROWS] = {r->hw, r->n, (size_t)path_sketch_buckets()};
-	float **kept[ROWS] = {&out->path_maps, &out->path_steps, &r->sketches};
 	int rc = 0;
 	while (!(out->relative_l2 <= o->tolerance && out->relative_error <= o->tolerance)) {
 		double norm2 = 0, want = fabs(r->f_input - r->f_baseline);
@@ -876,14 +904,10 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 		int *from = malloc((size_t)next_m * sizeof *from);
 		struct attr_point *nt = calloc((size_t)np, sizeof *nt);
 		struct attr_point *merged = calloc((size_t)next_m, sizeof *merged);
-		float *nrows[ROWS] = {0}, *mrows[ROWS] = {0};
-		bool ok = na && nw && dest && from && nt && merged;
-		for (int a = 0; ok && a < ROWS; a++)
-			if (*kept[a]) {
-				nrows[a] = calloc((size_t)np * row_len[a], sizeof *nrows[a]);
-				mrows[a] = calloc((size_t)next_m * row_len[a], sizeof *mrows[a]);
-				ok = nrows[a] && mrows[a];
-			}
+		struct round_rows rows;
+		bool ok = round_rows_open(&rows, r, &out->path_maps, &out->path_steps, &r->sketches,
+		                          np, next_m, true) &&
+		          na && nw && dest && from && nt && merged;
 		for (int s = 0; ok && s < S; s++)
 			if (r->stretch[s].q > 1 && !r->added[s])
 				ok = (r->added[s] = malloc(r->n * sizeof *r->added[s])) != NULL;
@@ -909,8 +933,8 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 		}
 		r->total = r->done + np;
 		r->point_sum = dest;
-		rc = eval_points(r, na, nw, np, &nt, out->path_maps ? &nrows[0] : NULL, nrows[1],
-		                 &nrows[2], err);
+		rc = eval_points(r, na, nw, np, &nt, &rows.fresh[0], rows.fresh[1], &rows.fresh[2],
+		                 err);
 		r->point_sum = NULL;
 		if (rc == IGS_ERR_DEADLINE) {
 			out->deadline_hit = true;
@@ -919,13 +943,7 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 		if (rc || out->deadline_hit)
 			goto round_done;
 		merge_points(out->path, m, nt, np, merged, from);
-		for (int a = 0; a < ROWS; a++)
-			if (*kept[a]) {
-				merge_rows(from, next_m, *kept[a], nrows[a], mrows[a], row_len[a]);
-				free(*kept[a]);
-				*kept[a] = mrows[a];
-				mrows[a] = NULL;
-			}
+		round_rows_commit(&rows, from, next_m);
 		free(out->path);
 		out->path = merged;
 		merged = NULL;
@@ -961,10 +979,7 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 		free(from);
 		free(nt);
 		free(merged);
-		for (int a = 0; a < ROWS; a++) {
-			free(nrows[a]);
-			free(mrows[a]);
-		}
+		round_rows_close(&rows);
 		if (rc || out->deadline_hit)
 			break;
 	}

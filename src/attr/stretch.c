@@ -22,7 +22,8 @@
  * new point (est2 q^-2p, p the observed rate), until the prediction is
  * within the tolerance.  The gains fall as q grows, so this greedy choice
  * is the cheapest plan for the prediction.  A prediction that falls short
- * costs a small round more: the stretches are a seventh of the path.
+ * costs a small round more: the stretches are a fourteenth of the path
+ * (from the default 15 points).
  */
 #include <math.h>
 
