@@ -66,6 +66,7 @@ struct run {
 	int xs_sample;               /* which sample xs holds, -1: none */
 	double *G;                   /* [n] sum_k w_k dF/dx of the open sample */
 	double *acc1, *acc2;         /* [n] sums of per-sample attr and attr^2 */
+	double attr_norm2;           /* ||attr||^2 of the last finish_attr */
 	double f_input, f_baseline;
 	double running;  /* sum of w_k dF/dalpha so far (progress) */
 	int done, total; /* evaluations, for progress */
@@ -427,9 +428,12 @@ static void finish_attr(struct run *r, struct attr_result *out)
 			out->attr[i] = (float)v;
 		}
 	}
-	double sum = 0;
-	for (size_t i = 0; i < r->n; i++)
+	double sum = 0, norm2 = 0;
+	for (size_t i = 0; i < r->n; i++) {
 		sum += out->attr[i];
+		norm2 += (double)out->attr[i] * out->attr[i];
+	}
+	r->attr_norm2 = norm2;
 	double want = r->f_input - r->f_baseline;
 	out->sum = sum;
 	out->f_input = r->f_input;
@@ -806,11 +810,9 @@ static void stretches_first_round(struct run *r, int m)
  * add) and the uncertainty map from theirs. */
 static int stretches_estimate(struct run *r, struct attr_result *out)
 {
-	double est2 = 0, norm2 = 0;
+	double est2 = 0, norm2 = r->attr_norm2;
 	for (int s = 0; s < r->n_stretches; s++)
 		est2 += r->stretch[s].est2;
-	for (size_t i = 0; i < r->n; i++)
-		norm2 += (double)out->attr[i] * out->attr[i];
 	out->relative_l2 = norm2 > 0 ? sqrt(est2 / norm2) : est2 > 0 ? INFINITY : 0.0;
 	out->estimator = ATTR_ESTIMATOR_CELLS;
 	if (!out->uncertainty && !(out->uncertainty = malloc(r->hw * sizeof *out->uncertainty)))
@@ -889,11 +891,9 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 	const int most = o->max_steps < QUADRATURE_MAX_POINTS ? o->max_steps : QUADRATURE_MAX_POINTS;
 	int rc = 0;
 	while (!(out->relative_l2 <= o->tolerance && out->relative_error <= o->tolerance)) {
-		double norm2 = 0, want = fabs(r->f_input - r->f_baseline);
-		for (size_t i = 0; i < r->n; i++)
-			norm2 += (double)out->attr[i] * out->attr[i];
+		double want = fabs(r->f_input - r->f_baseline);
 		const struct stretch_goal goal = {.tolerance = o->tolerance,
-		                                  .attr_norm2 = norm2,
+		                                  .attr_norm2 = r->attr_norm2,
 		                                  .f_delta = want > 1e-12 ? want : 1.0,
 		                                  .room = most - m};
 		const int np = stretch_plan(r->stretch, S, &goal), next_m = m + np;
