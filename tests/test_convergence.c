@@ -232,7 +232,7 @@ START_TEST(test_stretches_make_a_trapezoid)
 		for (size_t j = 0; j < demo.n; j++)
 			naive[j] = (float)(((double)demo.pixels[i][j] - r.baseline[j]) * G[j]);
 		double gap = rel_l2(r.attr, naive, demo.n);
-		fprintf(stderr, "%s: %d uneven nodes (cells %.4f to %.4f), against the naive loop %.2e\n",
+		fprintf(stderr, "%s: %d nodes (cells %.4f to %.4f), against the naive loop %.2e\n",
 		        images[i], m, h_min, h_max, gap);
 		/* float rounding of the two passes (by position and by pixels);
 		 * one point's weight wrong by a cell would be 1e-2 */
