@@ -5,6 +5,7 @@
 #ifndef IGSERVE_ATTR_INTERNAL_H
 #define IGSERVE_ATTR_INTERNAL_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,13 @@ void path_span_factors(const float *rows, const struct cell_span *spans, int cou
  * *map ([hw]) is allocated when NULL.  -1 when out of memory. */
 int path_uncertainty_map(const float *fine, const float *coarse, size_t hw, double calibration,
                          float **map);
+/* What completeness errors are relative to: |F(x) - F(x')|, or 1 when
+ * that vanishes (x' == x), so the number stays finite. */
+static inline double completeness_scale(double f_delta)
+{
+	return fabs(f_delta) > 1e-12 ? fabs(f_delta) : 1.0;
+}
+
 /* ---- adaptive trapezoid by stretches (stretch.c) ---- */
 
 #define STRETCH_MAX 16

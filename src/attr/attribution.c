@@ -223,7 +223,7 @@ static void report_progress(struct run *r)
 	double want = r->f_input - r->f_baseline;
 	double rel = r->have_result
 	                 ? r->best_rel
-	                 : fabs(r->running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	                 : fabs(r->running - want) / completeness_scale(want);
 	const struct job_progress p = {.points_done = r->done,
 	                               .points_total = r->total,
 	                               .relative_error = rel,
@@ -439,9 +439,7 @@ static void finish_attr(struct run *r, struct attr_result *out)
 	out->f_input = r->f_input;
 	out->f_baseline = r->f_baseline;
 	out->delta = sum - want;
-	/* relative to |F(x) - F(x')|; absolute when that difference vanishes
-	 * (x' == x), so the number stays finite */
-	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	out->relative_error = fabs(out->delta) / completeness_scale(want);
 }
 
 /* Merge two alpha-sorted tables into dst; from[k] says where row k came
@@ -889,12 +887,12 @@ static int run_stretches(struct run *r, int m, struct attr_result *out, struct i
 	const struct attr_params *o = r->o;
 	const int S = r->n_stretches;
 	const int most = o->max_steps < QUADRATURE_MAX_POINTS ? o->max_steps : QUADRATURE_MAX_POINTS;
+	const double f_scale = completeness_scale(r->f_input - r->f_baseline);
 	int rc = 0;
 	while (!(out->relative_l2 <= o->tolerance && out->relative_error <= o->tolerance)) {
-		double want = fabs(r->f_input - r->f_baseline);
 		const struct stretch_goal goal = {.tolerance = o->tolerance,
 		                                  .attr_norm2 = r->attr_norm2,
-		                                  .f_delta = want > 1e-12 ? want : 1.0,
+		                                  .f_delta = f_scale,
 		                                  .room = most - m};
 		const int np = stretch_plan(r->stretch, S, &goal), next_m = m + np;
 		if (np <= 0)

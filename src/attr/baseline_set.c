@@ -309,7 +309,7 @@ int attr_baseline_set_run(const struct grad_oracle *oracle, const float *pixels,
 	out->sum = sum;
 	double want = out->f_input - out->f_baseline;
 	out->delta = sum - want;
-	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	out->relative_error = fabs(out->delta) / completeness_scale(want);
 	/* ||mean error|| <= mean ||error_b|| (the triangle inequality) */
 	if (estimate && norm > 0) {
 		out->relative_l2 = err_bound * inv / sqrt(norm);

@@ -181,7 +181,7 @@ static int finish(struct blur_run *b, const double *sum, const struct attr_point
 	out->f_input = b->f_input;
 	out->f_baseline = b->f_base;
 	out->delta = total - want;
-	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	out->relative_error = fabs(out->delta) / completeness_scale(want);
 	free(out->path);
 	out->path = malloc((size_t)count * sizeof *out->path);
 	if (!out->path)

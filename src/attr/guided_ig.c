@@ -215,7 +215,7 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 			    .points_done = s + 1,
 			    .points_total = m,
 			    .relative_error =
-			        fabs(running - want) / (fabs(want) > 1e-12 ? fabs(want) : 1.0),
+			        fabs(running - want) / completeness_scale(want),
 			    .relative_l2 = NAN,
 			};
 			job->progress(job->progress_ctx, &p);
@@ -234,7 +234,7 @@ int attr_guided_ig_run(const struct grad_oracle *oracle, const float *pixels,
 	out->f_input = f_input;
 	out->f_baseline = f_base;
 	out->delta = sum - want;
-	out->relative_error = fabs(out->delta) / (fabs(want) > 1e-12 ? fabs(want) : 1.0);
+	out->relative_error = fabs(out->delta) / completeness_scale(want);
 	out->path_count = out->steps = m;
 	out->rule = RULE_RIEMANN_LEFT;
 	out->samples = 1;
